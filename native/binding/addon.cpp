@@ -1,0 +1,374 @@
+// N-API glue for the native forwarding table. Argument checks and error messages meant
+// for users live in src/fastpath/*.ts; this file converts types, re-checks what would be
+// unsafe to trust (buffer bounds), and throws errors built by the JS error factory so
+// that every error carries its ERR_DMSC_* code and class.
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "table.hpp"
+
+namespace {
+
+using dmsc::Code;
+using dmsc::Table;
+
+// The one process-wide piece: shared tables by token id, for workers to attach through.
+class ShareRegistry {
+ public:
+  static ShareRegistry& get() {
+    static ShareRegistry r;
+    return r;
+  }
+  uint64_t add(const std::shared_ptr<Table>& t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = tables_.begin(); it != tables_.end();)
+      it = it->second.expired() ? tables_.erase(it) : std::next(it);
+    uint64_t id = ++next_;
+    tables_.emplace(id, t);
+    return id;
+  }
+  std::shared_ptr<Table> find(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tables_.find(id);
+    return it == tables_.end() ? nullptr : it->second.lock();
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<Table>> tables_;
+  uint64_t next_ = 0;
+};
+
+class TableWrap;
+
+// Per-environment state (main thread or one worker): the class constructor, the error
+// factory, and the live wrappers whose reader slots must be released at teardown.
+struct EnvState {
+  Napi::FunctionReference ctor;
+  Napi::FunctionReference error_factory;
+  std::unordered_set<TableWrap*> live;
+  ~EnvState();
+};
+
+const char* code_name(Code c) {
+  switch (c) {
+    case Code::kOk: return "ERR_DMSC_OK";
+    case Code::kInvalidName: return "ERR_DMSC_INVALID_NAME";
+    case Code::kInvalidArgument: return "ERR_DMSC_INVALID_ARGUMENT";
+    case Code::kOutOfRange: return "ERR_DMSC_OUT_OF_RANGE";
+    case Code::kLimitExceeded: return "ERR_DMSC_LIMIT_EXCEEDED";
+    case Code::kDuplicateNextHop: return "ERR_DMSC_DUPLICATE_NEXT_HOP";
+    case Code::kInvalidOffsets: return "ERR_DMSC_INVALID_OFFSETS";
+    case Code::kMalformedBatch: return "ERR_DMSC_MALFORMED_BATCH";
+    case Code::kNoMemory: return "ERR_DMSC_NO_MEMORY";
+  }
+  return "ERR_DMSC_INTERNAL";
+}
+
+[[noreturn]] void throw_code(Napi::Env env, const char* code, const std::string& msg) {
+  EnvState* st = env.GetInstanceData<EnvState>();
+  if (st && !st->error_factory.IsEmpty()) {
+    Napi::Value e = st->error_factory.Call({Napi::String::New(env, code), Napi::String::New(env, msg)});
+    throw Napi::Error(env, e);
+  }
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+constexpr napi_type_tag kTableTag = {0x6a1c3f0d5b2e4a71ULL, 0x9d04c8e2f1a35b66ULL};
+
+class TableWrap : public Napi::ObjectWrap<TableWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeTable", {
+      InstanceMethod<&TableWrap::Apply>("apply"),
+      InstanceMethod<&TableWrap::Lookup>("lookup"),
+      InstanceMethod<&TableWrap::LookupPacked>("lookupPacked"),
+      InstanceMethod<&TableWrap::SetHealth>("setHealth"),
+      InstanceMethod<&TableWrap::TagBit>("tagBit"),
+      InstanceMethod<&TableWrap::TagCount>("tagCount"),
+      InstanceMethod<&TableWrap::NextHopId>("nextHopId"),
+      InstanceMethod<&TableWrap::Stats>("stats"),
+      InstanceMethod<&TableWrap::Size>("size"),
+      InstanceMethod<&TableWrap::Generation>("generation"),
+      InstanceMethod<&TableWrap::Share>("share"),
+      InstanceMethod<&TableWrap::Close>("close"),
+      InstanceMethod<&TableWrap::SetScratch>("setScratch"),
+    });
+  }
+
+  // new NativeTable() owns a new table; new NativeTable(tokenId) attaches a read view.
+  explicit TableWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TableWrap>(info) {
+    Napi::Env env = info.Env();
+    info.This().As<Napi::Object>().TypeTag(&kTableTag);
+    if (info.Length() == 0 || info[0].IsUndefined()) {
+      table_ = std::make_shared<Table>();
+      slot_ = &table_->owner_slot();
+      owner_ = true;
+    } else {
+      if (!info[0].IsNumber()) throw_code(env, "ERR_DMSC_INVALID_TOKEN", "token id must be a number");
+      table_ = ShareRegistry::get().find(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+      if (!table_ || table_->closed.load(std::memory_order_acquire))
+        throw_code(env, "ERR_DMSC_CLOSED", "the shared table no longer exists or was closed");
+      slot_ = table_->acquire_reader();
+      if (!slot_) {
+        table_.reset();
+        throw_code(env, "ERR_DMSC_LIMIT_EXCEEDED", "a table accepts at most 63 attached views");
+      }
+    }
+    state_ = env.GetInstanceData<EnvState>();
+    state_->live.insert(this);
+  }
+
+  ~TableWrap() override {
+    if (state_) state_->live.erase(this);
+    Release();
+  }
+
+  // Frees this wrapper's hold on the table; the table goes when its last holder does.
+  void Release() {
+    if (!table_) return;
+    if (owner_) table_->closed.store(true, std::memory_order_release);
+    else table_->release_reader(slot_);
+    table_.reset();
+    slot_ = nullptr;
+  }
+  void Detach() { state_ = nullptr; Release(); }
+
+ private:
+  Table& live(Napi::Env env) {
+    if (!table_ || table_->closed.load(std::memory_order_acquire))
+      throw_code(env, "ERR_DMSC_CLOSED", "the forwarding table is closed");
+    return *table_;
+  }
+  Table& writable(Napi::Env env) {
+    Table& t = live(env);
+    if (!owner_) throw_code(env, "ERR_DMSC_READ_ONLY", "an attached view is read-only");
+    return t;
+  }
+
+  static dmsc::Query query(const Napi::CallbackInfo& info, size_t at) {
+    dmsc::Query q;
+    uint32_t lo = info[at].As<Napi::Number>().Uint32Value();
+    uint32_t hi = info[at + 1].As<Napi::Number>().Uint32Value();
+    uint32_t flags = info[at + 2].As<Napi::Number>().Uint32Value();
+    q.need = (static_cast<uint64_t>(hi) << 32) | lo;
+    q.unsatisfiable = flags & 1;
+    q.has_flow = flags & 2;
+    if (q.has_flow) q.flow = info[at + 3].As<Napi::Number>().Uint32Value();
+    return q;
+  }
+
+  // apply(bytes: Uint8Array, words: Uint32Array) -> generation
+  Napi::Value Apply(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    auto words = info[1].As<Napi::Uint32Array>();
+    bool changed = false;
+    dmsc::Status s = t.apply(bytes.Data(), bytes.ElementLength(), words.Data(), words.ElementLength(), &changed);
+    if (!s.ok()) throw_code(env, code_name(s.code), s.message);
+    return Napi::Number::New(env, static_cast<double>(t.generation()));
+  }
+
+  // lookup(name, needLo, needHi, flags, flow) -> next-hop index or -1; details in scratch.
+  Napi::Value Lookup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = live(env);
+    char buf[4 * dmsc::kMaxNameBytes + 4];
+    size_t len = 0;
+    napi_status st = napi_get_value_string_utf8(env, info[0], buf, sizeof(buf), &len);
+    if (st != napi_ok) throw_code(env, "ERR_DMSC_INVALID_NAME", "name must be a string");
+    dmsc::NameError err;
+    const auto* name = reinterpret_cast<const uint8_t*>(buf);
+    dmsc::LookupResult r = t.lookup(*slot_, owner_, name, len, query(info, 1), &err);
+    if (err != dmsc::NameError::kOk)
+      throw_code(env, "ERR_DMSC_INVALID_NAME", std::string("invalid name: ") + dmsc::name_error_message(err));
+    if (scratch_ && r.nh >= 0) {
+      scratch_[0] = static_cast<int32_t>(dmsc::utf16_length(name, r.prefix_len));
+      scratch_[1] = r.failover;
+      scratch_[2] = static_cast<int32_t>(t.id_epoch.load(std::memory_order_relaxed));
+    }
+    return Napi::Number::New(env, r.nh);
+  }
+
+  // lookupPacked(bytes, offsets, n, out, needLo, needHi, flags, flows?)
+  Napi::Value LookupPacked(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = live(env);
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    auto offsets = info[1].As<Napi::Uint32Array>();
+    size_t n = info[2].As<Napi::Number>().Uint32Value();
+    auto out = info[3].As<Napi::Int32Array>();
+    dmsc::Query q = query(info, 4);
+    q.has_flow = false;
+    const uint32_t* flows = nullptr;
+    if (info.Length() > 7 && info[7].IsTypedArray()) {
+      auto f = info[7].As<Napi::Uint32Array>();
+      if (f.ElementLength() < n) throw_code(env, "ERR_DMSC_OUT_OF_RANGE", "flows is shorter than the batch");
+      flows = f.Data();
+    }
+    if (offsets.ElementLength() < n + 1)
+      throw_code(env, "ERR_DMSC_INVALID_OFFSETS", "offsets must hold n + 1 entries");
+    if (out.ElementLength() < n) throw_code(env, "ERR_DMSC_OUT_OF_RANGE", "out is shorter than the batch");
+    dmsc::Status s = t.lookup_packed(*slot_, owner_, bytes.Data(), bytes.ElementLength(), offsets.Data(), n,
+                                     out.Data(), q, flows);
+    if (!s.ok()) throw_code(env, code_name(s.code), s.message);
+    if (scratch_) scratch_[2] = static_cast<int32_t>(t.id_epoch.load(std::memory_order_relaxed));
+    return env.Undefined();
+  }
+
+  // setHealth(id, state (-1 keep), loadq (-1 keep)) -> boolean
+  Napi::Value SetHealth(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    std::string id = info[0].As<Napi::String>().Utf8Value();
+    int state = info[1].As<Napi::Number>().Int32Value();
+    int loadq = info[2].As<Napi::Number>().Int32Value();
+    bool ok = t.set_health(reinterpret_cast<const uint8_t*>(id.data()), id.size(), state, loadq);
+    return Napi::Boolean::New(env, ok);
+  }
+
+  Napi::Value TagBit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string tag = info[0].As<Napi::String>().Utf8Value();
+    return Napi::Number::New(env, live(env).tag_bit(tag.data(), tag.size()));
+  }
+
+  Napi::Value TagCount(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Number::New(env, live(env).tag_count());
+  }
+
+  Napi::Value NextHopId(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = live(env);
+    std::string id = t.next_hop_id(*slot_, owner_, info[0].As<Napi::Number>().Uint32Value());
+    if (id.empty()) return env.Undefined();
+    return Napi::String::New(env, id);
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    dmsc::Stats s = t.stats(info[0].As<Napi::Number>().Uint32Value());
+    Napi::Object o = Napi::Object::New(env);
+    auto num = [&](const char* k, uint64_t v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v))); };
+    num("lookups", s.lookups);
+    num("misses", s.misses);
+    num("failovers", s.failovers);
+    num("invalid", s.invalid);
+    num("size", s.size);
+    num("generation", s.generation);
+    num("nextHops", s.next_hops);
+    num("tags", s.tags);
+    num("memoryBytes", s.memory_bytes);
+    num("counterBytes", s.counter_bytes);
+    num("pendingReclaim", s.pending_reclaim);
+    num("readers", s.readers);
+    Napi::Array hits = Napi::Array::New(env, s.prefix_hits.size());
+    for (size_t i = 0; i < s.prefix_hits.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, s.prefix_hits[i].prefix));
+      pair.Set(1u, Napi::Number::New(env, static_cast<double>(s.prefix_hits[i].hits)));
+      hits.Set(i, pair);
+    }
+    o.Set("prefixHits", hits);
+    Napi::Array sel = Napi::Array::New(env, s.nh_selections.size());
+    for (size_t i = 0; i < s.nh_selections.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, s.nh_selections[i].id));
+      pair.Set(1u, Napi::Number::New(env, static_cast<double>(s.nh_selections[i].selections)));
+      sel.Set(i, pair);
+    }
+    o.Set("nextHopSelections", sel);
+    return o;
+  }
+
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = live(env);
+    return Napi::Number::New(env, static_cast<double>(owner_ ? t.size() : 0));
+  }
+
+  Napi::Value Generation(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Number::New(env, static_cast<double>(live(env).generation()));
+  }
+
+  Napi::Value Share(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    writable(env);
+    return Napi::Number::New(env, static_cast<double>(ShareRegistry::get().add(table_)));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  // The JS wrapper's Int32Array(4) that lookup() writes its details into.
+  Napi::Value SetScratch(const Napi::CallbackInfo& info) {
+    auto arr = info[0].As<Napi::Int32Array>();
+    if (arr.ElementLength() < 4) throw_code(info.Env(), "ERR_DMSC_INVALID_ARGUMENT", "scratch too short");
+    scratch_ref_ = Napi::Persistent(arr.As<Napi::Object>());
+    scratch_ = arr.Data();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<Table> table_;
+  dmsc::ReaderSlot* slot_ = nullptr;
+  bool owner_ = false;
+  EnvState* state_ = nullptr;
+  Napi::ObjectReference scratch_ref_;
+  int32_t* scratch_ = nullptr;
+};
+
+EnvState::~EnvState() {
+  for (TableWrap* w : live) w->Detach();
+}
+
+Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+// The floor of lookup(string): the call plus the UTF-8 copy of the name.
+Napi::Value NoopString(const Napi::CallbackInfo& info) {
+  char buf[4 * dmsc::kMaxNameBytes + 4];
+  size_t len = 0;
+  napi_get_value_string_utf8(info.Env(), info[0], buf, sizeof(buf), &len);
+  return Napi::Number::New(info.Env(), static_cast<double>(len));
+}
+
+Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
+  EnvState* st = info.Env().GetInstanceData<EnvState>();
+  st->error_factory = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Value IsTable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), info[0].IsObject() && info[0].As<Napi::Object>().CheckTypeTag(&kTableTag));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* st = new EnvState();
+  env.SetInstanceData<EnvState>(st);
+  Napi::Function ctor = TableWrap::Define(env);
+  st->ctor = Napi::Persistent(ctor);
+  exports.Set("NativeTable", ctor);
+  exports.Set("noop", Napi::Function::New(env, Noop, "noop"));
+  exports.Set("noopString", Napi::Function::New(env, NoopString, "noopString"));
+  exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
+  exports.Set("isTable", Napi::Function::New(env, IsTable, "isTable"));
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(dmsc_fastpath, Init)

@@ -1,0 +1,379 @@
+// Decoding, validation and commit of a batch of upserts and removes.
+//
+// Encoding (built by src/fastpath/encode.ts; every field is checked here again, since the
+// core is also driven by the fuzzer):
+//   words: nOps, nIds, nTags, nIds x (offset, length), nTags x (offset, length), then per op
+//          kind (0 upsert, 1 remove), nameOffset, nameLength, nHops, and per hop
+//          idRef, weight, priority, nTags, tagRef x nTags
+//   bytes: the UTF-8 of every name, id and tag the words point into
+// All checks and allocations happen before the first change, so a batch is all or nothing.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <unordered_map>
+
+#include "flow_hash.hpp"
+#include "table.hpp"
+
+namespace dmsc {
+namespace {
+
+struct StagedOp {
+  bool remove;
+  const uint8_t* name;
+  uint32_t len;
+  uint32_t depth;
+  uint64_t hash;
+  uint32_t hop_begin, nhops;
+};
+
+struct StagedHop {
+  uint32_t id;  // canonical id ref
+  uint16_t weight, prio;
+  uint32_t tag_begin, ntags;  // into tag_refs
+};
+
+std::string where(size_t op) { return "ops[" + std::to_string(op) + "]"; }
+std::string where(size_t op, size_t hop) {
+  return where(op) + ".nextHops[" + std::to_string(hop) + "]";
+}
+
+class Reader {
+ public:
+  Reader(const uint32_t* w, size_t n) : w_(w), n_(n) {}
+  bool next(uint32_t& v) {
+    if (i_ >= n_) return false;
+    v = w_[i_++];
+    return true;
+  }
+  bool done() const { return i_ == n_; }
+  size_t remaining() const { return n_ - i_; }
+
+ private:
+  const uint32_t* w_;
+  size_t n_, i_ = 0;
+};
+
+Status malformed(const std::string& what) {
+  return Status::Error(Code::kMalformedBatch, "malformed batch: " + what);
+}
+
+}  // namespace
+
+class BatchApplier {
+ public:
+  BatchApplier(Table& t, const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords)
+      : t_(t), bytes_(bytes), nbytes_(nbytes), in_(words, nwords) {}
+
+  Status run(bool* changed);
+
+ private:
+  Status decode_strings(uint32_t count, size_t max_len, const char* what,
+                        std::vector<std::string_view>& out, std::vector<uint32_t>& canon);
+  Status decode_ops();
+  void keep_last_per_name();
+
+  Table& t_;
+  const uint8_t* bytes_;
+  size_t nbytes_;
+  Reader in_;
+  uint32_t nops_ = 0, nids_ = 0, ntags_ = 0;
+  std::vector<std::string_view> ids_, tags_;
+  std::vector<uint32_t> id_canon_, tag_canon_;
+  std::vector<StagedOp> ops_;
+  std::vector<StagedHop> hops_;
+  std::vector<uint32_t> tag_refs_;
+  std::vector<uint32_t> survivors_;
+};
+
+Status BatchApplier::decode_strings(uint32_t count, size_t max_len, const char* what,
+                                    std::vector<std::string_view>& out,
+                                    std::vector<uint32_t>& canon) {
+  std::unordered_map<std::string_view, uint32_t> first;
+  out.reserve(count);
+  canon.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t off, len;
+    if (!in_.next(off) || !in_.next(len)) return malformed("truncated string table");
+    if (off > nbytes_ || len > nbytes_ - off) return malformed("string out of bounds");
+    const uint8_t* p = bytes_ + off;
+    if (len == 0 || len > max_len)
+      return Status::Error(Code::kInvalidArgument, std::string(what) + " must be 1 to " +
+                                                       std::to_string(max_len) + " bytes");
+    if (!valid_utf8(p, len) || std::memchr(p, 0, len))
+      return Status::Error(Code::kInvalidArgument,
+                           std::string(what) + " must be UTF-8 without NUL bytes");
+    std::string_view s(reinterpret_cast<const char*>(p), len);
+    out.push_back(s);
+    canon.push_back(first.emplace(s, i).first->second);
+  }
+  return Status::Ok();
+}
+
+Status BatchApplier::decode_ops() {
+  ops_.reserve(nops_);
+  ParsedName pn;
+  std::vector<uint32_t> seen(nids_, UINT32_MAX);
+  for (uint32_t i = 0; i < nops_; ++i) {
+    uint32_t kind, off, len, nhops;
+    if (!in_.next(kind) || !in_.next(off) || !in_.next(len) || !in_.next(nhops))
+      return malformed("truncated op");
+    if (kind > 1) return malformed(where(i) + " has an unknown kind");
+    if (off > nbytes_ || len > nbytes_ - off) return malformed(where(i) + " name out of bounds");
+    NameError ne = parse_name(bytes_ + off, len, pn);
+    if (ne != NameError::kOk)
+      return Status::Error(Code::kInvalidName, where(i) + ".prefix: " + name_error_message(ne));
+    if (kind == 1 && nhops != 0) return malformed(where(i) + " is a remove with next hops");
+    if (kind == 0 && nhops == 0)
+      return Status::Error(Code::kInvalidArgument, where(i) + ".nextHops must not be empty");
+    if (nhops > kMaxNextHopsPerEntry)
+      return Status::Error(Code::kLimitExceeded,
+                           where(i) + " has more than 64 next hops (" + std::to_string(nhops) + ")");
+    StagedOp op{kind == 1, bytes_ + off, len, pn.ncomp, pn.hash[pn.ncomp],
+                static_cast<uint32_t>(hops_.size()), nhops};
+    for (uint32_t h = 0; h < nhops; ++h) {
+      uint32_t id, weight, prio, ntags;
+      if (!in_.next(id) || !in_.next(weight) || !in_.next(prio) || !in_.next(ntags))
+        return malformed("truncated hop");
+      if (id >= nids_) return malformed(where(i, h) + " id ref out of range");
+      if (weight > 65535)
+        return Status::Error(Code::kOutOfRange, where(i, h) + ".weight must be 0 to 65535");
+      if (prio > 65535)
+        return Status::Error(Code::kOutOfRange, where(i, h) + ".priority must be 0 to 65535");
+      uint32_t canon = id_canon_[id];
+      if (seen[canon] == i)
+        return Status::Error(Code::kDuplicateNextHop,
+                             where(i, h) + ": next hop '" + std::string(ids_[canon]) +
+                                 "' appears twice in one entry");
+      seen[canon] = i;
+      if (ntags > kMaxTags)
+        return Status::Error(Code::kLimitExceeded, where(i, h) + " has more than 64 tags");
+      StagedHop sh{canon, static_cast<uint16_t>(weight), static_cast<uint16_t>(prio),
+                   static_cast<uint32_t>(tag_refs_.size()), ntags};
+      for (uint32_t k = 0; k < ntags; ++k) {
+        uint32_t tag;
+        if (!in_.next(tag)) return malformed("truncated tags");
+        if (tag >= ntags_) return malformed(where(i, h) + " tag ref out of range");
+        tag_refs_.push_back(tag_canon_[tag]);
+      }
+      hops_.push_back(sh);
+    }
+    ops_.push_back(op);
+  }
+  if (!in_.done()) return malformed("trailing words");
+  return Status::Ok();
+}
+
+// Within one batch the last operation on a name wins.
+void BatchApplier::keep_last_per_name() {
+  uint64_t cap = 16;
+  while (cap < 2ULL * ops_.size()) cap <<= 1;
+  std::vector<uint32_t> slot(cap, UINT32_MAX);
+  std::vector<bool> last(ops_.size(), false);
+  for (uint32_t i = 0; i < ops_.size(); ++i) {
+    const StagedOp& op = ops_[i];
+    uint64_t s = op.hash & (cap - 1);
+    for (;; s = (s + 1) & (cap - 1)) {
+      uint32_t j = slot[s];
+      if (j == UINT32_MAX) {
+        slot[s] = i;
+        last[i] = true;
+        break;
+      }
+      const StagedOp& o = ops_[j];
+      if (o.hash == op.hash && o.len == op.len && std::memcmp(o.name, op.name, op.len) == 0) {
+        last[j] = false;
+        last[i] = true;
+        slot[s] = i;
+        break;
+      }
+    }
+  }
+  for (uint32_t i = 0; i < ops_.size(); ++i)
+    if (last[i]) survivors_.push_back(i);
+}
+
+Status BatchApplier::run(bool* changed) {
+  *changed = false;
+  if (!in_.next(nops_) || !in_.next(nids_) || !in_.next(ntags_)) return malformed("no header");
+  // Each id and tag takes two words and each op at least four: bound the counts by the
+  // input before sizing anything by them.
+  if (2ULL * nids_ + 2ULL * ntags_ + 4ULL * nops_ > in_.remaining())
+    return malformed("counts exceed the words given");
+  if (Status s = decode_strings(nids_, kMaxIdBytes, "a next-hop id", ids_, id_canon_); !s.ok()) return s;
+  if (Status s = decode_strings(ntags_, kMaxTagBytes, "a tag", tags_, tag_canon_); !s.ok()) return s;
+  if (Status s = decode_ops(); !s.ok()) return s;
+  keep_last_per_name();
+
+  // What changes, against the current generation.
+  const SlotArray* cur = t_.array_.load(std::memory_order_relaxed);
+  std::vector<uint32_t> work;
+  uint64_t upserts = 0, absent = 0;
+  for (uint32_t i : survivors_) {
+    const StagedOp& op = ops_[i];
+    const Version* head = t_.find_head(cur, op.hash, op.name, op.len);
+    if (op.remove && (!head || head->nhops == 0)) continue;
+    work.push_back(i);
+    if (!op.remove) {
+      ++upserts;
+      if (!head) ++absent;
+    }
+  }
+  if (work.empty()) return Status::Ok();
+
+  // Tag bits: every tag the surviving upserts use must fit in the dictionary.
+  std::vector<int> tag_bit(ntags_, -1);
+  std::vector<uint32_t> new_tags;
+  for (uint32_t i : work) {
+    const StagedOp& op = ops_[i];
+    for (uint32_t h = op.hop_begin; h < op.hop_begin + op.nhops; ++h)
+      for (uint32_t k = 0; k < hops_[h].ntags; ++k) {
+        uint32_t ref = tag_refs_[hops_[h].tag_begin + k];
+        if (tag_bit[ref] >= 0) continue;
+        int bit = t_.tags_.find(tags_[ref].data(), tags_[ref].size());
+        if (bit < 0) {
+          bit = static_cast<int>(t_.tags_.count() + new_tags.size());
+          new_tags.push_back(ref);
+        }
+        tag_bit[ref] = bit;
+      }
+  }
+  if (t_.tags_.count() + new_tags.size() > kMaxTags)
+    return Status::Error(Code::kLimitExceeded, "a table holds at most 64 distinct tags");
+
+  // Next-hop ids not known yet, and key ids for new names.
+  std::vector<uint32_t> new_ids;
+  std::vector<int64_t> id_index(nids_, -1);
+  for (uint32_t i : work)
+    for (uint32_t h = ops_[i].hop_begin; h < ops_[i].hop_begin + ops_[i].nhops; ++h) {
+      uint32_t ref = hops_[h].id;
+      if (id_index[ref] != -1) continue;
+      auto it = t_.nhs_.by_id.find(std::string(ids_[ref]));
+      if (it != t_.nhs_.by_id.end()) {
+        id_index[ref] = it->second;
+      } else {
+        id_index[ref] = -2;
+        new_ids.push_back(ref);
+      }
+    }
+  if (new_ids.size() > t_.nhs_.available())
+    return Status::Error(Code::kLimitExceeded, "the table's next-hop id space is exhausted");
+  const uint64_t keys_in_use = t_.next_key_ - t_.free_keys_.size();
+  if (keys_in_use + upserts > kMaxKeys)
+    return Status::Error(Code::kLimitExceeded, "a table holds at most " + std::to_string(kMaxKeys) + " names");
+
+  // Every allocation before the first change.
+  std::vector<Version*> versions(work.size(), nullptr);
+  std::vector<Blob*> blobs;
+  auto undo = [&]() {
+    for (Version* v : versions) std::free(v);
+    for (Blob* b : blobs) std::free(b);
+    return Status::Error(Code::kNoMemory, "out of memory while applying a batch");
+  };
+  for (size_t w = 0; w < work.size(); ++w) {
+    const StagedOp& op = ops_[work[w]];
+    uint32_t n = op.remove ? 0 : op.nhops;
+    versions[w] = static_cast<Version*>(std::malloc(Version::bytes_for(n, op.len)));
+    if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) return undo();
+  }
+  for (uint32_t ref : new_tags) {
+    blobs.push_back(Blob::make(tags_[ref].data(), tags_[ref].size()));
+    if (!blobs.back()) return undo();
+  }
+  for (uint32_t ref : new_ids) {
+    blobs.push_back(Blob::make(ids_[ref].data(), ids_[ref].size()));
+    if (!blobs.back()) return undo();
+  }
+  SlotArray* target = const_cast<SlotArray*>(cur);
+  const uint64_t need = t_.live_keys_ + upserts;
+  const bool too_full = (cur->used + absent) * 10 > cur->capacity() * 6;
+  const bool too_sparse = cur->capacity() > 1024 && need * 16 < cur->capacity();
+  if (too_full || too_sparse) {
+    target = t_.grow(need);
+    if (!target) return undo();
+  }
+
+  // Commit: nothing below fails.
+  const uint64_t gen = t_.gen_.load(std::memory_order_relaxed) + 1;
+  size_t b = 0;
+  for (size_t k = 0; k < new_tags.size(); ++k) t_.tags_.add(blobs[b++]);
+  for (uint32_t ref : new_ids) {
+    uint32_t index = t_.nhs_.allocate();
+    NextHop& nh = t_.nhs_.at(index);
+    Blob* id = blobs[b++];
+    nh.idmix = id_mix(fnv1a32(reinterpret_cast<const uint8_t*>(id->bytes), id->len));
+    nh.health.store(pack_health(kUp, 0), std::memory_order_relaxed);
+    nh.live_refs = nh.total_refs = 0;
+    nh.id.store(id, std::memory_order_release);
+    if (t_.nh_base_.size() <= index) t_.nh_base_.resize(index + 1, 0);
+    uint64_t sum = 0;
+    for (auto& r : t_.readers_) sum += r.nh_selections.get(index);
+    t_.nh_base_[index] = sum;
+    t_.memory_bytes_ += sizeof(Blob) + id->len;
+    id_index[ref] = index;
+    t_.nhs_.by_id.emplace(std::string(id->view()), index);
+  }
+  std::vector<uint32_t> released;
+  for (size_t w = 0; w < work.size(); ++w) {
+    const StagedOp& op = ops_[work[w]];
+    Version* head = t_.find_head(target, op.hash, op.name, op.len);
+    Version* v = versions[w];
+    v->born = gen;
+    v->next.store(head, std::memory_order_relaxed);
+    v->key_id = head ? head->key_id : t_.allocate_key();
+    v->key_len = static_cast<uint16_t>(op.len);
+    v->depth = static_cast<uint8_t>(op.depth);
+    v->nhops = static_cast<uint8_t>(op.remove ? 0 : op.nhops);
+    for (uint32_t h = 0; h < v->nhops; ++h) {
+      const StagedHop& sh = hops_[op.hop_begin + h];
+      uint64_t mask = 0;
+      for (uint32_t k = 0; k < sh.ntags; ++k)
+        mask |= 1ULL << tag_bit[tag_refs_[sh.tag_begin + k]];
+      uint32_t index = static_cast<uint32_t>(id_index[sh.id]);
+      v->hops()[h] = Hop{index, sh.weight, sh.prio, mask};
+      NextHop& nh = t_.nhs_.at(index);
+      ++nh.live_refs;
+      ++nh.total_refs;
+    }
+    std::memcpy(v->key(), op.name, op.len);
+    t_.memory_bytes_ += Version::bytes_for(v->nhops, op.len);
+    const bool was_live = head && head->nhops;
+    if (head) {
+      for (uint32_t h = 0; h < head->nhops; ++h) {
+        uint32_t index = head->hops()[h].nh;
+        if (--t_.nhs_.at(index).live_refs == 0) released.push_back(index);
+      }
+      t_.replace_slot(target, op.hash, head, v);
+      t_.retire({Table::Retired::kVersion, false, gen, head, v});
+    } else {
+      t_.insert_slot(target, op.hash, v);
+    }
+    if (was_live && !v->nhops) --t_.live_keys_;
+    if (!was_live && v->nhops) ++t_.live_keys_;
+  }
+  // An id no entry of this generation references is forgotten (its health with it).
+  for (uint32_t index : released) {
+    NextHop& nh = t_.nhs_.at(index);
+    if (nh.live_refs != 0) continue;
+    const Blob* id = nh.id.load(std::memory_order_relaxed);
+    auto it = t_.nhs_.by_id.find(std::string(id->view()));
+    if (it != t_.nhs_.by_id.end() && it->second == index) t_.nhs_.by_id.erase(it);
+  }
+
+  if (target != cur) {
+    t_.array_.store(target, std::memory_order_release);
+    t_.retire({Table::Retired::kArray, false, gen, const_cast<SlotArray*>(cur), nullptr});
+  }
+  t_.gen_.store(gen, std::memory_order_seq_cst);
+  t_.reclaim();
+  *changed = true;
+  return Status::Ok();
+}
+
+Status Table::apply(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords,
+                    bool* changed) {
+  return BatchApplier(*this, bytes, nbytes, words, nwords).run(changed);
+}
+
+}  // namespace dmsc

@@ -1,0 +1,190 @@
+// The read path: snapshot entry, longest-prefix probing and next-hop selection.
+// Runs on any thread holding a reader slot; takes no lock and allocates nothing.
+#include <algorithm>
+#include <cstring>
+
+#include "flow_hash.hpp"
+#include "table.hpp"
+
+namespace dmsc {
+namespace {
+
+constexpr uint32_t kNone = UINT32_MAX;
+
+inline const Version* visible(const Version* v, uint64_t snap) {
+  while (v && v->born > snap) v = v->next.load(std::memory_order_acquire);
+  return (v && v->nhops) ? v : nullptr;
+}
+
+}  // namespace
+
+// Announces the generation this reader will read. The announce-then-recheck on the
+// generation counter pairs with the writer's publish-then-scan in reclaim(): either the
+// writer sees the announcement, or the reader sees the newer generation and retries.
+Table::Snapshot Table::begin_read(ReaderSlot& rs, bool owner) {
+  if (owner) return {array_.load(std::memory_order_relaxed), gen_.load(std::memory_order_relaxed)};
+  for (;;) {
+    uint64_t g = gen_.load(std::memory_order_seq_cst);
+    rs.announced.store(g, std::memory_order_seq_cst);
+    if (gen_.load(std::memory_order_seq_cst) != g) continue;
+    const SlotArray* a = array_.load(std::memory_order_acquire);
+    if (a->valid_from > g) continue;  // an index published with a batch not yet visible
+    return {a, g};
+  }
+}
+
+void Table::end_read(ReaderSlot& rs, bool owner) {
+  if (!owner) rs.announced.store(kIdle, std::memory_order_release);
+}
+
+// Picks a next hop of one entry, or returns -1 when none is eligible. Sets `failover`
+// when a more preferred next hop of this entry was passed over because of its health.
+int Table::select(const Version* v, const Query& q, ReaderSlot& rs, bool& failover) const {
+  const uint32_t n = v->nhops;
+  const Hop* hops = v->hops();
+  uint32_t health[kMaxNextHopsPerEntry];
+  uint32_t best_prio = kNone, down_prio = kNone;
+  bool tier_up = false;
+  for (uint32_t i = 0; i < n; ++i) {
+    const Hop& h = hops[i];
+    health[i] = kNone;
+    if ((h.tags & q.need) != q.need || h.weight == 0) continue;
+    uint32_t hv = nhs_.at(h.nh).health.load(std::memory_order_relaxed);
+    uint32_t st = health_state(hv);
+    if (st == kDown) {
+      down_prio = std::min<uint32_t>(down_prio, h.prio);
+      continue;
+    }
+    health[i] = hv;
+    if (h.prio < best_prio) {
+      best_prio = h.prio;
+      tier_up = st == kUp;
+    } else if (h.prio == best_prio) {
+      tier_up |= st == kUp;
+    }
+  }
+  if (best_prio == kNone) {
+    if (down_prio != kNone) failover = true;
+    return -1;
+  }
+  if (down_prio < best_prio || (down_prio == best_prio && !tier_up)) failover = true;
+  const uint32_t want = tier_up ? kUp : kDegraded;
+
+  int chosen = -1;
+  if (q.has_flow) {
+    // Weighted rendezvous: smallest -log2(draw) / weight, compared as cross products.
+    uint64_t best_l = 0, best_w = 1;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t hv = health[i];
+      if (hv == kNone || hops[i].prio != best_prio || health_state(hv) != want) continue;
+      uint64_t w = static_cast<uint64_t>(hops[i].weight) * (10000 - health_loadq(hv));
+      uint64_t l = neglog2_q16(flow_draw(q.flow, nhs_.at(hops[i].nh).idmix));
+      if (chosen < 0 || l * best_w < best_l * w) {
+        chosen = static_cast<int>(i);
+        best_l = l;
+        best_w = w;
+      }
+    }
+  } else {
+    uint64_t weights[kMaxNextHopsPerEntry];
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t hv = health[i];
+      weights[i] = 0;
+      if (hv == kNone || hops[i].prio != best_prio || health_state(hv) != want) continue;
+      weights[i] = static_cast<uint64_t>(hops[i].weight) * (10000 - health_loadq(hv));
+      total += weights[i];
+    }
+    uint64_t r = rs.rng.below(total);
+    for (uint32_t i = 0; i < n; ++i) {
+      if (r < weights[i]) {
+        chosen = static_cast<int>(i);
+        break;
+      }
+      r -= weights[i];
+    }
+  }
+  return chosen;
+}
+
+bool Table::resolve(const SlotArray* a, uint64_t snap, const uint8_t* name, const ParsedName& pn,
+                    const Query& q, ReaderSlot& rs, LookupResult& out) {
+  const uint64_t depths = a->depth_mask.load(std::memory_order_acquire);
+  bool failover = false;
+  for (int d = static_cast<int>(pn.ncomp); d >= 0; --d) {
+    if (!((depths >> d) & 1)) continue;
+    const uint32_t len = pn.end[d];
+    const Version* v = visible(find_head(a, pn.hash[d], name, len), snap);
+    if (!v) continue;
+    int i = select(v, q, rs, failover);
+    if (i < 0) continue;
+    out.nh = static_cast<int32_t>(v->hops()[i].nh);
+    out.prefix_len = len;
+    out.failover = failover;
+    rs.prefix_hits.bump(v->key_id);
+    rs.nh_selections.bump(v->hops()[i].nh);
+    if (failover) ReaderSlot::add(rs.failovers, 1);
+    return true;
+  }
+  ReaderSlot::add(rs.misses, 1);
+  return false;
+}
+
+LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size_t len,
+                           const Query& q, NameError* err) {
+  LookupResult out;
+  ParsedName pn;
+  *err = parse_name(name, len, pn);
+  if (*err != NameError::kOk) return out;
+  ReaderSlot::add(rs.lookups, 1);
+  if (q.unsatisfiable) {
+    ReaderSlot::add(rs.misses, 1);
+    return out;
+  }
+  Snapshot s = begin_read(rs, owner);
+  resolve(s.array, s.gen, name, pn, q, rs, out);
+  end_read(rs, owner);
+  return out;
+}
+
+Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, size_t nbytes,
+                            const uint32_t* offsets, size_t n, int32_t* out, const Query& q,
+                            const uint32_t* flows) {
+  for (size_t i = 0; i < n; ++i) {
+    if (offsets[i] > offsets[i + 1])
+      return Status::Error(Code::kInvalidOffsets, "offsets must not decrease (offsets[" +
+                                                      std::to_string(i + 1) + "])");
+  }
+  if (offsets[n] > nbytes)
+    return Status::Error(Code::kInvalidOffsets, "offsets[" + std::to_string(n) +
+                                                    "] is past the end of the bytes");
+  Snapshot s = begin_read(rs, owner);
+  ParsedName pn;
+  Query fq = q;
+  uint64_t invalid = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* name = bytes + offsets[i];
+    if (parse_name(name, offsets[i + 1] - offsets[i], pn) != NameError::kOk) {
+      out[i] = kBadName;
+      ++invalid;
+      continue;
+    }
+    if (flows) {
+      fq.has_flow = true;
+      fq.flow = flows[i];
+    }
+    LookupResult r;
+    if (!q.unsatisfiable && resolve(s.array, s.gen, name, pn, fq, rs, r)) {
+      out[i] = r.nh;
+    } else {
+      out[i] = kNoRoute;
+      if (q.unsatisfiable) ReaderSlot::add(rs.misses, 1);
+    }
+  }
+  end_read(rs, owner);
+  ReaderSlot::add(rs.lookups, n - invalid);
+  ReaderSlot::add(rs.invalid, invalid);
+  return Status::Ok();
+}
+
+}  // namespace dmsc

@@ -1,0 +1,44 @@
+// Capability names: validation and per-component prefix hashing in one pass.
+//
+// A lookup probes the table once per candidate prefix, longest first, so the parser
+// hands back the hash of every component-boundary prefix; no prefix is hashed twice.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace dmsc {
+
+constexpr size_t kMaxNameBytes = 1024;
+constexpr uint32_t kMaxComponents = 32;
+
+enum class NameError : uint8_t {
+  kOk = 0,
+  kEmpty,
+  kNoLeadingSlash,
+  kEmptyComponent,
+  kTrailingSlash,
+  kNul,
+  kInvalidUtf8,
+  kTooLong,
+  kTooManyComponents,
+};
+
+const char* name_error_message(NameError e);
+
+struct ParsedName {
+  uint32_t ncomp = 0;        // 0 for the root "/"
+  bool ascii = true;         // no byte >= 0x80: byte length == UTF-16 length
+  uint16_t end[kMaxComponents + 1];   // end[k]: byte length of the k-component prefix
+  uint64_t hash[kMaxComponents + 1];  // hash[k]: hash of the k-component prefix
+};
+
+NameError parse_name(const uint8_t* p, size_t len, ParsedName& out);
+
+// Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
+bool valid_utf8(const uint8_t* p, size_t len);
+
+// Number of UTF-16 code units the UTF-8 bytes decode to (input must be valid UTF-8).
+size_t utf16_length(const uint8_t* p, size_t len);
+
+}  // namespace dmsc

@@ -1,0 +1,248 @@
+// Owner-side machinery of the table: the index, reclamation, health and statistics.
+// Batches are decoded and committed in batch.cpp; the read path is in lookup.cpp.
+#include "table.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "flow_hash.hpp"
+
+namespace dmsc {
+namespace {
+
+constexpr uint64_t kPtrMask = kSlotPtrMask;
+
+inline uint64_t slot_word(uint64_t hash, const Version* v) {
+  return (hash & ~kPtrMask) | reinterpret_cast<uintptr_t>(v);
+}
+
+uint64_t capacity_for(uint64_t keys) {
+  uint64_t cap = 16;
+  while (cap / 2 < keys) cap <<= 1;
+  return cap;
+}
+
+}  // namespace
+
+SlotArray* SlotArray::make(uint64_t capacity, uint64_t valid_from) {
+  size_t bytes = sizeof(SlotArray) + (capacity - 1) * sizeof(std::atomic<uint64_t>);
+  void* mem = std::calloc(1, bytes);
+  if (!mem) return nullptr;
+  auto* a = static_cast<SlotArray*>(mem);
+  a->valid_from = valid_from;
+  a->mask = capacity - 1;
+  a->used = 0;
+  return a;
+}
+
+Table::Table() {
+  SlotArray* a = SlotArray::make(16, 0);
+  if (!a) throw std::bad_alloc();
+  memory_bytes_ += sizeof(SlotArray) + 15 * sizeof(uint64_t);
+  array_.store(a, std::memory_order_release);
+  readers_[0].in_use.store(true, std::memory_order_relaxed);
+  (void)log2_table();
+}
+
+Table::~Table() {
+  // Every version but a chain's head was retired exactly once when it was superseded,
+  // so freeing the retire list and then each head frees everything exactly once.
+  for (size_t i = retired_head_; i < retired_.size(); ++i) std::free(retired_[i].ptr);
+  SlotArray* a = array_.load(std::memory_order_relaxed);
+  for (uint64_t i = 0; i <= a->mask; ++i) {
+    uint64_t w = a->slots[i].load(std::memory_order_relaxed);
+    if (w) std::free(reinterpret_cast<Version*>(w & kPtrMask));
+  }
+  std::free(a);
+}
+
+void Table::insert_slot(SlotArray* a, uint64_t hash, Version* v) {
+  uint64_t i = hash & a->mask;
+  while (a->slots[i].load(std::memory_order_relaxed) != 0) i = (i + 1) & a->mask;
+  a->depth_mask.fetch_or(1ULL << v->depth, std::memory_order_relaxed);
+  a->slots[i].store(slot_word(hash, v), std::memory_order_release);
+  ++a->used;
+}
+
+void Table::replace_slot(SlotArray* a, uint64_t hash, const Version* old_head, Version* v) {
+  const uint64_t want = slot_word(hash, old_head);
+  uint64_t i = hash & a->mask;
+  while (a->slots[i].load(std::memory_order_relaxed) != want) i = (i + 1) & a->mask;
+  a->slots[i].store(slot_word(hash, v), std::memory_order_release);
+}
+
+// Builds the index for the next generation: live keys only (tombstoned keys leave here),
+// sized for `need` keys. Nothing is published; the caller publishes it with its batch.
+SlotArray* Table::grow(uint64_t need) {
+  const SlotArray* old = array_.load(std::memory_order_relaxed);
+  const uint64_t next_gen = gen_.load(std::memory_order_relaxed) + 1;
+  uint64_t cap = capacity_for(need);
+  SlotArray* a = SlotArray::make(cap, next_gen);
+  if (!a) return nullptr;
+  ParsedName pn;
+  for (uint64_t i = 0; i <= old->mask; ++i) {
+    uint64_t w = old->slots[i].load(std::memory_order_relaxed);
+    if (!w) continue;
+    auto* head = reinterpret_cast<Version*>(w & kPtrMask);
+    if (head->nhops == 0) {
+      retire({Retired::kVersion, true, next_gen, head, nullptr});
+      continue;
+    }
+    parse_name(head->key(), head->key_len, pn);
+    insert_slot(a, pn.hash[pn.ncomp], head);
+  }
+  memory_bytes_ += cap * sizeof(uint64_t);
+  return a;
+}
+
+uint32_t Table::allocate_key() {
+  uint32_t id;
+  if (!free_keys_.empty()) {
+    id = free_keys_.back();
+    free_keys_.pop_back();
+  } else {
+    id = next_key_++;
+    key_base_.push_back(0);
+  }
+  uint64_t sum = 0;
+  for (auto& r : readers_) sum += r.prefix_hits.get(id);
+  key_base_[id] = sum;
+  return id;
+}
+
+void Table::retire(Retired r) { retired_.push_back(r); }
+
+void Table::unref_hop(uint32_t index) {
+  NextHop& nh = nhs_.at(index);
+  if (--nh.total_refs != 0 || nh.live_refs != 0) return;
+  // Views may still be reading the id through a stale handle: retire, don't free.
+  Blob* id = nh.id.exchange(nullptr, std::memory_order_acq_rel);
+  retire({Retired::kBlob, false, gen_.load(std::memory_order_relaxed) + 1, id, nullptr});
+  nhs_.release(index);
+  id_epoch.fetch_add(1, std::memory_order_release);
+}
+
+void Table::free_version(Version* v, bool drop_key) {
+  for (uint32_t i = 0; i < v->nhops; ++i) unref_hop(v->hops()[i].nh);
+  if (drop_key) free_keys_.push_back(v->key_id);
+  memory_bytes_ -= Version::bytes_for(v->nhops, v->key_len);
+  std::free(v);
+}
+
+void Table::reclaim() {
+  uint64_t oldest = kIdle;
+  for (uint32_t i = 1; i < kMaxReaders; ++i)
+    oldest = std::min(oldest, readers_[i].announced.load(std::memory_order_seq_cst));
+  while (retired_head_ < retired_.size() && retired_[retired_head_].gen <= oldest) {
+    Retired r = retired_[retired_head_++];
+    switch (r.kind) {
+      case Retired::kVersion:
+        if (r.newer) r.newer->next.store(nullptr, std::memory_order_relaxed);
+        free_version(static_cast<Version*>(r.ptr), r.drop_key);
+        break;
+      case Retired::kArray: {
+        auto* a = static_cast<SlotArray*>(r.ptr);
+        memory_bytes_ -= a->capacity() * sizeof(uint64_t);
+        std::free(a);
+        break;
+      }
+      case Retired::kBlob:
+        memory_bytes_ -= sizeof(Blob) + static_cast<Blob*>(r.ptr)->len;
+        std::free(r.ptr);
+        break;
+    }
+  }
+  if (retired_head_ > 1024 && retired_head_ * 2 > retired_.size()) {
+    retired_.erase(retired_.begin(), retired_.begin() + static_cast<ptrdiff_t>(retired_head_));
+    retired_head_ = 0;
+  }
+}
+
+bool Table::set_health(const uint8_t* id, size_t len, int state, int loadq) {
+  auto it = nhs_.by_id.find(std::string(reinterpret_cast<const char*>(id), len));
+  if (it == nhs_.by_id.end()) return false;
+  NextHop& nh = nhs_.at(it->second);
+  uint32_t cur = nh.health.load(std::memory_order_relaxed);
+  uint32_t s = state < 0 ? health_state(cur) : static_cast<uint32_t>(state);
+  uint32_t l = loadq < 0 ? health_loadq(cur) : std::min<uint32_t>(loadq, kMaxLoadQ);
+  nh.health.store(pack_health(s, l), std::memory_order_release);
+  return true;
+}
+
+ReaderSlot* Table::acquire_reader() {
+  for (uint32_t i = 1; i < kMaxReaders; ++i) {
+    bool expected = false;
+    if (readers_[i].in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+      readers_[i].rng.s ^= reinterpret_cast<uintptr_t>(&expected) * 0x9E3779B97F4A7C15ULL + i;
+      return &readers_[i];
+    }
+  }
+  return nullptr;
+}
+
+void Table::release_reader(ReaderSlot* rs) {
+  rs->announced.store(kIdle, std::memory_order_release);
+  rs->in_use.store(false, std::memory_order_release);
+}
+
+std::string Table::next_hop_id(ReaderSlot& rs, bool owner, uint32_t index) {
+  if (index >= nhs_.high_water()) return {};
+  begin_read(rs, owner);
+  const Blob* b = nhs_.at(index).id.load(std::memory_order_acquire);
+  std::string out = b ? std::string(b->view()) : std::string();
+  end_read(rs, owner);
+  return out;
+}
+
+Stats Table::stats(size_t top) {
+  reclaim();
+  Stats s;
+  for (const auto& r : readers_) {
+    s.lookups += r.lookups.load(std::memory_order_relaxed);
+    s.misses += r.misses.load(std::memory_order_relaxed);
+    s.failovers += r.failovers.load(std::memory_order_relaxed);
+    s.invalid += r.invalid.load(std::memory_order_relaxed);
+    s.counter_bytes += r.prefix_hits.bytes() + r.nh_selections.bytes();
+    if (&r != &readers_[0] && r.in_use.load(std::memory_order_relaxed)) ++s.readers;
+  }
+  s.size = live_keys_;
+  s.generation = gen_.load(std::memory_order_relaxed);
+  s.next_hops = nhs_.by_id.size();
+  s.tags = tags_.count();
+  s.memory_bytes = memory_bytes_;
+  s.pending_reclaim = retired_.size() - retired_head_;
+
+  const SlotArray* a = array_.load(std::memory_order_relaxed);
+  for (uint64_t i = 0; i <= a->mask; ++i) {
+    uint64_t w = a->slots[i].load(std::memory_order_relaxed);
+    if (!w) continue;
+    auto* v = reinterpret_cast<const Version*>(w & kPtrMask);
+    if (v->nhops == 0) continue;
+    uint64_t sum = 0;
+    for (const auto& r : readers_) sum += r.prefix_hits.get(v->key_id);
+    sum -= key_base_[v->key_id];
+    if (sum) s.prefix_hits.push_back({std::string(reinterpret_cast<const char*>(v->key()), v->key_len), sum});
+  }
+  for (const auto& [id, index] : nhs_.by_id) {
+    uint64_t sum = 0;
+    for (const auto& r : readers_) sum += r.nh_selections.get(index);
+    sum -= nh_base_[index];
+    if (sum) s.nh_selections.push_back({id, sum});
+  }
+  auto trim = [top](auto& v, auto key) {
+    auto cmp = [key](const auto& x, const auto& y) { return key(x) > key(y); };
+    if (v.size() > top) {
+      std::partial_sort(v.begin(), v.begin() + static_cast<ptrdiff_t>(top), v.end(), cmp);
+      v.resize(top);
+    } else {
+      std::sort(v.begin(), v.end(), cmp);
+    }
+  };
+  trim(s.prefix_hits, [](const PrefixHits& p) { return p.hits; });
+  trim(s.nh_selections, [](const NextHopSelections& p) { return p.selections; });
+  return s;
+}
+
+}  // namespace dmsc

@@ -1,0 +1,196 @@
+// The capability forwarding table: longest-prefix match on names, health-weighted choice.
+//
+// Concurrency model (one writer, many lock-free readers):
+// - Every entry is a chain of immutable versions, newest first, each stamped with the
+//   generation that created it; a removal is a tombstone version. A batch creates all its
+//   versions with generation G+1 and becomes visible at once when G+1 is published.
+// - A reader announces the generation it reads in its slot; a version superseded at
+//   generation R is freed only once every announced generation is >= R (epoch-based
+//   reclamation), so readers never take a lock and never see freed memory.
+// - The index is open addressing over 8-byte words: a 16-bit fingerprint and a 48-bit
+//   pointer to the chain head, replaced with one atomic store. Growing it builds a new
+//   array published with the batch; the old one is reclaimed like a version.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "name.hpp"
+#include "readers.hpp"
+#include "registry.hpp"
+#include "status.hpp"
+
+namespace dmsc {
+
+constexpr uint32_t kMaxNextHopsPerEntry = 64;
+constexpr uint32_t kMaxKeys = CounterArray::kChunkSize * CounterArray::kChunks;
+
+struct Hop {
+  uint32_t nh;       // next-hop index in the registry
+  uint16_t weight;   // 0 = drained
+  uint16_t prio;     // lower is preferred
+  uint64_t tags;     // bit i = tag i of the dictionary
+};
+
+struct Version {
+  uint64_t born;                  // generation that created this version
+  std::atomic<Version*> next;     // the version it superseded
+  uint32_t key_id;                // dense id of the name, for per-prefix counters
+  uint16_t key_len;
+  uint8_t depth;                  // number of components
+  uint8_t nhops;                  // 0 = tombstone
+
+  Hop* hops() { return reinterpret_cast<Hop*>(this + 1); }
+  const Hop* hops() const { return reinterpret_cast<const Hop*>(this + 1); }
+  const uint8_t* key() const { return reinterpret_cast<const uint8_t*>(hops() + nhops); }
+  uint8_t* key() { return reinterpret_cast<uint8_t*>(hops() + nhops); }
+  static size_t bytes_for(uint32_t nhops, uint32_t key_len) {
+    return sizeof(Version) + nhops * sizeof(Hop) + key_len;
+  }
+};
+static_assert(sizeof(Version) == 24, "Version header layout");
+static_assert(sizeof(Hop) == 16, "Hop layout");
+
+struct SlotArray {
+  uint64_t valid_from;                // first generation this array serves
+  uint64_t mask;                      // capacity - 1
+  uint64_t used;                      // occupied slots (owner only)
+  std::atomic<uint64_t> depth_mask;   // bit d: some key has d components
+  std::atomic<uint64_t> slots[1];
+
+  static SlotArray* make(uint64_t capacity, uint64_t valid_from);
+  uint64_t capacity() const { return mask + 1; }
+};
+
+struct Query {
+  uint64_t need = 0;       // required tag bits
+  bool unsatisfiable = false;  // a required tag the table has never seen
+  bool has_flow = false;
+  uint32_t flow = 0;
+};
+
+struct LookupResult {
+  int32_t nh = -1;               // next-hop index, -1: no route
+  uint32_t prefix_len = 0;       // bytes of the matched prefix
+  bool failover = false;
+};
+
+// Result codes written by lookup_packed.
+constexpr int32_t kNoRoute = -1;
+constexpr int32_t kBadName = -2;
+
+struct PrefixHits { std::string prefix; uint64_t hits; };
+struct NextHopSelections { std::string id; uint64_t selections; };
+
+struct Stats {
+  uint64_t lookups = 0, misses = 0, failovers = 0, invalid = 0;
+  uint64_t size = 0, generation = 0, next_hops = 0, tags = 0, memory_bytes = 0, counter_bytes = 0;
+  uint64_t pending_reclaim = 0, readers = 0;
+  std::vector<PrefixHits> prefix_hits;            // non-zero only, most hit first
+  std::vector<NextHopSelections> nh_selections;   // non-zero only, most selected first
+};
+
+class Table {
+ public:
+  Table();
+  ~Table();
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
+
+  // ---- Owner thread ----
+  // Applies an encoded batch (see batch.cpp) all-or-nothing. *changed is false when the
+  // batch changed nothing (removes of absent names only); the generation then stays.
+  Status apply(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords,
+               bool* changed);
+  // state: -1 keeps it; loadq: -1 keeps it. False for an id no entry references.
+  bool set_health(const uint8_t* id, size_t len, int state, int loadq);
+  Stats stats(size_t top);  // also frees what no reader can see any more
+  uint64_t size() const { return live_keys_; }
+  ReaderSlot& owner_slot() { return readers_[0]; }
+
+  // ---- Any thread ----
+  uint64_t generation() const { return gen_.load(std::memory_order_acquire); }
+  int tag_bit(const void* p, size_t n) const { return tags_.find(p, n); }
+  uint32_t tag_count() const { return tags_.count(); }
+  // Copies the id of a next-hop index (empty when the index is free).
+  std::string next_hop_id(ReaderSlot& rs, bool owner, uint32_t index);
+  LookupResult lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size_t len,
+                      const Query& q, NameError* err);
+  // Looks up n names of one packed buffer in one snapshot. out[i]: next-hop index,
+  // kNoRoute or kBadName. Offsets are validated before any lookup.
+  Status lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, size_t nbytes,
+                       const uint32_t* offsets, size_t n, int32_t* out, const Query& q,
+                       const uint32_t* flows);
+  ReaderSlot* acquire_reader();
+  void release_reader(ReaderSlot* rs);
+
+  std::atomic<bool> closed{false};
+  std::atomic<uint64_t> id_epoch{0};  // bumped when a next-hop index is recycled
+
+ private:
+  struct Retired {
+    enum Kind : uint8_t { kVersion, kArray, kBlob } kind;
+    bool drop_key;           // version: the key leaves the table with it
+    uint64_t gen;            // safe to free once every reader announces >= gen
+    void* ptr;
+    Version* newer;          // version: the one that superseded it (to unlink)
+  };
+  struct Snapshot { const SlotArray* array; uint64_t gen; };
+  class ReadGuard;
+
+  Snapshot begin_read(ReaderSlot& rs, bool owner);
+  static void end_read(ReaderSlot& rs, bool owner);
+  bool resolve(const SlotArray* a, uint64_t snap, const uint8_t* name, const ParsedName& pn,
+               const Query& q, ReaderSlot& rs, LookupResult& out);
+  int select(const Version* v, const Query& q, ReaderSlot& rs, bool& failover) const;
+
+  static Version* find_head(const SlotArray* a, uint64_t hash, const uint8_t* name, uint32_t len);
+  SlotArray* grow(uint64_t need);
+  void insert_slot(SlotArray* a, uint64_t hash, Version* v);
+  void replace_slot(SlotArray* a, uint64_t hash, const Version* old_head, Version* v);
+  void retire(Retired r);
+  void reclaim();
+  void free_version(Version* v, bool drop_key);
+  void unref_hop(uint32_t nh);
+  uint32_t allocate_key();
+
+  std::atomic<uint64_t> gen_{0};
+  std::atomic<SlotArray*> array_{nullptr};
+  ReaderSlot readers_[kMaxReaders];
+  NextHopRegistry nhs_;
+  TagDictionary tags_;
+
+  // Owner-thread state.
+  uint64_t live_keys_ = 0;
+  uint64_t memory_bytes_ = 0;
+  std::vector<Retired> retired_;     // in generation order
+  size_t retired_head_ = 0;
+  std::vector<uint32_t> free_keys_;
+  uint32_t next_key_ = 0;
+  std::vector<uint64_t> key_base_;   // counter baselines of recycled key ids
+  std::vector<uint64_t> nh_base_;    // counter baselines of recycled next-hop indexes
+
+  friend class BatchApplier;
+};
+
+constexpr uint64_t kSlotPtrMask = (1ULL << 48) - 1;
+
+// Probes the index for a name; the hot loop of every lookup, so it lives in the header.
+inline Version* Table::find_head(const SlotArray* a, uint64_t hash, const uint8_t* name,
+                                 uint32_t len) {
+  const uint64_t mask = a->mask;
+  const uint64_t fp = hash & ~kSlotPtrMask;
+  for (uint64_t i = hash & mask;; i = (i + 1) & mask) {
+    uint64_t w = a->slots[i].load(std::memory_order_acquire);
+    if (w == 0) return nullptr;
+    if ((w & ~kSlotPtrMask) == fp) {
+      auto* v = reinterpret_cast<Version*>(w & kSlotPtrMask);
+      if (v->key_len == len && std::memcmp(v->key(), name, len) == 0) return v;
+    }
+  }
+}
+
+}  // namespace dmsc

@@ -1,0 +1,72 @@
+#include <string>
+
+#include "flow_hash.hpp"
+#include "harness.hpp"
+#include "name.hpp"
+
+using namespace dmsc;
+
+static NameError parse(const std::string& s, ParsedName& pn) {
+  return parse_name(reinterpret_cast<const uint8_t*>(s.data()), s.size(), pn);
+}
+
+TEST(name_accepts_valid_names) {
+  ParsedName pn;
+  CHECK(parse("/", pn) == NameError::kOk);
+  CHECK_EQ(pn.ncomp, 0u);
+  CHECK(parse("/capability/ocr/high-precision", pn) == NameError::kOk);
+  CHECK_EQ(pn.ncomp, 3u);
+  CHECK_EQ(pn.end[1], 11);
+  CHECK_EQ(pn.end[2], 15);
+  CHECK(parse("/capability/\xc3\xa9t\xc3\xa9", pn) == NameError::kOk);
+  CHECK(!pn.ascii);
+}
+
+TEST(name_rejects_malformed_names) {
+  ParsedName pn;
+  CHECK(parse("", pn) == NameError::kEmpty);
+  CHECK(parse("capability", pn) == NameError::kNoLeadingSlash);
+  CHECK(parse("/a//b", pn) == NameError::kEmptyComponent);
+  CHECK(parse("//", pn) == NameError::kEmptyComponent);
+  CHECK(parse("/a/", pn) == NameError::kTrailingSlash);
+  CHECK(parse(std::string("/a\0b", 4), pn) == NameError::kNul);
+  CHECK(parse("/a\xff", pn) == NameError::kInvalidUtf8);
+  CHECK(parse("/\xed\xa0\x80", pn) == NameError::kInvalidUtf8);  // surrogate
+  CHECK(parse("/\xc0\xaf", pn) == NameError::kInvalidUtf8);      // overlong '/'
+  std::string deep;
+  for (int i = 0; i < 32; ++i) deep += "/x";
+  CHECK(parse(deep, pn) == NameError::kOk);
+  CHECK(parse(deep + "/x", pn) == NameError::kTooManyComponents);
+  CHECK(parse("/" + std::string(1023, 'a'), pn) == NameError::kOk);
+  CHECK(parse("/" + std::string(1024, 'a'), pn) == NameError::kTooLong);
+}
+
+TEST(prefix_hashes_match_the_hash_of_the_prefix_itself) {
+  ParsedName full, pre;
+  CHECK(parse("/capability/ocr/fast", full) == NameError::kOk);
+  CHECK(parse("/capability/ocr", pre) == NameError::kOk);
+  CHECK_EQ(full.hash[2], pre.hash[2]);
+  CHECK(parse("/capability/oc", pre) == NameError::kOk);
+  CHECK(full.hash[2] != pre.hash[2]);
+  CHECK(parse("/", pre) == NameError::kOk);
+  CHECK_EQ(full.hash[0], pre.hash[0]);
+}
+
+TEST(utf16_length_counts_code_units) {
+  std::string s = "/a\xc3\xa9\xf0\x9f\x98\x80";  // "/aé😀"
+  CHECK_EQ(utf16_length(reinterpret_cast<const uint8_t*>(s.data()), s.size()), size_t(5));
+}
+
+TEST(neglog2_is_monotone_and_bounded) {
+  uint32_t prev = neglog2_q16(0);
+  CHECK_EQ(prev, 32u << 16);
+  for (uint64_t x = 1; x < (1ULL << 32); x += 65521) {
+    uint32_t v = neglog2_q16(static_cast<uint32_t>(x));
+    CHECK(v <= prev);
+    CHECK(v >= 1);
+    prev = v;
+  }
+  CHECK(neglog2_q16(0xFFFFFFFFu) >= 1);
+  // -log2(0.5) = 1.0
+  CHECK_EQ(neglog2_q16(0x80000000u), 1u << 16);
+}

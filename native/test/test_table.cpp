@@ -1,0 +1,188 @@
+#include <map>
+#include <string>
+
+#include "batch_builder.hpp"
+#include "harness.hpp"
+
+using namespace dmsc;
+
+TEST(longest_prefix_on_component_boundaries) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/capability", {{"a"}}).upsert("/capability/ocr", {{"b"}}).apply(t).ok());
+  CHECK_EQ(lookup_id(t, "/capability/ocr/fast"), std::string("b"));
+  CHECK_EQ(lookup_id(t, "/capability/ocr"), std::string("b"));
+  CHECK_EQ(lookup_id(t, "/capability/ocrx"), std::string("a"));
+  CHECK_EQ(lookup_id(t, "/capability/oc"), std::string("a"));
+  CHECK_EQ(lookup_id(t, "/other"), std::string(""));
+  CHECK(BatchBuilder().upsert("/", {{"root"}}).apply(t).ok());
+  CHECK_EQ(lookup_id(t, "/other"), std::string("root"));
+}
+
+TEST(tags_priority_and_degraded_tiers) {
+  Table t;
+  CHECK(BatchBuilder()
+            .upsert("/c", {{"p0", 100, 0, {"gdpr"}}, {"p1", 100, 1, {}}})
+            .apply(t).ok());
+  int gdpr = t.tag_bit("gdpr", 4);
+  CHECK_EQ(gdpr, 0);
+  Query q;
+  q.need = 1ULL << gdpr;
+  CHECK_EQ(lookup_id(t, "/c", q), std::string("p0"));
+  CHECK_EQ(lookup_id(t, "/c"), std::string("p0"));  // lowest priority value wins
+  set_state(t, "p0", kDown);
+  bool fo = false;
+  CHECK_EQ(lookup_id(t, "/c", {}, &fo), std::string("p1"));
+  CHECK(fo);
+  CHECK_EQ(lookup_id(t, "/c", q), std::string(""));  // only p0 carries the tag
+  set_state(t, "p0", kUp);
+  // Within a tier, up beats degraded.
+  CHECK(BatchBuilder().upsert("/d", {{"x"}, {"y"}}).apply(t).ok());
+  set_state(t, "x", kDegraded);
+  for (int i = 0; i < 50; ++i) CHECK_EQ(lookup_id(t, "/d", {}, &fo), std::string("y"));
+  CHECK(!fo);
+  set_state(t, "y", kDown);
+  CHECK_EQ(lookup_id(t, "/d", {}, &fo), std::string("x"));
+  CHECK(fo);
+}
+
+TEST(failover_to_a_shorter_prefix_and_not_for_policy) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/a", {{"short"}}).upsert("/a/b", {{"long", 100, 0, {"t"}}}).apply(t).ok());
+  bool fo = true;
+  Query q;
+  q.need = 1ULL << t.tag_bit("t", 1);
+  CHECK_EQ(lookup_id(t, "/a/b", {}, &fo), std::string("long"));
+  CHECK(!fo);
+  set_state(t, "long", kDown);
+  CHECK_EQ(lookup_id(t, "/a/b", {}, &fo), std::string("short"));
+  CHECK(fo);
+  set_state(t, "long", kUp);
+  // Drained (weight 0) is not health: no failover flag.
+  CHECK(BatchBuilder().upsert("/a/b", {{"long", 0}}).apply(t).ok());
+  CHECK_EQ(lookup_id(t, "/a/b", {}, &fo), std::string("short"));
+  CHECK(!fo);
+}
+
+TEST(weighted_shares_follow_effective_weight) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/w", {{"a", 100}, {"b", 300}}).apply(t).ok());
+  set_state(t, "b", -1, 5000);  // load 0.5: effective 150 vs 100
+  std::map<std::string, int> n;
+  for (int i = 0; i < 100000; ++i) n[lookup_id(t, "/w")]++;
+  double share_a = n["a"] / 100000.0;
+  CHECK(share_a > 0.38 && share_a < 0.42);
+}
+
+TEST(flows_are_sticky_and_only_the_failed_hops_flows_move) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/f", {{"h0"}, {"h1"}, {"h2"}, {"h3"}}).apply(t).ok());
+  std::vector<std::string> before(10000);
+  Query q;
+  q.has_flow = true;
+  for (uint32_t f = 0; f < 10000; ++f) {
+    q.flow = f * 2654435761u;
+    before[f] = lookup_id(t, "/f", q);
+    CHECK_EQ(lookup_id(t, "/f", q), before[f]);
+  }
+  set_state(t, "h2", kDown);
+  int moved = 0;
+  for (uint32_t f = 0; f < 10000; ++f) {
+    q.flow = f * 2654435761u;
+    std::string now = lookup_id(t, "/f", q);
+    if (before[f] == "h2") {
+      CHECK(now != "h2");
+      ++moved;
+    } else {
+      CHECK_EQ(now, before[f]);
+    }
+  }
+  CHECK(moved > 2000 && moved < 3000);
+}
+
+TEST(invalid_batches_leave_the_table_unchanged) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/keep", {{"k"}}).apply(t).ok());
+  uint64_t gen = t.generation();
+  CHECK(BatchBuilder().upsert("/new", {{"n"}}).upsert("/bad//", {{"n"}}).apply(t).code == Code::kInvalidName);
+  CHECK(BatchBuilder().upsert("/new", {{"n"}, {"n"}}).apply(t).code == Code::kDuplicateNextHop);
+  CHECK(BatchBuilder().upsert("/new", {{"n", 70000}}).apply(t).code == Code::kOutOfRange);
+  std::vector<HopDef> many;
+  for (int i = 0; i < 65; ++i) many.push_back({"h" + std::to_string(i)});
+  CHECK(BatchBuilder().upsert("/new", many).apply(t).code == Code::kLimitExceeded);
+  BatchBuilder tags;
+  for (int i = 0; i < 65; ++i) tags.upsert("/t" + std::to_string(i), {{"x", 100, 0, {"tag" + std::to_string(i)}}});
+  CHECK(tags.apply(t).code == Code::kLimitExceeded);
+  CHECK_EQ(t.generation(), gen);
+  CHECK_EQ(t.size(), uint64_t(1));
+  CHECK_EQ(t.tag_count(), 0u);
+  CHECK_EQ(lookup_id(t, "/new"), std::string(""));
+  CHECK(!set_state(t, "n", kDown));
+}
+
+TEST(last_operation_on_a_name_wins_within_a_batch) {
+  Table t;
+  bool changed = false;
+  CHECK(BatchBuilder().upsert("/x", {{"a"}}).remove("/x").upsert("/y", {{"b"}}).upsert("/y", {{"c"}}).apply(t, &changed).ok());
+  CHECK(changed);
+  CHECK_EQ(lookup_id(t, "/x"), std::string(""));
+  CHECK_EQ(lookup_id(t, "/y"), std::string("c"));
+  CHECK(!set_state(t, "a", kDown));
+  uint64_t gen = t.generation();
+  CHECK(BatchBuilder().remove("/absent").apply(t, &changed).ok());
+  CHECK(!changed);
+  CHECK_EQ(t.generation(), gen);
+}
+
+TEST(ids_are_global_and_forgotten_with_their_last_reference) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/a", {{"shared"}}).upsert("/b", {{"shared"}, {"other", 100, 1}}).apply(t).ok());
+  CHECK(set_state(t, "shared", kDown));
+  CHECK_EQ(lookup_id(t, "/a"), std::string(""));
+  CHECK_EQ(lookup_id(t, "/b"), std::string("other"));
+  // Replacing the entries in one batch keeps the id known, with its health.
+  CHECK(BatchBuilder().remove("/a").upsert("/a", {{"shared"}}).apply(t).ok());
+  CHECK_EQ(lookup_id(t, "/a"), std::string(""));
+  CHECK(BatchBuilder().remove("/a").upsert("/b", {{"other"}}).apply(t).ok());
+  CHECK(!set_state(t, "shared", kUp));
+  CHECK(BatchBuilder().upsert("/a", {{"shared"}}).apply(t).ok());
+  CHECK_EQ(lookup_id(t, "/a"), std::string("shared"));  // a new id starts up
+}
+
+TEST(churn_reclaims_memory) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/base", {{"b"}}).apply(t).ok());
+  uint64_t base = t.stats(0).memory_bytes;
+  for (int round = 0; round < 20; ++round) {
+    BatchBuilder up, down;
+    for (int i = 0; i < 2000; ++i) {
+      std::string n = "/churn/" + std::to_string(round) + "/" + std::to_string(i);
+      up.upsert(n, {{"id" + std::to_string(i % 50)}});
+      down.remove(n);
+    }
+    CHECK(up.apply(t).ok());
+    CHECK(down.apply(t).ok());
+  }
+  CHECK(BatchBuilder().upsert("/final", {{"f"}}).apply(t).ok());
+  Stats s = t.stats(10);
+  CHECK_EQ(s.size, uint64_t(2));
+  CHECK_EQ(s.next_hops, uint64_t(2));
+  CHECK(s.pending_reclaim < 64);
+  CHECK(s.memory_bytes < base + 4096);
+}
+
+TEST(stats_count_lookups_misses_failovers_and_hits) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/s", {{"a"}}).upsert("/s/t", {{"b"}}).apply(t).ok());
+  lookup_id(t, "/s/x");
+  lookup_id(t, "/s/t");
+  lookup_id(t, "/none");
+  set_state(t, "b", kDown);
+  lookup_id(t, "/s/t");
+  Stats s = t.stats(10);
+  CHECK_EQ(s.lookups, uint64_t(4));
+  CHECK_EQ(s.misses, uint64_t(1));
+  CHECK_EQ(s.failovers, uint64_t(1));
+  CHECK_EQ(s.prefix_hits.size(), size_t(2));
+  CHECK_EQ(s.prefix_hits[0].prefix, std::string("/s"));
+  CHECK_EQ(s.prefix_hits[0].hits, uint64_t(2));
+}
