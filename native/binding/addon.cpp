@@ -295,7 +295,7 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
   Napi::Value Size(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = live(env);
-    return Napi::Number::New(env, static_cast<double>(owner_ ? t.size() : 0));
+    return Napi::Number::New(env, static_cast<double>(t.size()));
   }
 
   Napi::Value Generation(const Napi::CallbackInfo& info) {

@@ -350,7 +350,15 @@ Status BatchApplier::run(bool* changed) {
       t_.insert_slot(target, op.hash, v);
     }
     if (was_live && !v->nhops) --t_.live_keys_;
-    if (!was_live && v->nhops) ++t_.live_keys_;
+    if (!was_live && v->nhops) {
+      ++t_.live_keys_;
+      // Per-prefix hits count from when the name was last added.
+      if (head) {
+        uint64_t sum = 0;
+        for (auto& r : t_.readers_) sum += r.prefix_hits.get(v->key_id);
+        t_.key_base_[v->key_id] = sum;
+      }
+    }
   }
   // An id no entry of this generation references is forgotten (its health with it).
   for (uint32_t index : released) {

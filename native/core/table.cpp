@@ -207,7 +207,7 @@ Stats Table::stats(size_t top) {
     s.counter_bytes += r.prefix_hits.bytes() + r.nh_selections.bytes();
     if (&r != &readers_[0] && r.in_use.load(std::memory_order_relaxed)) ++s.readers;
   }
-  s.size = live_keys_;
+  s.size = live_keys_.load(std::memory_order_relaxed);
   s.generation = gen_.load(std::memory_order_relaxed);
   s.next_hops = nhs_.by_id.size();
   s.tags = tags_.count();

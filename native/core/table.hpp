@@ -108,7 +108,7 @@ class Table {
   // state: -1 keeps it; loadq: -1 keeps it. False for an id no entry references.
   bool set_health(const uint8_t* id, size_t len, int state, int loadq);
   Stats stats(size_t top);  // also frees what no reader can see any more
-  uint64_t size() const { return live_keys_; }
+  uint64_t size() const { return live_keys_.load(std::memory_order_relaxed); }
   ReaderSlot& owner_slot() { return readers_[0]; }
 
   // ---- Any thread ----
@@ -158,13 +158,13 @@ class Table {
   uint32_t allocate_key();
 
   std::atomic<uint64_t> gen_{0};
+  std::atomic<uint64_t> live_keys_{0};  // written by the owner, read by views
   std::atomic<SlotArray*> array_{nullptr};
   ReaderSlot readers_[kMaxReaders];
   NextHopRegistry nhs_;
   TagDictionary tags_;
 
   // Owner-thread state.
-  uint64_t live_keys_ = 0;
   uint64_t memory_bytes_ = 0;
   std::vector<Retired> retired_;     // in generation order
   size_t retired_head_ = 0;

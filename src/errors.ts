@@ -1,0 +1,98 @@
+/**
+ * Errors of dmsc. Every error carries a literal `code` (`ERR_DMSC_*`) and the HTTP status
+ * it maps to; the same code appears in HTTP error bodies, CLI messages and log lines.
+ *
+ * Argument errors are real `TypeError`/`RangeError` instances (what Node users expect from
+ * bad arguments), and `instanceof DmscError` is true for them as well as for plain
+ * `DmscError`s.
+ */
+
+export type DmscErrorCode =
+  | 'ERR_DMSC_INVALID_NAME'
+  | 'ERR_DMSC_INVALID_ARGUMENT'
+  | 'ERR_DMSC_OUT_OF_RANGE'
+  | 'ERR_DMSC_LIMIT_EXCEEDED'
+  | 'ERR_DMSC_DUPLICATE_NEXT_HOP'
+  | 'ERR_DMSC_INVALID_OFFSETS'
+  | 'ERR_DMSC_MALFORMED_BATCH'
+  | 'ERR_DMSC_INVALID_TOKEN'
+  | 'ERR_DMSC_READ_ONLY'
+  | 'ERR_DMSC_CLOSED'
+  | 'ERR_DMSC_NO_MEMORY'
+  | 'ERR_DMSC_NATIVE_UNAVAILABLE'
+  | 'ERR_DMSC_INTERNAL';
+
+interface CodeInfo {
+  kind: 'type' | 'range' | 'error';
+  status: number;
+}
+
+const CODES: Record<DmscErrorCode, CodeInfo> = {
+  ERR_DMSC_INVALID_NAME: { kind: 'type', status: 400 },
+  ERR_DMSC_INVALID_ARGUMENT: { kind: 'type', status: 400 },
+  ERR_DMSC_OUT_OF_RANGE: { kind: 'range', status: 400 },
+  ERR_DMSC_LIMIT_EXCEEDED: { kind: 'range', status: 413 },
+  ERR_DMSC_DUPLICATE_NEXT_HOP: { kind: 'type', status: 400 },
+  ERR_DMSC_INVALID_OFFSETS: { kind: 'range', status: 400 },
+  ERR_DMSC_MALFORMED_BATCH: { kind: 'type', status: 400 },
+  ERR_DMSC_INVALID_TOKEN: { kind: 'type', status: 400 },
+  ERR_DMSC_READ_ONLY: { kind: 'type', status: 405 },
+  ERR_DMSC_CLOSED: { kind: 'error', status: 503 },
+  ERR_DMSC_NO_MEMORY: { kind: 'error', status: 507 },
+  ERR_DMSC_NATIVE_UNAVAILABLE: { kind: 'error', status: 500 },
+  ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
+};
+
+/** Base class of dmsc errors; also matches the TypeError/RangeError ones via `instanceof`. */
+export class DmscError extends Error {
+  readonly code: DmscErrorCode;
+  readonly status: number;
+  constructor(code: DmscErrorCode, message: string) {
+    super(message);
+    this.name = 'DmscError';
+    this.code = code;
+    this.status = CODES[code]?.status ?? 500;
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    const code = value instanceof Error ? (value as unknown as { code?: unknown }).code : undefined;
+    return typeof code === 'string' && Object.hasOwn(CODES, code);
+  }
+}
+
+/** A bad argument type or value, with a `code`. */
+export class DmscTypeError extends TypeError {
+  readonly code: DmscErrorCode;
+  readonly status: number;
+  constructor(code: DmscErrorCode, message: string) {
+    super(message);
+    this.name = 'TypeError';
+    this.code = code;
+    this.status = CODES[code]?.status ?? 400;
+  }
+}
+
+/** A numeric argument or size out of its range, with a `code`. */
+export class DmscRangeError extends RangeError {
+  readonly code: DmscErrorCode;
+  readonly status: number;
+  constructor(code: DmscErrorCode, message: string) {
+    super(message);
+    this.name = 'RangeError';
+    this.code = code;
+    this.status = CODES[code]?.status ?? 400;
+  }
+}
+
+/** Builds the error of the right class for a code (also used by the native addon). */
+export function dmscError(code: string, message: string): Error {
+  const info = CODES[code as DmscErrorCode];
+  const c = (info ? code : 'ERR_DMSC_INTERNAL') as DmscErrorCode;
+  switch (info?.kind) {
+    case 'type':
+      return new DmscTypeError(c, message);
+    case 'range':
+      return new DmscRangeError(c, message);
+    default:
+      return new DmscError(c, message);
+  }
+}

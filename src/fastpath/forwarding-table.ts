@@ -1,0 +1,316 @@
+import { DmscError, DmscRangeError, DmscTypeError } from '../errors.js';
+import { encodeBatch } from './encode.js';
+import { flowKey } from './hashing.js';
+import { loadNative, type NativeStats, type NativeTable } from './native.js';
+import { packNames } from './pack.js';
+import { checkTags, resolveMask, TagSet } from './tags.js';
+import type {
+  FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
+} from './types.js';
+import {
+  checkId, checkName, checkOptions, checkPackedArgs, nameProblem, normalizeHealth, normalizeOps,
+} from './validate.js';
+
+const kAttach = Symbol('dmsc.attach');
+const LOOKUP_OPTIONS = ['require', 'flow'] as const;
+const PACKED_OPTIONS = ['require', 'flows'] as const;
+
+/**
+ * The native capability forwarding table: longest-prefix match on capability names,
+ * policy tags, health-weighted next-hop selection and fast failover. Written by the
+ * thread that created it; `share()` lets worker threads attach lock-free read views.
+ *
+ * @example
+ * const fib = new ForwardingTable();
+ * fib.upsert('/capability/ocr', [{ id: 'ag1/agent-a', tags: ['gdpr'] }, { id: 'peer:ag2', priority: 1 }]);
+ * fib.lookup('/capability/ocr/fast', { require: ['gdpr'] });
+ * // -> { prefix: '/capability/ocr', nextHop: 'ag1/agent-a', failover: false }
+ */
+export class ForwardingTable {
+  readonly #native: NativeTable;
+  readonly #readOnly: boolean;
+  readonly #scratch = new Int32Array(4);
+  readonly #tagBits = new Map<string, number>();
+  #ids: Array<string | undefined> = [];
+  #idEpoch = 0;
+  #closed = false;
+
+  /**
+   * Creates an empty table owned by the calling thread.
+   * @throws ERR_DMSC_NATIVE_UNAVAILABLE when the addon is not built; the message says how to fix it.
+   * @example const fib = new ForwardingTable();
+   */
+  constructor();
+  /** @internal */
+  constructor(internal: typeof kAttach, token: ShareToken);
+  constructor(internal?: typeof kAttach, token?: ShareToken) {
+    const addon = loadNative();
+    if (internal === kAttach) {
+      this.#native = new addon.NativeTable(token!.id);
+      this.#readOnly = true;
+    } else {
+      this.#native = new addon.NativeTable();
+      this.#readOnly = false;
+    }
+    this.#native.setScratch(this.#scratch);
+  }
+
+  /**
+   * Opens a read-only view of a table shared by another thread (lookup, lookupPacked,
+   * nextHopId, tagSet, size, generation). Close it when done; it holds a reader slot.
+   * @example
+   * // in a worker: const view = ForwardingTable.attach(workerData.token);
+   */
+  static attach(token: ShareToken): ForwardingTable {
+    if (typeof token !== 'object' || token === null || token.kind !== 'dmsc.fib' || !Number.isSafeInteger(token.id) || token.id <= 0) {
+      throw new DmscTypeError('ERR_DMSC_INVALID_TOKEN', 'attach() takes the token returned by share()');
+    }
+    return new ForwardingTable(kAttach, token);
+  }
+
+  /**
+   * Adds or replaces the entry for a prefix. Returns the new generation.
+   * @example fib.upsert('/capability/ocr', [{ id: 'a', weight: 200 }, { id: 'b' }]);
+   */
+  upsert(prefix: string, nextHops: readonly NextHop[]): number {
+    return this.apply([{ op: 'upsert', prefix, nextHops }]);
+  }
+
+  /**
+   * Removes the entry for a prefix; false when there was none.
+   * @example fib.remove('/capability/ocr'); // -> true
+   */
+  remove(prefix: string): boolean {
+    const before = this.generation;
+    return this.apply([{ op: 'remove', prefix }]) !== before;
+  }
+
+  /**
+   * Applies a batch all-or-nothing: invalid input throws and changes nothing, and readers
+   * see either none or all of it. Within a batch the last operation on a prefix wins.
+   * Returns the generation (unchanged when the batch changed nothing).
+   * @example fib.apply([{ op: 'upsert', prefix: '/a', nextHops: [{ id: 'x' }] }, { op: 'remove', prefix: '/b' }]);
+   */
+  apply(ops: readonly FibOp[]): number {
+    this.#writable();
+    const normalized = normalizeOps(ops);
+    if (normalized.length === 0) return this.#native.generation();
+    const batch = encodeBatch(normalized);
+    return this.#native.apply(batch.bytes, batch.words);
+  }
+
+  /**
+   * Sets the health of a next-hop id in every entry that uses it, in O(1).
+   * Returns false for an id no entry references.
+   * @example fib.setHealth('ag1/agent-a', { state: 'down' });
+   */
+  setHealth(id: string, health: Health): boolean {
+    this.#writable();
+    checkId(id);
+    const h = normalizeHealth(health);
+    return this.#native.setHealth(id, h.state, h.loadQ);
+  }
+
+  /**
+   * Longest-prefix lookup with next-hop selection; null when nothing eligible matches.
+   * @example fib.lookup('/capability/ocr/fast', { require: ['gdpr'], flow: 'session-42' });
+   */
+  lookup(name: string, options?: LookupOptions): LookupResult | null {
+    this.#live();
+    if (typeof name !== 'string' || name.length > 1024 || !name.isWellFormed()) checkName(name);
+    let lo = 0;
+    let hi = 0;
+    let flags = 0;
+    let flow = 0;
+    if (options !== undefined) {
+      checkOptions(options, LOOKUP_OPTIONS, 'lookup options');
+      if (options.require !== undefined) {
+        const set = this.#resolve(options.require);
+        lo = set.lo;
+        hi = set.hi;
+        if (set.unsatisfiable) flags |= 1;
+      }
+      if (options.flow !== undefined) {
+        flow = flowKey(options.flow);
+        flags |= 2;
+      }
+    }
+    let nh: number;
+    try {
+      nh = this.#native.lookup(name, lo, hi, flags, flow);
+    } catch (e) {
+      if ((e as DmscError).code === 'ERR_DMSC_INVALID_NAME') checkName(name);
+      throw e;
+    }
+    if (nh < 0) return null;
+    const s = this.#scratch;
+    return { prefix: s[0] === name.length ? name : name.slice(0, s[0]), nextHop: this.#idOf(nh, s[2]!)!, failover: s[1] === 1 };
+  }
+
+  /**
+   * Packs names into the byte form `lookupPacked` takes.
+   * @example const names = fib.pack(['/capability/ocr/x', '/capability/asr']);
+   */
+  pack(names: readonly string[]): PackedNames {
+    return packNames(names);
+  }
+
+  /**
+   * Looks up n = offsets.length - 1 packed names in one snapshot of the table, writing a
+   * next-hop handle per name into `out` (-1 no route, -2 not a valid name); resolve
+   * handles with `nextHopId`. Handles stay valid until the table next changes.
+   * Returns how many names found a route.
+   * @example
+   * const out = new Int32Array(2);
+   * fib.lookupPacked(names.bytes, names.offsets, out, { require: fib.tagSet(['gdpr']) });
+   * fib.nextHopId(out[0]);
+   */
+  lookupPacked(bytes: Uint8Array, offsets: Uint32Array, out: Int32Array, options?: PackedLookupOptions): number {
+    this.#live();
+    checkOptions(options, PACKED_OPTIONS, 'lookupPacked options');
+    const n = checkPackedArgs(bytes, offsets, out, options?.flows);
+    let lo = 0;
+    let hi = 0;
+    let flags = 0;
+    if (options?.require !== undefined) {
+      const set = this.#resolve(options.require);
+      lo = set.lo;
+      hi = set.hi;
+      if (set.unsatisfiable) flags |= 1;
+    }
+    this.#native.lookupPacked(bytes, offsets, n, out, lo, hi, flags, options?.flows);
+    this.#epoch(this.#scratch[2]!);
+    let found = 0;
+    for (let i = 0; i < n; i++) if (out[i]! >= 0) found++;
+    return found;
+  }
+
+  /**
+   * The id behind a handle from `lookupPacked`; null for -1, -2 or a stale handle.
+   * @example fib.nextHopId(out[0]); // -> 'ag1/agent-a'
+   */
+  nextHopId(handle: number): string | null {
+    this.#live();
+    if (!Number.isInteger(handle) || handle < -2 || handle > 0x7fffffff) {
+      throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', `handle must be an integer from lookupPacked, got ${handle}`);
+    }
+    if (handle < 0) return null;
+    return this.#idOf(handle, this.#idEpoch) ?? null;
+  }
+
+  /**
+   * Resolves required tags once for repeated `lookupPacked` calls.
+   * @example const gdpr = fib.tagSet(['gdpr']);
+   */
+  tagSet(tags: readonly string[]): TagSet {
+    this.#live();
+    const set = new TagSet(this, checkTags(tags));
+    resolveMask(set, (t) => this.#tagBit(t), this.#native.tagCount());
+    return set;
+  }
+
+  /** Number of prefixes. @example fib.size; // -> 1 */
+  get size(): number {
+    this.#live();
+    return this.#native.size();
+  }
+
+  /** Bumped by every change that took effect. @example fib.generation; // -> 3 */
+  get generation(): number {
+    this.#live();
+    return this.#native.generation();
+  }
+
+  /**
+   * Counters of the table and all its views: lookups, misses, failovers, the `top`
+   * (default 20) most-hit prefixes and most-selected next hops, memory.
+   * @example fib.stats({ top: 5 }).prefixHits;
+   */
+  stats(options?: { top?: number }): FibStats {
+    this.#writable();
+    checkOptions(options, ['top'], 'stats options');
+    const top = options?.top ?? 20;
+    if (!Number.isInteger(top) || top < 0 || top > 1_000_000) throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', 'top must be an integer from 0 to 1000000');
+    const s: NativeStats = this.#native.stats(top);
+    return {
+      ...s,
+      prefixHits: s.prefixHits.map(([prefix, hits]) => ({ prefix, hits })),
+      nextHopSelections: s.nextHopSelections.map(([id, selections]) => ({ id, selections })),
+    };
+  }
+
+  /**
+   * A token to postMessage to a worker, which opens a view with `ForwardingTable.attach`.
+   * @example worker.postMessage({ token: fib.share() });
+   */
+  share(): ShareToken {
+    this.#writable();
+    return { kind: 'dmsc.fib', id: this.#native.share() };
+  }
+
+  /**
+   * Frees the table (or this view's reader slot). Later calls throw ERR_DMSC_CLOSED, on
+   * views too; native memory goes when the last view closes.
+   * @example fib.close();
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#native.close();
+  }
+
+  #live(): void {
+    if (this.#closed) throw new DmscError('ERR_DMSC_CLOSED', 'the forwarding table is closed');
+  }
+
+  #writable(): void {
+    this.#live();
+    if (this.#readOnly) throw new DmscTypeError('ERR_DMSC_READ_ONLY', 'an attached view is read-only');
+  }
+
+  #tagBit(tag: string): number {
+    let bit = this.#tagBits.get(tag);
+    if (bit === undefined) {
+      bit = this.#native.tagBit(tag);
+      if (bit < 0) return -1;
+      this.#tagBits.set(tag, bit);
+    }
+    return bit;
+  }
+
+  #resolve(require: readonly string[] | TagSet): TagSet {
+    let set: TagSet;
+    if (require instanceof TagSet) {
+      if (require.scope !== this) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'a TagSet belongs to the table that made it');
+      set = require;
+      if (!set.unsatisfiable) return set;
+    } else {
+      set = new TagSet(this, checkTags(require));
+    }
+    const count = this.#native.tagCount();
+    if (set.resolvedAt !== count) resolveMask(set, (t) => this.#tagBit(t), count);
+    return set;
+  }
+
+  #epoch(epoch: number): void {
+    if (epoch !== this.#idEpoch) {
+      this.#ids = [];
+      this.#idEpoch = epoch;
+    }
+  }
+
+  #idOf(index: number, epoch: number): string | undefined {
+    this.#epoch(epoch);
+    let id = this.#ids[index];
+    if (id === undefined) {
+      id = this.#native.nextHopId(index);
+      if (id !== undefined) this.#ids[index] = id;
+    }
+    return id;
+  }
+}
+
+/** True when a string is a valid capability name. @example isCapabilityName('/capability/ocr'); // -> true */
+export function isCapabilityName(name: unknown): boolean {
+  return typeof name === 'string' && nameProblem(name) === null;
+}

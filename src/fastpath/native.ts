@@ -1,0 +1,103 @@
+// The only module that loads the native addon. If it cannot be loaded, the error says
+// every path tried, why each failed, and how to fix it; ReferenceTable keeps working.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DmscError, dmscError } from '../errors.js';
+
+/** The addon's table class (see native/binding/addon.cpp). */
+export interface NativeTable {
+  apply(bytes: Uint8Array, words: Uint32Array): number;
+  lookup(name: string, needLo: number, needHi: number, flags: number, flow: number): number;
+  lookupPacked(bytes: Uint8Array, offsets: Uint32Array, n: number, out: Int32Array, needLo: number, needHi: number, flags: number, flows?: Uint32Array): void;
+  setHealth(id: string, state: number, loadQ: number): boolean;
+  tagBit(tag: string): number;
+  tagCount(): number;
+  nextHopId(index: number): string | undefined;
+  stats(top: number): NativeStats;
+  size(): number;
+  generation(): number;
+  share(): number;
+  close(): void;
+  setScratch(scratch: Int32Array): void;
+}
+
+export interface NativeStats {
+  lookups: number;
+  misses: number;
+  failovers: number;
+  invalid: number;
+  size: number;
+  generation: number;
+  nextHops: number;
+  tags: number;
+  memoryBytes: number;
+  counterBytes: number;
+  pendingReclaim: number;
+  readers: number;
+  prefixHits: Array<[string, number]>;
+  nextHopSelections: Array<[string, number]>;
+}
+
+export interface NativeAddon {
+  NativeTable: new (tokenId?: number) => NativeTable;
+  noop(): void;
+  noopString(name: string): number;
+  setErrorFactory(f: (code: string, message: string) => Error): void;
+  isTable(v: unknown): boolean;
+  abiVersion: number;
+}
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+let cached: NativeAddon | undefined;
+let failure: DmscError | undefined;
+
+function candidates(): string[] {
+  const list: string[] = [];
+  if (process.env.DMSC_NATIVE_PATH) list.push(resolve(process.env.DMSC_NATIVE_PATH));
+  list.push(join(root, 'build', 'Release', 'dmsc_fastpath.node'));
+  list.push(join(root, 'build', 'Debug', 'dmsc_fastpath.node'));
+  return list;
+}
+
+/** Loads the addon once; throws ERR_DMSC_NATIVE_UNAVAILABLE with what was tried. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  if (failure) throw failure;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const path of candidates()) {
+    if (!existsSync(path)) {
+      tried.push(`  ${path}: not found`);
+      continue;
+    }
+    try {
+      const addon = require(path) as NativeAddon;
+      addon.setErrorFactory(dmscError);
+      cached = addon;
+      return addon;
+    } catch (e) {
+      tried.push(`  ${path}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  failure = new DmscError(
+    'ERR_DMSC_NATIVE_UNAVAILABLE',
+    'the native forwarding table could not be loaded. Tried:\n' +
+      tried.join('\n') +
+      '\nBuild it with `npm run build` (needs g++, make, python3 and the Node.js headers; ' +
+      'nothing is downloaded), or set DMSC_NATIVE_PATH to a built dmsc_fastpath.node. ' +
+      'ReferenceTable works without it.',
+  );
+  throw failure;
+}
+
+/** True when the addon loads; never throws. */
+export function nativeAvailable(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
+  }
+}

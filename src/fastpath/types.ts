@@ -1,0 +1,88 @@
+import type { TagSet } from './tags.js';
+
+/** Health of a next hop: `down` is never chosen, `degraded` only when no `up` one is. */
+export type HealthState = 'up' | 'degraded' | 'down';
+
+/** One next hop of an entry. */
+export interface NextHop {
+  /** Global to the table: `setHealth(id)` applies to every entry using it. 1..256 bytes. */
+  readonly id: string;
+  /** 0..65535, default 100; 0 drains the next hop. */
+  readonly weight?: number;
+  /** 0..65535, default 0; lower values are preferred. */
+  readonly priority?: number;
+  /** Policy tags a lookup can require. */
+  readonly tags?: readonly string[];
+}
+
+export interface Health {
+  readonly state?: HealthState;
+  /** 0..1; clamped to 0.99. Scales the weight by (1 - load). */
+  readonly load?: number;
+}
+
+export type FibOp =
+  | { readonly op: 'upsert'; readonly prefix: string; readonly nextHops: readonly NextHop[] }
+  | { readonly op: 'remove'; readonly prefix: string };
+
+export interface LookupOptions {
+  /** Tags every chosen next hop must carry. */
+  readonly require?: readonly string[] | TagSet;
+  /** Flow key: a flow keeps its next hop while that next hop stays eligible. */
+  readonly flow?: string | number;
+}
+
+export interface LookupResult {
+  /** The table prefix that matched. */
+  readonly prefix: string;
+  /** The chosen next-hop id. */
+  readonly nextHop: string;
+  /** A more preferred next hop was passed over because of its health. */
+  readonly failover: boolean;
+}
+
+export interface PackedNames {
+  readonly bytes: Uint8Array;
+  /** n + 1 offsets: name i is bytes[offsets[i], offsets[i+1]). */
+  readonly offsets: Uint32Array;
+}
+
+export interface PackedLookupOptions {
+  readonly require?: TagSet | readonly string[];
+  /** One flow key per name. */
+  readonly flows?: Uint32Array;
+}
+
+export interface FibStats {
+  readonly lookups: number;
+  readonly misses: number;
+  readonly failovers: number;
+  /** Packed names that were not valid names. */
+  readonly invalid: number;
+  readonly size: number;
+  readonly generation: number;
+  readonly nextHops: number;
+  readonly tags: number;
+  /** Most-hit prefixes first (non-zero only, at most `top`). */
+  readonly prefixHits: ReadonlyArray<{ readonly prefix: string; readonly hits: number }>;
+  /** Most-selected next hops first (non-zero only, at most `top`). */
+  readonly nextHopSelections: ReadonlyArray<{ readonly id: string; readonly selections: number }>;
+  /** Native only: bytes held by entries, ids and the index. */
+  readonly memoryBytes?: number;
+  /** Native only: bytes of per-reader counters. */
+  readonly counterBytes?: number;
+  /** Native only: retired objects waiting for readers to move on. */
+  readonly pendingReclaim?: number;
+  /** Native only: attached views. */
+  readonly readers?: number;
+}
+
+/** Passed to a worker with postMessage; `ForwardingTable.attach(token)` opens a view. */
+export interface ShareToken {
+  readonly kind: 'dmsc.fib';
+  readonly id: number;
+}
+
+/** Result codes `lookupPacked` writes besides next-hop handles. */
+export const NO_ROUTE = -1;
+export const BAD_NAME = -2;
