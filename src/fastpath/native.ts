@@ -54,8 +54,9 @@ let cached: NativeAddon | undefined;
 let failure: DmscError | undefined;
 
 function candidates(): string[] {
+  // An explicit path is the only one tried, so a wrong one fails loudly.
+  if (process.env.DMSC_NATIVE_PATH) return [resolve(process.env.DMSC_NATIVE_PATH)];
   const list: string[] = [];
-  if (process.env.DMSC_NATIVE_PATH) list.push(resolve(process.env.DMSC_NATIVE_PATH));
   list.push(join(root, 'build', 'Release', 'dmsc_fastpath.node'));
   list.push(join(root, 'build', 'Debug', 'dmsc_fastpath.node'));
   return list;

@@ -130,7 +130,9 @@ export class ReferenceTable {
         }
         return { nh, weight: h.weight, priority: h.priority, lo: lo >>> 0, hi: hi >>> 0 };
       });
-      this.#entries.set(op.prefix, new RefEntry(op.prefix, hops));
+      const entry = new RefEntry(op.prefix, hops);
+      if (old) entry.hits = old.hits; // hits count from when the prefix was last added
+      this.#entries.set(op.prefix, entry);
     }
     for (const nh of released) {
       if (nh.liveRefs === 0 && this.#hops.get(nh.id) === nh) {

@@ -1,0 +1,165 @@
+// fast-check: random programs of upsert / remove / apply / setHealth / lookups (with
+// flows, so choices are deterministic) give the same answers from the native table and
+// ReferenceTable, errors included, and the same statistics at the end.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ForwardingTable, ReferenceTable, type FibOp, type NextHop } from '../../src/index.js';
+import type { AnyTable } from './tables.js';
+
+const COMPONENTS = ['capability', 'ocr', 'fast', 'asr', '\u00e9t\u00e9', 'x'];
+const IDS = ['n0', 'n1', 'n2', 'n3', 'peer:g2', 'ag1/agent-a'];
+const TAGS = ['gdpr', 'eu', 'fast', 'gpu'];
+
+const name = fc
+  .array(fc.constantFrom(...COMPONENTS), { minLength: 0, maxLength: 4 })
+  .map((parts) => (parts.length === 0 ? '/' : '/' + parts.join('/')));
+const badName = fc.constantFrom('', 'x', '/a//b', '/a/', '/\0');
+const hop: fc.Arbitrary<NextHop> = fc.record(
+  {
+    id: fc.constantFrom(...IDS),
+    weight: fc.oneof(fc.constant(100), fc.integer({ min: 0, max: 65535 }), fc.constant(70000)),
+    priority: fc.integer({ min: 0, max: 3 }),
+    tags: fc.uniqueArray(fc.constantFrom(...TAGS), { maxLength: 3 }),
+  },
+  { requiredKeys: ['id'] },
+);
+const hops = fc.array(hop, { minLength: 0, maxLength: 6 });
+const op: fc.Arbitrary<FibOp> = fc.oneof(
+  fc.record({ op: fc.constant('upsert' as const), prefix: fc.oneof({ weight: 20, arbitrary: name }, { weight: 1, arbitrary: badName }), nextHops: hops }),
+  fc.record({ op: fc.constant('remove' as const), prefix: name }),
+);
+
+type Cmd =
+  | { kind: 'apply'; ops: FibOp[] }
+  | { kind: 'health'; id: string; state?: 'up' | 'degraded' | 'down'; load?: number }
+  | { kind: 'lookup'; name: string; require: string[]; flow: number }
+  | { kind: 'packed'; names: string[]; require: string[]; flows: number[] };
+
+const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('apply' as const), ops: fc.array(op, { minLength: 1, maxLength: 4 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record(
+      {
+        kind: fc.constant('health' as const),
+        id: fc.constantFrom(...IDS, 'unknown'),
+        state: fc.constantFrom('up' as const, 'degraded' as const, 'down' as const),
+        load: fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constant(0.995)),
+      },
+      { requiredKeys: ['kind', 'id'] },
+    ),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('lookup' as const),
+      name: fc.oneof({ weight: 10, arbitrary: name }, { weight: 1, arbitrary: badName }),
+      require: fc.uniqueArray(fc.constantFrom(...TAGS, 'never-used'), { maxLength: 2 }),
+      flow: fc.nat(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .array(fc.tuple(fc.oneof({ weight: 8, arbitrary: name }, { weight: 1, arbitrary: badName }), fc.nat()), { minLength: 1, maxLength: 8 })
+      .chain((pairs) =>
+        fc.record({
+          kind: fc.constant('packed' as const),
+          names: fc.constant(pairs.map((p) => p[0])),
+          flows: fc.constant(pairs.map((p) => p[1] >>> 0)),
+          require: fc.uniqueArray(fc.constantFrom(...TAGS), { maxLength: 1 }),
+        }),
+      ),
+  },
+);
+
+// Runs one command, returning its observable outcome (a value or an error code).
+function run(t: AnyTable, c: Cmd): unknown {
+  try {
+    switch (c.kind) {
+      case 'apply':
+        return c.ops.length === 1 && c.ops[0]!.op === 'remove' ? t.remove(c.ops[0]!.prefix) : t.apply(c.ops);
+      case 'health':
+        return t.setHealth(c.id, { ...(c.state ? { state: c.state } : {}), ...(c.load !== undefined ? { load: c.load } : {}) });
+      case 'lookup':
+        return t.lookup(c.name, { require: c.require, flow: c.flow });
+      case 'packed': {
+        const names = t.pack(c.names);
+        const out = new Int32Array(c.names.length);
+        const found = t.lookupPacked(names.bytes, names.offsets, out, { require: c.require, flows: Uint32Array.from(c.flows) });
+        return [found, Array.from(out, (h) => (h < 0 ? h : t.nextHopId(h)))];
+      }
+    }
+  } catch (e) {
+    return { error: (e as { code?: string }).code ?? String(e) };
+  }
+}
+
+function observe(t: AnyTable) {
+  const s = t.stats({ top: 1000 });
+  const sort = <T extends { hits?: number; selections?: number }>(a: readonly T[], key: (x: T) => string) => [...a].sort((x, y) => key(x).localeCompare(key(y)));
+  return {
+    size: t.size,
+    generation: t.generation,
+    counters: [s.lookups, s.misses, s.failovers, s.invalid, s.nextHops, s.tags],
+    prefixHits: sort(s.prefixHits, (x) => x.prefix),
+    selections: sort(s.nextHopSelections, (x) => x.id),
+  };
+}
+
+describe('ForwardingTable against ReferenceTable', () => {
+  it('gives identical results for random command sequences', () => {
+    fc.assert(
+      fc.property(fc.array(cmd, { minLength: 1, maxLength: 60 }), (cmds) => {
+        const native = new ForwardingTable();
+        const ref = new ReferenceTable();
+        try {
+          for (const c of cmds) expect(run(native, c)).toEqual(run(ref, c));
+          expect(observe(native)).toEqual(observe(ref));
+        } finally {
+          native.close();
+          ref.close();
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('agrees on larger tables after growth and churn', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 31 }), (seed) => {
+        const native = new ForwardingTable();
+        const ref = new ReferenceTable();
+        try {
+          let x = seed;
+          const rnd = (n: number) => {
+            x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+            return x % n;
+          };
+          for (let round = 0; round < 6; round++) {
+            const ops: FibOp[] = [];
+            for (let i = 0; i < 400; i++) {
+              const p = `/svc/${rnd(300)}/${rnd(3)}`;
+              ops.push(rnd(4) === 0 ? { op: 'remove', prefix: p } : { op: 'upsert', prefix: p, nextHops: [{ id: `i${rnd(40)}`, weight: 1 + rnd(500) }, { id: `j${rnd(40)}`, priority: rnd(2) }] });
+            }
+            expect(native.apply(ops)).toBe(ref.apply(ops));
+            for (let h = 0; h < 10; h++) {
+              const id = `i${rnd(40)}`;
+              const state = (['up', 'degraded', 'down'] as const)[rnd(3)];
+              expect(native.setHealth(id, { state })).toBe(ref.setHealth(id, { state }));
+            }
+            for (let i = 0; i < 300; i++) {
+              const n = `/svc/${rnd(300)}/${rnd(4)}/leaf`;
+              expect(native.lookup(n, { flow: i })).toEqual(ref.lookup(n, { flow: i }));
+            }
+          }
+          expect(observe(native)).toEqual(observe(ref));
+        } finally {
+          native.close();
+          ref.close();
+        }
+      }),
+      { numRuns: 15 },
+    );
+  });
+});
