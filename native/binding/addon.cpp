@@ -89,6 +89,9 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeTable", {
       InstanceMethod<&TableWrap::Apply>("apply"),
+      InstanceMethod<&TableWrap::Stage>("stage"),
+      InstanceMethod<&TableWrap::Commit>("commit"),
+      InstanceMethod<&TableWrap::Discard>("discard"),
       InstanceMethod<&TableWrap::Lookup>("lookup"),
       InstanceMethod<&TableWrap::LookupPacked>("lookupPacked"),
       InstanceMethod<&TableWrap::SetHealth>("setHealth"),
@@ -176,6 +179,32 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     dmsc::Status s = t.apply(bytes.Data(), bytes.ElementLength(), words.Data(), words.ElementLength(), &changed);
     if (!s.ok()) throw_code(env, code_name(s.code), s.message);
     return Napi::Number::New(env, static_cast<double>(t.generation()));
+  }
+
+  // stage(bytes, words): decodes one chunk of a batch; a bad chunk discards the batch.
+  Napi::Value Stage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    auto words = info[1].As<Napi::Uint32Array>();
+    dmsc::Status s = t.stage(bytes.Data(), bytes.ElementLength(), words.Data(), words.ElementLength());
+    if (!s.ok()) throw_code(env, code_name(s.code), s.message);
+    return env.Undefined();
+  }
+
+  // commit() -> generation: applies everything staged as one batch.
+  Napi::Value Commit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    bool changed = false;
+    dmsc::Status s = t.commit(&changed);
+    if (!s.ok()) throw_code(env, code_name(s.code), s.message);
+    return Napi::Number::New(env, static_cast<double>(t.generation()));
+  }
+
+  Napi::Value Discard(const Napi::CallbackInfo& info) {
+    if (table_ && owner_) table_->discard();
+    return info.Env().Undefined();
   }
 
   // lookup(name, needLo, needHi, flags, flow) -> next-hop index or -1; details in scratch.
@@ -270,6 +299,7 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     num("nextHops", s.next_hops);
     num("tags", s.tags);
     num("memoryBytes", s.memory_bytes);
+    num("usedBytes", s.used_bytes);
     num("counterBytes", s.counter_bytes);
     num("pendingReclaim", s.pending_reclaim);
     num("readers", s.readers);

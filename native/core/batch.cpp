@@ -1,15 +1,19 @@
-// Decoding, validation and commit of a batch of upserts and removes.
+// Batches: chunks are decoded into a staging area, then committed as one generation.
 //
-// Encoding (built by src/fastpath/encode.ts; every field is checked here again, since the
-// core is also driven by the fuzzer):
+// A batch arrives as one or more chunks (Table::stage), then commits (Table::commit) or is
+// discarded as a whole, so a caller can stream a million-prefix load through one small
+// buffer. Encoding of a chunk (built by src/fastpath/encode.ts; every field is checked here
+// again, since the core is also driven by the fuzzer):
 //   words: nOps, nIds, nTags, nIds x (offset, length), nTags x (offset, length), then per op
 //          kind (0 upsert, 1 remove), nameOffset, nameLength, nHops, and per hop
 //          idRef, weight, priority, nTags, tagRef x nTags
 //   bytes: the UTF-8 of every name, id and tag the words point into
-// All checks and allocations happen before the first change, so a batch is all or nothing.
+// Ids and tags are numbered per chunk. All checks and allocations happen before the first
+// change, so a batch is all or nothing.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <string_view>
 #include <unordered_map>
 
@@ -17,11 +21,10 @@
 #include "table.hpp"
 
 namespace dmsc {
-namespace {
 
 struct StagedOp {
   bool remove;
-  const uint8_t* name;
+  uint32_t name;  // offset into Staging::names
   uint32_t len;
   uint32_t depth;
   uint64_t hash;
@@ -29,10 +32,43 @@ struct StagedOp {
 };
 
 struct StagedHop {
-  uint32_t id;  // canonical id ref
+  uint32_t id;  // batch-wide id ref
   uint16_t weight, prio;
   uint32_t tag_begin, ntags;  // into tag_refs
 };
+
+// Ids or tags of a batch, numbered once however many chunks name them.
+class StringSet {
+ public:
+  uint32_t intern(std::string_view s) {
+    auto it = index_.find(s);
+    if (it != index_.end()) return it->second;
+    uint32_t ref = static_cast<uint32_t>(list_.size());
+    list_.emplace_back(s);
+    index_.emplace(list_.back(), ref);
+    return ref;
+  }
+  std::string_view at(uint32_t i) const { return list_[i]; }
+  uint32_t size() const { return static_cast<uint32_t>(list_.size()); }
+
+ private:
+  std::deque<std::string> list_;  // a deque: interned strings never move
+  std::unordered_map<std::string_view, uint32_t> index_;
+};
+
+struct Staging {
+  std::vector<uint8_t> names;
+  StringSet ids, tags;
+  std::vector<StagedOp> ops;
+  std::vector<StagedHop> hops;
+  std::vector<uint32_t> tag_refs;
+  std::vector<uint32_t> seen;  // per id ref: last op that used it (duplicate check)
+  const uint8_t* name(const StagedOp& op) const { return names.data() + op.name; }
+};
+
+void StagingDeleter::operator()(Staging* s) const { delete s; }
+
+namespace {
 
 std::string where(size_t op) { return "ops[" + std::to_string(op) + "]"; }
 std::string where(size_t op, size_t hop) {
@@ -59,69 +95,56 @@ Status malformed(const std::string& what) {
   return Status::Error(Code::kMalformedBatch, "malformed batch: " + what);
 }
 
-}  // namespace
-
-class BatchApplier {
+// Decodes one chunk into the staging area.
+class ChunkDecoder {
  public:
-  BatchApplier(Table& t, const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords)
-      : t_(t), bytes_(bytes), nbytes_(nbytes), in_(words, nwords) {}
+  ChunkDecoder(Staging& st, const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords)
+      : st_(st), bytes_(bytes), nbytes_(nbytes), in_(words, nwords) {}
 
-  Status run(bool* changed);
+  Status run() {
+    uint32_t nops, nids, ntags;
+    if (!in_.next(nops) || !in_.next(nids) || !in_.next(ntags)) return malformed("no header");
+    // Each id and tag takes two words and each op at least four: bound the counts by the
+    // input before sizing anything by them.
+    if (2ULL * nids + 2ULL * ntags + 4ULL * nops > in_.remaining())
+      return malformed("counts exceed the words given");
+    if (Status s = strings(nids, kMaxIdBytes, "a next-hop id", st_.ids, ids_); !s.ok()) return s;
+    if (Status s = strings(ntags, kMaxTagBytes, "a tag", st_.tags, tags_); !s.ok()) return s;
+    st_.seen.resize(st_.ids.size(), UINT32_MAX);
+    for (uint32_t i = 0; i < nops; ++i)
+      if (Status s = op(); !s.ok()) return s;
+    if (!in_.done()) return malformed("trailing words");
+    return Status::Ok();
+  }
 
  private:
-  Status decode_strings(uint32_t count, size_t max_len, const char* what,
-                        std::vector<std::string_view>& out, std::vector<uint32_t>& canon);
-  Status decode_ops();
-  void keep_last_per_name();
-
-  Table& t_;
-  const uint8_t* bytes_;
-  size_t nbytes_;
-  Reader in_;
-  uint32_t nops_ = 0, nids_ = 0, ntags_ = 0;
-  std::vector<std::string_view> ids_, tags_;
-  std::vector<uint32_t> id_canon_, tag_canon_;
-  std::vector<StagedOp> ops_;
-  std::vector<StagedHop> hops_;
-  std::vector<uint32_t> tag_refs_;
-  std::vector<uint32_t> survivors_;
-};
-
-Status BatchApplier::decode_strings(uint32_t count, size_t max_len, const char* what,
-                                    std::vector<std::string_view>& out,
-                                    std::vector<uint32_t>& canon) {
-  std::unordered_map<std::string_view, uint32_t> first;
-  out.reserve(count);
-  canon.reserve(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    uint32_t off, len;
-    if (!in_.next(off) || !in_.next(len)) return malformed("truncated string table");
-    if (off > nbytes_ || len > nbytes_ - off) return malformed("string out of bounds");
-    const uint8_t* p = bytes_ + off;
-    if (len == 0 || len > max_len)
-      return Status::Error(Code::kInvalidArgument, std::string(what) + " must be 1 to " +
-                                                       std::to_string(max_len) + " bytes");
-    if (!valid_utf8(p, len) || std::memchr(p, 0, len))
-      return Status::Error(Code::kInvalidArgument,
-                           std::string(what) + " must be UTF-8 without NUL bytes");
-    std::string_view s(reinterpret_cast<const char*>(p), len);
-    out.push_back(s);
-    canon.push_back(first.emplace(s, i).first->second);
+  Status strings(uint32_t count, size_t max_len, const char* what, StringSet& set,
+                 std::vector<uint32_t>& refs) {
+    refs.reserve(count);
+    for (uint32_t i = 0; i < count; ++i) {
+      uint32_t off, len;
+      if (!in_.next(off) || !in_.next(len)) return malformed("truncated string table");
+      if (off > nbytes_ || len > nbytes_ - off) return malformed("string out of bounds");
+      const uint8_t* p = bytes_ + off;
+      if (len == 0 || len > max_len)
+        return Status::Error(Code::kInvalidArgument, std::string(what) + " must be 1 to " +
+                                                         std::to_string(max_len) + " bytes");
+      if (!valid_utf8(p, len) || std::memchr(p, 0, len))
+        return Status::Error(Code::kInvalidArgument,
+                             std::string(what) + " must be UTF-8 without NUL bytes");
+      refs.push_back(set.intern(std::string_view(reinterpret_cast<const char*>(p), len)));
+    }
+    return Status::Ok();
   }
-  return Status::Ok();
-}
 
-Status BatchApplier::decode_ops() {
-  ops_.reserve(nops_);
-  ParsedName pn;
-  std::vector<uint32_t> seen(nids_, UINT32_MAX);
-  for (uint32_t i = 0; i < nops_; ++i) {
+  Status op() {
+    const size_t i = st_.ops.size();
     uint32_t kind, off, len, nhops;
     if (!in_.next(kind) || !in_.next(off) || !in_.next(len) || !in_.next(nhops))
       return malformed("truncated op");
     if (kind > 1) return malformed(where(i) + " has an unknown kind");
     if (off > nbytes_ || len > nbytes_ - off) return malformed(where(i) + " name out of bounds");
-    NameError ne = parse_name(bytes_ + off, len, pn);
+    NameError ne = parse_name(bytes_ + off, len, pn_);
     if (ne != NameError::kOk)
       return Status::Error(Code::kInvalidName, where(i) + ".prefix: " + name_error_message(ne));
     if (kind == 1 && nhops != 0) return malformed(where(i) + " is a remove with next hops");
@@ -130,40 +153,66 @@ Status BatchApplier::decode_ops() {
     if (nhops > kMaxNextHopsPerEntry)
       return Status::Error(Code::kLimitExceeded,
                            where(i) + " has more than 64 next hops (" + std::to_string(nhops) + ")");
-    StagedOp op{kind == 1, bytes_ + off, len, pn.ncomp, pn.hash[pn.ncomp],
-                static_cast<uint32_t>(hops_.size()), nhops};
+    StagedOp op{kind == 1, static_cast<uint32_t>(st_.names.size()), len, pn_.ncomp,
+                pn_.hash[pn_.ncomp], static_cast<uint32_t>(st_.hops.size()), nhops};
+    st_.names.insert(st_.names.end(), bytes_ + off, bytes_ + off + len);
     for (uint32_t h = 0; h < nhops; ++h) {
       uint32_t id, weight, prio, ntags;
       if (!in_.next(id) || !in_.next(weight) || !in_.next(prio) || !in_.next(ntags))
         return malformed("truncated hop");
-      if (id >= nids_) return malformed(where(i, h) + " id ref out of range");
+      if (id >= ids_.size()) return malformed(where(i, h) + " id ref out of range");
       if (weight > 65535)
         return Status::Error(Code::kOutOfRange, where(i, h) + ".weight must be 0 to 65535");
       if (prio > 65535)
         return Status::Error(Code::kOutOfRange, where(i, h) + ".priority must be 0 to 65535");
-      uint32_t canon = id_canon_[id];
-      if (seen[canon] == i)
+      const uint32_t ref = ids_[id];
+      if (st_.seen[ref] == i)
         return Status::Error(Code::kDuplicateNextHop,
-                             where(i, h) + ": next hop '" + std::string(ids_[canon]) +
+                             where(i, h) + ": next hop '" + std::string(st_.ids.at(ref)) +
                                  "' appears twice in one entry");
-      seen[canon] = i;
+      st_.seen[ref] = static_cast<uint32_t>(i);
       if (ntags > kMaxTags)
         return Status::Error(Code::kLimitExceeded, where(i, h) + " has more than 64 tags");
-      StagedHop sh{canon, static_cast<uint16_t>(weight), static_cast<uint16_t>(prio),
-                   static_cast<uint32_t>(tag_refs_.size()), ntags};
+      StagedHop sh{ref, static_cast<uint16_t>(weight), static_cast<uint16_t>(prio),
+                   static_cast<uint32_t>(st_.tag_refs.size()), ntags};
       for (uint32_t k = 0; k < ntags; ++k) {
         uint32_t tag;
         if (!in_.next(tag)) return malformed("truncated tags");
-        if (tag >= ntags_) return malformed(where(i, h) + " tag ref out of range");
-        tag_refs_.push_back(tag_canon_[tag]);
+        if (tag >= tags_.size()) return malformed(where(i, h) + " tag ref out of range");
+        st_.tag_refs.push_back(tags_[tag]);
       }
-      hops_.push_back(sh);
+      st_.hops.push_back(sh);
     }
-    ops_.push_back(op);
+    st_.ops.push_back(op);
+    return Status::Ok();
   }
-  if (!in_.done()) return malformed("trailing words");
-  return Status::Ok();
-}
+
+  Staging& st_;
+  const uint8_t* bytes_;
+  size_t nbytes_;
+  Reader in_;
+  std::vector<uint32_t> ids_, tags_;  // chunk ref -> batch ref
+  ParsedName pn_;
+};
+
+}  // namespace
+
+// Commits a staged batch as generation G+1.
+class BatchApplier {
+ public:
+  BatchApplier(Table& t, Staging& st) : t_(t), st_(st), ops_(st.ops), hops_(st.hops), tag_refs_(st.tag_refs) {}
+  Status run(bool* changed);
+
+ private:
+  void keep_last_per_name();
+
+  Table& t_;
+  Staging& st_;
+  const std::vector<StagedOp>& ops_;
+  const std::vector<StagedHop>& hops_;
+  const std::vector<uint32_t>& tag_refs_;
+  std::vector<uint32_t> survivors_;
+};
 
 // Within one batch the last operation on a name wins.
 void BatchApplier::keep_last_per_name() {
@@ -182,7 +231,7 @@ void BatchApplier::keep_last_per_name() {
         break;
       }
       const StagedOp& o = ops_[j];
-      if (o.hash == op.hash && o.len == op.len && std::memcmp(o.name, op.name, op.len) == 0) {
+      if (o.hash == op.hash && o.len == op.len && std::memcmp(st_.name(o), st_.name(op), op.len) == 0) {
         last[j] = false;
         last[i] = true;
         slot[s] = i;
@@ -196,23 +245,23 @@ void BatchApplier::keep_last_per_name() {
 
 Status BatchApplier::run(bool* changed) {
   *changed = false;
-  if (!in_.next(nops_) || !in_.next(nids_) || !in_.next(ntags_)) return malformed("no header");
-  // Each id and tag takes two words and each op at least four: bound the counts by the
-  // input before sizing anything by them.
-  if (2ULL * nids_ + 2ULL * ntags_ + 4ULL * nops_ > in_.remaining())
-    return malformed("counts exceed the words given");
-  if (Status s = decode_strings(nids_, kMaxIdBytes, "a next-hop id", ids_, id_canon_); !s.ok()) return s;
-  if (Status s = decode_strings(ntags_, kMaxTagBytes, "a tag", tags_, tag_canon_); !s.ok()) return s;
-  if (Status s = decode_ops(); !s.ok()) return s;
   keep_last_per_name();
+  const uint32_t nids_ = st_.ids.size(), ntags_ = st_.tags.size();
 
   // What changes, against the current generation.
   const SlotArray* cur = t_.array_.load(std::memory_order_relaxed);
   std::vector<uint32_t> work;
   uint64_t upserts = 0, absent = 0;
-  for (uint32_t i : survivors_) {
+  // The index is far larger than the cache for big tables: fetch slots a few ops ahead.
+  constexpr size_t kAhead = 8;
+  auto prefetch_slot = [&](const SlotArray* a, size_t k, const std::vector<uint32_t>& list) {
+    if (k < list.size()) __builtin_prefetch(&a->slots[ops_[list[k]].hash & a->mask]);
+  };
+  for (size_t k = 0; k < survivors_.size(); ++k) {
+    prefetch_slot(cur, k + kAhead, survivors_);
+    const uint32_t i = survivors_[k];
     const StagedOp& op = ops_[i];
-    const Version* head = t_.find_head(cur, op.hash, op.name, op.len);
+    const Version* head = t_.find_head(cur, op.hash, st_.name(op), op.len);
     if (op.remove && (!head || head->nhops == 0)) continue;
     work.push_back(i);
     if (!op.remove) {
@@ -231,7 +280,7 @@ Status BatchApplier::run(bool* changed) {
       for (uint32_t k = 0; k < hops_[h].ntags; ++k) {
         uint32_t ref = tag_refs_[hops_[h].tag_begin + k];
         if (tag_bit[ref] >= 0) continue;
-        int bit = t_.tags_.find(tags_[ref].data(), tags_[ref].size());
+        int bit = t_.tags_.find(st_.tags.at(ref).data(), st_.tags.at(ref).size());
         if (bit < 0) {
           bit = static_cast<int>(t_.tags_.count() + new_tags.size());
           new_tags.push_back(ref);
@@ -249,7 +298,7 @@ Status BatchApplier::run(bool* changed) {
     for (uint32_t h = ops_[i].hop_begin; h < ops_[i].hop_begin + ops_[i].nhops; ++h) {
       uint32_t ref = hops_[h].id;
       if (id_index[ref] != -1) continue;
-      auto it = t_.nhs_.by_id.find(std::string(ids_[ref]));
+      auto it = t_.nhs_.by_id.find(st_.ids.at(ref));
       if (it != t_.nhs_.by_id.end()) {
         id_index[ref] = it->second;
       } else {
@@ -267,22 +316,26 @@ Status BatchApplier::run(bool* changed) {
   std::vector<Version*> versions(work.size(), nullptr);
   std::vector<Blob*> blobs;
   auto undo = [&]() {
-    for (Version* v : versions) std::free(v);
+    for (size_t w = 0; w < work.size(); ++w)
+      if (versions[w]) {
+        const StagedOp& op = ops_[work[w]];
+        t_.slab_.free(versions[w], Version::bytes_for(op.remove ? 0 : op.nhops, op.len));
+      }
     for (Blob* b : blobs) std::free(b);
     return Status::Error(Code::kNoMemory, "out of memory while applying a batch");
   };
   for (size_t w = 0; w < work.size(); ++w) {
     const StagedOp& op = ops_[work[w]];
     uint32_t n = op.remove ? 0 : op.nhops;
-    versions[w] = static_cast<Version*>(std::malloc(Version::bytes_for(n, op.len)));
+    versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len)));
     if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) return undo();
   }
   for (uint32_t ref : new_tags) {
-    blobs.push_back(Blob::make(tags_[ref].data(), tags_[ref].size()));
+    blobs.push_back(Blob::make(st_.tags.at(ref).data(), st_.tags.at(ref).size()));
     if (!blobs.back()) return undo();
   }
   for (uint32_t ref : new_ids) {
-    blobs.push_back(Blob::make(ids_[ref].data(), ids_[ref].size()));
+    blobs.push_back(Blob::make(st_.ids.at(ref).data(), st_.ids.at(ref).size()));
     if (!blobs.back()) return undo();
   }
   SlotArray* target = const_cast<SlotArray*>(cur);
@@ -299,25 +352,26 @@ Status BatchApplier::run(bool* changed) {
   size_t b = 0;
   for (size_t k = 0; k < new_tags.size(); ++k) t_.tags_.add(blobs[b++]);
   for (uint32_t ref : new_ids) {
-    uint32_t index = t_.nhs_.allocate();
-    NextHop& nh = t_.nhs_.at(index);
+    NextHopRegistry& nhs = t_.nhs_;
+    uint32_t index = nhs.allocate();
     Blob* id = blobs[b++];
-    nh.idmix = id_mix(fnv1a32(reinterpret_cast<const uint8_t*>(id->bytes), id->len));
-    nh.health.store(pack_health(kUp, 0), std::memory_order_relaxed);
-    nh.live_refs = nh.total_refs = 0;
-    nh.id.store(id, std::memory_order_release);
+    nhs.set_idmix(index, id_mix(fnv1a32(reinterpret_cast<const uint8_t*>(id->bytes), id->len)));
+    nhs.health(index).store(pack_health(kUp, 0), std::memory_order_relaxed);
+    nhs.live_refs(index) = nhs.total_refs(index) = 0;
+    nhs.id(index).store(id, std::memory_order_release);
     if (t_.nh_base_.size() <= index) t_.nh_base_.resize(index + 1, 0);
     uint64_t sum = 0;
     for (auto& r : t_.readers_) sum += r.nh_selections.get(index);
     t_.nh_base_[index] = sum;
     t_.memory_bytes_ += sizeof(Blob) + id->len;
     id_index[ref] = index;
-    t_.nhs_.by_id.emplace(std::string(id->view()), index);
+    nhs.by_id.emplace(id->view(), index);
   }
   std::vector<uint32_t> released;
   for (size_t w = 0; w < work.size(); ++w) {
+    prefetch_slot(target, w + kAhead, work);
     const StagedOp& op = ops_[work[w]];
-    Version* head = t_.find_head(target, op.hash, op.name, op.len);
+    Version* head = t_.find_head(target, op.hash, st_.name(op), op.len);
     Version* v = versions[w];
     v->born = gen;
     v->next.store(head, std::memory_order_relaxed);
@@ -332,17 +386,15 @@ Status BatchApplier::run(bool* changed) {
         mask |= 1ULL << tag_bit[tag_refs_[sh.tag_begin + k]];
       uint32_t index = static_cast<uint32_t>(id_index[sh.id]);
       v->hops()[h] = Hop{index, sh.weight, sh.prio, mask};
-      NextHop& nh = t_.nhs_.at(index);
-      ++nh.live_refs;
-      ++nh.total_refs;
+      ++t_.nhs_.live_refs(index);
+      ++t_.nhs_.total_refs(index);
     }
-    std::memcpy(v->key(), op.name, op.len);
-    t_.memory_bytes_ += Version::bytes_for(v->nhops, op.len);
+    std::memcpy(v->key(), st_.name(op), op.len);
     const bool was_live = head && head->nhops;
     if (head) {
       for (uint32_t h = 0; h < head->nhops; ++h) {
         uint32_t index = head->hops()[h].nh;
-        if (--t_.nhs_.at(index).live_refs == 0) released.push_back(index);
+        if (--t_.nhs_.live_refs(index) == 0) released.push_back(index);
       }
       t_.replace_slot(target, op.hash, head, v);
       t_.retire({Table::Retired::kVersion, false, gen, head, v});
@@ -362,10 +414,9 @@ Status BatchApplier::run(bool* changed) {
   }
   // An id no entry of this generation references is forgotten (its health with it).
   for (uint32_t index : released) {
-    NextHop& nh = t_.nhs_.at(index);
-    if (nh.live_refs != 0) continue;
-    const Blob* id = nh.id.load(std::memory_order_relaxed);
-    auto it = t_.nhs_.by_id.find(std::string(id->view()));
+    if (t_.nhs_.live_refs(index) != 0) continue;
+    const Blob* id = t_.nhs_.id(index).load(std::memory_order_relaxed);
+    auto it = t_.nhs_.by_id.find(id->view());
     if (it != t_.nhs_.by_id.end() && it->second == index) t_.nhs_.by_id.erase(it);
   }
 
@@ -379,9 +430,27 @@ Status BatchApplier::run(bool* changed) {
   return Status::Ok();
 }
 
+Status Table::stage(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords) {
+  if (!staging_) staging_.reset(new Staging());
+  Status s = ChunkDecoder(*staging_, bytes, nbytes, words, nwords).run();
+  if (!s.ok()) staging_.reset();
+  return s;
+}
+
+Status Table::commit(bool* changed) {
+  *changed = false;
+  if (!staging_) return Status::Ok();
+  std::unique_ptr<Staging, StagingDeleter> st = std::move(staging_);
+  return BatchApplier(*this, *st).run(changed);
+}
+
+void Table::discard() { staging_.reset(); }
+
 Status Table::apply(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords,
                     bool* changed) {
-  return BatchApplier(*this, bytes, nbytes, words, nwords).run(changed);
+  discard();
+  if (Status s = stage(bytes, nbytes, words, nwords); !s.ok()) return s;
+  return commit(changed);
 }
 
 }  // namespace dmsc

@@ -49,7 +49,7 @@ int Table::select(const Version* v, const Query& q, ReaderSlot& rs, bool& failov
     const Hop& h = hops[i];
     health[i] = kNone;
     if ((h.tags & q.need) != q.need || h.weight == 0) continue;
-    uint32_t hv = nhs_.at(h.nh).health.load(std::memory_order_relaxed);
+    uint32_t hv = nhs_.health(h.nh).load(std::memory_order_relaxed);
     uint32_t st = health_state(hv);
     if (st == kDown) {
       down_prio = std::min<uint32_t>(down_prio, h.prio);
@@ -78,7 +78,7 @@ int Table::select(const Version* v, const Query& q, ReaderSlot& rs, bool& failov
       uint32_t hv = health[i];
       if (hv == kNone || hops[i].prio != best_prio || health_state(hv) != want) continue;
       uint64_t w = static_cast<uint64_t>(hops[i].weight) * (10000 - health_loadq(hv));
-      uint64_t l = neglog2_q16(flow_draw(q.flow, nhs_.at(hops[i].nh).idmix));
+      uint64_t l = neglog2_q16(flow_draw(q.flow, nhs_.idmix(hops[i].nh)));
       if (chosen < 0 || l * best_w < best_l * w) {
         chosen = static_cast<int>(i);
         best_l = l;
@@ -119,10 +119,9 @@ bool Table::resolve(const SlotArray* a, uint64_t snap, const uint8_t* name, cons
     int i = select(v, q, rs, failover);
     if (i < 0) continue;
     out.nh = static_cast<int32_t>(v->hops()[i].nh);
+    out.key_id = v->key_id;
     out.prefix_len = len;
     out.failover = failover;
-    rs.prefix_hits.bump(v->key_id);
-    rs.nh_selections.bump(v->hops()[i].nh);
     if (failover) ReaderSlot::add(rs.failovers, 1);
     return true;
   }
@@ -142,11 +141,17 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
     return out;
   }
   Snapshot s = begin_read(rs, owner);
-  resolve(s.array, s.gen, name, pn, q, rs, out);
+  if (resolve(s.array, s.gen, name, pn, q, rs, out)) {
+    rs.prefix_hits.bump(out.key_id);
+    rs.nh_selections.bump(static_cast<uint32_t>(out.nh));
+  }
   end_read(rs, owner);
   return out;
 }
 
+// Looks names up in groups, DPDK style: parse a group and prefetch every candidate slot,
+// then prefetch the entries whose fingerprints match, then resolve, then bump counters
+// whose lines were prefetched. The misses of a group overlap instead of queueing.
 Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, size_t nbytes,
                             const uint32_t* offsets, size_t n, int32_t* out, const Query& q,
                             const uint32_t* flows) {
@@ -158,27 +163,60 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
   if (offsets[n] > nbytes)
     return Status::Error(Code::kInvalidOffsets, "offsets[" + std::to_string(n) +
                                                     "] is past the end of the bytes");
+  constexpr size_t kGroup = 16;
   Snapshot s = begin_read(rs, owner);
-  ParsedName pn;
+  const SlotArray* a = s.array;
+  const uint64_t depths = a->depth_mask.load(std::memory_order_acquire);
+  ParsedName pn[kGroup];
+  bool ok[kGroup];
+  LookupResult res[kGroup];
   Query fq = q;
   uint64_t invalid = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const uint8_t* name = bytes + offsets[i];
-    if (parse_name(name, offsets[i + 1] - offsets[i], pn) != NameError::kOk) {
-      out[i] = kBadName;
-      ++invalid;
-      continue;
+  for (size_t base = 0; base < n; base += kGroup) {
+    const size_t m = std::min(kGroup, n - base);
+    for (size_t k = 0; k < m; ++k) {
+      const size_t i = base + k;
+      ok[k] = parse_name(bytes + offsets[i], offsets[i + 1] - offsets[i], pn[k]) == NameError::kOk;
+      if (!ok[k]) continue;
+      for (int d = static_cast<int>(pn[k].ncomp); d >= 0; --d)
+        if ((depths >> d) & 1) __builtin_prefetch(&a->slots[pn[k].hash[d] & a->mask]);
     }
-    if (flows) {
-      fq.has_flow = true;
-      fq.flow = flows[i];
+    for (size_t k = 0; k < m; ++k) {
+      if (!ok[k]) continue;
+      for (int d = static_cast<int>(pn[k].ncomp); d >= 0; --d) {
+        if (!((depths >> d) & 1)) continue;
+        const uint64_t h = pn[k].hash[d], fp = h & ~kSlotPtrMask;
+        for (uint64_t j = h & a->mask;; j = (j + 1) & a->mask) {
+          uint64_t w = a->slots[j].load(std::memory_order_acquire);
+          if (!w) break;
+          if ((w & ~kSlotPtrMask) == fp) __builtin_prefetch(reinterpret_cast<const void*>(w & kSlotPtrMask));
+        }
+      }
     }
-    LookupResult r;
-    if (!q.unsatisfiable && resolve(s.array, s.gen, name, pn, fq, rs, r)) {
-      out[i] = r.nh;
-    } else {
-      out[i] = kNoRoute;
-      if (q.unsatisfiable) ReaderSlot::add(rs.misses, 1);
+    for (size_t k = 0; k < m; ++k) {
+      const size_t i = base + k;
+      res[k].nh = kNoRoute;
+      if (!ok[k]) {
+        out[i] = kBadName;
+        ++invalid;
+        continue;
+      }
+      if (flows) {
+        fq.has_flow = true;
+        fq.flow = flows[i];
+      }
+      if (q.unsatisfiable) {
+        ReaderSlot::add(rs.misses, 1);
+      } else if (resolve(a, s.gen, bytes + offsets[i], pn[k], fq, rs, res[k])) {
+        rs.prefix_hits.prefetch(res[k].key_id);
+        rs.nh_selections.prefetch(static_cast<uint32_t>(res[k].nh));
+      }
+      out[i] = res[k].nh;
+    }
+    for (size_t k = 0; k < m; ++k) {
+      if (res[k].nh < 0) continue;
+      rs.prefix_hits.bump(res[k].key_id);
+      rs.nh_selections.bump(static_cast<uint32_t>(res[k].nh));
     }
   }
   end_read(rs, owner);

@@ -84,6 +84,18 @@ size_t utf16_length(const uint8_t* p, size_t len) {
   return n;
 }
 
+namespace {
+
+constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7FULL;
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+
+// 0x80 in every byte of w that is zero, exactly (no false positives from borrows).
+inline uint64_t zero_bytes(uint64_t w) { return ~(((w & kLow7) + kLow7) | w | kLow7); }
+
+}  // namespace
+
+// Word at a time: one pass finds the separators, NUL bytes and non-ASCII bytes of eight
+// bytes at once; components are hashed as their ends are found.
 NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   if (len == 0) return NameError::kEmpty;
   if (len > kMaxNameBytes) return NameError::kTooLong;
@@ -96,24 +108,43 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
 
   uint32_t k = 0;
   size_t start = 1;
-  uint8_t high = 0;
+  uint64_t high = 0;
   uint64_t h = kRootHash;
-  for (size_t i = 1; i <= len; ++i) {
-    if (i == len || p[i] == '/') {
-      if (i == start) return i == len ? NameError::kTrailingSlash : NameError::kEmptyComponent;
-      if (k == kMaxComponents) return NameError::kTooManyComponents;
-      h = hash_component(h, p + start, i - start);
-      ++k;
-      out.end[k] = static_cast<uint16_t>(i);
-      out.hash[k] = h;
-      start = i + 1;
-    } else {
-      uint8_t c = p[i];
-      if (c == 0) return NameError::kNul;
-      high |= c;
+  auto separator = [&](size_t at) -> NameError {
+    if (at == start) return NameError::kEmptyComponent;
+    if (k == kMaxComponents) return NameError::kTooManyComponents;
+    h = hash_component(h, p + start, at - start);
+    ++k;
+    out.end[k] = static_cast<uint16_t>(at);
+    out.hash[k] = h;
+    start = at + 1;
+    return NameError::kOk;
+  };
+  size_t i = 1;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (zero_bytes(w)) return NameError::kNul;
+    high |= w;
+    for (uint64_t sl = zero_bytes(w ^ (kOnes * '/')); sl; sl &= sl - 1) {
+      NameError e = separator(i + (static_cast<size_t>(__builtin_ctzll(sl)) >> 3));
+      if (e != NameError::kOk) return e;
     }
   }
-  if (high & 0x80) {
+  for (; i < len; ++i) {
+    uint8_t c = p[i];
+    if (c == '/') {
+      NameError e = separator(i);
+      if (e != NameError::kOk) return e;
+    } else if (c == 0) {
+      return NameError::kNul;
+    }
+    high |= c;
+  }
+  if (start == len) return NameError::kTrailingSlash;
+  NameError e = separator(len);
+  if (e != NameError::kOk) return e;
+  if (high & 0x8080808080808080ULL) {
     if (!valid_utf8(p, len)) return NameError::kInvalidUtf8;
     out.ascii = false;
   }

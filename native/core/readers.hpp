@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "arena.hpp"
+
 namespace dmsc {
 
 constexpr uint64_t kIdle = UINT64_MAX;
@@ -17,9 +19,9 @@ constexpr uint32_t kMaxReaders = 64;
 // A counter per dense id, grown by the one thread that owns the slot.
 class CounterArray {
  public:
-  static constexpr uint32_t kChunkBits = 14;
+  static constexpr uint32_t kChunkBits = 18;  // 2 MiB of counters: one huge page
   static constexpr uint32_t kChunkSize = 1u << kChunkBits;
-  static constexpr uint32_t kChunks = 1024;
+  static constexpr uint32_t kChunks = 64;
 
   ~CounterArray() {
     for (auto& c : dir_) std::free(c.load(std::memory_order_relaxed));
@@ -28,13 +30,18 @@ class CounterArray {
     auto& slot = dir_[i >> kChunkBits];
     std::atomic<uint64_t>* chunk = slot.load(std::memory_order_relaxed);
     if (!chunk) {
-      chunk = static_cast<std::atomic<uint64_t>*>(std::calloc(kChunkSize, sizeof(uint64_t)));
+      chunk = static_cast<std::atomic<uint64_t>*>(alloc_zeroed_huge(kChunkSize * sizeof(uint64_t)));
       if (!chunk) return;  // counting is best effort under memory pressure
       bytes_.fetch_add(kChunkSize * sizeof(uint64_t), std::memory_order_relaxed);
       slot.store(chunk, std::memory_order_release);
     }
     auto& c = chunk[i & (kChunkSize - 1)];
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  // Brings the counter's line in ahead of a bump.
+  void prefetch(uint32_t i) const {
+    const std::atomic<uint64_t>* chunk = dir_[i >> kChunkBits].load(std::memory_order_relaxed);
+    if (chunk) __builtin_prefetch(chunk + (i & (kChunkSize - 1)), 1);
   }
   uint64_t get(uint32_t i) const {
     const std::atomic<uint64_t>* chunk = dir_[i >> kChunkBits].load(std::memory_order_acquire);

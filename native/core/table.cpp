@@ -27,8 +27,7 @@ uint64_t capacity_for(uint64_t keys) {
 }  // namespace
 
 SlotArray* SlotArray::make(uint64_t capacity, uint64_t valid_from) {
-  size_t bytes = sizeof(SlotArray) + (capacity - 1) * sizeof(std::atomic<uint64_t>);
-  void* mem = std::calloc(1, bytes);
+  void* mem = alloc_zeroed_huge(bytes_for(capacity));
   if (!mem) return nullptr;
   auto* a = static_cast<SlotArray*>(mem);
   a->valid_from = valid_from;
@@ -37,25 +36,26 @@ SlotArray* SlotArray::make(uint64_t capacity, uint64_t valid_from) {
   return a;
 }
 
+void SlotArray::destroy(SlotArray* a) { std::free(a); }
+
 Table::Table() {
   SlotArray* a = SlotArray::make(16, 0);
   if (!a) throw std::bad_alloc();
-  memory_bytes_ += sizeof(SlotArray) + 15 * sizeof(uint64_t);
+  memory_bytes_ += SlotArray::bytes_for(16);
   array_.store(a, std::memory_order_release);
   readers_[0].in_use.store(true, std::memory_order_relaxed);
   (void)log2_table();
 }
 
 Table::~Table() {
-  // Every version but a chain's head was retired exactly once when it was superseded,
-  // so freeing the retire list and then each head frees everything exactly once.
-  for (size_t i = retired_head_; i < retired_.size(); ++i) std::free(retired_[i].ptr);
-  SlotArray* a = array_.load(std::memory_order_relaxed);
-  for (uint64_t i = 0; i <= a->mask; ++i) {
-    uint64_t w = a->slots[i].load(std::memory_order_relaxed);
-    if (w) std::free(reinterpret_cast<Version*>(w & kPtrMask));
+  staging_.reset();
+  // Versions live in the slab, which goes with the table.
+  for (size_t i = retired_head_; i < retired_.size(); ++i) {
+    const Retired& r = retired_[i];
+    if (r.kind == Retired::kArray) SlotArray::destroy(static_cast<SlotArray*>(r.ptr));
+    else if (r.kind == Retired::kBlob) std::free(r.ptr);
   }
-  std::free(a);
+  SlotArray::destroy(array_.load(std::memory_order_relaxed));
 }
 
 void Table::insert_slot(SlotArray* a, uint64_t hash, Version* v) {
@@ -82,7 +82,12 @@ SlotArray* Table::grow(uint64_t need) {
   SlotArray* a = SlotArray::make(cap, next_gen);
   if (!a) return nullptr;
   ParsedName pn;
+  constexpr uint64_t kAhead = 16;  // entries are scattered: fetch them ahead of the scan
   for (uint64_t i = 0; i <= old->mask; ++i) {
+    if (i + kAhead <= old->mask) {
+      uint64_t ahead = old->slots[i + kAhead].load(std::memory_order_relaxed);
+      if (ahead) __builtin_prefetch(reinterpret_cast<const void*>(ahead & kPtrMask));
+    }
     uint64_t w = old->slots[i].load(std::memory_order_relaxed);
     if (!w) continue;
     auto* head = reinterpret_cast<Version*>(w & kPtrMask);
@@ -93,7 +98,7 @@ SlotArray* Table::grow(uint64_t need) {
     parse_name(head->key(), head->key_len, pn);
     insert_slot(a, pn.hash[pn.ncomp], head);
   }
-  memory_bytes_ += cap * sizeof(uint64_t);
+  memory_bytes_ += SlotArray::bytes_for(cap);
   return a;
 }
 
@@ -115,10 +120,9 @@ uint32_t Table::allocate_key() {
 void Table::retire(Retired r) { retired_.push_back(r); }
 
 void Table::unref_hop(uint32_t index) {
-  NextHop& nh = nhs_.at(index);
-  if (--nh.total_refs != 0 || nh.live_refs != 0) return;
+  if (--nhs_.total_refs(index) != 0 || nhs_.live_refs(index) != 0) return;
   // Views may still be reading the id through a stale handle: retire, don't free.
-  Blob* id = nh.id.exchange(nullptr, std::memory_order_acq_rel);
+  Blob* id = nhs_.id(index).exchange(nullptr, std::memory_order_acq_rel);
   retire({Retired::kBlob, false, gen_.load(std::memory_order_relaxed) + 1, id, nullptr});
   nhs_.release(index);
   id_epoch.fetch_add(1, std::memory_order_release);
@@ -127,8 +131,7 @@ void Table::unref_hop(uint32_t index) {
 void Table::free_version(Version* v, bool drop_key) {
   for (uint32_t i = 0; i < v->nhops; ++i) unref_hop(v->hops()[i].nh);
   if (drop_key) free_keys_.push_back(v->key_id);
-  memory_bytes_ -= Version::bytes_for(v->nhops, v->key_len);
-  std::free(v);
+  slab_.free(v, Version::bytes_for(v->nhops, v->key_len));
 }
 
 void Table::reclaim() {
@@ -144,8 +147,8 @@ void Table::reclaim() {
         break;
       case Retired::kArray: {
         auto* a = static_cast<SlotArray*>(r.ptr);
-        memory_bytes_ -= a->capacity() * sizeof(uint64_t);
-        std::free(a);
+        memory_bytes_ -= SlotArray::bytes_for(a->capacity());
+        SlotArray::destroy(a);
         break;
       }
       case Retired::kBlob:
@@ -161,13 +164,13 @@ void Table::reclaim() {
 }
 
 bool Table::set_health(const uint8_t* id, size_t len, int state, int loadq) {
-  auto it = nhs_.by_id.find(std::string(reinterpret_cast<const char*>(id), len));
+  auto it = nhs_.by_id.find(std::string_view(reinterpret_cast<const char*>(id), len));
   if (it == nhs_.by_id.end()) return false;
-  NextHop& nh = nhs_.at(it->second);
-  uint32_t cur = nh.health.load(std::memory_order_relaxed);
+  std::atomic<uint32_t>& health = nhs_.health(it->second);
+  uint32_t cur = health.load(std::memory_order_relaxed);
   uint32_t s = state < 0 ? health_state(cur) : static_cast<uint32_t>(state);
   uint32_t l = loadq < 0 ? health_loadq(cur) : std::min<uint32_t>(loadq, kMaxLoadQ);
-  nh.health.store(pack_health(s, l), std::memory_order_release);
+  health.store(pack_health(s, l), std::memory_order_release);
   return true;
 }
 
@@ -190,7 +193,7 @@ void Table::release_reader(ReaderSlot* rs) {
 std::string Table::next_hop_id(ReaderSlot& rs, bool owner, uint32_t index) {
   if (index >= nhs_.high_water()) return {};
   begin_read(rs, owner);
-  const Blob* b = nhs_.at(index).id.load(std::memory_order_acquire);
+  const Blob* b = nhs_.id(index).load(std::memory_order_acquire);
   std::string out = b ? std::string(b->view()) : std::string();
   end_read(rs, owner);
   return out;
@@ -211,7 +214,8 @@ Stats Table::stats(size_t top) {
   s.generation = gen_.load(std::memory_order_relaxed);
   s.next_hops = nhs_.by_id.size();
   s.tags = tags_.count();
-  s.memory_bytes = memory_bytes_;
+  s.memory_bytes = memory_bytes_ + slab_.reserved();
+  s.used_bytes = memory_bytes_ + slab_.in_use();
   s.pending_reclaim = retired_.size() - retired_head_;
 
   const SlotArray* a = array_.load(std::memory_order_relaxed);
@@ -229,7 +233,7 @@ Stats Table::stats(size_t top) {
     uint64_t sum = 0;
     for (const auto& r : readers_) sum += r.nh_selections.get(index);
     sum -= nh_base_[index];
-    if (sum) s.nh_selections.push_back({id, sum});
+    if (sum) s.nh_selections.push_back({std::string(id), sum});
   }
   auto trim = [top](auto& v, auto key) {
     auto cmp = [key](const auto& x, const auto& y) { return key(x) > key(y); };

@@ -15,9 +15,11 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "arena.hpp"
 #include "name.hpp"
 #include "readers.hpp"
 #include "registry.hpp"
@@ -25,6 +27,10 @@
 
 namespace dmsc {
 
+struct Staging;  // batch.cpp
+struct StagingDeleter {
+  void operator()(Staging* s) const;
+};
 constexpr uint32_t kMaxNextHopsPerEntry = 64;
 constexpr uint32_t kMaxKeys = CounterArray::kChunkSize * CounterArray::kChunks;
 
@@ -62,6 +68,10 @@ struct SlotArray {
   std::atomic<uint64_t> slots[1];
 
   static SlotArray* make(uint64_t capacity, uint64_t valid_from);
+  static void destroy(SlotArray* a);
+  static size_t bytes_for(uint64_t capacity) {
+    return sizeof(SlotArray) + (capacity - 1) * sizeof(std::atomic<uint64_t>);
+  }
   uint64_t capacity() const { return mask + 1; }
 };
 
@@ -74,6 +84,7 @@ struct Query {
 
 struct LookupResult {
   int32_t nh = -1;               // next-hop index, -1: no route
+  uint32_t key_id = 0;           // dense id of the matched prefix
   uint32_t prefix_len = 0;       // bytes of the matched prefix
   bool failover = false;
 };
@@ -87,7 +98,9 @@ struct NextHopSelections { std::string id; uint64_t selections; };
 
 struct Stats {
   uint64_t lookups = 0, misses = 0, failovers = 0, invalid = 0;
-  uint64_t size = 0, generation = 0, next_hops = 0, tags = 0, memory_bytes = 0, counter_bytes = 0;
+  uint64_t size = 0, generation = 0, next_hops = 0, tags = 0, counter_bytes = 0;
+  uint64_t memory_bytes = 0;  // held: the index, ids, and the entry slab as reserved
+  uint64_t used_bytes = 0;    // of which in use
   uint64_t pending_reclaim = 0, readers = 0;
   std::vector<PrefixHits> prefix_hits;            // non-zero only, most hit first
   std::vector<NextHopSelections> nh_selections;   // non-zero only, most selected first
@@ -105,6 +118,11 @@ class Table {
   // batch changed nothing (removes of absent names only); the generation then stays.
   Status apply(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords,
                bool* changed);
+  // The same in pieces: stage chunks, then commit them as one batch (or discard them). A
+  // chunk that fails to decode discards everything staged.
+  Status stage(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords);
+  Status commit(bool* changed);
+  void discard();
   // state: -1 keeps it; loadq: -1 keeps it. False for an id no entry references.
   bool set_health(const uint8_t* id, size_t len, int state, int loadq);
   Stats stats(size_t top);  // also frees what no reader can see any more
@@ -163,6 +181,7 @@ class Table {
   ReaderSlot readers_[kMaxReaders];
   NextHopRegistry nhs_;
   TagDictionary tags_;
+  Slab slab_;  // versions
 
   // Owner-thread state.
   uint64_t memory_bytes_ = 0;
@@ -173,10 +192,27 @@ class Table {
   std::vector<uint64_t> key_base_;   // counter baselines of recycled key ids
   std::vector<uint64_t> nh_base_;    // counter baselines of recycled next-hop indexes
 
+  std::unique_ptr<Staging, StagingDeleter> staging_;
+
   friend class BatchApplier;
 };
 
 constexpr uint64_t kSlotPtrMask = (1ULL << 48) - 1;
+
+// Key comparison inlined for the short keys names are (a libc call costs more).
+inline bool same_bytes(const uint8_t* a, const uint8_t* b, uint32_t n) {
+  while (n >= 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a, 8);
+    std::memcpy(&y, b, 8);
+    if (x != y) return false;
+    a += 8;
+    b += 8;
+    n -= 8;
+  }
+  while (n--) if (*a++ != *b++) return false;
+  return true;
+}
 
 // Probes the index for a name; the hot loop of every lookup, so it lives in the header.
 inline Version* Table::find_head(const SlotArray* a, uint64_t hash, const uint8_t* name,
@@ -188,7 +224,7 @@ inline Version* Table::find_head(const SlotArray* a, uint64_t hash, const uint8_
     if (w == 0) return nullptr;
     if ((w & ~kSlotPtrMask) == fp) {
       auto* v = reinterpret_cast<Version*>(w & kSlotPtrMask);
-      if (v->key_len == len && std::memcmp(v->key(), name, len) == 0) return v;
+      if (v->key_len == len && same_bytes(v->key(), name, len)) return v;
     }
   }
 }

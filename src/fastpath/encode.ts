@@ -1,61 +1,152 @@
-// Encodes a validated batch for the native core in two flat arrays, so that loading a
-// million prefixes costs two N-API calls' worth of crossings instead of millions of
-// property reads. The layout is documented in native/core/batch.cpp.
-import type { NormalizedOp } from './validate.js';
+// Validates a batch and encodes it for the native core in chunks of flat arrays, through
+// buffers reused from call to call: loading a million prefixes makes no per-hop garbage
+// and no large allocation, and costs one N-API crossing per chunk. The checks are the ones
+// ReferenceTable applies (validate.ts); the layout is documented in native/core/batch.cpp.
+import type { FibOp, NextHop } from './types.js';
+import { checkHop, checkHopList, checkOp, checkOpList, DEFAULT_WEIGHT, duplicateHop } from './validate.js';
 
-export interface EncodedBatch {
-  readonly bytes: Uint8Array;
-  readonly words: Uint32Array;
-}
+const CHUNK_WORDS = 1 << 16;
+const CHUNK_BYTES = 1 << 18;
 
-export function encodeBatch(ops: readonly NormalizedOp[]): EncodedBatch {
-  const ids = new Map<string, number>();
-  const tags = new Map<string, number>();
-  let opWords = 0;
-  let bound = 0;
-  for (const op of ops) {
-    bound += op.prefix.length * 3;
-    opWords += 4;
-    for (const h of op.hops) {
-      opWords += 4 + h.tags.length;
-      if (!ids.has(h.id)) {
-        ids.set(h.id, ids.size);
-        bound += h.id.length * 3;
+/** Receives each encoded chunk; the arrays are reused after it returns. */
+export type ChunkSink = (bytes: Uint8Array, words: Uint32Array) => void;
+
+export class BatchEncoder {
+  #body = new Uint32Array(CHUNK_WORDS + 8192);
+  #out = new Uint32Array(CHUNK_WORDS + 8192);
+  #bytes = Buffer.allocUnsafe(CHUNK_BYTES + 8192);
+  #n = 0;
+  #off = 0;
+  #ops = 0;
+  // id/tag -> chunk * 2^20 + ref within the chunk; one lookup per hop also tells whether
+  // the id was validated already in this batch.
+  readonly #ids = new Map<string, number>();
+  readonly #tags = new Map<string, number>();
+  #chunkIds: string[] = [];
+  #chunkTags: string[] = [];
+  #chunk = 0;
+
+  /** Validates and encodes ops, passing full chunks to sink; returns the op count. */
+  encode(input: readonly FibOp[], sink: ChunkSink): number {
+    const ops = checkOpList(input);
+    this.#reset();
+    const refs: number[] = [];
+    for (let i = 0; i < ops.length; i++) {
+      if (this.#n > CHUNK_WORDS || this.#off > CHUNK_BYTES) this.#flush(sink);
+      const op = ops[i]!;
+      const upsert = checkOp(op, i);
+      this.#word(upsert ? 0 : 1);
+      this.#text(op.prefix);
+      if (!upsert) {
+        this.#word(0);
+        this.#ops++;
+        continue;
       }
-      for (const t of h.tags) {
-        if (!tags.has(t)) {
-          tags.set(t, tags.size);
-          bound += t.length * 3;
+      const list = (op as { nextHops: readonly NextHop[] }).nextHops;
+      const n = checkHopList(list, i);
+      this.#word(n);
+      for (let h = 0; h < n; h++) {
+        const hop = list[h]!;
+        const id = hop.id;
+        const tagged = this.#ids.get(id);
+        checkHop(hop, i, h, tagged !== undefined);
+        const ref = this.#ref(this.#ids, this.#chunkIds, id, tagged);
+        for (let j = 0; j < h; j++) if (refs[j] === ref) throw duplicateHop(i, h, id);
+        refs[h] = ref;
+        this.#word(ref);
+        this.#word(hop.weight ?? DEFAULT_WEIGHT);
+        this.#word(hop.priority ?? 0);
+        const tags = hop.tags;
+        if (tags === undefined) {
+          this.#word(0);
+          continue;
         }
+        this.#word(tags.length);
+        for (const t of tags) this.#word(this.#ref(this.#tags, this.#chunkTags, t, this.#tags.get(t)));
       }
+      this.#ops++;
     }
+    if (this.#ops > 0) this.#flush(sink);
+    return ops.length;
   }
-  const buf = Buffer.allocUnsafe(bound);
-  const words = new Uint32Array(3 + 2 * ids.size + 2 * tags.size + opWords);
-  words[0] = ops.length;
-  words[1] = ids.size;
-  words[2] = tags.size;
-  let w = 3;
-  let off = 0;
-  const put = (s: string): void => {
-    const n = buf.write(s, off, 'utf8');
-    words[w++] = off;
-    words[w++] = n;
-    off += n;
-  };
-  for (const id of ids.keys()) put(id);
-  for (const t of tags.keys()) put(t);
-  for (const op of ops) {
-    words[w++] = op.remove ? 1 : 0;
-    put(op.prefix);
-    words[w++] = op.hops.length;
-    for (const h of op.hops) {
-      words[w++] = ids.get(h.id)!;
-      words[w++] = h.weight;
-      words[w++] = h.priority;
-      words[w++] = h.tags.length;
-      for (const t of h.tags) words[w++] = tags.get(t)!;
+
+  #reset(): void {
+    this.#ids.clear();
+    this.#tags.clear();
+    this.#n = 0;
+    this.#off = 0;
+    this.#ops = 0;
+    this.#chunk = 0;
+    this.#chunkIds = [];
+    this.#chunkTags = [];
+  }
+
+  #ref(map: Map<string, number>, list: string[], s: string, tagged: number | undefined): number {
+    if (tagged !== undefined && Math.floor(tagged / 0x100000) === this.#chunk) return tagged % 0x100000;
+    const ref = list.length;
+    list.push(s);
+    map.set(s, this.#chunk * 0x100000 + ref);
+    return ref;
+  }
+
+  #word(v: number): void {
+    if (this.#n === this.#body.length) {
+      const next = new Uint32Array(this.#body.length * 2);
+      next.set(this.#body);
+      this.#body = next;
     }
+    this.#body[this.#n++] = v;
   }
-  return { bytes: new Uint8Array(buf.buffer, buf.byteOffset, off), words };
+
+  /** Appends the UTF-8 of s to the chunk's bytes; returns its offset. */
+  #put(s: string): number {
+    if (this.#bytes.length - this.#off < s.length * 3) {
+      const next = Buffer.allocUnsafe(Math.max(this.#bytes.length * 2, this.#off + s.length * 3));
+      this.#bytes.copy(next, 0, 0, this.#off);
+      this.#bytes = next;
+    }
+    const at = this.#off;
+    const bytes = this.#bytes;
+    // Names and ids are nearly always ASCII: copying them here beats a call into Buffer.
+    let i = 0;
+    const n = s.length;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) break;
+      bytes[at + i] = c;
+    }
+    this.#off = i === n ? at + n : at + bytes.write(s, at, 'utf8');
+    return at;
+  }
+
+  #text(s: string): void {
+    const at = this.#put(s);
+    this.#word(at);
+    this.#word(this.#off - at);
+  }
+
+  #flush(sink: ChunkSink): void {
+    const ids = this.#chunkIds;
+    const tags = this.#chunkTags;
+    const header = 3 + 2 * ids.length + 2 * tags.length;
+    if (this.#out.length < header + this.#n) this.#out = new Uint32Array(header + this.#n);
+    const out = this.#out;
+    out[0] = this.#ops;
+    out[1] = ids.length;
+    out[2] = tags.length;
+    let w = 3;
+    for (const s of [...ids, ...tags]) {
+      const at = this.#put(s);
+      out[w++] = at;
+      out[w++] = this.#off - at;
+    }
+    out.set(this.#body.subarray(0, this.#n), header);
+    sink(new Uint8Array(this.#bytes.buffer, this.#bytes.byteOffset, this.#off), out.subarray(0, header + this.#n));
+    this.#n = 0;
+    this.#off = 0;
+    this.#ops = 0;
+    this.#chunk++;
+    this.#chunkIds = [];
+    this.#chunkTags = [];
+  }
 }

@@ -1,5 +1,5 @@
 import { DmscError, DmscRangeError, DmscTypeError } from '../errors.js';
-import { encodeBatch } from './encode.js';
+import { BatchEncoder } from './encode.js';
 import { flowKey } from './hashing.js';
 import { loadNative, type NativeStats, type NativeTable } from './native.js';
 import { packNames } from './pack.js';
@@ -8,7 +8,7 @@ import type {
   FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
 } from './types.js';
 import {
-  checkId, checkName, checkOptions, checkPackedArgs, nameProblem, normalizeHealth, normalizeOps,
+  checkId, checkName, checkOptions, checkPackedArgs, nameProblem, normalizeHealth,
 } from './validate.js';
 
 const kAttach = Symbol('dmsc.attach');
@@ -31,6 +31,7 @@ export class ForwardingTable {
   readonly #readOnly: boolean;
   readonly #scratch = new Int32Array(4);
   readonly #tagBits = new Map<string, number>();
+  #encoder: BatchEncoder | undefined;
   #ids: Array<string | undefined> = [];
   #idEpoch = 0;
   #closed = false;
@@ -93,10 +94,15 @@ export class ForwardingTable {
    */
   apply(ops: readonly FibOp[]): number {
     this.#writable();
-    const normalized = normalizeOps(ops);
-    if (normalized.length === 0) return this.#native.generation();
-    const batch = encodeBatch(normalized);
-    return this.#native.apply(batch.bytes, batch.words);
+    const native = this.#native;
+    this.#encoder ??= new BatchEncoder();
+    try {
+      this.#encoder.encode(ops, (bytes, words) => native.stage(bytes, words));
+    } catch (e) {
+      native.discard();
+      throw e;
+    }
+    return native.commit();
   }
 
   /**

@@ -9,6 +9,9 @@ import { DmscError, dmscError } from '../errors.js';
 /** The addon's table class (see native/binding/addon.cpp). */
 export interface NativeTable {
   apply(bytes: Uint8Array, words: Uint32Array): number;
+  stage(bytes: Uint8Array, words: Uint32Array): void;
+  commit(): number;
+  discard(): void;
   lookup(name: string, needLo: number, needHi: number, flags: number, flow: number): number;
   lookupPacked(bytes: Uint8Array, offsets: Uint32Array, n: number, out: Int32Array, needLo: number, needHi: number, flags: number, flows?: Uint32Array): void;
   setHealth(id: string, state: number, loadQ: number): boolean;
@@ -33,6 +36,7 @@ export interface NativeStats {
   nextHops: number;
   tags: number;
   memoryBytes: number;
+  usedBytes: number;
   counterBytes: number;
   pendingReclaim: number;
   readers: number;

@@ -69,6 +69,8 @@ export interface FibStats {
   readonly nextHopSelections: ReadonlyArray<{ readonly id: string; readonly selections: number }>;
   /** Native only: bytes held by entries, ids and the index. */
   readonly memoryBytes?: number;
+  /** Native only: of memoryBytes, the bytes in use (the rest is kept for reuse). */
+  readonly usedBytes?: number;
   /** Native only: bytes of per-reader counters. */
   readonly counterBytes?: number;
   /** Native only: retired objects waiting for readers to move on. */

@@ -17,9 +17,14 @@ export const MAX_LOAD = 0.99;
 
 export const STATE_CODE: Readonly<Record<HealthState, number>> = { up: 0, degraded: 1, down: 2 };
 
+// 1 to 32 components of printable ASCII other than '/': the common case, checked by one
+// compiled regular expression; anything else takes the careful path below.
+const SIMPLE_NAME = /^(?:\/[\x21-\x2e\x30-\x7e]+){1,32}$/;
+
 /** Why a string is not a capability name, or null when it is one. */
 export function nameProblem(name: string): string | null {
   const n = name.length;
+  if (n <= MAX_NAME_BYTES && SIMPLE_NAME.test(name)) return null;
   if (n === 0) return 'name is empty';
   if (name.charCodeAt(0) !== 0x2f) return "name must start with '/'";
   if (n === 1) return null;
@@ -65,24 +70,40 @@ export function describe(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v).slice(0, 40)}`;
 }
 
-function checkBytes(s: unknown, max: number, what: string): string {
-  if (typeof s !== 'string') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be a string, got ${describe(s)}`);
+// The checks below return a problem (or null) and leave the throwing to the caller, so
+// that locations such as ops[12].nextHops[3].id are only built when something is wrong:
+// a million-prefix batch must not allocate a message per field.
+type Problem = DmscTypeError | DmscRangeError;
+
+function bytesProblem(s: unknown, max: number, what: string): Problem | null {
+  if (typeof s !== 'string') return new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be a string, got ${describe(s)}`);
   if (s.length === 0 || s.length > max || (s.length * 3 > max && Buffer.byteLength(s, 'utf8') > max)) {
-    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be 1 to ${max} bytes`);
+    return new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be 1 to ${max} bytes`);
   }
   if (!s.isWellFormed() || s.includes('\0')) {
-    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be well-formed text without NUL`);
+    return new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be well-formed text without NUL`);
   }
-  return s;
+  return null;
 }
 
-function checkInt(v: unknown, dflt: number, max: number, what: string): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be a number, got ${describe(v)}`);
+function intProblem(v: unknown, max: number, what: string): Problem | null {
+  if (typeof v !== 'number') return new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} must be a number, got ${describe(v)}`);
   if (!Number.isInteger(v) || v < 0 || v > max) {
-    throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', `${what} must be an integer from 0 to ${max}, got ${v}`);
+    return new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', `${what} must be an integer from 0 to ${max}, got ${v}`);
   }
-  return v;
+  return null;
+}
+
+const isId = (s: unknown): boolean =>
+  typeof s === 'string' && s.length > 0 && s.length * 3 <= MAX_ID_BYTES && s.isWellFormed() && !s.includes('\0');
+const isTag = (s: unknown): boolean =>
+  typeof s === 'string' && s.length > 0 && s.length * 3 <= MAX_TAG_BYTES && s.isWellFormed() && !s.includes('\0');
+const isInt = (v: unknown, max: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+
+function checkBytes(s: unknown, max: number, what: string): string {
+  const p = bytesProblem(s, max, what);
+  if (p) throw p;
+  return s as string;
 }
 
 /** A next hop with its defaults filled in. */
@@ -102,72 +123,111 @@ export interface NormalizedOp {
 const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags']);
 const EMPTY: readonly string[] = Object.freeze([]);
 
-/** Validates one entry's next hops; `where` prefixes the messages. */
-export function normalizeHops(nextHops: unknown, where: string, seenIds?: Set<string>): NormalizedHop[] {
+const opAt = (op: number): string => `ops[${op}]`;
+const hopAt = (op: number, hop: number): string => `ops[${op}].nextHops[${hop}]`;
+
+/** Checks that ops[op].nextHops is an array of 1 to 64; returns its length. */
+export function checkHopList(nextHops: unknown, op: number): number {
   if (!Array.isArray(nextHops)) {
-    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}.nextHops must be an array, got ${describe(nextHops)}`);
+    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(op)}.nextHops must be an array, got ${describe(nextHops)}`);
   }
-  if (nextHops.length === 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}.nextHops must not be empty`);
+  if (nextHops.length === 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(op)}.nextHops must not be empty`);
   if (nextHops.length > MAX_NEXT_HOPS) {
-    throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${where} has more than ${MAX_NEXT_HOPS} next hops (${nextHops.length})`);
+    throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${opAt(op)} has more than ${MAX_NEXT_HOPS} next hops (${nextHops.length})`);
   }
-  const out: NormalizedHop[] = new Array(nextHops.length);
-  for (let i = 0; i < nextHops.length; i++) {
-    const h = nextHops[i] as NextHop;
-    const at = `${where}.nextHops[${i}]`;
-    if (typeof h !== 'object' || h === null || Array.isArray(h)) {
-      throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${at} must be an object, got ${describe(h)}`);
-    }
-    let present = 1;
-    const id = h.id;
-    if (seenIds === undefined || !seenIds.has(id)) {
-      checkBytes(id, MAX_ID_BYTES, `${at}.id`);
-      seenIds?.add(id);
-    }
-    for (let j = 0; j < i; j++) {
-      if (out[j]!.id === id) {
-        throw new DmscTypeError('ERR_DMSC_DUPLICATE_NEXT_HOP', `${at}: next hop '${id}' appears twice in one entry`);
+  return nextHops.length;
+}
+
+/**
+ * Checks next hop i of ops[op] (all but duplicate ids, which the caller checks against the
+ * ids before it). `idChecked` skips re-checking an id already seen in the batch.
+ */
+export function checkHop(h: NextHop, op: number, i: number, idChecked: boolean): void {
+  if (typeof h !== 'object' || h === null || Array.isArray(h)) {
+    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(op, i)} must be an object, got ${describe(h)}`);
+  }
+  if (!idChecked && !isId(h.id)) {
+    const p = bytesProblem(h.id, MAX_ID_BYTES, `${hopAt(op, i)}.id`);
+    if (p) throw p;
+  }
+  let present = 1;
+  if (h.weight !== undefined) {
+    present++;
+    if (!isInt(h.weight, MAX_WEIGHT)) throw intProblem(h.weight, MAX_WEIGHT, `${hopAt(op, i)}.weight`)!;
+  }
+  if (h.priority !== undefined) {
+    present++;
+    if (!isInt(h.priority, MAX_PRIORITY)) throw intProblem(h.priority, MAX_PRIORITY, `${hopAt(op, i)}.priority`)!;
+  }
+  const tags = h.tags;
+  if (tags !== undefined) {
+    present++;
+    if (!Array.isArray(tags)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(op, i)}.tags must be an array of strings`);
+    if (tags.length > MAX_TAGS) throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${hopAt(op, i)} has more than ${MAX_TAGS} tags`);
+    for (let t = 0; t < tags.length; t++) {
+      if (!isTag(tags[t])) {
+        const p = bytesProblem(tags[t], MAX_TAG_BYTES, `${hopAt(op, i)}.tags[${t}]`);
+        if (p) throw p;
       }
     }
-    if (h.weight !== undefined) present++;
-    if (h.priority !== undefined) present++;
-    const weight = checkInt(h.weight, DEFAULT_WEIGHT, MAX_WEIGHT, `${at}.weight`);
-    const priority = checkInt(h.priority, 0, MAX_PRIORITY, `${at}.priority`);
-    let tags = EMPTY;
-    if (h.tags !== undefined) {
-      present++;
-      if (!Array.isArray(h.tags)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${at}.tags must be an array of strings`);
-      if (h.tags.length > MAX_TAGS) throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${at} has more than ${MAX_TAGS} tags`);
-      for (let t = 0; t < h.tags.length; t++) checkBytes(h.tags[t], MAX_TAG_BYTES, `${at}.tags[${t}]`);
-      tags = h.tags.length === 0 ? EMPTY : h.tags.slice();
-    }
-    if (Object.keys(h).length !== present) {
-      const extra = Object.keys(h).filter((k) => !HOP_KEYS.has(k));
-      if (extra.length > 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${at} has unknown field '${extra[0]}'`);
-    }
-    out[i] = { id, weight, priority, tags };
+  }
+  // Unknown fields (a misspelt 'wieght') are errors, not silently ignored. Counting keys
+  // first keeps the common case free of allocation.
+  let keys = 0;
+  for (const _ in h) if (++keys > present) break;
+  if (keys !== present) {
+    const extra = Object.keys(h).filter((k) => !HOP_KEYS.has(k));
+    if (extra.length > 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(op, i)} has unknown field '${extra[0]}'`);
+  }
+}
+
+export function duplicateHop(op: number, i: number, id: string): DmscTypeError {
+  return new DmscTypeError('ERR_DMSC_DUPLICATE_NEXT_HOP', `${hopAt(op, i)}: next hop '${id}' appears twice in one entry`);
+}
+
+/** Validates the next hops of ops[op]. */
+export function normalizeHops(nextHops: unknown, op: number, knownIds: Set<string>): NormalizedHop[] {
+  const n = checkHopList(nextHops, op);
+  const list = nextHops as NextHop[];
+  const out: NormalizedHop[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const h = list[i]!;
+    const checked = knownIds.has(h.id);
+    checkHop(h, op, i, checked);
+    if (!checked) knownIds.add(h.id);
+    for (let j = 0; j < i; j++) if (out[j]!.id === h.id) throw duplicateHop(op, i, h.id);
+    out[i] = { id: h.id, weight: h.weight ?? DEFAULT_WEIGHT, priority: h.priority ?? 0, tags: h.tags && h.tags.length > 0 ? h.tags.slice() : EMPTY };
   }
   return out;
 }
 
+/** Checks ops[i]'s shape and prefix; returns whether it is an upsert. */
+export function checkOp(op: FibOp, i: number): boolean {
+  if (typeof op !== 'object' || op === null) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} must be an object`);
+  if (typeof op.prefix !== 'string' || nameProblem(op.prefix) !== null) checkName(op.prefix, `${opAt(i)}.prefix`);
+  if (op.op === 'upsert') return true;
+  if (op.op === 'remove') {
+    if ('nextHops' in op) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} is a remove with nextHops`);
+    return false;
+  }
+  throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)}.op must be 'upsert' or 'remove', got ${describe((op as { op?: unknown }).op)}`);
+}
+
+export function checkOpList(ops: unknown): FibOp[] {
+  if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `ops must be an array, got ${describe(ops)}`);
+  return ops as FibOp[];
+}
+
 /** Validates a whole batch before anything is applied. */
 export function normalizeOps(ops: unknown): NormalizedOp[] {
-  if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `ops must be an array, got ${describe(ops)}`);
-  const seenIds = new Set<string>();
-  const out: NormalizedOp[] = new Array(ops.length);
-  for (let i = 0; i < ops.length; i++) {
-    const op = ops[i] as FibOp;
-    const where = `ops[${i}]`;
-    if (typeof op !== 'object' || op === null) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where} must be an object`);
-    const prefix = checkName(op.prefix, `${where}.prefix`);
-    if (op.op === 'upsert') {
-      out[i] = { remove: false, prefix, hops: normalizeHops(op.nextHops, where, seenIds) };
-    } else if (op.op === 'remove') {
-      if ('nextHops' in op) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where} is a remove with nextHops`);
-      out[i] = { remove: true, prefix, hops: EMPTY as unknown as NormalizedHop[] };
-    } else {
-      throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}.op must be 'upsert' or 'remove', got ${describe((op as { op?: unknown }).op)}`);
-    }
+  const list = checkOpList(ops);
+  const knownIds = new Set<string>();
+  const out: NormalizedOp[] = new Array(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const op = list[i]!;
+    out[i] = checkOp(op, i)
+      ? { remove: false, prefix: op.prefix, hops: normalizeHops((op as { nextHops: unknown }).nextHops, i, knownIds) }
+      : { remove: true, prefix: op.prefix, hops: EMPTY as unknown as NormalizedHop[] };
   }
   return out;
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// npm run bench -- [NAME...] [options]: runs the named benchmarks (all when none is named).
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BENCHES = {
+  fib: { file: 'fib.mjs', what: 'forwarding table: lookups, load, setHealth, memory, workers' },
+};
+
+const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  console.log('usage: npm run bench -- [NAME...] [options]\n\nbenchmarks:');
+  for (const [name, b] of Object.entries(BENCHES)) console.log(`  ${name.padEnd(10)} ${b.what}`);
+  console.log('\noptions are passed to each benchmark; `npm run bench -- fib --help` lists its own.');
+  process.exit(0);
+}
+const names = args.filter((a) => !a.startsWith('-') && !/^\d/.test(a));
+const rest = args.filter((a) => !names.includes(a));
+const selected = names.length ? names : Object.keys(BENCHES);
+for (const name of selected) {
+  if (!BENCHES[name]) {
+    console.error(`dmsc bench: unknown benchmark '${name}' (have: ${Object.keys(BENCHES).join(', ')})`);
+    process.exit(2);
+  }
+}
+let failed = 0;
+for (const name of selected) {
+  const r = spawnSync(process.execPath, ['--expose-gc', join(here, BENCHES[name].file), ...rest], { stdio: 'inherit' });
+  if (r.status !== 0) failed++;
+}
+process.exit(failed ? 1 : 0);
