@@ -20,6 +20,10 @@ export type DmscErrorCode =
   | 'ERR_DMSC_CLOSED'
   | 'ERR_DMSC_NO_MEMORY'
   | 'ERR_DMSC_NATIVE_UNAVAILABLE'
+  | 'ERR_DMSC_UNAUTHORIZED'
+  | 'ERR_DMSC_NOT_FOUND'
+  | 'ERR_DMSC_NOT_READY'
+  | 'ERR_DMSC_INVALID_CONFIG'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -40,6 +44,10 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_CLOSED: { kind: 'error', status: 503 },
   ERR_DMSC_NO_MEMORY: { kind: 'error', status: 507 },
   ERR_DMSC_NATIVE_UNAVAILABLE: { kind: 'error', status: 500 },
+  ERR_DMSC_UNAUTHORIZED: { kind: 'error', status: 401 },
+  ERR_DMSC_NOT_FOUND: { kind: 'error', status: 404 },
+  ERR_DMSC_NOT_READY: { kind: 'error', status: 503 },
+  ERR_DMSC_INVALID_CONFIG: { kind: 'type', status: 400 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

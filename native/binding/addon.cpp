@@ -99,6 +99,7 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
       InstanceMethod<&TableWrap::TagCount>("tagCount"),
       InstanceMethod<&TableWrap::NextHopId>("nextHopId"),
       InstanceMethod<&TableWrap::Stats>("stats"),
+      InstanceMethod<&TableWrap::Entries>("entries"),
       InstanceMethod<&TableWrap::Size>("size"),
       InstanceMethod<&TableWrap::Generation>("generation"),
       InstanceMethod<&TableWrap::Share>("share"),
@@ -320,6 +321,36 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     }
     o.Set("nextHopSelections", sel);
     return o;
+  }
+
+  // entries() -> [[prefix, [[id, weight, priority, [tags], state, loadQ], ...]], ...]
+  Napi::Value Entries(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    std::vector<dmsc::EntryView> list = t.entries();
+    Napi::Array out = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      const dmsc::EntryView& e = list[i];
+      Napi::Array hops = Napi::Array::New(env, e.hops.size());
+      for (size_t h = 0; h < e.hops.size(); ++h) {
+        const dmsc::HopView& hv = e.hops[h];
+        Napi::Array tags = Napi::Array::New(env, hv.tags.size());
+        for (size_t k = 0; k < hv.tags.size(); ++k) tags.Set(k, Napi::String::New(env, hv.tags[k]));
+        Napi::Array hop = Napi::Array::New(env, 6);
+        hop.Set(0u, Napi::String::New(env, hv.id));
+        hop.Set(1u, Napi::Number::New(env, hv.weight));
+        hop.Set(2u, Napi::Number::New(env, hv.prio));
+        hop.Set(3u, tags);
+        hop.Set(4u, Napi::Number::New(env, hv.state));
+        hop.Set(5u, Napi::Number::New(env, hv.loadq));
+        hops.Set(h, hop);
+      }
+      Napi::Array entry = Napi::Array::New(env, 2);
+      entry.Set(0u, Napi::String::New(env, e.prefix));
+      entry.Set(1u, hops);
+      out.Set(i, entry);
+    }
+    return out;
   }
 
   Napi::Value Size(const Napi::CallbackInfo& info) {

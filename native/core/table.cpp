@@ -199,6 +199,30 @@ std::string Table::next_hop_id(ReaderSlot& rs, bool owner, uint32_t index) {
   return out;
 }
 
+std::vector<EntryView> Table::entries() const {
+  std::vector<EntryView> out;
+  out.reserve(live_keys_.load(std::memory_order_relaxed));
+  const SlotArray* a = array_.load(std::memory_order_relaxed);
+  for (uint64_t i = 0; i <= a->mask; ++i) {
+    uint64_t w = a->slots[i].load(std::memory_order_relaxed);
+    if (!w) continue;
+    auto* v = reinterpret_cast<const Version*>(w & kPtrMask);
+    if (v->nhops == 0) continue;
+    EntryView e{std::string(reinterpret_cast<const char*>(v->key()), v->key_len), {}};
+    for (uint32_t h = 0; h < v->nhops; ++h) {
+      const Hop& hop = v->hops()[h];
+      uint32_t health = nhs_.health(hop.nh).load(std::memory_order_relaxed);
+      HopView hv{std::string(nhs_.id(hop.nh).load(std::memory_order_relaxed)->view()), hop.weight, hop.prio, {},
+                 health_state(health), health_loadq(health)};
+      for (uint64_t bits = hop.tags; bits; bits &= bits - 1)
+        hv.tags.emplace_back(tags_.name(static_cast<uint32_t>(__builtin_ctzll(bits))));
+      e.hops.push_back(std::move(hv));
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 Stats Table::stats(size_t top) {
   reclaim();
   Stats s;

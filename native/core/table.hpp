@@ -96,6 +96,17 @@ constexpr int32_t kBadName = -2;
 struct PrefixHits { std::string prefix; uint64_t hits; };
 struct NextHopSelections { std::string id; uint64_t selections; };
 
+struct HopView {
+  std::string id;
+  uint16_t weight, prio;
+  std::vector<std::string> tags;
+  uint32_t state, loadq;
+};
+struct EntryView {
+  std::string prefix;
+  std::vector<HopView> hops;
+};
+
 struct Stats {
   uint64_t lookups = 0, misses = 0, failovers = 0, invalid = 0;
   uint64_t size = 0, generation = 0, next_hops = 0, tags = 0, counter_bytes = 0;
@@ -126,6 +137,7 @@ class Table {
   // state: -1 keeps it; loadq: -1 keeps it. False for an id no entry references.
   bool set_health(const uint8_t* id, size_t len, int state, int loadq);
   Stats stats(size_t top);  // also frees what no reader can see any more
+  std::vector<EntryView> entries() const;  // the current generation, in index order
   uint64_t size() const { return live_keys_.load(std::memory_order_relaxed); }
   ReaderSlot& owner_slot() { return readers_[0]; }
 

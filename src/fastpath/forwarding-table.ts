@@ -5,8 +5,9 @@ import { loadNative, type NativeStats, type NativeTable } from './native.js';
 import { packNames } from './pack.js';
 import { checkTags, resolveMask, TagSet } from './tags.js';
 import type {
-  FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
+  FibEntry, FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
 } from './types.js';
+import { byPrefix, STATE_NAMES } from './types.js';
 import {
   checkId, checkName, checkOptions, checkPackedArgs, nameProblem, normalizeHealth,
 } from './validate.js';
@@ -243,6 +244,22 @@ export class ForwardingTable {
       prefixHits: s.prefixHits.map(([prefix, hits]) => ({ prefix, hits })),
       nextHopSelections: s.nextHopSelections.map(([id, selections]) => ({ id, selections })),
     };
+  }
+
+  /**
+   * Every entry of the current generation, ordered by prefix, with its next hops' health.
+   * Meant for inspection (admin APIs, tests), not for the fast path.
+   * @example fib.entries()[0]; // -> { prefix: '/capability/ocr', nextHops: [{ id: 'a', weight: 100, ... }] }
+   */
+  entries(): FibEntry[] {
+    this.#writable();
+    const list: FibEntry[] = this.#native.entries().map(([prefix, hops]) => ({
+      prefix,
+      nextHops: hops.map(([id, weight, priority, tags, state, loadQ]) => ({
+        id, weight, priority, tags: tags.sort(), state: STATE_NAMES[state]!, load: loadQ / 10000,
+      })),
+    }));
+    return list.sort(byPrefix);
   }
 
   /**

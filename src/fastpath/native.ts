@@ -19,6 +19,7 @@ export interface NativeTable {
   tagCount(): number;
   nextHopId(index: number): string | undefined;
   stats(top: number): NativeStats;
+  entries(): Array<[string, Array<[string, number, number, string[], number, number]>]>;
   size(): number;
   generation(): number;
   share(): number;

@@ -2,8 +2,8 @@ import { DmscError, DmscRangeError, DmscTypeError } from '../errors.js';
 import { flowDraw, flowKey, idMix, neglog2q16 } from './hashing.js';
 import { packNames } from './pack.js';
 import { checkTags, resolveMask, TagSet } from './tags.js';
-import type { FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames } from './types.js';
-import { BAD_NAME, NO_ROUTE } from './types.js';
+import type { FibEntry, FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames } from './types.js';
+import { BAD_NAME, byPrefix, NO_ROUTE, STATE_NAMES } from './types.js';
 import {
   checkId, checkName, checkOptions, checkPackedArgs, MAX_TAGS, nameProblem, normalizeHealth, normalizeOps, type NormalizedOp,
 } from './validate.js';
@@ -23,6 +23,7 @@ class HopState {
 
 interface RefHop {
   readonly nh: HopState;
+  readonly tags: readonly string[];
   readonly weight: number;
   readonly priority: number;
   readonly lo: number;
@@ -128,7 +129,7 @@ export class ReferenceTable {
           if (bit < 32) lo |= 1 << bit;
           else hi |= 1 << (bit - 32);
         }
-        return { nh, weight: h.weight, priority: h.priority, lo: lo >>> 0, hi: hi >>> 0 };
+        return { nh, tags: [...new Set(h.tags)].sort(), weight: h.weight, priority: h.priority, lo: lo >>> 0, hi: hi >>> 0 };
       });
       const entry = new RefEntry(op.prefix, hops);
       if (old) entry.hits = old.hits; // hits count from when the prefix was last added
@@ -282,6 +283,18 @@ export class ReferenceTable {
       prefixHits: prefixHits.slice(0, top),
       nextHopSelections: nextHopSelections.slice(0, top),
     };
+  }
+
+  /** @example ref.entries(); */
+  entries(): FibEntry[] {
+    this.#live();
+    const list: FibEntry[] = [...this.#entries.values()].map((e) => ({
+      prefix: e.prefix,
+      nextHops: e.hops.map((h) => ({
+        id: h.nh.id, weight: h.weight, priority: h.priority, tags: h.tags.slice(), state: STATE_NAMES[h.nh.state]!, load: h.nh.loadQ / 10000,
+      })),
+    }));
+    return list.sort(byPrefix);
   }
 
   /** @example ref.close(); */

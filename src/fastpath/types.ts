@@ -79,6 +79,28 @@ export interface FibStats {
   readonly readers?: number;
 }
 
+/** One entry as `entries()` lists it: next hops in entry order, with their health. */
+export interface FibEntry {
+  readonly prefix: string;
+  readonly nextHops: ReadonlyArray<{
+    readonly id: string;
+    readonly weight: number;
+    readonly priority: number;
+    /** Sorted. */
+    readonly tags: readonly string[];
+    readonly state: HealthState;
+    /** As applied: clamped to 0.99, in steps of 0.0001. */
+    readonly load: number;
+  }>;
+}
+
+export const STATE_NAMES: readonly HealthState[] = ['up', 'degraded', 'down'];
+
+/** Orders entries by prefix, the same way for both tables. */
+export function byPrefix(a: FibEntry, b: FibEntry): number {
+  return a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0;
+}
+
 /** Passed to a worker with postMessage; `ForwardingTable.attach(token)` opens a view. */
 export interface ShareToken {
   readonly kind: 'dmsc.fib';

@@ -104,6 +104,7 @@ function observe(t: AnyTable) {
     counters: [s.lookups, s.misses, s.failovers, s.invalid, s.nextHops, s.tags],
     prefixHits: sort(s.prefixHits, (x) => x.prefix),
     selections: sort(s.nextHopSelections, (x) => x.id),
+    entries: t.entries(),
   };
 }
 

@@ -181,6 +181,26 @@ describe.each(IMPLEMENTATIONS)('%s semantics', (_name, make) => {
     });
   });
 
+  it('entries() lists the current entries with their next hops and health', () => {
+    withTable(make, (t) => {
+      t.upsert('/b', [{ id: 'x', tags: ['eu', 'gdpr'] }, { id: 'y', weight: 0, priority: 2 }]);
+      t.upsert('/a', [{ id: 'x' }]);
+      t.setHealth('x', { state: 'degraded', load: 0.25 });
+      t.upsert('/gone', [{ id: 'z' }]);
+      t.remove('/gone');
+      expect(t.entries()).toEqual([
+        { prefix: '/a', nextHops: [{ id: 'x', weight: 100, priority: 0, tags: [], state: 'degraded', load: 0.25 }] },
+        {
+          prefix: '/b',
+          nextHops: [
+            { id: 'x', weight: 100, priority: 0, tags: ['eu', 'gdpr'], state: 'degraded', load: 0.25 },
+            { id: 'y', weight: 0, priority: 2, tags: [], state: 'up', load: 0 },
+          ],
+        },
+      ]);
+    });
+  });
+
   it('lookupPacked resolves a batch in one call, with -1 and -2 for no route and bad names', () => {
     withTable(make, (t) => {
       t.upsert('/capability/ocr', [{ id: 'a', tags: ['gdpr'] }, { id: 'b' }]);
