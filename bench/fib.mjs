@@ -67,8 +67,10 @@ const gc = () => {
 // ---- child: memory of one implementation, loading in chunks so input garbage stays small
 if (opts.child === 'memory-native' || opts.child === 'memory-reference') {
   const native = opts.child === 'memory-native';
+  const heapNative = loadNative().nativeHeapBytes;
   gc();
   const m0 = process.memoryUsage();
+  const h0 = heapNative();
   const t = native ? new ForwardingTable() : new ReferenceTable();
   for (let start = 0; start < N; start += 10_000) t.apply(prefixes(Math.min(10_000, N - start), 10_000, start));
   gc();
@@ -76,6 +78,7 @@ if (opts.child === 'memory-native' || opts.child === 'memory-reference') {
   const out = {
     rss: m1.rss - m0.rss,
     heap: m1.heapUsed - m0.heapUsed,
+    malloc: h0 >= 0 ? heapNative() - h0 : null,
     accounted: native ? t.stats({ top: 0 }).memoryBytes : null,
     size: t.size,
   };
@@ -208,8 +211,12 @@ for (const impl of ['native', 'reference']) {
   const raw = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', `memory-${impl}`, '--prefixes', String(N)], { encoding: 'utf8', maxBuffer: 1 << 20 });
   memory[impl] = JSON.parse(raw);
 }
+// Native: what the table maps itself (its own exact count: entry slab, index, ids) plus
+// what it holds through malloc (glibc's count); RSS growth where malloc cannot be asked.
+// Reference: the JS heap it keeps after a full GC.
 const perPrefix = {
-  native: memory.native.rss / N,
+  native: (memory.native.malloc === null ? memory.native.rss : memory.native.accounted + memory.native.malloc) / N,
+  nativeRss: memory.native.rss / N,
   nativeAccounted: memory.native.accounted / N,
   reference: memory.reference.heap / N,
 };
@@ -231,7 +238,7 @@ row(`lookupPacked with flows (x${BATCH})`, results.lookupPackedFlows.uniform, re
 console.log('');
 console.log(`load ${N.toLocaleString('en')} prefixes (apply)       native ${f(loadNativeS, 2)} s   reference ${f(loadRefS, 2)} s`);
 console.log(`setHealth ns (1 / ${HOT.toLocaleString('en')} referencing)     native ${f(health.native1)} / ${f(health.native200k)}   reference ${f(health.reference1)} / ${f(health.reference200k)}`);
-console.log(`memory per prefix (bytes)             native ${f(perPrefix.native, 0)} (RSS; ${f(perPrefix.nativeAccounted, 0)} accounted)   reference ${f(perPrefix.reference, 0)} (JS heap)   ratio ${f(perPrefix.native / perPrefix.reference, 2)}`);
+console.log(`memory per prefix (bytes)             native ${f(perPrefix.native, 0)} (mapped + malloc; RSS ${f(perPrefix.nativeRss, 0)}, table's own count ${f(perPrefix.nativeAccounted, 0)})   reference ${f(perPrefix.reference, 0)} (JS heap)   ratio ${f(perPrefix.native / perPrefix.reference, 2)}`);
 console.log(`lookupPacked/s in workers (zipf)      1 worker ${(workers.one / 1e6).toFixed(2)} M   2 workers ${(workers.two / 1e6).toFixed(2)} M   scaling ${ratio(workers.two, workers.one)}`);
 
 const targets = [

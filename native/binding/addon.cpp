@@ -4,6 +4,10 @@
 // that every error carries its ERR_DMSC_* code and class.
 #include <napi.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -406,6 +410,17 @@ Napi::Value NoopString(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(len));
 }
 
+// Bytes the process holds through malloc (glibc), or -1 where that cannot be asked: the
+// benchmark's measure of native memory, free of the JS heap's and the allocator's noise.
+Napi::Value NativeHeapBytes(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  struct mallinfo2 m = mallinfo2();
+  return Napi::Number::New(info.Env(), static_cast<double>(m.uordblks + m.hblkhd));
+#else
+  return Napi::Number::New(info.Env(), -1);
+#endif
+}
+
 Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
   EnvState* st = info.Env().GetInstanceData<EnvState>();
   st->error_factory = Napi::Persistent(info[0].As<Napi::Function>());
@@ -424,6 +439,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTable", ctor);
   exports.Set("noop", Napi::Function::New(env, Noop, "noop"));
   exports.Set("noopString", Napi::Function::New(env, NoopString, "noopString"));
+  exports.Set("nativeHeapBytes", Napi::Function::New(env, NativeHeapBytes, "nativeHeapBytes"));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
   exports.Set("isTable", Napi::Function::New(env, IsTable, "isTable"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #if defined(__linux__)
@@ -20,17 +21,36 @@ namespace dmsc {
 
 constexpr size_t kHugePage = 2u << 20;
 
-// Zeroed memory, 2 MiB aligned and advised for huge pages when at least that large.
+// Zeroed memory for large structures, mapped 2 MiB aligned (the slack of the alignment is
+// unmapped again, so none is wasted) and advised for transparent huge pages. Small sizes
+// come from calloc. Free with free_huge(p, bytes).
 inline void* alloc_zeroed_huge(size_t bytes) {
-  size_t align = bytes >= kHugePage ? kHugePage : 64;
-  size_t size = (bytes + align - 1) / align * align;
-  void* p = std::aligned_alloc(align, size);
-  if (!p) return nullptr;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (align == kHugePage) madvise(p, size, MADV_HUGEPAGE);
+  if (bytes >= kHugePage) {
+    size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+    uintptr_t aligned = (start + kHugePage - 1) & ~(kHugePage - 1);
+    if (aligned > start) munmap(raw, aligned - start);
+    size_t tail = (start + size + kHugePage) - (aligned + size);
+    if (tail) munmap(reinterpret_cast<void*>(aligned + size), tail);
+    madvise(reinterpret_cast<void*>(aligned), size, MADV_HUGEPAGE);
+    return reinterpret_cast<void*>(aligned);  // anonymous mappings are zero-filled
+  }
 #endif
-  std::memset(p, 0, size);
-  return p;
+  return std::calloc(1, bytes);
+}
+
+inline void free_huge(void* p, size_t bytes) {
+  if (!p) return;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (bytes >= kHugePage) {
+    munmap(p, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+    return;
+  }
+#endif
+  std::free(p);
 }
 
 class Slab {
@@ -42,7 +62,7 @@ class Slab {
   Slab(const Slab&) = delete;
   Slab& operator=(const Slab&) = delete;
   ~Slab() {
-    for (void* c : chunks_) std::free(c);
+    for (auto& c : chunks_) free_huge(c.first, c.second);
   }
 
   void* alloc(size_t bytes) {
@@ -76,12 +96,9 @@ class Slab {
   // Chunks start small (a table with ten entries needs no huge page) and grow to 2 MiB.
   bool grow() {
     size_t size = reserved_ >= kHugePage ? kHugePage : 64u << 10;
-    void* c = size == kHugePage ? std::aligned_alloc(kHugePage, size) : std::malloc(size);
+    void* c = alloc_zeroed_huge(size);
     if (!c) return false;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (size == kHugePage) madvise(c, size, MADV_HUGEPAGE);
-#endif
-    chunks_.push_back(c);
+    chunks_.emplace_back(c, size);
     // The tail of the previous chunk is kept as free blocks of the largest class it fits.
     while (left_ >= kGrain) {
       size_t cls = std::min(left_, kMaxBytes) / kGrain;
@@ -96,7 +113,7 @@ class Slab {
     return true;
   }
 
-  std::vector<void*> chunks_;
+  std::vector<std::pair<void*, size_t>> chunks_;
   char* cur_ = nullptr;
   size_t left_ = 0;
   size_t reserved_ = 0;

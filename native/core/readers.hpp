@@ -24,7 +24,7 @@ class CounterArray {
   static constexpr uint32_t kChunks = 64;
 
   ~CounterArray() {
-    for (auto& c : dir_) std::free(c.load(std::memory_order_relaxed));
+    for (auto& c : dir_) free_huge(c.load(std::memory_order_relaxed), kChunkSize * sizeof(uint64_t));
   }
   void bump(uint32_t i) {
     auto& slot = dir_[i >> kChunkBits];

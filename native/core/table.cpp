@@ -36,7 +36,7 @@ SlotArray* SlotArray::make(uint64_t capacity, uint64_t valid_from) {
   return a;
 }
 
-void SlotArray::destroy(SlotArray* a) { std::free(a); }
+void SlotArray::destroy(SlotArray* a) { free_huge(a, bytes_for(a->capacity())); }
 
 Table::Table() {
   SlotArray* a = SlotArray::make(16, 0);

@@ -49,6 +49,7 @@ export interface NativeAddon {
   NativeTable: new (tokenId?: number) => NativeTable;
   noop(): void;
   noopString(name: string): number;
+  nativeHeapBytes(): number;
   setErrorFactory(f: (code: string, message: string) => Error): void;
   isTable(v: unknown): boolean;
   abiVersion: number;
