@@ -189,7 +189,12 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
         for (uint64_t j = h & a->mask;; j = (j + 1) & a->mask) {
           uint64_t w = a->slots[j].load(std::memory_order_acquire);
           if (!w) break;
-          if ((w & ~kSlotPtrMask) == fp) __builtin_prefetch(reinterpret_cast<const void*>(w & kSlotPtrMask));
+          if ((w & ~kSlotPtrMask) == fp) {
+            // Key and next hops span the entry's first two lines.
+            const char* v = reinterpret_cast<const char*>(w & kSlotPtrMask);
+            __builtin_prefetch(v);
+            __builtin_prefetch(v + 64);
+          }
         }
       }
     }
