@@ -86,6 +86,37 @@ const char* code_name(Code c) {
   throw err;
 }
 
+// A typed array argument of exactly the expected element type: node-addon-api's As<>
+// does not check it, and a Uint8Array read as Int32Array would overrun its buffer.
+template <typename T>
+Napi::TypedArrayOf<T> typed(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type type,
+                            const char* what) {
+  Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw_code(info.Env(), "ERR_DMSC_INVALID_ARGUMENT", std::string(what) + " has the wrong type");
+  return v.As<Napi::TypedArrayOf<T>>();
+}
+
+uint32_t u32(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsNumber()) throw_code(info.Env(), "ERR_DMSC_INVALID_ARGUMENT", std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().Uint32Value();
+}
+
+// Runs a method body, turning C++ exceptions into typed JS errors (an uncaught one would
+// end the process).
+template <typename F>
+Napi::Value guarded(Napi::Env env, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw_code(env, "ERR_DMSC_NO_MEMORY", "out of memory");
+  } catch (const std::exception& e) {
+    throw_code(env, "ERR_DMSC_INTERNAL", e.what());
+  }
+}
+
 constexpr napi_type_tag kTableTag = {0x6a1c3f0d5b2e4a71ULL, 0x9d04c8e2f1a35b66ULL};
 
 class TableWrap : public Napi::ObjectWrap<TableWrap> {
@@ -108,7 +139,6 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
       InstanceMethod<&TableWrap::Generation>("generation"),
       InstanceMethod<&TableWrap::Share>("share"),
       InstanceMethod<&TableWrap::Close>("close"),
-      InstanceMethod<&TableWrap::SetScratch>("setScratch"),
     });
   }
 
@@ -164,22 +194,25 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
 
   static dmsc::Query query(const Napi::CallbackInfo& info, size_t at) {
     dmsc::Query q;
-    uint32_t lo = info[at].As<Napi::Number>().Uint32Value();
-    uint32_t hi = info[at + 1].As<Napi::Number>().Uint32Value();
-    uint32_t flags = info[at + 2].As<Napi::Number>().Uint32Value();
+    uint32_t lo = u32(info, at, "needLo");
+    uint32_t hi = u32(info, at + 1, "needHi");
+    uint32_t flags = u32(info, at + 2, "flags");
     q.need = (static_cast<uint64_t>(hi) << 32) | lo;
     q.unsatisfiable = flags & 1;
     q.has_flow = flags & 2;
-    if (q.has_flow) q.flow = info[at + 3].As<Napi::Number>().Uint32Value();
+    if (q.has_flow) q.flow = u32(info, at + 3, "flow");
     return q;
   }
 
   // apply(bytes: Uint8Array, words: Uint32Array) -> generation
   Napi::Value Apply(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return DoApply(info); });
+  }
+  Napi::Value DoApply(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = writable(env);
-    auto bytes = info[0].As<Napi::Uint8Array>();
-    auto words = info[1].As<Napi::Uint32Array>();
+    auto bytes = typed<uint8_t>(info, 0, napi_uint8_array, "bytes");
+    auto words = typed<uint32_t>(info, 1, napi_uint32_array, "words");
     bool changed = false;
     dmsc::Status s = t.apply(bytes.Data(), bytes.ElementLength(), words.Data(), words.ElementLength(), &changed);
     if (!s.ok()) throw_code(env, code_name(s.code), s.message);
@@ -188,10 +221,13 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
 
   // stage(bytes, words): decodes one chunk of a batch; a bad chunk discards the batch.
   Napi::Value Stage(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return DoStage(info); });
+  }
+  Napi::Value DoStage(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = writable(env);
-    auto bytes = info[0].As<Napi::Uint8Array>();
-    auto words = info[1].As<Napi::Uint32Array>();
+    auto bytes = typed<uint8_t>(info, 0, napi_uint8_array, "bytes");
+    auto words = typed<uint32_t>(info, 1, napi_uint32_array, "words");
     dmsc::Status s = t.stage(bytes.Data(), bytes.ElementLength(), words.Data(), words.ElementLength());
     if (!s.ok()) throw_code(env, code_name(s.code), s.message);
     return env.Undefined();
@@ -199,6 +235,9 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
 
   // commit() -> generation: applies everything staged as one batch.
   Napi::Value Commit(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return DoCommit(info); });
+  }
+  Napi::Value DoCommit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = writable(env);
     bool changed = false;
@@ -212,10 +251,13 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     return info.Env().Undefined();
   }
 
-  // lookup(name, needLo, needHi, flags, flow) -> next-hop index or -1; details in scratch.
+  // lookup(name, needLo, needHi, flags, flow) -> -1, or the result packed in one number
+  // (exact below 2^53): next-hop index (24 bits), failover (1), the matched prefix's
+  // UTF-16 length (11), then the low 17 bits of the id epoch of the read section.
   Napi::Value Lookup(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = live(env);
+    if (!info[0].IsString()) throw_code(env, "ERR_DMSC_INVALID_NAME", "name must be a string");
     char buf[4 * dmsc::kMaxNameBytes + 4];
     size_t len = 0;
     napi_status st = napi_get_value_string_utf8(env, info[0], buf, sizeof(buf), &len);
@@ -225,53 +267,57 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     dmsc::LookupResult r = t.lookup(*slot_, owner_, name, len, query(info, 1), &err);
     if (err != dmsc::NameError::kOk)
       throw_code(env, "ERR_DMSC_INVALID_NAME", std::string("invalid name: ") + dmsc::name_error_message(err));
-    if (scratch_ && r.nh >= 0) {
-      scratch_[0] = static_cast<int32_t>(dmsc::utf16_length(name, r.prefix_len));
-      scratch_[1] = r.failover;
-      scratch_[2] = static_cast<int32_t>(t.id_epoch.load(std::memory_order_relaxed));
-    }
-    return Napi::Number::New(env, r.nh);
+    if (r.nh < 0) return Napi::Number::New(env, -1);
+    double packed = static_cast<double>(r.nh) + (r.failover ? 16777216.0 : 0.0) +
+                    static_cast<double>(dmsc::utf16_length(name, r.prefix_len)) * 33554432.0 +
+                    static_cast<double>(r.id_epoch & 0x1FFFF) * 68719476736.0;
+    return Napi::Number::New(env, packed);
   }
 
-  // lookupPacked(bytes, offsets, n, out, needLo, needHi, flags, flows?)
+  // lookupPacked(bytes, offsets, n, out, needLo, needHi, flags, flows?) -> id epoch (17 bits)
   Napi::Value LookupPacked(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = live(env);
-    auto bytes = info[0].As<Napi::Uint8Array>();
-    auto offsets = info[1].As<Napi::Uint32Array>();
-    size_t n = info[2].As<Napi::Number>().Uint32Value();
-    auto out = info[3].As<Napi::Int32Array>();
+    auto bytes = typed<uint8_t>(info, 0, napi_uint8_array, "bytes");
+    auto offsets = typed<uint32_t>(info, 1, napi_uint32_array, "offsets");
+    size_t n = u32(info, 2, "n");
+    auto out = typed<int32_t>(info, 3, napi_int32_array, "out");
     dmsc::Query q = query(info, 4);
     q.has_flow = false;
     const uint32_t* flows = nullptr;
-    if (info.Length() > 7 && info[7].IsTypedArray()) {
-      auto f = info[7].As<Napi::Uint32Array>();
+    if (info.Length() > 7 && !info[7].IsUndefined()) {
+      auto f = typed<uint32_t>(info, 7, napi_uint32_array, "flows");
       if (f.ElementLength() < n) throw_code(env, "ERR_DMSC_OUT_OF_RANGE", "flows is shorter than the batch");
       flows = f.Data();
     }
     if (offsets.ElementLength() < n + 1)
       throw_code(env, "ERR_DMSC_INVALID_OFFSETS", "offsets must hold n + 1 entries");
     if (out.ElementLength() < n) throw_code(env, "ERR_DMSC_OUT_OF_RANGE", "out is shorter than the batch");
+    uint64_t epoch = 0;
     dmsc::Status s = t.lookup_packed(*slot_, owner_, bytes.Data(), bytes.ElementLength(), offsets.Data(), n,
-                                     out.Data(), q, flows);
+                                     out.Data(), q, flows, &epoch);
     if (!s.ok()) throw_code(env, code_name(s.code), s.message);
-    if (scratch_) scratch_[2] = static_cast<int32_t>(t.id_epoch.load(std::memory_order_relaxed));
-    return env.Undefined();
+    return Napi::Number::New(env, static_cast<double>(epoch & 0x1FFFF));
   }
 
   // setHealth(id, state (-1 keep), loadq (-1 keep)) -> boolean
   Napi::Value SetHealth(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = writable(env);
+    if (!info[0].IsString()) throw_code(env, "ERR_DMSC_INVALID_ARGUMENT", "id must be a string");
     std::string id = info[0].As<Napi::String>().Utf8Value();
-    int state = info[1].As<Napi::Number>().Int32Value();
-    int loadq = info[2].As<Napi::Number>().Int32Value();
+    int state = static_cast<int>(u32(info, 1, "state"));
+    int loadq = static_cast<int>(u32(info, 2, "loadQ"));
+    if (info[1].As<Napi::Number>().Int32Value() < 0) state = -1;
+    if (info[2].As<Napi::Number>().Int32Value() < 0) loadq = -1;
+    if (state > 2) throw_code(env, "ERR_DMSC_OUT_OF_RANGE", "state must be 0, 1 or 2");
     bool ok = t.set_health(reinterpret_cast<const uint8_t*>(id.data()), id.size(), state, loadq);
     return Napi::Boolean::New(env, ok);
   }
 
   Napi::Value TagBit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw_code(env, "ERR_DMSC_INVALID_ARGUMENT", "tag must be a string");
     std::string tag = info[0].As<Napi::String>().Utf8Value();
     return Napi::Number::New(env, live(env).tag_bit(tag.data(), tag.size()));
   }
@@ -284,15 +330,23 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
   Napi::Value NextHopId(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = live(env);
-    std::string id = t.next_hop_id(*slot_, owner_, info[0].As<Napi::Number>().Uint32Value());
+    // nextHopId(index, epoch17 or -1): empty when the index was recycled since that epoch.
+    uint32_t index = u32(info, 0, "index");
+    std::string id = t.next_hop_id(*slot_, owner_, index);
+    if (info.Length() > 1 && info[1].IsNumber() && info[1].As<Napi::Number>().Int64Value() >= 0 &&
+        (t.id_epoch.load(std::memory_order_acquire) & 0x1FFFF) != info[1].As<Napi::Number>().Uint32Value())
+      id.clear();
     if (id.empty()) return env.Undefined();
     return Napi::String::New(env, id);
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return DoStats(info); });
+  }
+  Napi::Value DoStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = writable(env);
-    dmsc::Stats s = t.stats(info[0].As<Napi::Number>().Uint32Value());
+    dmsc::Stats s = t.stats(u32(info, 0, "top"));
     Napi::Object o = Napi::Object::New(env);
     auto num = [&](const char* k, uint64_t v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v))); };
     num("lookups", s.lookups);
@@ -329,6 +383,9 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
 
   // entries() -> [[prefix, [[id, weight, priority, [tags], state, loadQ], ...]], ...]
   Napi::Value Entries(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return DoEntries(info); });
+  }
+  Napi::Value DoEntries(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Table& t = writable(env);
     std::vector<dmsc::EntryView> list = t.entries();
@@ -379,21 +436,10 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     return info.Env().Undefined();
   }
 
-  // The JS wrapper's Int32Array(4) that lookup() writes its details into.
-  Napi::Value SetScratch(const Napi::CallbackInfo& info) {
-    auto arr = info[0].As<Napi::Int32Array>();
-    if (arr.ElementLength() < 4) throw_code(info.Env(), "ERR_DMSC_INVALID_ARGUMENT", "scratch too short");
-    scratch_ref_ = Napi::Persistent(arr.As<Napi::Object>());
-    scratch_ = arr.Data();
-    return info.Env().Undefined();
-  }
-
   std::shared_ptr<Table> table_;
   dmsc::ReaderSlot* slot_ = nullptr;
   bool owner_ = false;
   EnvState* state_ = nullptr;
-  Napi::ObjectReference scratch_ref_;
-  int32_t* scratch_ = nullptr;
 };
 
 EnvState::~EnvState() {

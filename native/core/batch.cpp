@@ -153,6 +153,8 @@ class ChunkDecoder {
     if (nhops > kMaxNextHopsPerEntry)
       return Status::Error(Code::kLimitExceeded,
                            where(i) + " has more than 64 next hops (" + std::to_string(nhops) + ")");
+    if (st_.names.size() + len > UINT32_MAX)
+      return Status::Error(Code::kLimitExceeded, "a batch holds at most 4 GiB of names");
     StagedOp op{kind == 1, static_cast<uint32_t>(st_.names.size()), len, pn_.ncomp,
                 pn_.hash[pn_.ncomp], static_cast<uint32_t>(st_.hops.size()), nhops};
     st_.names.insert(st_.names.end(), bytes_ + off, bytes_ + off + len);
@@ -251,7 +253,7 @@ Status BatchApplier::run(bool* changed) {
   // What changes, against the current generation.
   const SlotArray* cur = t_.array_.load(std::memory_order_relaxed);
   std::vector<uint32_t> work;
-  uint64_t upserts = 0, absent = 0;
+  uint64_t upserts = 0, absent = 0, old_hops = 0;
   // The index is far larger than the cache for big tables: fetch slots a few ops ahead.
   constexpr size_t kAhead = 8;
   auto prefetch_slot = [&](const SlotArray* a, size_t k, const std::vector<uint32_t>& list) {
@@ -264,6 +266,7 @@ Status BatchApplier::run(bool* changed) {
     const Version* head = t_.find_head(cur, op.hash, st_.name(op), op.len);
     if (op.remove && (!head || head->nhops == 0)) continue;
     work.push_back(i);
+    if (head) old_hops += head->nhops;
     if (!op.remove) {
       ++upserts;
       if (!head) ++absent;
@@ -338,6 +341,25 @@ Status BatchApplier::run(bool* changed) {
     blobs.push_back(Blob::make(st_.ids.at(ref).data(), st_.ids.at(ref).size()));
     if (!blobs.back()) return undo();
   }
+  // Everything the commit section below will push or insert, reserved now: past that
+  // point nothing may fail, or readers could see a half-built generation.
+  std::vector<uint32_t> released;
+  std::vector<std::unordered_map<std::string_view, uint32_t>::node_type> id_nodes;
+  try {
+    released.reserve(old_hops);
+    if (!t_.nhs_.reserve(static_cast<uint32_t>(new_ids.size()))) return undo();
+    t_.nhs_.by_id.reserve(t_.nhs_.by_id.size() + new_ids.size());
+    std::unordered_map<std::string_view, uint32_t> fresh;
+    for (size_t k = 0; k < new_ids.size(); ++k)
+      fresh.emplace(blobs[new_tags.size() + k]->view(), 0);
+    for (size_t k = 0; k < new_ids.size(); ++k)  // in new_ids order, for the commit below
+      id_nodes.push_back(fresh.extract(blobs[new_tags.size() + k]->view()));
+    t_.nh_base_.reserve(t_.nhs_.high_water() + new_ids.size());
+    t_.key_base_.reserve(t_.next_key_ + upserts);
+    t_.retired_.reserve(t_.retired_.size() + work.size() + cur->used + 2);
+  } catch (const std::bad_alloc&) {
+    return undo();
+  }
   SlotArray* target = const_cast<SlotArray*>(cur);
   const uint64_t need = t_.live_keys_ + upserts;
   const bool too_full = (cur->used + absent) * 10 > cur->capacity() * 6;
@@ -351,7 +373,8 @@ Status BatchApplier::run(bool* changed) {
   const uint64_t gen = t_.gen_.load(std::memory_order_relaxed) + 1;
   size_t b = 0;
   for (size_t k = 0; k < new_tags.size(); ++k) t_.tags_.add(blobs[b++]);
-  for (uint32_t ref : new_ids) {
+  for (size_t k = 0; k < new_ids.size(); ++k) {
+    const uint32_t ref = new_ids[k];
     NextHopRegistry& nhs = t_.nhs_;
     uint32_t index = nhs.allocate();
     Blob* id = blobs[b++];
@@ -359,15 +382,15 @@ Status BatchApplier::run(bool* changed) {
     nhs.health(index).store(pack_health(kUp, 0), std::memory_order_relaxed);
     nhs.live_refs(index) = nhs.total_refs(index) = 0;
     nhs.id(index).store(id, std::memory_order_release);
-    if (t_.nh_base_.size() <= index) t_.nh_base_.resize(index + 1, 0);
+    if (t_.nh_base_.size() <= index) t_.nh_base_.resize(index + 1, 0);  // reserved above
     uint64_t sum = 0;
     for (auto& r : t_.readers_) sum += r.nh_selections.get(index);
     t_.nh_base_[index] = sum;
     t_.memory_bytes_ += sizeof(Blob) + id->len;
     id_index[ref] = index;
-    nhs.by_id.emplace(id->view(), index);
+    id_nodes[k].mapped() = index;
+    nhs.by_id.insert(std::move(id_nodes[k]));  // a pre-built node: no allocation
   }
-  std::vector<uint32_t> released;
   for (size_t w = 0; w < work.size(); ++w) {
     prefetch_slot(target, w + kAhead, work);
     const StagedOp& op = ops_[work[w]];
@@ -431,17 +454,30 @@ Status BatchApplier::run(bool* changed) {
 }
 
 Status Table::stage(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords) {
-  if (!staging_) staging_.reset(new Staging());
-  Status s = ChunkDecoder(*staging_, bytes, nbytes, words, nwords).run();
-  if (!s.ok()) staging_.reset();
-  return s;
+  try {
+    if (!staging_) staging_.reset(new Staging());
+    // Decode a private copy: the caller's memory may change while we read it (a
+    // SharedArrayBuffer), and what is validated must be what is used.
+    std::vector<uint8_t> b(bytes, bytes + nbytes);
+    std::vector<uint32_t> w(words, words + nwords);
+    Status s = ChunkDecoder(*staging_, b.data(), b.size(), w.data(), w.size()).run();
+    if (!s.ok()) staging_.reset();
+    return s;
+  } catch (const std::bad_alloc&) {
+    staging_.reset();
+    return Status::Error(Code::kNoMemory, "out of memory while staging a batch");
+  }
 }
 
 Status Table::commit(bool* changed) {
   *changed = false;
   if (!staging_) return Status::Ok();
   std::unique_ptr<Staging, StagingDeleter> st = std::move(staging_);
-  return BatchApplier(*this, *st).run(changed);
+  try {
+    return BatchApplier(*this, *st).run(changed);
+  } catch (const std::bad_alloc&) {  // only before the commit section: nothing changed
+    return Status::Error(Code::kNoMemory, "out of memory while applying a batch");
+  }
 }
 
 void Table::discard() { staging_.reset(); }

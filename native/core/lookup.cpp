@@ -140,12 +140,12 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
     ReaderSlot::add(rs.misses, 1);
     return out;
   }
-  Snapshot s = begin_read(rs, owner);
-  if (resolve(s.array, s.gen, name, pn, q, rs, out)) {
+  ReadGuard guard(*this, rs, owner);
+  out.id_epoch = id_epoch.load(std::memory_order_acquire);
+  if (resolve(guard.snapshot().array, guard.snapshot().gen, name, pn, q, rs, out)) {
     rs.prefix_hits.bump(out.key_id);
     rs.nh_selections.bump(static_cast<uint32_t>(out.nh));
   }
-  end_read(rs, owner);
   return out;
 }
 
@@ -154,7 +154,7 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
 // whose lines were prefetched. The misses of a group overlap instead of queueing.
 Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, size_t nbytes,
                             const uint32_t* offsets, size_t n, int32_t* out, const Query& q,
-                            const uint32_t* flows) {
+                            const uint32_t* flows, uint64_t* epoch) {
   for (size_t i = 0; i < n; ++i) {
     if (offsets[i] > offsets[i + 1])
       return Status::Error(Code::kInvalidOffsets, "offsets must not decrease (offsets[" +
@@ -164,7 +164,12 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
     return Status::Error(Code::kInvalidOffsets, "offsets[" + std::to_string(n) +
                                                     "] is past the end of the bytes");
   constexpr size_t kGroup = 16;
-  Snapshot s = begin_read(rs, owner);
+  // The caller's arrays may change under us (a SharedArrayBuffer, or `out` aliasing
+  // `offsets`): each name's bounds are read once and checked again where they are used.
+  uint32_t from[kGroup], to[kGroup];
+  ReadGuard guard(*this, rs, owner);
+  const Snapshot& s = guard.snapshot();
+  if (epoch) *epoch = id_epoch.load(std::memory_order_acquire);
   const SlotArray* a = s.array;
   const uint64_t depths = a->depth_mask.load(std::memory_order_acquire);
   ParsedName pn[kGroup];
@@ -176,7 +181,10 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
     const size_t m = std::min(kGroup, n - base);
     for (size_t k = 0; k < m; ++k) {
       const size_t i = base + k;
-      ok[k] = parse_name(bytes + offsets[i], offsets[i + 1] - offsets[i], pn[k]) == NameError::kOk;
+      from[k] = offsets[i];
+      to[k] = offsets[i + 1];
+      ok[k] = from[k] <= to[k] && to[k] <= nbytes &&
+              parse_name(bytes + from[k], to[k] - from[k], pn[k]) == NameError::kOk;
       if (!ok[k]) continue;
       for (int d = static_cast<int>(pn[k].ncomp); d >= 0; --d)
         if ((depths >> d) & 1) __builtin_prefetch(&a->slots[pn[k].hash[d] & a->mask]);
@@ -212,7 +220,7 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
       }
       if (q.unsatisfiable) {
         ReaderSlot::add(rs.misses, 1);
-      } else if (resolve(a, s.gen, bytes + offsets[i], pn[k], fq, rs, res[k])) {
+      } else if (resolve(a, s.gen, bytes + from[k], pn[k], fq, rs, res[k])) {
         rs.prefix_hits.prefetch(res[k].key_id);
         rs.nh_selections.prefetch(static_cast<uint32_t>(res[k].nh));
       }
@@ -224,7 +232,6 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
       rs.nh_selections.bump(static_cast<uint32_t>(res[k].nh));
     }
   }
-  end_read(rs, owner);
   ReaderSlot::add(rs.lookups, n - invalid);
   ReaderSlot::add(rs.invalid, invalid);
   return Status::Ok();

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -85,15 +86,29 @@ class NextHopRegistry {
       i = free_.back();
       free_.pop_back();
     } else {
-      i = next_++;
-      auto& c = chunks_[i >> kChunkBits];
-      if (!c.load(std::memory_order_relaxed)) c.store(new Chunk(), std::memory_order_release);
+      i = next_.load(std::memory_order_relaxed);
+      // The chunk exists (reserve) before views can see the index through high_water().
+      next_.store(i + 1, std::memory_order_release);
     }
     return i;
   }
+  // Creates the chunks `more` further allocations will need, so allocate() cannot fail.
+  bool reserve(uint32_t more) {
+    uint64_t last = static_cast<uint64_t>(next_.load(std::memory_order_relaxed)) + more;
+    for (uint64_t c = next_.load(std::memory_order_relaxed) >> kChunkBits; c <= (last >> kChunkBits) && c < kChunks; ++c) {
+      if (chunks_[c].load(std::memory_order_relaxed)) continue;
+      Chunk* chunk = new (std::nothrow) Chunk();
+      if (!chunk) return false;
+      chunks_[c].store(chunk, std::memory_order_release);
+    }
+    return true;
+  }
   void release(uint32_t i) { free_.push_back(i); }
-  uint32_t available() const { return kMaxNextHops - next_ + static_cast<uint32_t>(free_.size()); }
-  uint32_t high_water() const { return next_; }
+  uint32_t available() const {
+    return kMaxNextHops - next_.load(std::memory_order_relaxed) + static_cast<uint32_t>(free_.size());
+  }
+  // Indexes below this have a chunk; any thread.
+  uint32_t high_water() const { return next_.load(std::memory_order_acquire); }
 
   // Known ids (live_refs > 0), owner only. Keys view the id blobs, which outlive the entry.
   std::unordered_map<std::string_view, uint32_t> by_id;
@@ -101,7 +116,7 @@ class NextHopRegistry {
  private:
   std::atomic<Chunk*> chunks_[kChunks] = {};
   std::vector<uint32_t> free_;
-  uint32_t next_ = 0;
+  std::atomic<uint32_t> next_{0};
 };
 
 // Append-only tag dictionary: a tag keeps its bit for the table's lifetime.

@@ -117,7 +117,14 @@ uint32_t Table::allocate_key() {
   return id;
 }
 
-void Table::retire(Retired r) { retired_.push_back(r); }
+void Table::retire(Retired r) {
+  try {
+    retired_.push_back(r);  // reserved ahead by batches; reclaim() may still grow it
+  } catch (const std::bad_alloc&) {
+    // Out of memory after a generation was published: keep the object rather than fail
+    // or free it under a reader. Only a leak.
+  }
+}
 
 void Table::unref_hop(uint32_t index) {
   if (--nhs_.total_refs(index) != 0 || nhs_.live_refs(index) != 0) return;
@@ -135,26 +142,35 @@ void Table::free_version(Version* v, bool drop_key) {
 }
 
 void Table::reclaim() {
-  uint64_t oldest = kIdle;
-  for (uint32_t i = 1; i < kMaxReaders; ++i)
-    oldest = std::min(oldest, readers_[i].announced.load(std::memory_order_seq_cst));
-  while (retired_head_ < retired_.size() && retired_[retired_head_].gen <= oldest) {
-    Retired r = retired_[retired_head_++];
-    switch (r.kind) {
-      case Retired::kVersion:
-        if (r.newer) r.newer->next.store(nullptr, std::memory_order_relaxed);
-        free_version(static_cast<Version*>(r.ptr), r.drop_key);
-        break;
-      case Retired::kArray: {
-        auto* a = static_cast<SlotArray*>(r.ptr);
-        memory_bytes_ -= SlotArray::bytes_for(a->capacity());
-        SlotArray::destroy(a);
-        break;
+  // Freeing a version can retire an id blob (unref_hop swaps its pointer out first). A
+  // view that read that pointer had announced itself before, so the blob must wait for
+  // every reader announced at the swap: the announcements are scanned again after each
+  // pass, and passes repeat while they free something.
+  for (bool progress = true; progress;) {
+    progress = false;
+    uint64_t oldest = kIdle;
+    for (uint32_t i = 1; i < kMaxReaders; ++i)
+      oldest = std::min(oldest, readers_[i].announced.load(std::memory_order_seq_cst));
+    const size_t end = retired_.size();  // this pass frees what was retired before it
+    while (retired_head_ < end && retired_[retired_head_].gen <= oldest) {
+      Retired r = retired_[retired_head_++];
+      progress = true;
+      switch (r.kind) {
+        case Retired::kVersion:
+          if (r.newer) r.newer->next.store(nullptr, std::memory_order_relaxed);
+          free_version(static_cast<Version*>(r.ptr), r.drop_key);
+          break;
+        case Retired::kArray: {
+          auto* a = static_cast<SlotArray*>(r.ptr);
+          memory_bytes_ -= SlotArray::bytes_for(a->capacity());
+          SlotArray::destroy(a);
+          break;
+        }
+        case Retired::kBlob:
+          memory_bytes_ -= sizeof(Blob) + static_cast<Blob*>(r.ptr)->len;
+          std::free(r.ptr);
+          break;
       }
-      case Retired::kBlob:
-        memory_bytes_ -= sizeof(Blob) + static_cast<Blob*>(r.ptr)->len;
-        std::free(r.ptr);
-        break;
     }
   }
   if (retired_head_ > 1024 && retired_head_ * 2 > retired_.size()) {
@@ -164,6 +180,7 @@ void Table::reclaim() {
 }
 
 bool Table::set_health(const uint8_t* id, size_t len, int state, int loadq) {
+  if (state > static_cast<int>(kDown)) return false;
   auto it = nhs_.by_id.find(std::string_view(reinterpret_cast<const char*>(id), len));
   if (it == nhs_.by_id.end()) return false;
   std::atomic<uint32_t>& health = nhs_.health(it->second);
@@ -190,12 +207,13 @@ void Table::release_reader(ReaderSlot* rs) {
   rs->in_use.store(false, std::memory_order_release);
 }
 
-std::string Table::next_hop_id(ReaderSlot& rs, bool owner, uint32_t index) {
+std::string Table::next_hop_id(ReaderSlot& rs, bool owner, uint32_t index, uint64_t epoch) {
   if (index >= nhs_.high_water()) return {};
-  begin_read(rs, owner);
+  ReadGuard guard(*this, rs, owner);
   const Blob* b = nhs_.id(index).load(std::memory_order_acquire);
   std::string out = b ? std::string(b->view()) : std::string();
-  end_read(rs, owner);
+  // A handle from before the index was recycled must not name the new id.
+  if (epoch != kAnyEpoch && id_epoch.load(std::memory_order_acquire) != epoch) return {};
   return out;
 }
 

@@ -84,6 +84,7 @@ struct Query {
 
 struct LookupResult {
   int32_t nh = -1;               // next-hop index, -1: no route
+  uint64_t id_epoch = 0;         // Table::id_epoch within the lookup's read section
   uint32_t key_id = 0;           // dense id of the matched prefix
   uint32_t prefix_len = 0;       // bytes of the matched prefix
   bool failover = false;
@@ -145,15 +146,18 @@ class Table {
   uint64_t generation() const { return gen_.load(std::memory_order_acquire); }
   int tag_bit(const void* p, size_t n) const { return tags_.find(p, n); }
   uint32_t tag_count() const { return tags_.count(); }
-  // Copies the id of a next-hop index (empty when the index is free).
-  std::string next_hop_id(ReaderSlot& rs, bool owner, uint32_t index);
+  // Copies the id of a next-hop index: empty when the index is free, or when `epoch` is
+  // given and an index was recycled since (the handle is stale).
+  static constexpr uint64_t kAnyEpoch = UINT64_MAX;
+  std::string next_hop_id(ReaderSlot& rs, bool owner, uint32_t index, uint64_t epoch = kAnyEpoch);
   LookupResult lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size_t len,
                       const Query& q, NameError* err);
   // Looks up n names of one packed buffer in one snapshot. out[i]: next-hop index,
   // kNoRoute or kBadName. Offsets are validated before any lookup.
+  // Returns, in *epoch, id_epoch as it was within the read section.
   Status lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, size_t nbytes,
                        const uint32_t* offsets, size_t n, int32_t* out, const Query& q,
-                       const uint32_t* flows);
+                       const uint32_t* flows, uint64_t* epoch = nullptr);
   ReaderSlot* acquire_reader();
   void release_reader(ReaderSlot* rs);
 
@@ -169,7 +173,20 @@ class Table {
     Version* newer;          // version: the one that superseded it (to unlink)
   };
   struct Snapshot { const SlotArray* array; uint64_t gen; };
-  class ReadGuard;
+  // Holds a read section open for its scope, whatever leaves it (a throw included).
+  class ReadGuard {
+   public:
+    ReadGuard(Table& t, ReaderSlot& rs, bool owner) : rs_(rs), owner_(owner), snap_(t.begin_read(rs, owner)) {}
+    ~ReadGuard() { end_read(rs_, owner_); }
+    ReadGuard(const ReadGuard&) = delete;
+    ReadGuard& operator=(const ReadGuard&) = delete;
+    const Snapshot& snapshot() const { return snap_; }
+
+   private:
+    ReaderSlot& rs_;
+    bool owner_;
+    Snapshot snap_;
+  };
 
   Snapshot begin_read(ReaderSlot& rs, bool owner);
   static void end_read(ReaderSlot& rs, bool owner);

@@ -30,11 +30,10 @@ const PACKED_OPTIONS = ['require', 'flows'] as const;
 export class ForwardingTable {
   readonly #native: NativeTable;
   readonly #readOnly: boolean;
-  readonly #scratch = new Int32Array(4);
   readonly #tagBits = new Map<string, number>();
   #encoder: BatchEncoder | undefined;
   #ids: Array<string | undefined> = [];
-  #idEpoch = 0;
+  #idEpoch = -1; // low 17 bits of the native id epoch the cache holds
   #closed = false;
 
   /**
@@ -54,7 +53,6 @@ export class ForwardingTable {
       this.#native = new addon.NativeTable();
       this.#readOnly = false;
     }
-    this.#native.setScratch(this.#scratch);
   }
 
   /**
@@ -142,16 +140,21 @@ export class ForwardingTable {
         flags |= 2;
       }
     }
-    let nh: number;
+    let packed: number;
     try {
-      nh = this.#native.lookup(name, lo, hi, flags, flow);
+      packed = this.#native.lookup(name, lo, hi, flags, flow);
     } catch (e) {
       if ((e as DmscError).code === 'ERR_DMSC_INVALID_NAME') checkName(name);
       throw e;
     }
-    if (nh < 0) return null;
-    const s = this.#scratch;
-    return { prefix: s[0] === name.length ? name : name.slice(0, s[0]), nextHop: this.#idOf(nh, s[2]!)!, failover: s[1] === 1 };
+    if (packed < 0) return null;
+    // next hop (24 bits), failover (1), prefix length in UTF-16 units (11), id epoch (17)
+    const nh = packed % 0x1000000;
+    const high = Math.floor(packed / 0x1000000);
+    const prefixLength = (high >>> 1) & 0x7ff;
+    const id = this.#idOf(nh, Math.floor(high / 0x1000));
+    if (id === undefined) return this.lookup(name, options); // the id was recycled meanwhile
+    return { prefix: prefixLength === name.length ? name : name.slice(0, prefixLength), nextHop: id, failover: (high & 1) === 1 };
   }
 
   /**
@@ -185,8 +188,7 @@ export class ForwardingTable {
       hi = set.hi;
       if (set.unsatisfiable) flags |= 1;
     }
-    this.#native.lookupPacked(bytes, offsets, n, out, lo, hi, flags, options?.flows);
-    this.#epoch(this.#scratch[2]!);
+    this.#epoch(this.#native.lookupPacked(bytes, offsets, n, out, lo, hi, flags, options?.flows));
     let found = 0;
     for (let i = 0; i < n; i++) if (out[i]! >= 0) found++;
     return found;
@@ -326,7 +328,7 @@ export class ForwardingTable {
     this.#epoch(epoch);
     let id = this.#ids[index];
     if (id === undefined) {
-      id = this.#native.nextHopId(index);
+      id = this.#native.nextHopId(index, epoch);
       if (id !== undefined) this.#ids[index] = id;
     }
     return id;

@@ -12,19 +12,21 @@ export interface NativeTable {
   stage(bytes: Uint8Array, words: Uint32Array): void;
   commit(): number;
   discard(): void;
+  /** -1, or next hop + failover * 2^24 + prefix length * 2^25 + epoch * 2^36. */
   lookup(name: string, needLo: number, needHi: number, flags: number, flow: number): number;
-  lookupPacked(bytes: Uint8Array, offsets: Uint32Array, n: number, out: Int32Array, needLo: number, needHi: number, flags: number, flows?: Uint32Array): void;
+  /** Returns the low 17 bits of the id epoch the lookups ran under. */
+  lookupPacked(bytes: Uint8Array, offsets: Uint32Array, n: number, out: Int32Array, needLo: number, needHi: number, flags: number, flows?: Uint32Array): number;
   setHealth(id: string, state: number, loadQ: number): boolean;
   tagBit(tag: string): number;
   tagCount(): number;
-  nextHopId(index: number): string | undefined;
+  /** undefined when the index is free or was recycled since `epoch` (-1: any). */
+  nextHopId(index: number, epoch: number): string | undefined;
   stats(top: number): NativeStats;
   entries(): Array<[string, Array<[string, number, number, string[], number, number]>]>;
   size(): number;
   generation(): number;
   share(): number;
   close(): void;
-  setScratch(scratch: Int32Array): void;
 }
 
 export interface NativeStats {
