@@ -356,7 +356,9 @@ Status BatchApplier::run(bool* changed) {
       id_nodes.push_back(fresh.extract(blobs[new_tags.size() + k]->view()));
     t_.nh_base_.reserve(t_.nhs_.high_water() + new_ids.size());
     t_.key_base_.reserve(t_.next_key_ + upserts);
-    t_.retired_.reserve(t_.retired_.size() + work.size() + cur->used + 2);
+    // Superseded heads, plus the tombstoned keys a grow() drops, plus the old array.
+    const uint64_t tombstoned = cur->used - t_.live_keys_.load(std::memory_order_relaxed);
+    t_.retired_.reserve(t_.retired_.size() + work.size() + tombstoned + 2);
   } catch (const std::bad_alloc&) {
     return undo();
   }

@@ -220,15 +220,10 @@ std::string Table::next_hop_id(ReaderSlot& rs, bool owner, uint32_t index, uint6
 std::vector<EntryView> Table::entries() const {
   std::vector<EntryView> out;
   out.reserve(live_keys_.load(std::memory_order_relaxed));
-  const SlotArray* a = array_.load(std::memory_order_relaxed);
-  for (uint64_t i = 0; i <= a->mask; ++i) {
-    uint64_t w = a->slots[i].load(std::memory_order_relaxed);
-    if (!w) continue;
-    auto* v = reinterpret_cast<const Version*>(w & kPtrMask);
-    if (v->nhops == 0) continue;
-    EntryView e{std::string(reinterpret_cast<const char*>(v->key()), v->key_len), {}};
-    for (uint32_t h = 0; h < v->nhops; ++h) {
-      const Hop& hop = v->hops()[h];
+  for_each_live([&](const Version& v) {
+    EntryView e{std::string(reinterpret_cast<const char*>(v.key()), v.key_len), {}};
+    for (uint32_t h = 0; h < v.nhops; ++h) {
+      const Hop& hop = v.hops()[h];
       uint32_t health = nhs_.health(hop.nh).load(std::memory_order_relaxed);
       HopView hv{std::string(nhs_.id(hop.nh).load(std::memory_order_relaxed)->view()), hop.weight, hop.prio, {},
                  health_state(health), health_loadq(health)};
@@ -237,7 +232,7 @@ std::vector<EntryView> Table::entries() const {
       e.hops.push_back(std::move(hv));
     }
     out.push_back(std::move(e));
-  }
+  });
   return out;
 }
 
@@ -260,17 +255,12 @@ Stats Table::stats(size_t top) {
   s.used_bytes = memory_bytes_ + slab_.in_use();
   s.pending_reclaim = retired_.size() - retired_head_;
 
-  const SlotArray* a = array_.load(std::memory_order_relaxed);
-  for (uint64_t i = 0; i <= a->mask; ++i) {
-    uint64_t w = a->slots[i].load(std::memory_order_relaxed);
-    if (!w) continue;
-    auto* v = reinterpret_cast<const Version*>(w & kPtrMask);
-    if (v->nhops == 0) continue;
+  for_each_live([&](const Version& v) {
     uint64_t sum = 0;
-    for (const auto& r : readers_) sum += r.prefix_hits.get(v->key_id);
-    sum -= key_base_[v->key_id];
-    if (sum) s.prefix_hits.push_back({std::string(reinterpret_cast<const char*>(v->key()), v->key_len), sum});
-  }
+    for (const auto& r : readers_) sum += r.prefix_hits.get(v.key_id);
+    sum -= key_base_[v.key_id];
+    if (sum) s.prefix_hits.push_back({std::string(reinterpret_cast<const char*>(v.key()), v.key_len), sum});
+  });
   for (const auto& [id, index] : nhs_.by_id) {
     uint64_t sum = 0;
     for (const auto& r : readers_) sum += r.nh_selections.get(index);

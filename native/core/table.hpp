@@ -195,6 +195,17 @@ class Table {
   int select(const Version* v, const Query& q, ReaderSlot& rs, bool& failover) const;
 
   static Version* find_head(const SlotArray* a, uint64_t hash, const uint8_t* name, uint32_t len);
+  // Calls f(const Version&) for the head of every live entry of the current index.
+  template <typename F>
+  void for_each_live(F&& f) const {
+    const SlotArray* a = array_.load(std::memory_order_relaxed);
+    for (uint64_t i = 0; i <= a->mask; ++i) {
+      uint64_t w = a->slots[i].load(std::memory_order_relaxed);
+      if (!w) continue;
+      auto* v = reinterpret_cast<const Version*>(w & ((1ULL << 48) - 1));
+      if (v->nhops) f(*v);
+    }
+  }
   SlotArray* grow(uint64_t need);
   void insert_slot(SlotArray* a, uint64_t hash, Version* v);
   void replace_slot(SlotArray* a, uint64_t hash, const Version* old_head, Version* v);
