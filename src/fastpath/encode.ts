@@ -18,19 +18,17 @@ export class BatchEncoder {
   #n = 0;
   #off = 0;
   #ops = 0;
-  // id/tag -> chunk * 2^20 + ref within the chunk; one lookup per hop also tells whether
-  // the id was validated already in this batch.
-  readonly #ids = new Map<string, number>();
-  readonly #tags = new Map<string, number>();
+  // Each hop's id and tags go into the chunk's string tables as they come: the core
+  // deduplicates them by content when it stages the chunk. Looking them up in a Map here
+  // would make V8 internalize millions of strings, and that garbage cost more than the
+  // bytes it saves.
   #chunkIds: string[] = [];
   #chunkTags: string[] = [];
-  #chunk = 0;
 
   /** Validates and encodes ops, passing full chunks to sink; returns the op count. */
   encode(input: readonly FibOp[], sink: ChunkSink): number {
     const ops = checkOpList(input);
     this.#reset();
-    const refs: number[] = [];
     for (let i = 0; i < ops.length; i++) {
       if (this.#n > CHUNK_WORDS || this.#off > CHUNK_BYTES) this.#flush(sink);
       const op = ops[i]!;
@@ -48,12 +46,9 @@ export class BatchEncoder {
       for (let h = 0; h < n; h++) {
         const hop = list[h]!;
         const id = hop.id;
-        const tagged = this.#ids.get(id);
-        checkHop(hop, i, h, tagged !== undefined);
-        const ref = this.#ref(this.#ids, this.#chunkIds, id, tagged);
-        for (let j = 0; j < h; j++) if (refs[j] === ref) throw duplicateHop(i, h, id);
-        refs[h] = ref;
-        this.#word(ref);
+        checkHop(hop, i, h, false);
+        for (let j = 0; j < h; j++) if (list[j]!.id === id) throw duplicateHop(i, h, id);
+        this.#word(this.#chunkIds.push(id) - 1);
         this.#word(hop.weight ?? DEFAULT_WEIGHT);
         this.#word(hop.priority ?? 0);
         const tags = hop.tags;
@@ -62,7 +57,7 @@ export class BatchEncoder {
           continue;
         }
         this.#word(tags.length);
-        for (const t of tags) this.#word(this.#ref(this.#tags, this.#chunkTags, t, this.#tags.get(t)));
+        for (const t of tags) this.#word(this.#chunkTags.push(t) - 1);
       }
       this.#ops++;
     }
@@ -71,22 +66,11 @@ export class BatchEncoder {
   }
 
   #reset(): void {
-    this.#ids.clear();
-    this.#tags.clear();
     this.#n = 0;
     this.#off = 0;
     this.#ops = 0;
-    this.#chunk = 0;
     this.#chunkIds = [];
     this.#chunkTags = [];
-  }
-
-  #ref(map: Map<string, number>, list: string[], s: string, tagged: number | undefined): number {
-    if (tagged !== undefined && Math.floor(tagged / 0x100000) === this.#chunk) return tagged % 0x100000;
-    const ref = list.length;
-    list.push(s);
-    map.set(s, this.#chunk * 0x100000 + ref);
-    return ref;
   }
 
   #word(v: number): void {
@@ -145,7 +129,6 @@ export class BatchEncoder {
     this.#n = 0;
     this.#off = 0;
     this.#ops = 0;
-    this.#chunk++;
     this.#chunkIds = [];
     this.#chunkTags = [];
   }
