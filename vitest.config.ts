@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Workers, the CLI and the node run the built package: build it first, every run.
+    globalSetup: ['test/build-dist.ts'],
   },
 });

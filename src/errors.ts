@@ -18,6 +18,7 @@ export type DmscErrorCode =
   | 'ERR_DMSC_INVALID_TOKEN'
   | 'ERR_DMSC_READ_ONLY'
   | 'ERR_DMSC_CLOSED'
+  | 'ERR_DMSC_BUSY'
   | 'ERR_DMSC_NO_MEMORY'
   | 'ERR_DMSC_NATIVE_UNAVAILABLE'
   | 'ERR_DMSC_UNAUTHORIZED'
@@ -42,6 +43,7 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_INVALID_TOKEN: { kind: 'type', status: 400 },
   ERR_DMSC_READ_ONLY: { kind: 'type', status: 405 },
   ERR_DMSC_CLOSED: { kind: 'error', status: 503 },
+  ERR_DMSC_BUSY: { kind: 'error', status: 409 },
   ERR_DMSC_NO_MEMORY: { kind: 'error', status: 507 },
   ERR_DMSC_NATIVE_UNAVAILABLE: { kind: 'error', status: 500 },
   ERR_DMSC_UNAUTHORIZED: { kind: 'error', status: 401 },

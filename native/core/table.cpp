@@ -267,8 +267,11 @@ Stats Table::stats(size_t top) {
     sum -= nh_base_[index];
     if (sum) s.nh_selections.push_back({std::string(id), sum});
   }
+  // Most first; ties by name (bytes), as ReferenceTable orders them.
   auto trim = [top](auto& v, auto key) {
-    auto cmp = [key](const auto& x, const auto& y) { return key(x) > key(y); };
+    auto cmp = [key](const auto& x, const auto& y) {
+      return key(x) != key(y) ? key(x) > key(y) : x.name() < y.name();
+    };
     if (v.size() > top) {
       std::partial_sort(v.begin(), v.begin() + static_cast<ptrdiff_t>(top), v.end(), cmp);
       v.resize(top);

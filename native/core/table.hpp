@@ -94,8 +94,16 @@ struct LookupResult {
 constexpr int32_t kNoRoute = -1;
 constexpr int32_t kBadName = -2;
 
-struct PrefixHits { std::string prefix; uint64_t hits; };
-struct NextHopSelections { std::string id; uint64_t selections; };
+struct PrefixHits {
+  std::string prefix;
+  uint64_t hits;
+  const std::string& name() const { return prefix; }
+};
+struct NextHopSelections {
+  std::string id;
+  uint64_t selections;
+  const std::string& name() const { return id; }
+};
 
 struct HopView {
   std::string id;

@@ -2,8 +2,8 @@
 // buffers reused from call to call: loading a million prefixes makes no per-hop garbage
 // and no large allocation, and costs one N-API crossing per chunk. The checks are the ones
 // ReferenceTable applies (validate.ts); the layout is documented in native/core/batch.cpp.
-import type { FibOp, NextHop } from './types.js';
-import { checkHop, checkHopList, checkOp, checkOpList, DEFAULT_WEIGHT, duplicateHop } from './validate.js';
+import type { FibOp } from './types.js';
+import { walkOps } from './validate.js';
 
 const CHUNK_WORDS = 1 << 16;
 const CHUNK_BYTES = 1 << 18;
@@ -27,42 +27,27 @@ export class BatchEncoder {
 
   /** Validates and encodes ops, passing full chunks to sink; returns the op count. */
   encode(input: readonly FibOp[], sink: ChunkSink): number {
-    const ops = checkOpList(input);
     this.#reset();
-    for (let i = 0; i < ops.length; i++) {
-      if (this.#n > CHUNK_WORDS || this.#off > CHUNK_BYTES) this.#flush(sink);
-      const op = ops[i]!;
-      const upsert = checkOp(op, i);
-      this.#word(upsert ? 0 : 1);
-      this.#text(op.prefix);
-      if (!upsert) {
-        this.#word(0);
+    const n = walkOps(input, {
+      op: (_i, remove, prefix, hops) => {
+        if (this.#n > CHUNK_WORDS || this.#off > CHUNK_BYTES) this.#flush(sink);
+        this.#word(remove ? 1 : 0);
+        this.#text(prefix);
+        this.#word(hops);
         this.#ops++;
-        continue;
-      }
-      const list = (op as { nextHops: readonly NextHop[] }).nextHops;
-      const n = checkHopList(list, i);
-      this.#word(n);
-      for (let h = 0; h < n; h++) {
-        const hop = list[h]!;
-        const id = hop.id;
-        checkHop(hop, i, h, false);
-        for (let j = 0; j < h; j++) if (list[j]!.id === id) throw duplicateHop(i, h, id);
+      },
+      hop: (id, weight, priority, tags) => {
         this.#word(this.#chunkIds.push(id) - 1);
-        this.#word(hop.weight ?? DEFAULT_WEIGHT);
-        this.#word(hop.priority ?? 0);
-        const tags = hop.tags;
-        if (tags === undefined) {
-          this.#word(0);
-          continue;
-        }
-        this.#word(tags.length);
-        for (const t of tags) this.#word(this.#chunkTags.push(t) - 1);
-      }
-      this.#ops++;
-    }
+        this.#word(weight);
+        this.#word(priority);
+        this.#word(tags);
+      },
+      tag: (tag) => {
+        this.#word(this.#chunkTags.push(tag) - 1);
+      },
+    });
     if (this.#ops > 0) this.#flush(sink);
-    return ops.length;
+    return n;
   }
 
   #reset(): void {

@@ -34,6 +34,8 @@ export class ForwardingTable {
   #encoder: BatchEncoder | undefined;
   #ids: Array<string | undefined> = [];
   #idEpoch = -1; // low 17 bits of the native id epoch the cache holds
+  #packedEpoch = -1; // the epoch of the handles the last lookupPacked returned
+  #applying = false;
   #closed = false;
 
   /**
@@ -93,13 +95,18 @@ export class ForwardingTable {
    */
   apply(ops: readonly FibOp[]): number {
     this.#writable();
+    // A getter in the batch that calls back into this table would reset the staging.
+    if (this.#applying) throw new DmscError('ERR_DMSC_BUSY', 'the table is applying a batch: a value in it called back into the table');
+    this.#applying = true;
     const native = this.#native;
-    this.#encoder ??= new BatchEncoder();
     try {
+      this.#encoder ??= new BatchEncoder();
       this.#encoder.encode(ops, (bytes, words) => native.stage(bytes, words));
     } catch (e) {
       native.discard();
       throw e;
+    } finally {
+      this.#applying = false;
     }
     return native.commit();
   }
@@ -152,17 +159,11 @@ export class ForwardingTable {
     const nh = packed % 0x1000000;
     const high = Math.floor(packed / 0x1000000);
     const prefixLength = (high >>> 1) & 0x7ff;
-    const id = this.#idOf(nh, Math.floor(high / 0x1000));
+    const epoch = Math.floor(high / 0x1000);
+    this.#epoch(epoch);
+    const id = this.#idOf(nh, epoch);
     if (id === undefined) return this.lookup(name, options); // the id was recycled meanwhile
     return { prefix: prefixLength === name.length ? name : name.slice(0, prefixLength), nextHop: id, failover: (high & 1) === 1 };
-  }
-
-  /**
-   * Packs names into the byte form `lookupPacked` takes.
-   * @example const names = fib.pack(['/capability/ocr/x', '/capability/asr']);
-   */
-  pack(names: readonly string[]): PackedNames {
-    return packNames(names);
   }
 
   /**
@@ -188,7 +189,8 @@ export class ForwardingTable {
       hi = set.hi;
       if (set.unsatisfiable) flags |= 1;
     }
-    this.#epoch(this.#native.lookupPacked(bytes, offsets, n, out, lo, hi, flags, options?.flows));
+    this.#packedEpoch = this.#native.lookupPacked(bytes, offsets, n, out, lo, hi, flags, options?.flows);
+    this.#epoch(this.#packedEpoch);
     let found = 0;
     for (let i = 0; i < n; i++) if (out[i]! >= 0) found++;
     return found;
@@ -204,7 +206,8 @@ export class ForwardingTable {
       throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', `handle must be an integer from lookupPacked, got ${handle}`);
     }
     if (handle < 0) return null;
-    return this.#idOf(handle, this.#idEpoch) ?? null;
+    // Handles are of the last lookupPacked: a recycled index since then names no id.
+    return this.#idOf(handle, this.#packedEpoch) ?? null;
   }
 
   /**
@@ -216,6 +219,15 @@ export class ForwardingTable {
     const set = new TagSet(this, checkTags(tags));
     resolveMask(set, (t) => this.#tagBit(t), this.#native.tagCount());
     return set;
+  }
+
+  /**
+   * Packs names into the byte form `lookupPacked` takes.
+   * @example const names = fib.pack(['/capability/ocr/x', '/capability/asr']);
+   */
+  pack(names: readonly string[]): PackedNames {
+    this.#live();
+    return packNames(names);
   }
 
   /** Number of prefixes. @example fib.size; // -> 1 */
@@ -308,7 +320,7 @@ export class ForwardingTable {
     if (require instanceof TagSet) {
       if (require.scope !== this) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'a TagSet belongs to the table that made it');
       set = require;
-      if (!set.unsatisfiable) return set;
+      if (set.resolvedAt >= 0 && !set.unsatisfiable) return set;
     } else {
       set = new TagSet(this, checkTags(require));
     }
@@ -325,7 +337,7 @@ export class ForwardingTable {
   }
 
   #idOf(index: number, epoch: number): string | undefined {
-    this.#epoch(epoch);
+    if (epoch !== this.#idEpoch) return this.#native.nextHopId(index, epoch);
     let id = this.#ids[index];
     if (id === undefined) {
       id = this.#native.nextHopId(index, epoch);

@@ -11,6 +11,8 @@ export function packNames(names: readonly string[]): PackedNames {
   for (let i = 0; i < names.length; i++) {
     const s = names[i];
     if (typeof s !== 'string') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `names[${i}] must be a string`);
+    // A lone surrogate has no UTF-8 form: encoding it would route U+FFFD instead.
+    if (!s.isWellFormed()) throw new DmscTypeError('ERR_DMSC_INVALID_NAME', `names[${i}] is not well-formed text`);
     bound += s.length * 3;
   }
   const buf = Buffer.allocUnsafe(bound);

@@ -37,6 +37,11 @@ class RefEntry {
 
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** Orders strings by their UTF-8 bytes, as the native table breaks ties in stats(). */
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
 /**
  * The forwarding table in plain TypeScript, with the semantics of ForwardingTable bit for
  * bit where they are deterministic: the oracle of the differential tests and the honest
@@ -59,6 +64,7 @@ export class ReferenceTable {
   #failovers = 0;
   #invalid = 0;
   #closed = false;
+  #applying = false;
   // Scratch of select(): per-candidate health, and the failover flag of a lookup.
   readonly #health = new Int32Array(64);
   #failover = false;
@@ -77,7 +83,14 @@ export class ReferenceTable {
   /** All-or-nothing batch; the last operation on a prefix wins. @example ref.apply([{ op: 'remove', prefix: '/a' }]); */
   apply(ops: readonly FibOp[]): number {
     this.#live();
-    const normalized = normalizeOps(ops);
+    if (this.#applying) throw new DmscError('ERR_DMSC_BUSY', 'the table is applying a batch: a value in it called back into the table');
+    let normalized: NormalizedOp[];
+    this.#applying = true;
+    try {
+      normalized = normalizeOps(ops);
+    } finally {
+      this.#applying = false;
+    }
     const last = new Map<string, NormalizedOp>();
     for (const op of normalized) {
       last.delete(op.prefix);
@@ -188,6 +201,7 @@ export class ReferenceTable {
 
   /** @example const names = ref.pack(['/capability/ocr/x']); */
   pack(names: readonly string[]): PackedNames {
+    this.#live();
     return packNames(names);
   }
 
@@ -268,9 +282,9 @@ export class ReferenceTable {
     const top = options?.top ?? 20;
     if (!Number.isInteger(top) || top < 0 || top > 1_000_000) throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', 'top must be an integer from 0 to 1000000');
     const prefixHits = [...this.#entries.values()].filter((e) => e.hits > 0).map((e) => ({ prefix: e.prefix, hits: e.hits }));
-    prefixHits.sort((a, b) => b.hits - a.hits);
+    prefixHits.sort((a, b) => b.hits - a.hits || byteOrder(a.prefix, b.prefix));
     const nextHopSelections = [...this.#hops.values()].filter((h) => h.selections > 0).map((h) => ({ id: h.id, selections: h.selections }));
-    nextHopSelections.sort((a, b) => b.selections - a.selections);
+    nextHopSelections.sort((a, b) => b.selections - a.selections || byteOrder(a.id, b.id));
     return {
       lookups: this.#lookups,
       misses: this.#misses,
@@ -312,7 +326,7 @@ export class ReferenceTable {
   #resolve(require: readonly string[] | TagSet): TagSet {
     if (require instanceof TagSet) {
       if (require.scope !== this) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'a TagSet belongs to the table that made it');
-      if (require.unsatisfiable && require.resolvedAt !== this.#tagBits.size) {
+      if (require.resolvedAt < 0 || (require.unsatisfiable && require.resolvedAt !== this.#tagBits.size)) {
         resolveMask(require, (t) => this.#tagBits.get(t) ?? -1, this.#tagBits.size);
       }
       return require;

@@ -1,5 +1,5 @@
 import { DmscTypeError } from '../errors.js';
-import { MAX_TAG_BYTES } from './validate.js';
+import { tagProblem } from './validate.js';
 
 /**
  * A set of required tags resolved against one table, for `lookupPacked`: resolving names
@@ -18,7 +18,7 @@ export class TagSet {
   /** @internal Tag count of the table when resolved; unknown tags may appear later. */ resolvedAt = -1;
   /** @internal */ readonly scope: object;
 
-  /** @internal Use `table.tagSet(tags)`. */
+  /** @internal Use `table.tagSet(tags)`; a set made here is resolved on first use. */
   constructor(scope: object, tags: readonly string[]) {
     this.scope = scope;
     this.tags = Object.freeze(checkTags(tags));
@@ -27,12 +27,12 @@ export class TagSet {
 
 export function checkTags(tags: unknown): string[] {
   if (!Array.isArray(tags)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'require must be an array of tag names or a TagSet');
-  for (const t of tags) {
-    if (typeof t !== 'string' || t.length === 0 || t.length > MAX_TAG_BYTES * 3) {
-      throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'each required tag must be a non-empty string');
-    }
+  const out = Array.from(tags as unknown[]);
+  for (let i = 0; i < out.length; i++) {
+    const p = tagProblem(out[i], `require[${i}]`);
+    if (p) throw p;
   }
-  return tags.slice();
+  return out as string[];
 }
 
 /** Resolves tag names to a 64-bit mask (two halves); bitOf returns -1 for an unknown tag. */

@@ -94,10 +94,14 @@ function intProblem(v: unknown, max: number, what: string): Problem | null {
   return null;
 }
 
-const isId = (s: unknown): boolean =>
-  typeof s === 'string' && s.length > 0 && s.length * 3 <= MAX_ID_BYTES && s.isWellFormed() && !s.includes('\0');
-const isTag = (s: unknown): boolean =>
-  typeof s === 'string' && s.length > 0 && s.length * 3 <= MAX_TAG_BYTES && s.isWellFormed() && !s.includes('\0');
+/** The problem with a tag (or null): 1 to 64 bytes of well-formed text without NUL. */
+export function tagProblem(tag: unknown, what: string): Problem | null {
+  return bytesProblem(tag, MAX_TAG_BYTES, what);
+}
+
+// Fast checks for the common case; a value they refuse goes to bytesProblem for the verdict.
+const isId = (s: unknown): boolean => typeof s === 'string' && bytesProblem(s, MAX_ID_BYTES, '') === null;
+const isTag = (s: unknown): boolean => typeof s === 'string' && bytesProblem(s, MAX_TAG_BYTES, '') === null;
 const isInt = (v: unknown, max: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 
 function checkBytes(s: unknown, max: number, what: string): string {
@@ -126,58 +130,95 @@ const EMPTY: readonly string[] = Object.freeze([]);
 const opAt = (op: number): string => `ops[${op}]`;
 const hopAt = (op: number, hop: number): string => `ops[${op}].nextHops[${hop}]`;
 
-/** Checks that ops[op].nextHops is an array of 1 to 64; returns its length. */
-export function checkHopList(nextHops: unknown, op: number): number {
-  if (!Array.isArray(nextHops)) {
-    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(op)}.nextHops must be an array, got ${describe(nextHops)}`);
-  }
-  if (nextHops.length === 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(op)}.nextHops must not be empty`);
-  if (nextHops.length > MAX_NEXT_HOPS) {
-    throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${opAt(op)} has more than ${MAX_NEXT_HOPS} next hops (${nextHops.length})`);
-  }
-  return nextHops.length;
+/** Receives a batch's validated values, in order, from walkOps. */
+export interface OpVisitor {
+  /** Op i: a remove, or an upsert with `hops` next hops to follow. */
+  op(i: number, remove: boolean, prefix: string, hops: number): void;
+  /** A next hop of the current upsert, followed by `tags` calls to tag(). */
+  hop(id: string, weight: number, priority: number, tags: number): void;
+  tag(tag: string): void;
 }
 
+const idScratch: string[] = [];
+
 /**
- * Checks next hop i of ops[op] (all but duplicate ids, which the caller checks against the
- * ids before it). `idChecked` skips re-checking an id already seen in the batch.
+ * Validates a batch and passes its values to the visitor. Each field of the caller's
+ * objects is read exactly once and the value read is the value checked and used, so
+ * getters or a caller changing its objects mid-call cannot get past validation; the
+ * first problem throws its typed error. Returns the number of ops.
  */
-export function checkHop(h: NextHop, op: number, i: number, idChecked: boolean): void {
-  if (typeof h !== 'object' || h === null || Array.isArray(h)) {
-    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(op, i)} must be an object, got ${describe(h)}`);
+export function walkOps(ops: unknown, v: OpVisitor): number {
+  if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `ops must be an array, got ${describe(ops)}`);
+  const n = ops.length;
+  for (let i = 0; i < n; i++) {
+    const op: unknown = ops[i];
+    if (typeof op !== 'object' || op === null) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} must be an object`);
+    const { op: kind, prefix } = op as { op?: unknown; prefix?: unknown };
+    if (typeof prefix !== 'string' || nameProblem(prefix) !== null) checkName(prefix, `${opAt(i)}.prefix`);
+    if (kind === 'remove') {
+      if ('nextHops' in op) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} is a remove with nextHops`);
+      v.op(i, true, prefix as string, 0);
+      continue;
+    }
+    if (kind !== 'upsert') {
+      throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)}.op must be 'upsert' or 'remove', got ${describe(kind)}`);
+    }
+    const list: unknown = (op as { nextHops?: unknown }).nextHops;
+    if (!Array.isArray(list)) {
+      throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)}.nextHops must be an array, got ${describe(list)}`);
+    }
+    const count = list.length;
+    if (count === 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)}.nextHops must not be empty`);
+    if (count > MAX_NEXT_HOPS) {
+      throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${opAt(i)} has more than ${MAX_NEXT_HOPS} next hops (${count})`);
+    }
+    v.op(i, false, prefix as string, count);
+    for (let h = 0; h < count; h++) walkHop(list[h], i, h, v);
   }
-  if (!idChecked && !isId(h.id)) {
-    const p = bytesProblem(h.id, MAX_ID_BYTES, `${hopAt(op, i)}.id`);
-    if (p) throw p;
+  return n;
+}
+
+function walkHop(hop: unknown, i: number, h: number, v: OpVisitor): void {
+  if (typeof hop !== 'object' || hop === null || Array.isArray(hop)) {
+    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(i, h)} must be an object, got ${describe(hop)}`);
   }
+  const { id, weight, priority, tags } = hop as { id?: unknown; weight?: unknown; priority?: unknown; tags?: unknown };
+  if (!isId(id)) throw bytesProblem(id, MAX_ID_BYTES, `${hopAt(i, h)}.id`)!;
+  for (let j = 0; j < h; j++) if (idScratch[j] === id) throw duplicateHop(i, h, id as string);
+  idScratch[h] = id as string;
   let present = 1;
-  if (h.weight !== undefined) {
+  let w = DEFAULT_WEIGHT;
+  if (weight !== undefined) {
     present++;
-    if (!isInt(h.weight, MAX_WEIGHT)) throw intProblem(h.weight, MAX_WEIGHT, `${hopAt(op, i)}.weight`)!;
+    if (!isInt(weight, MAX_WEIGHT)) throw intProblem(weight, MAX_WEIGHT, `${hopAt(i, h)}.weight`)!;
+    w = weight as number;
   }
-  if (h.priority !== undefined) {
+  let p = 0;
+  if (priority !== undefined) {
     present++;
-    if (!isInt(h.priority, MAX_PRIORITY)) throw intProblem(h.priority, MAX_PRIORITY, `${hopAt(op, i)}.priority`)!;
+    if (!isInt(priority, MAX_PRIORITY)) throw intProblem(priority, MAX_PRIORITY, `${hopAt(i, h)}.priority`)!;
+    p = priority as number;
   }
-  const tags = h.tags;
+  let tagCount = 0;
   if (tags !== undefined) {
     present++;
-    if (!Array.isArray(tags)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(op, i)}.tags must be an array of strings`);
-    if (tags.length > MAX_TAGS) throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${hopAt(op, i)} has more than ${MAX_TAGS} tags`);
-    for (let t = 0; t < tags.length; t++) {
-      if (!isTag(tags[t])) {
-        const p = bytesProblem(tags[t], MAX_TAG_BYTES, `${hopAt(op, i)}.tags[${t}]`);
-        if (p) throw p;
-      }
-    }
+    if (!Array.isArray(tags)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(i, h)}.tags must be an array of strings`);
+    tagCount = tags.length;
+    if (tagCount > MAX_TAGS) throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${hopAt(i, h)} has more than ${MAX_TAGS} tags`);
   }
   // Unknown fields (a misspelt 'wieght') are errors, not silently ignored. Counting keys
   // first keeps the common case free of allocation.
   let keys = 0;
-  for (const _ in h) if (++keys > present) break;
+  for (const _ in hop) if (++keys > present) break;
   if (keys !== present) {
-    const extra = Object.keys(h).filter((k) => !HOP_KEYS.has(k));
-    if (extra.length > 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(op, i)} has unknown field '${extra[0]}'`);
+    const extra = Object.keys(hop).filter((k) => !HOP_KEYS.has(k));
+    if (extra.length > 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(i, h)} has unknown field '${extra[0]}'`);
+  }
+  v.hop(id as string, w, p, tagCount);
+  for (let t = 0; t < tagCount; t++) {
+    const tag: unknown = (tags as unknown[])[t];
+    if (!isTag(tag)) throw bytesProblem(tag, MAX_TAG_BYTES, `${hopAt(i, h)}.tags[${t}]`)!;
+    v.tag(tag as string);
   }
 }
 
@@ -185,57 +226,32 @@ export function duplicateHop(op: number, i: number, id: string): DmscTypeError {
   return new DmscTypeError('ERR_DMSC_DUPLICATE_NEXT_HOP', `${hopAt(op, i)}: next hop '${id}' appears twice in one entry`);
 }
 
-/** Validates the next hops of ops[op]. */
-export function normalizeHops(nextHops: unknown, op: number, knownIds: Set<string>): NormalizedHop[] {
-  const n = checkHopList(nextHops, op);
-  const list = nextHops as NextHop[];
-  const out: NormalizedHop[] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const h = list[i]!;
-    const checked = knownIds.has(h.id);
-    checkHop(h, op, i, checked);
-    if (!checked) knownIds.add(h.id);
-    for (let j = 0; j < i; j++) if (out[j]!.id === h.id) throw duplicateHop(op, i, h.id);
-    out[i] = { id: h.id, weight: h.weight ?? DEFAULT_WEIGHT, priority: h.priority ?? 0, tags: h.tags && h.tags.length > 0 ? h.tags.slice() : EMPTY };
-  }
-  return out;
-}
-
-/** Checks ops[i]'s shape and prefix; returns whether it is an upsert. */
-export function checkOp(op: FibOp, i: number): boolean {
-  if (typeof op !== 'object' || op === null) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} must be an object`);
-  if (typeof op.prefix !== 'string' || nameProblem(op.prefix) !== null) checkName(op.prefix, `${opAt(i)}.prefix`);
-  if (op.op === 'upsert') return true;
-  if (op.op === 'remove') {
-    if ('nextHops' in op) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} is a remove with nextHops`);
-    return false;
-  }
-  throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)}.op must be 'upsert' or 'remove', got ${describe((op as { op?: unknown }).op)}`);
-}
-
-export function checkOpList(ops: unknown): FibOp[] {
-  if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `ops must be an array, got ${describe(ops)}`);
-  return ops as FibOp[];
-}
-
-/** Validates a whole batch before anything is applied. */
+/** Validates a whole batch into plain values (what ReferenceTable applies). */
 export function normalizeOps(ops: unknown): NormalizedOp[] {
-  const list = checkOpList(ops);
-  const knownIds = new Set<string>();
-  const out: NormalizedOp[] = new Array(list.length);
-  for (let i = 0; i < list.length; i++) {
-    const op = list[i]!;
-    out[i] = checkOp(op, i)
-      ? { remove: false, prefix: op.prefix, hops: normalizeHops((op as { nextHops: unknown }).nextHops, i, knownIds) }
-      : { remove: true, prefix: op.prefix, hops: EMPTY as unknown as NormalizedHop[] };
-  }
+  const out: NormalizedOp[] = [];
+  let hops: NormalizedHop[] = [];
+  let tags: string[] = [];
+  walkOps(ops, {
+    op(_i, remove, prefix) {
+      hops = [];
+      out.push({ remove, prefix, hops });
+    },
+    hop(id, weight, priority) {
+      tags = [];
+      hops.push({ id, weight, priority, tags });
+    },
+    tag(tag) {
+      tags.push(tag);
+    },
+  });
   return out;
 }
 
 /** The health update as (state code or -1 to keep, load in 1e-4 units or -1 to keep). */
 export function normalizeHealth(health: unknown): { state: number; loadQ: number } {
-  if (typeof health !== 'object' || health === null) {
-    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health must be an object, got ${describe(health)}`);
+  const proto = typeof health === 'object' && health !== null ? Object.getPrototypeOf(health) : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health must be a plain object, got ${describe(health)}`);
   }
   const h = health as Health;
   for (const k of Object.keys(h)) {
@@ -253,7 +269,7 @@ export function normalizeHealth(health: unknown): { state: number; loadQ: number
   if (h.load !== undefined) {
     if (typeof h.load !== 'number') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health.load must be a number`);
     if (!(h.load >= 0 && h.load <= 1)) throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', `health.load must be from 0 to 1, got ${h.load}`);
-    loadQ = Math.round(Math.min(h.load, MAX_LOAD) * 10000);
+    loadQ = Math.round(Math.min(h.load, MAX_LOAD) * 10000) + 0; // + 0: no -0
   }
   return { state, loadQ };
 }

@@ -12,11 +12,10 @@ export async function loadAdminToken(dataDir: string): Promise<string> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
+  // None yet, or one too short to be ours (an empty file): write a fresh one.
   const token = randomBytes(32).toString('base64url');
-  await writeFile(path, token + '\n', { mode: 0o600, flag: 'wx' }).catch(async (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EEXIST') throw e;
-  });
-  return (await readFile(path, 'utf8')).trim();
+  await writeFile(path, token + '\n', { mode: 0o600 });
+  return token;
 }
 
 /** Constant-time check of an `Authorization: Bearer` header against the token. */

@@ -16,7 +16,8 @@ function expectCode(fn: () => unknown, code: string, cls?: ErrorConstructor): vo
 }
 
 function snapshot(t: AnyTable) {
-  return { size: t.size, generation: t.generation, a: t.lookup('/a/b', { flow: 1 }), stats: t.stats().nextHops };
+  const s = t.stats();
+  return { size: t.size, generation: t.generation, a: t.lookup('/a/b', { flow: 1 }), nextHops: s.nextHops, tags: s.tags, entries: t.entries() };
 }
 
 describe.each(IMPLEMENTATIONS)('%s bad input', (_name, make) => {
@@ -50,6 +51,11 @@ describe.each(IMPLEMENTATIONS)('%s bad input', (_name, make) => {
     expectCode(() => t.upsert('/n', [{ id: 'z', weight: -1 }]), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
     expectCode(() => t.upsert('/n', [{ id: 'z', priority: 70000 }]), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
     expectCode(() => t.upsert('/n', [{ id: 'z', weight: '5' as unknown as number }]), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.upsert('/n', [{ id: 'z', priority: -1 }]), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
+    expectCode(() => t.upsert('/n', [{ id: 'z', priority: Number.NaN }]), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
+    expectCode(() => t.upsert('/n', [{ id: 'z', weight: Number.POSITIVE_INFINITY }]), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
+    expectCode(() => t.setHealth('x', [] as never), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.setHealth('x', new Map() as never), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
     expectCode(() => t.setHealth('x', { load: 1.5 }), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
     expectCode(() => t.setHealth('x', { load: -0.1 }), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
     expectCode(() => t.setHealth('x', { load: Number.NaN }), 'ERR_DMSC_OUT_OF_RANGE', RangeError);
@@ -71,6 +77,12 @@ describe.each(IMPLEMENTATIONS)('%s bad input', (_name, make) => {
     expectCode(() => t.upsert('/n', [{ id: 'z', wieght: 5 } as never]), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
     expectCode(() => t.upsert('/n', []), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
     expectCode(() => t.upsert('/n', 'x' as never), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.upsert('/n', [null] as never), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.upsert('/n', new Array(2) as never), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.upsert('/n', [{ id: 'z', tags: ['\ud800'] }]), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.lookup('/a', { require: ['\ud800'] }), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.lookup('/a', { require: [''] }), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
+    expectCode(() => t.pack(['/\ud800']), 'ERR_DMSC_INVALID_NAME', TypeError);
     expectCode(() => t.apply([{ op: 'frobnicate', prefix: '/n' } as never]), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
     expectCode(() => t.apply('nope' as never), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
     expectCode(() => t.setHealth(5 as never, { state: 'down' }), 'ERR_DMSC_INVALID_ARGUMENT', TypeError);
@@ -119,10 +131,46 @@ describe.each(IMPLEMENTATIONS)('%s bad input', (_name, make) => {
       () => t.stats(),
       () => t.tagSet([]),
       () => t.nextHopId(0),
+      () => ('share' in t ? (t as ForwardingTable).share() : t.generation),
       () => t.lookupPacked(new Uint8Array(0), new Uint32Array(1), new Int32Array(0)),
+      () => t.pack(['/a']),
+      () => t.entries(),
     ]) {
       expectCode(call, 'ERR_DMSC_CLOSED');
     }
+  });
+});
+
+describe.each(IMPLEMENTATIONS)('%s values that change under validation', (_name, make) => {
+  it('checks the value it uses: a getter cannot slip a bad prefix past validation', () => {
+    const t = make();
+    let reads = 0;
+    const op = { op: 'upsert', get prefix() { return ++reads === 1 ? '/ok' : '/bad//x'; }, nextHops: [{ id: 'x' }] };
+    t.apply([op as never]);
+    expect(reads).toBe(1);
+    expect(t.entries().map((e) => e.prefix)).toEqual(['/ok']);
+    t.close();
+  });
+
+  it('refuses a batch whose values call back into the table, changing nothing', () => {
+    const t = make();
+    t.upsert('/keep', [{ id: 'k' }]);
+    const before = t.entries();
+    const sneaky = { op: 'upsert', get prefix() { t.upsert('/inner', [{ id: 'i' }]); return '/a2'; }, nextHops: [{ id: 'x' }] };
+    expectCode(() => t.apply([{ op: 'upsert', prefix: '/a1', nextHops: [{ id: 'x' }] }, sneaky as never]), 'ERR_DMSC_BUSY');
+    expect(t.entries()).toEqual(before);
+    t.close();
+  });
+
+  it('normalizes -0 load and resolves a TagSet made with new', async () => {
+    const { TagSet } = await import('../../src/index.js');
+    const t = make();
+    t.upsert('/a', [{ id: 'x' }, { id: 'y', tags: ['gdpr'] }]);
+    t.setHealth('x', { load: -0 });
+    expect(Object.is(t.entries()[0]!.nextHops[0]!.load, 0)).toBe(true);
+    const set = new TagSet(t, ['gdpr']);
+    for (let i = 0; i < 50; i++) expect(t.lookup('/a', { require: set })?.nextHop).toBe('y');
+    t.close();
   });
 });
 

@@ -126,6 +126,28 @@ describe('ForwardingTable against ReferenceTable', () => {
     );
   });
 
+  it('agrees on batches that span many encoder chunks, all or nothing', () => {
+    const native = new ForwardingTable();
+    const ref = new ReferenceTable();
+    const ops: FibOp[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      ops.push({ op: 'upsert', prefix: `/chunked/${i % 7}/p${i}`, nextHops: [0, 1, 2, 3].map((k) => ({ id: `id-${(i * 7 + k) % 5000}`, weight: 1 + ((i + k) % 300), tags: k === 0 ? ['gdpr'] : [] })) });
+    }
+    // A bad op at the very end fails the whole batch after many chunks were staged.
+    const bad = [...ops, { op: 'upsert', prefix: '/bad//', nextHops: [{ id: 'x' }] } as FibOp];
+    for (const t of [native, ref]) expect(() => t.apply(bad)).toThrow(expect.objectContaining({ code: 'ERR_DMSC_INVALID_NAME' }));
+    expect(native.size).toBe(0);
+    expect(ref.size).toBe(0);
+    expect(native.apply(ops)).toBe(ref.apply(ops));
+    expect(native.entries()).toEqual(ref.entries());
+    for (let i = 0; i < 2000; i += 7) {
+      const name = `/chunked/${i % 7}/p${i}/leaf`;
+      expect(native.lookup(name, { flow: i, require: ['gdpr'] })).toEqual(ref.lookup(name, { flow: i, require: ['gdpr'] }));
+    }
+    native.close();
+    ref.close();
+  });
+
   it('agrees on larger tables after growth and churn', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2 ** 31 }), (seed) => {

@@ -63,6 +63,19 @@ describe.each(IMPLEMENTATIONS)('%s semantics', (_name, make) => {
     });
   });
 
+  it('4a. lookupPacked without flows follows effective weight too', () => {
+    withTable(make, (t) => {
+      t.upsert('/w', [{ id: 'a', weight: 100 }, { id: 'b', weight: 300 }]);
+      const n = 100_000;
+      const names = t.pack(new Array<string>(n).fill('/w/x'));
+      const out = new Int32Array(n);
+      t.lookupPacked(names.bytes, names.offsets, out);
+      let a = 0;
+      for (const h of out) if (t.nextHopId(h) === 'a') a++;
+      expect(Math.abs(a / n - 0.25)).toBeLessThan(0.02);
+    });
+  });
+
   it('4b. with a flow, a flow keeps its next hop and only the failed next hop\u2019s flows move', () => {
     withTable(make, (t) => {
       t.upsert('/f', [{ id: 'h0' }, { id: 'h1' }, { id: 'h2', weight: 200 }, { id: 'h3' }]);
@@ -172,12 +185,22 @@ describe.each(IMPLEMENTATIONS)('%s semantics', (_name, make) => {
       expect(s).toMatchObject({ lookups: 4, misses: 1, failovers: 1, size: 2, nextHops: 2 });
       expect(s.prefixHits).toEqual([{ prefix: '/s', hits: 2 }, { prefix: '/s/t', hits: 1 }]);
       expect(s.nextHopSelections).toEqual([{ id: 'a', selections: 2 }, { id: 'b', selections: 1 }]);
+      // Ties are listed by name, the same way on both tables.
+      expect(t.stats({ top: 1 }).prefixHits).toEqual([{ prefix: '/s', hits: 2 }]);
+      t.lookup('/s/t/u');
+      expect(t.stats({ top: 1 }).nextHopSelections).toEqual([{ id: 'a', selections: 3 }]);
+      t.setHealth('b', { state: 'up' });
+      t.lookup('/s/t');
+      t.lookup('/s/t');
+      expect(t.stats({ top: 1 }).prefixHits).toEqual([{ prefix: '/s', hits: 3 }]);
+      t.lookup('/s/t');
+      expect(t.stats({ top: 1 }).prefixHits).toEqual([{ prefix: '/s/t', hits: 4 }]);
       // Updating a prefix keeps its count; removing and adding it again starts from zero.
       t.upsert('/s/t', [{ id: 'b' }, { id: 'c' }]);
-      expect(t.stats().prefixHits).toContainEqual({ prefix: '/s/t', hits: 1 });
+      expect(t.stats().prefixHits).toContainEqual({ prefix: '/s/t', hits: 4 });
       t.remove('/s');
       t.upsert('/s', [{ id: 'a' }]);
-      expect(t.stats().prefixHits).toEqual([{ prefix: '/s/t', hits: 1 }]);
+      expect(t.stats().prefixHits).toEqual([{ prefix: '/s/t', hits: 4 }]);
     });
   });
 
