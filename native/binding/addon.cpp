@@ -123,7 +123,6 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeTable", {
-      InstanceMethod<&TableWrap::Apply>("apply"),
       InstanceMethod<&TableWrap::Stage>("stage"),
       InstanceMethod<&TableWrap::Commit>("commit"),
       InstanceMethod<&TableWrap::Discard>("discard"),
@@ -202,21 +201,6 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     q.has_flow = flags & 2;
     if (q.has_flow) q.flow = u32(info, at + 3, "flow");
     return q;
-  }
-
-  // apply(bytes: Uint8Array, words: Uint32Array) -> generation
-  Napi::Value Apply(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&] { return DoApply(info); });
-  }
-  Napi::Value DoApply(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Table& t = writable(env);
-    auto bytes = typed<uint8_t>(info, 0, napi_uint8_array, "bytes");
-    auto words = typed<uint32_t>(info, 1, napi_uint32_array, "words");
-    bool changed = false;
-    dmsc::Status s = t.apply(bytes.Data(), bytes.ElementLength(), words.Data(), words.ElementLength(), &changed);
-    if (!s.ok()) throw_code(env, code_name(s.code), s.message);
-    return Napi::Number::New(env, static_cast<double>(t.generation()));
   }
 
   // stage(bytes, words): decodes one chunk of a batch; a bad chunk discards the batch.

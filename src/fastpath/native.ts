@@ -8,7 +8,6 @@ import { DmscError, dmscError } from '../errors.js';
 
 /** The addon's table class (see native/binding/addon.cpp). */
 export interface NativeTable {
-  apply(bytes: Uint8Array, words: Uint32Array): number;
   stage(bytes: Uint8Array, words: Uint32Array): void;
   commit(): number;
   discard(): void;
