@@ -103,7 +103,6 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   out.end[0] = 1;
   out.hash[0] = kRootHash;
   out.ncomp = 0;
-  out.ascii = true;
   if (len == 1) return NameError::kOk;
 
   uint32_t k = 0;
@@ -144,10 +143,7 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   if (start == len) return NameError::kTrailingSlash;
   NameError e = separator(len);
   if (e != NameError::kOk) return e;
-  if (high & 0x8080808080808080ULL) {
-    if (!valid_utf8(p, len)) return NameError::kInvalidUtf8;
-    out.ascii = false;
-  }
+  if ((high & 0x8080808080808080ULL) && !valid_utf8(p, len)) return NameError::kInvalidUtf8;
   out.ncomp = k;
   return NameError::kOk;
 }

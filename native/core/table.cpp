@@ -12,10 +12,9 @@
 namespace dmsc {
 namespace {
 
-constexpr uint64_t kPtrMask = kSlotPtrMask;
 
 inline uint64_t slot_word(uint64_t hash, const Version* v) {
-  return (hash & ~kPtrMask) | reinterpret_cast<uintptr_t>(v);
+  return (hash & ~kSlotPtrMask) | reinterpret_cast<uintptr_t>(v);
 }
 
 uint64_t capacity_for(uint64_t keys) {
@@ -86,11 +85,11 @@ SlotArray* Table::grow(uint64_t need) {
   for (uint64_t i = 0; i <= old->mask; ++i) {
     if (i + kAhead <= old->mask) {
       uint64_t ahead = old->slots[i + kAhead].load(std::memory_order_relaxed);
-      if (ahead) __builtin_prefetch(reinterpret_cast<const void*>(ahead & kPtrMask));
+      if (ahead) __builtin_prefetch(reinterpret_cast<const void*>(ahead & kSlotPtrMask));
     }
     uint64_t w = old->slots[i].load(std::memory_order_relaxed);
     if (!w) continue;
-    auto* head = reinterpret_cast<Version*>(w & kPtrMask);
+    auto* head = reinterpret_cast<Version*>(w & kSlotPtrMask);
     if (head->nhops == 0) {
       retire({Retired::kVersion, true, next_gen, head, nullptr});
       continue;

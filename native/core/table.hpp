@@ -60,6 +60,9 @@ struct Version {
 static_assert(sizeof(Version) == 24, "Version header layout");
 static_assert(sizeof(Hop) == 16, "Hop layout");
 
+// A slot word: 16-bit fingerprint (the hash's top bits) | 48-bit pointer to the chain head.
+constexpr uint64_t kSlotPtrMask = (1ULL << 48) - 1;
+
 struct SlotArray {
   uint64_t valid_from;                // first generation this array serves
   uint64_t mask;                      // capacity - 1
@@ -210,7 +213,7 @@ class Table {
     for (uint64_t i = 0; i <= a->mask; ++i) {
       uint64_t w = a->slots[i].load(std::memory_order_relaxed);
       if (!w) continue;
-      auto* v = reinterpret_cast<const Version*>(w & ((1ULL << 48) - 1));
+      auto* v = reinterpret_cast<const Version*>(w & kSlotPtrMask);
       if (v->nhops) f(*v);
     }
   }
@@ -244,8 +247,6 @@ class Table {
 
   friend class BatchApplier;
 };
-
-constexpr uint64_t kSlotPtrMask = (1ULL << 48) - 1;
 
 // Key comparison inlined for the short keys names are (a libc call costs more).
 inline bool same_bytes(const uint8_t* a, const uint8_t* b, uint32_t n) {

@@ -19,7 +19,8 @@ TEST(name_accepts_valid_names) {
   CHECK_EQ(pn.end[1], 11);
   CHECK_EQ(pn.end[2], 15);
   CHECK(parse("/capability/\xc3\xa9t\xc3\xa9", pn) == NameError::kOk);
-  CHECK(!pn.ascii);
+  CHECK_EQ(pn.ncomp, 2u);
+  CHECK_EQ(pn.end[2], 17);  // bytes, not characters
 }
 
 TEST(name_rejects_malformed_names) {

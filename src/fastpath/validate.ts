@@ -125,7 +125,6 @@ export interface NormalizedOp {
 }
 
 const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags']);
-const EMPTY: readonly string[] = Object.freeze([]);
 
 const opAt = (op: number): string => `ops[${op}]`;
 const hopAt = (op: number, hop: number): string => `ops[${op}].nextHops[${hop}]`;
