@@ -25,6 +25,14 @@ export type DmscErrorCode =
   | 'ERR_DMSC_NOT_FOUND'
   | 'ERR_DMSC_NOT_READY'
   | 'ERR_DMSC_INVALID_CONFIG'
+  | 'ERR_DMSC_INVALID_AIC'
+  | 'ERR_DMSC_INVALID_POLICY'
+  | 'ERR_DMSC_INVALID_BODY'
+  | 'ERR_DMSC_PAYLOAD_TOO_LARGE'
+  | 'ERR_DMSC_FORBIDDEN'
+  | 'ERR_DMSC_CONFLICT'
+  | 'ERR_DMSC_AMC_UNAVAILABLE'
+  | 'ERR_DMSC_NO_ROUTE'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -50,6 +58,14 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_NOT_FOUND: { kind: 'error', status: 404 },
   ERR_DMSC_NOT_READY: { kind: 'error', status: 503 },
   ERR_DMSC_INVALID_CONFIG: { kind: 'type', status: 400 },
+  ERR_DMSC_INVALID_AIC: { kind: 'type', status: 400 },
+  ERR_DMSC_INVALID_POLICY: { kind: 'type', status: 400 },
+  ERR_DMSC_INVALID_BODY: { kind: 'type', status: 400 },
+  ERR_DMSC_PAYLOAD_TOO_LARGE: { kind: 'range', status: 413 },
+  ERR_DMSC_FORBIDDEN: { kind: 'error', status: 403 },
+  ERR_DMSC_CONFLICT: { kind: 'error', status: 409 },
+  ERR_DMSC_AMC_UNAVAILABLE: { kind: 'error', status: 503 },
+  ERR_DMSC_NO_ROUTE: { kind: 'error', status: 404 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 
@@ -57,11 +73,14 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
 export class DmscError extends Error {
   readonly code: DmscErrorCode;
   readonly status: number;
-  constructor(code: DmscErrorCode, message: string) {
+  /** Structured detail for the HTTP error body (for example the denied capabilities). */
+  readonly details?: unknown;
+  constructor(code: DmscErrorCode, message: string, details?: unknown) {
     super(message);
     this.name = 'DmscError';
     this.code = code;
     this.status = CODES[code]?.status ?? 500;
+    if (details !== undefined) this.details = details;
   }
   static override [Symbol.hasInstance](value: unknown): boolean {
     const code = value instanceof Error ? (value as unknown as { code?: unknown }).code : undefined;
