@@ -1,0 +1,84 @@
+// The HTTP conventions every dmsc listener shares: JSON bodies with a size limit, strict
+// schemas (unknown fields are errors, not silently dropped), and one error shape,
+// `{ error: { code, message } }`, whose code is the same ERR_DMSC_* the CLI and logs show.
+import { Ajv } from 'ajv';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { DmscError } from '../errors.js';
+import { bearerMatches } from '../node/admin-token.js';
+
+export const BODY_LIMIT = 64 * 1024;
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/** `body.capabilities[0].weight` from `/capabilities/0/weight`. */
+function fieldOf(context: string, instancePath: string): string {
+  return context + instancePath.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('');
+}
+
+function describe(context: string, e: AjvError): string {
+  const at = fieldOf(context, e.instancePath);
+  if (e.keyword === 'additionalProperties') return `${at} has an unknown field '${String(e.params['additionalProperty'])}'`;
+  if (e.keyword === 'required') return `${at} is missing the field '${String(e.params['missingProperty'])}'`;
+  return `${at} ${e.message ?? 'is invalid'}`;
+}
+
+export function createServer(options: { bodyLimit?: number } = {}): FastifyInstance {
+  const http = Fastify({
+    logger: false,
+    bodyLimit: options.bodyLimit ?? BODY_LIMIT,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    schemaErrorFormatter: (errors, context) => new DmscError('ERR_DMSC_INVALID_BODY', (errors as AjvError[]).map((e) => describe(context, e)).join('; ')),
+  });
+  // Query strings are text: let their schemas coerce numbers there, and only there.
+  http.setValidatorCompiler(({ schema, httpPart }) => {
+    const ajv = httpPart === 'querystring' || httpPart === 'params' ? coercing : strict;
+    return ajv.compile(schema);
+  });
+  http.setErrorHandler((err: FastifyError | DmscError, _req, reply) => {
+    const e = err as Error & { code?: string; statusCode?: number; validation?: unknown; details?: unknown };
+    if (e instanceof DmscError) {
+      return reply.status((e as DmscError).status).send({ error: { code: e.code, message: e.message, ...((e as DmscError).details !== undefined ? { details: (e as DmscError).details } : {}) } });
+    }
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.status(413).send({ error: { code: 'ERR_DMSC_PAYLOAD_TOO_LARGE', message: `the body is larger than ${options.bodyLimit ?? BODY_LIMIT} bytes` } });
+    }
+    const status = e.statusCode && e.statusCode >= 400 && e.statusCode < 500 ? e.statusCode : 500;
+    const code = status === 415 || status === 400 ? 'ERR_DMSC_INVALID_BODY' : status < 500 ? 'ERR_DMSC_INVALID_ARGUMENT' : 'ERR_DMSC_INTERNAL';
+    if (status >= 500) console.error(JSON.stringify({ msg: 'internal error', error: e.stack ?? e.message }));
+    return reply.status(status).send({ error: { code, message: status >= 500 ? 'internal error' : e.message } });
+  });
+  http.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: 'ERR_DMSC_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+  });
+  return http;
+}
+
+const strict = new Ajv({ removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false });
+const coercing = new Ajv({ removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: false });
+
+/** A hook that admits only the admin token as Bearer. */
+export function adminOnly(token: string) {
+  return async (req: FastifyRequest): Promise<void> => {
+    if (!bearerMatches(req.headers.authorization, token)) {
+      throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'this route needs the admin token as a Bearer credential');
+    }
+  };
+}
+
+/** The Bearer value of a request, or an ERR_DMSC_UNAUTHORIZED. */
+export function bearer(req: FastifyRequest): string {
+  const h = req.headers.authorization;
+  if (!h?.startsWith('Bearer ') || h.length < 8) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'missing Bearer credential');
+  return h.slice(7);
+}
+
+/** The real address a listening server is bound to. */
+export function boundAddress(http: FastifyInstance, fallback: { host: string; port: number }): { host: string; port: number } {
+  const addr = http.server.address();
+  return typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : fallback;
+}

@@ -1,0 +1,263 @@
+// The Agent Management Center: providers and their scopes, gateway keys, credential
+// issuance (EdDSA JWTs), key rotation and revocation. `LocalAmc` is the AMC itself, run
+// embedded in a node or standalone by `dmsc amc`; `RemoteAmc` (remote-amc.ts) is how a
+// node reaches a standalone one. Both implement `Amc`, which is all a gateway sees.
+import { createHash, randomBytes } from 'node:crypto';
+import type { JSONWebKeySet } from 'jose';
+import { DmscError, DmscTypeError } from '../errors.js';
+import { nameProblem } from '../fastpath/validate.js';
+import { matchesAny, patternProblem } from '../policy/pattern.js';
+import type { Store } from '../store/store.js';
+import { PROVIDER_NAME } from './aic.js';
+import { KeyRing } from './key-ring.js';
+import { signJwt } from './jwt.js';
+
+export const CREDENTIAL_TYP = 'dmsc-credential+jwt';
+
+export interface Denial {
+  readonly capability: string;
+  readonly reason: string;
+}
+
+export interface Authorization {
+  readonly provider: string;
+  readonly granted: string[];
+  readonly denied: Denial[];
+}
+
+export interface Issued {
+  readonly credential: string;
+  /** Epoch milliseconds. */
+  readonly expiresAt: number;
+}
+
+/** What an AMC tells its gateways: revocations after `since`, and its current keys. */
+export interface AmcUpdates {
+  readonly domain: string;
+  readonly seq: number;
+  readonly revoked: { readonly aic: string; readonly until: number }[];
+  readonly jwks: JSONWebKeySet;
+}
+
+export interface Amc {
+  /** The trust domain; credentials carry it as `dom` and their issuer is `dmsc-amc:<domain>`. */
+  readonly domain: string;
+  readonly issuer: string;
+  /** Checks the provider key and intersects the request with the provider's scope. */
+  authorize(providerKey: string, gateway: string, capabilities: readonly string[]): Promise<Authorization>;
+  /** Issues a credential binding the AIC, the granted scope and the issuing gateway. */
+  issue(gateway: string, aic: string, provider: string, scope: readonly string[]): Promise<Issued>;
+  revoke(aic: string, reason: string): Promise<void>;
+  isRevoked(aic: string): boolean;
+  /** The keys credentials are verified with. */
+  jwks(): JSONWebKeySet;
+  /** Re-reads keys and revocations now (a remote AMC); resolves when done. */
+  refresh(): Promise<void>;
+  /** Called with the AICs revoked since the last call, and when keys change. */
+  onChange(listener: (change: { revoked: string[]; keys: boolean }) => void): void;
+  close(): Promise<void>;
+}
+
+export interface ProviderRecord {
+  readonly name: string;
+  readonly scopes: string[];
+  readonly keyHash: string;
+  readonly createdAt: number;
+}
+
+export interface GatewayRecord {
+  readonly id: string;
+  readonly keyHash: string;
+  readonly createdAt: number;
+}
+
+interface RevocationRecord {
+  readonly aic: string;
+  readonly seq: number;
+  readonly at: number;
+  readonly until: number;
+  readonly reason: string;
+}
+
+export interface AmcOptions {
+  readonly domain: string;
+  /** Credential lifetime in ms (default one hour). */
+  readonly credentialTtlMs?: number;
+}
+
+export const DEFAULT_CREDENTIAL_TTL_MS = 3_600_000;
+const MAX_SCOPES = 256;
+
+const hashKey = (key: string) => createHash('sha256').update(key).digest('hex');
+const newKey = (kind: string) => `dmsc_${kind}_${randomBytes(32).toString('base64url')}`;
+
+/** Checks a provider definition; returns the scopes or throws ERR_DMSC_INVALID_ARGUMENT. */
+export function checkProvider(name: unknown, scopes: unknown): string[] {
+  if (typeof name !== 'string' || !PROVIDER_NAME.test(name)) {
+    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `provider name must be 1 to 63 letters, digits, '.', '_' or '-' starting with a letter or digit, got ${JSON.stringify(name)}`);
+  }
+  if (!Array.isArray(scopes) || scopes.length === 0 || scopes.length > MAX_SCOPES) {
+    throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `a provider needs 1 to ${MAX_SCOPES} scope patterns`);
+  }
+  scopes.forEach((s, i) => {
+    const p = patternProblem(s);
+    if (p) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `scope[${i}] ${JSON.stringify(s)}: ${p}`);
+  });
+  return [...new Set(scopes as string[])];
+}
+
+export class LocalAmc implements Amc {
+  readonly domain: string;
+  readonly issuer: string;
+  readonly #store: Store;
+  readonly #ttlMs: number;
+  readonly #keys: KeyRing;
+  readonly #providers = new Map<string, ProviderRecord>();
+  readonly #byKeyHash = new Map<string, ProviderRecord>();
+  readonly #gateways = new Map<string, GatewayRecord>();
+  readonly #gatewayByKeyHash = new Map<string, string>();
+  readonly #revoked = new Map<string, RevocationRecord>();
+  readonly #listeners: ((c: { revoked: string[]; keys: boolean }) => void)[] = [];
+  #seq = 0;
+
+  private constructor(store: Store, keys: KeyRing, options: AmcOptions) {
+    this.#store = store;
+    this.#keys = keys;
+    this.domain = options.domain;
+    this.issuer = `dmsc-amc:${options.domain}`;
+    this.#ttlMs = options.credentialTtlMs ?? DEFAULT_CREDENTIAL_TTL_MS;
+  }
+
+  static async open(store: Store, options: AmcOptions): Promise<LocalAmc> {
+    const ttl = options.credentialTtlMs ?? DEFAULT_CREDENTIAL_TTL_MS;
+    const amc = new LocalAmc(store, await KeyRing.open(store, 'amc-keys', 'amc', ttl), options);
+    for (const { value } of store.db<ProviderRecord>('providers').getRange()) amc.#addProvider(value);
+    for (const { value } of store.db<GatewayRecord>('gateways').getRange()) amc.#addGateway(value);
+    const now = Date.now();
+    for (const { value } of store.db<RevocationRecord>('revocations').getRange()) {
+      amc.#seq = Math.max(amc.#seq, value.seq);
+      if (value.until > now) amc.#revoked.set(value.aic, value);
+    }
+    return amc;
+  }
+
+  get credentialTtlMs(): number {
+    return this.#ttlMs;
+  }
+
+  // --- administration (admin token on the AMC's API) ---
+
+  /** Adds a provider and returns its key, which is shown once: only its hash is kept. */
+  async addProvider(name: string, scopes: readonly string[]): Promise<{ name: string; scopes: string[]; key: string }> {
+    const checked = checkProvider(name, scopes);
+    if (this.#providers.has(name)) throw new DmscError('ERR_DMSC_CONFLICT', `provider '${name}' exists`);
+    const key = newKey('pk');
+    const record: ProviderRecord = { name, scopes: checked, keyHash: hashKey(key), createdAt: Date.now() };
+    await this.#store.durable(() => this.#store.db<ProviderRecord>('providers').put(name, record));
+    this.#addProvider(record);
+    return { name, scopes: checked, key };
+  }
+
+  providers(): { name: string; scopes: string[]; createdAt: number }[] {
+    return [...this.#providers.values()].map(({ name, scopes, createdAt }) => ({ name, scopes, createdAt }));
+  }
+
+  /** Adds a gateway allowed to use this AMC over HTTP; returns its key once. */
+  async addGateway(id: string): Promise<{ id: string; key: string }> {
+    if (!PROVIDER_NAME.test(id)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `gateway id must be 1 to 63 letters, digits, '.', '_' or '-', got ${JSON.stringify(id)}`);
+    if (this.#gateways.has(id)) throw new DmscError('ERR_DMSC_CONFLICT', `gateway '${id}' exists`);
+    const key = newKey('gk');
+    const record: GatewayRecord = { id, keyHash: hashKey(key), createdAt: Date.now() };
+    await this.#store.durable(() => this.#store.db<GatewayRecord>('gateways').put(id, record));
+    this.#addGateway(record);
+    return { id, key };
+  }
+
+  /** The gateway a key belongs to, or undefined. */
+  gatewayFor(key: string): string | undefined {
+    return this.#gatewayByKeyHash.get(hashKey(key));
+  }
+
+  async rotateKey(): Promise<string> {
+    const kid = await this.#keys.rotate();
+    this.#emit([], true);
+    return kid;
+  }
+
+  /** Revocations with a sequence number above `since`, and the current keys. */
+  updates(since: number): AmcUpdates {
+    const revoked = [...this.#revoked.values()].filter((r) => r.seq > since).map(({ aic, until }) => ({ aic, until }));
+    return { domain: this.domain, seq: this.#seq, revoked, jwks: this.jwks() };
+  }
+
+  // --- Amc ---
+
+  async authorize(providerKey: string, _gateway: string, capabilities: readonly string[]): Promise<Authorization> {
+    const provider = this.#byKeyHash.get(hashKey(providerKey));
+    if (!provider) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'unknown provider key');
+    const granted: string[] = [];
+    const denied: Denial[] = [];
+    for (const c of capabilities) {
+      const problem = nameProblem(c);
+      if (problem) denied.push({ capability: c, reason: `invalid capability name: ${problem}` });
+      else if (matchesAny(provider.scopes, c)) granted.push(c);
+      else denied.push({ capability: c, reason: `outside the scope of provider '${provider.name}'` });
+    }
+    return { provider: provider.name, granted, denied };
+  }
+
+  async issue(gateway: string, aic: string, provider: string, scope: readonly string[]): Promise<Issued> {
+    const p = this.#providers.get(provider);
+    if (!p) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `unknown provider '${provider}'`);
+    if (this.#revoked.has(aic)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `AIC ${aic} is revoked`);
+    const outside = scope.find((c) => !matchesAny(p.scopes, c));
+    if (outside !== undefined) throw new DmscError('ERR_DMSC_FORBIDDEN', `${outside} is outside the scope of provider '${provider}'`);
+    const exp = Math.floor((Date.now() + this.#ttlMs) / 1000);
+    const credential = signJwt(this.#keys.active, CREDENTIAL_TYP, {
+      iss: this.issuer, sub: aic, exp, prv: provider, gw: gateway, dom: this.domain, scope: [...scope],
+    });
+    return { credential, expiresAt: exp * 1000 };
+  }
+
+  async revoke(aic: string, reason: string): Promise<void> {
+    if (this.#revoked.has(aic)) return;
+    const at = Date.now();
+    const record: RevocationRecord = { aic, seq: this.#seq + 1, at, until: at + this.#ttlMs + 60_000, reason };
+    await this.#store.durable(() => this.#store.db<RevocationRecord>('revocations').put(aic, record));
+    this.#seq = Math.max(this.#seq, record.seq);
+    this.#revoked.set(aic, record);
+    this.#emit([aic], false);
+  }
+
+  isRevoked(aic: string): boolean {
+    return this.#revoked.has(aic);
+  }
+
+  jwks(): JSONWebKeySet {
+    return this.#keys.jwks();
+  }
+
+  async refresh(): Promise<void> {}
+
+  onChange(listener: (change: { revoked: string[]; keys: boolean }) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.length = 0;
+  }
+
+  #addProvider(p: ProviderRecord): void {
+    this.#providers.set(p.name, p);
+    this.#byKeyHash.set(p.keyHash, p);
+  }
+
+  #addGateway(g: GatewayRecord): void {
+    this.#gateways.set(g.id, g);
+    this.#gatewayByKeyHash.set(g.keyHash, g.id);
+  }
+
+  #emit(revoked: string[], keys: boolean): void {
+    for (const l of this.#listeners) l({ revoked, keys });
+  }
+}

@@ -1,0 +1,60 @@
+// What a gateway does with an agent credential presented as a Bearer token: verify it
+// against the AMC's published keys, refuse revoked AICs, and remember verified tokens
+// (until they expire) so a busy agent costs one signature check, not one per request.
+import { LRUCache } from 'lru-cache';
+import { DmscError } from '../errors.js';
+import { CREDENTIAL_TYP, type Amc } from './amc.js';
+import { JwtVerifier, peekKid } from './jwt.js';
+
+/** The identity a verified credential carries. */
+export interface AgentClaims {
+  readonly aic: string;
+  readonly provider: string;
+  readonly gateway: string;
+  readonly domain: string;
+  readonly scope: readonly string[];
+  /** Epoch milliseconds. */
+  readonly expiresAt: number;
+}
+
+export class CredentialGuard {
+  readonly #amc: Amc;
+  readonly #verifier: JwtVerifier;
+  readonly #verified = new LRUCache<string, AgentClaims>({ max: 100_000, ttlAutopurge: false });
+
+  constructor(amc: Amc) {
+    this.#amc = amc;
+    this.#verifier = new JwtVerifier(amc.jwks());
+    amc.onChange(({ keys }) => {
+      if (keys) this.#verifier.setKeys(amc.jwks());
+    });
+  }
+
+  /** The claims of a valid, unexpired, unrevoked credential; else ERR_DMSC_UNAUTHORIZED. */
+  async verify(token: string): Promise<AgentClaims> {
+    let claims = this.#verified.get(token);
+    if (!claims) {
+      claims = await this.#check(token);
+      this.#verified.set(token, claims, { ttl: Math.max(1, claims.expiresAt - Date.now()) });
+    }
+    if (claims.expiresAt <= Date.now()) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: expired');
+    if (this.#amc.isRevoked(claims.aic)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `credential rejected: AIC ${claims.aic} is revoked`);
+    return claims;
+  }
+
+  async #check(token: string): Promise<AgentClaims> {
+    if (token.length > 8192) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: too long');
+    const kid = peekKid(token);
+    // A key the AMC made since the last poll: fetch the keys once before refusing.
+    if (kid && !this.#verifier.knows(kid)) {
+      await this.#amc.refresh().catch(() => {});
+      this.#verifier.setKeys(this.#amc.jwks());
+    }
+    const p = await this.#verifier.verify(token, CREDENTIAL_TYP, this.#amc.issuer);
+    const { sub, prv, gw, dom, scope, exp } = p as Record<string, unknown>;
+    if (typeof sub !== 'string' || typeof prv !== 'string' || typeof gw !== 'string' || typeof dom !== 'string' || !Array.isArray(scope) || typeof exp !== 'number') {
+      throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: missing claims');
+    }
+    return Object.freeze({ aic: sub, provider: prv, gateway: gw, domain: dom, scope: Object.freeze(scope.map(String)), expiresAt: exp * 1000 });
+  }
+}
