@@ -11,6 +11,8 @@ import { ReferenceTable } from '../fastpath/reference-table.js';
 import { nameProblem } from '../fastpath/validate.js';
 import { nodeConfig, readFibFile } from '../node/config.js';
 import { DmscNode } from '../node/node.js';
+import { AmcServer } from '../identity/amc-server.js';
+import { adminCommands, amcAdminCommands, fibShow } from './admin.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -26,33 +28,75 @@ const program = new Command('dmsc')
   .description('DMSC node: capability-addressed routing for AI agents')
   .version((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version)
   .showHelpAfterError()
+  .enablePositionalOptions()
   .exitOverride();
+
+/** Stops a server on SIGINT/SIGTERM, printing one JSON line. */
+function stopOn(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    await stop();
+    process.stdout.write(JSON.stringify({ msg: 'stopped', signal }) + '\n');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void handler('SIGINT'));
+  process.on('SIGTERM', () => void handler('SIGTERM'));
+}
 
 program
   .command('node')
-  .description('run a node (this release: the forwarding plane with health and FIB inspection)')
-  .option('--id <id>', 'node id', 'node-1')
+  .description('run a node: Agent Gateway and forwarding plane, with the AMC embedded unless --amc is given')
+  .option('--id <id>', 'node id (also the registry part of the AICs it allocates)', 'node-1')
   .option('--data <dir>', 'data directory (default ./.dmsc/<id>)')
   .option('--api <host:port>', 'API listener', '127.0.0.1:7070')
-  .option('--fib <file>', 'JSON array of FIB operations to apply at start')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string }) => {
-    const config = nodeConfig(opts);
+  .option('--fib <file>', 'JSON array of static FIB operations to apply at start')
+  .option('--domain <name>', 'trust domain of the embedded AMC', 'local')
+  .option('--credential-ttl <seconds>', 'lifetime of agent credentials (embedded AMC)', '3600')
+  .option('--heartbeat-ms <ms>', 'heartbeat interval given to agents; 3 missed ones mark an agent down', '1000')
+  .option('--amc <url>', 'use the standalone AMC at this URL instead of the embedded one')
+  .option('--amc-key-file <file>', "this gateway's key at that AMC (or set DMSC_AMC_KEY)")
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string }) => {
+    const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs });
     const node = await DmscNode.start(config);
     const { host, port } = node.apiAddress;
-    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api: `${host}:${port}`, data: config.dataDir, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
-    let stopping = false;
-    const stop = async (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      await node.stop();
-      process.stdout.write(JSON.stringify({ msg: 'stopped', signal }) + '\n');
-      process.exit(0);
-    };
-    process.on('SIGINT', () => void stop('SIGINT'));
-    process.on('SIGTERM', () => void stop('SIGTERM'));
+    const api = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
+    if (process.stdout.isTTY || process.env['DMSC_HINTS'] !== '0') {
+      const data = config.dataDir;
+      process.stdout.write([
+        '',
+        `dmsc node ${config.id} is up on http://${api}. To register a first agent:`,
+        `  dmsc provider add acme --scope '/capability/ocr/**' --url http://${api} --data ${data}`,
+        `  curl -s -X POST http://${api}/v1/agents -H "authorization: Bearer <provider key>" \\`,
+        `    -H 'content-type: application/json' -d '{"endpoint":"http://127.0.0.1:9000","capabilities":[{"name":"/capability/ocr"}]}'`,
+        '',
+      ].join('\n') + '\n');
+    }
+    stopOn(() => node.stop());
   });
 
-const fib = program.command('fib').description('work with forwarding tables offline');
+const amc = program
+  .command('amc')
+  .description('run a standalone Agent Management Center (subcommands manage one)')
+  .option('--id <id>', 'AMC id', 'amc')
+  .option('--data <dir>', 'data directory (default ./.dmsc/<id>)')
+  .option('--api <host:port>', 'API listener', '127.0.0.1:7060')
+  .option('--domain <name>', 'trust domain', 'local')
+  .option('--credential-ttl <seconds>', 'lifetime of agent credentials', '3600')
+  .action(async (opts: { id: string; data?: string; api: string; domain: string; credentialTtl: string }) => {
+    const c = nodeConfig({ id: opts.id, api: opts.api, domain: opts.domain, credentialTtl: opts.credentialTtl, ...(opts.data ? { data: opts.data } : {}) });
+    const server = await AmcServer.start({ id: c.id, dataDir: c.dataDir, api: c.api, domain: c.domain, credentialTtlMs: c.credentialTtlMs });
+    const { host, port } = server.apiAddress;
+    process.stdout.write(JSON.stringify({ msg: 'listening', amc: c.id, domain: c.domain, api: `${host.includes(':') ? `[${host}]` : host}:${port}`, data: c.dataDir }) + '\n');
+    stopOn(() => server.stop());
+  });
+amcAdminCommands(amc);
+adminCommands(program);
+
+const fib = program.command('fib').description('forwarding tables: offline tools, and a running node\'s FIB');
+fibShow(fib);
 
 fib
   .command('check')

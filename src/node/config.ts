@@ -1,5 +1,6 @@
 // Configuration of one node: defaults bind loopback only; every value is checked here so
 // a bad flag fails at start with ERR_DMSC_INVALID_CONFIG, not later.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DmscTypeError } from '../errors.js';
@@ -16,6 +17,24 @@ export interface NodeConfig {
   readonly api: Listen;
   /** A JSON file holding an array of FIB operations to apply at start. */
   readonly fibFile?: string;
+  /** The trust domain of the embedded AMC. */
+  readonly domain: string;
+  readonly credentialTtlMs: number;
+  readonly heartbeatMs: number;
+  /** A standalone AMC, instead of the embedded one. */
+  readonly amc?: { readonly url: string; readonly gatewayKey: string };
+}
+
+export interface NodeOptions {
+  id?: string;
+  data?: string;
+  api?: string;
+  fib?: string;
+  domain?: string;
+  credentialTtl?: string;
+  heartbeat?: string;
+  amc?: string;
+  amcKeyFile?: string;
 }
 
 export const DEFAULT_API: Listen = { host: '127.0.0.1', port: 7070 };
@@ -33,14 +52,62 @@ export function parseListen(value: string, flag: string): Listen {
   return { host: m[1] ?? m[2]!, port };
 }
 
-export function nodeConfig(options: { id?: string; data?: string; api?: string; fib?: string }): NodeConfig {
-  const id = options.id ?? 'node-1';
-  if (!NODE_ID.test(id)) throw invalid(`--id must be 1 to 63 letters, digits, '.', '_' or '-', got '${id}'`);
+/** A whole number within [min, max] from a flag's text. */
+export function parseIntFlag(value: string | undefined, flag: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = /^\d{1,10}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) throw invalid(`${flag} must be a whole number from ${min} to ${max}, got '${value}'`);
+  return n;
+}
+
+/** Checks an http(s) URL flag and drops a trailing '/'. */
+export function parseUrl(value: string, flag: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw invalid(`${flag} must be an http:// or https:// URL, got '${value}'`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw invalid(`${flag} must be an http:// or https:// URL, got '${value}'`);
+  return value.replace(/\/+$/, '');
+}
+
+export function checkId(id: string, flag: string): string {
+  if (!NODE_ID.test(id)) throw invalid(`${flag} must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit, got '${id}'`);
+  return id;
+}
+
+/** Reads a key from a file (first line), for keys that should not sit in argv. */
+export function readKeyFile(path: string, flag: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw invalid(`cannot read ${flag} ${path}: ${(e as Error).message}`);
+  }
+  const key = text.split('\n')[0]!.trim();
+  if (!key) throw invalid(`${flag} ${path} is empty`);
+  return key;
+}
+
+export function nodeConfig(options: NodeOptions): NodeConfig {
+  const id = checkId(options.id ?? 'node-1', '--id');
+  let amc: NodeConfig['amc'];
+  if (options.amc !== undefined) {
+    const url = parseUrl(options.amc, '--amc');
+    const gatewayKey = options.amcKeyFile !== undefined ? readKeyFile(options.amcKeyFile, '--amc-key-file') : process.env['DMSC_AMC_KEY'];
+    if (!gatewayKey) throw invalid('--amc needs the gateway key: --amc-key-file FILE or DMSC_AMC_KEY (from `dmsc amc gateway add ID`)');
+    amc = { url, gatewayKey };
+  }
   return {
     id,
     dataDir: resolve(options.data ?? `.dmsc/${id}`),
     api: options.api === undefined ? DEFAULT_API : parseListen(options.api, '--api'),
     ...(options.fib !== undefined ? { fibFile: resolve(options.fib) } : {}),
+    domain: checkId(options.domain ?? 'local', '--domain'),
+    credentialTtlMs: parseIntFlag(options.credentialTtl, '--credential-ttl', 3600, 1, 30 * 86400) * 1000,
+    heartbeatMs: parseIntFlag(options.heartbeat, '--heartbeat-ms', 1000, 20, 3_600_000),
+    ...(amc ? { amc } : {}),
   };
 }
 

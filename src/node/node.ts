@@ -1,41 +1,74 @@
-// One dmsc node. This release hosts the forwarding plane: the native table, loaded from a
-// FIB file, with health, readiness and FIB inspection on the API listener. Registration,
-// the mesh and the data plane attach here as they land.
-import Fastify, { type FastifyInstance } from 'fastify';
+// One dmsc node: Agent Gateway and forwarding plane in one process, with the AMC embedded
+// unless `--amc URL` names a standalone one. Start order: data directory and admin
+// token, store, AMC, policy, directory rebuilt from the store into the FIB, then the API.
+import type { FastifyInstance } from 'fastify';
 import { DmscError } from '../errors.js';
 import { ForwardingTable } from '../fastpath/forwarding-table.js';
-import { bearerMatches, loadAdminToken } from './admin-token.js';
+import type { TagSet } from '../fastpath/tags.js';
+import { Gateway } from '../directory/gateway.js';
+import { agentRoutes } from '../directory/routes.js';
+import { adminOnly, boundAddress, createServer } from '../http/server.js';
+import { LocalAmc, type Amc } from '../identity/amc.js';
+import { CredentialGuard } from '../identity/credentials.js';
+import { KeyRing } from '../identity/key-ring.js';
+import { RemoteAmc } from '../identity/remote-amc.js';
+import { amcAdminRoutes, jwksRoute, revocationRoute } from '../identity/routes.js';
+import { PolicyEngine } from '../policy/policy.js';
+import { loadPolicy, policyRoutes } from '../policy/routes.js';
+import { Store } from '../store/store.js';
+import { loadAdminToken } from './admin-token.js';
 import { readFibFile, type Listen, type NodeConfig } from './config.js';
 
 export class DmscNode {
   readonly config: NodeConfig;
   readonly fib: ForwardingTable;
   readonly #http: FastifyInstance;
+  readonly #store: Store;
+  readonly #amc: Amc;
+  readonly gateway: Gateway;
   #ready = false;
   #address: Listen | undefined;
 
-  private constructor(config: NodeConfig, fib: ForwardingTable, token: string) {
+  private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; token: string }) {
     this.config = config;
-    this.fib = fib;
-    // Unknown fields are rejected, not silently dropped (Fastify's default strips them).
-    this.#http = Fastify({ logger: false, bodyLimit: 1 << 20, ajv: { customOptions: { removeAdditional: false } } });
-    this.#routes(token);
+    this.fib = parts.fib;
+    this.#store = parts.store;
+    this.#amc = parts.amc;
+    const policy = new PolicyEngine<TagSet>({ compileTags: (tags) => parts.fib.tagSet(tags) });
+    loadPolicy(parts.store, policy);
+    this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, grants: parts.grants }, {
+      nodeId: config.id, heartbeatMs: config.heartbeatMs, misses: 3, grantTtlMs: 60_000,
+    });
+    this.#http = createServer();
+    this.#routes(parts.token, policy, parts.grants);
   }
 
-  /** Starts a node: data directory, admin token, FIB file, then the API listener. */
+  /** Starts a node; on any failure what was opened is closed again. */
   static async start(config: NodeConfig): Promise<DmscNode> {
     const token = await loadAdminToken(config.dataDir);
+    const store = Store.open(config.dataDir);
     const fib = new ForwardingTable();
-    const node = new DmscNode(config, fib, token);
+    let amc: Amc | undefined;
+    let node: DmscNode | undefined;
     try {
+      amc = config.amc
+        ? await RemoteAmc.connect({ url: config.amc.url, gatewayKey: config.amc.gatewayKey })
+        : await LocalAmc.open(store, { domain: config.domain, credentialTtlMs: config.credentialTtlMs });
+      const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, 60_000);
+      node = new DmscNode(config, { fib, store, amc, grants, token });
       if (config.fibFile) fib.apply(await readFibFile(config.fibFile));
+      node.gateway.start();
       await node.#http.listen({ host: config.api.host, port: config.api.port });
     } catch (e) {
-      await node.stop();
+      if (node) await node.stop();
+      else {
+        await amc?.close();
+        await store.close();
+        fib.close();
+      }
       throw e;
     }
-    const addr = node.#http.server.address();
-    node.#address = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : config.api;
+    node.#address = boundAddress(node.#http, config.api);
     node.#ready = true;
     return node;
   }
@@ -47,39 +80,39 @@ export class DmscNode {
 
   async stop(): Promise<void> {
     this.#ready = false;
+    this.gateway.stop();
     await this.#http.close();
+    await this.#amc.close();
+    await this.#store.close();
     this.fib.close();
   }
 
-  #routes(token: string): void {
+  #routes(token: string, policy: PolicyEngine<TagSet>, grants: KeyRing): void {
     const http = this.#http;
-    http.setErrorHandler((err, _req, reply) => {
-      const e = err as Error & { code?: string; statusCode?: number; validation?: unknown };
-      if (e instanceof DmscError) {
-        void reply.status((e as DmscError).status).send({ error: { code: e.code, message: e.message } });
-      } else if (e.validation) {
-        void reply.status(400).send({ error: { code: 'ERR_DMSC_INVALID_ARGUMENT', message: e.message } });
-      } else {
-        const status = e.statusCode && e.statusCode < 500 ? e.statusCode : 500;
-        void reply.status(status).send({ error: { code: status < 500 ? 'ERR_DMSC_INVALID_ARGUMENT' : 'ERR_DMSC_INTERNAL', message: e.message } });
-      }
-    });
-    http.setNotFoundHandler((req, reply) => {
-      void reply.status(404).send({ error: { code: 'ERR_DMSC_NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
-    });
-    const admin = async (req: { headers: { authorization?: string } }) => {
-      if (!bearerMatches(req.headers.authorization, token)) {
-        throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'this route needs the admin token as a Bearer credential');
-      }
-    };
-
+    const amc = this.#amc;
     http.get('/healthz', async () => ({ status: 'ok', node: this.config.id }));
     http.get('/readyz', async (_req, reply) => {
       if (!this.#ready) return reply.status(503).send({ error: { code: 'ERR_DMSC_NOT_READY', message: 'starting' } });
-      return { status: 'ready', node: this.config.id, generation: this.fib.generation, size: this.fib.size };
+      return { status: 'ready', node: this.config.id, agents: this.gateway.directory.size, generation: this.fib.generation, size: this.fib.size };
+    });
+    jwksRoute(http, () => ({ keys: [...amc.jwks().keys, ...grants.jwks().keys] }));
+    revocationRoute(http, amc, token);
+    if (amc instanceof LocalAmc) amcAdminRoutes(http, amc, token);
+    else {
+      for (const path of ['/v1/providers', '/v1/gateways', '/v1/amc/rotate-key']) {
+        http.all(path, async () => {
+          throw new DmscError('ERR_DMSC_NOT_FOUND', `this node uses the AMC at ${this.config.amc!.url}; manage providers, gateways and keys there`);
+        });
+      }
+    }
+    agentRoutes(http, this.gateway, new CredentialGuard(amc), token);
+    policyRoutes(http, this.#store, policy, token, (previous) => {
+      if (JSON.stringify(previous.tags ?? []) !== JSON.stringify(policy.document.tags ?? [])) {
+        this.gateway.directory.retag((a) => policy.tagsFor(a));
+      }
     });
     http.get<{ Querystring: { prefix?: string; limit?: number } }>('/v1/fib', {
-      onRequest: admin,
+      onRequest: adminOnly(token),
       schema: {
         querystring: {
           type: 'object',

@@ -1,0 +1,101 @@
+// Operator commands against a running node or AMC: providers, agents, AICs, the FIB,
+// policies, gateway keys and key rotation.
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { DmscTypeError } from '../errors.js';
+import { aicProblem, parseAic } from '../identity/aic.js';
+import { call, print, withServer, type ClientOptions } from './client.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function adminCommands(program: Command): void {
+  const provider = program.command('provider').description('agent providers (at the AMC: a node with the embedded AMC, or `dmsc amc`)');
+  withServer(provider.command('add'))
+    .description('add a provider; prints its key once (only a hash is kept)')
+    .argument('<name>', 'provider name')
+    .requiredOption('--scope <pattern>', 'capability name, optionally ending in /** (repeatable)', collect, [])
+    .action(async (name: string, o: ClientOptions & { scope: string[] }) => {
+      const r = (await call(o, 'POST', '/v1/providers', { name, scopes: o.scope })) as { key: string };
+      print(r);
+      process.stderr.write('Keep the key: it is shown only this once. Agents present it as `Authorization: Bearer <key>` to POST /v1/agents.\n');
+    });
+  withServer(provider.command('list')).description('list providers and their scopes').action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/providers')));
+
+  const agent = program.command('agent').description('registered agents of a node');
+  withServer(agent.command('list')).description('list the agents registered at the node').action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/agents')));
+  withServer(agent.command('show'))
+    .description("show an agent's ACS and health")
+    .argument('<aic>', 'agent identity code')
+    .action(async (aic: string, o: ClientOptions) => print(await call(o, 'GET', `/v1/agents/${encodeURIComponent(checked(aic))}`)));
+  withServer(agent.command('revoke'))
+    .description("revoke an agent's credentials in the whole domain; it leaves the FIB")
+    .argument('<aic>', 'agent identity code')
+    .option('--reason <text>', 'recorded with the revocation')
+    .action(async (aic: string, o: ClientOptions & { reason?: string }) => print(await call(o, 'POST', '/v1/revocations', { aic: checked(aic), ...(o.reason ? { reason: o.reason } : {}) })));
+
+  program
+    .command('aic')
+    .description('agent identity codes')
+    .command('check')
+    .description('validate AICs offline (check code and format); exits 1 if any is invalid')
+    .argument('<aic...>', 'AICs')
+    .action((aics: string[]) => {
+      let bad = 0;
+      for (const aic of aics) {
+        const problem = aicProblem(aic);
+        if (problem) bad++;
+        const parts = problem ? undefined : parseAic(aic);
+        process.stdout.write(`${problem ? 'invalid' : 'ok     '} ${aic}${problem ? `: ${problem}` : ` (registry ${parts!.registry}, provider ${parts!.provider}, serial ${parts!.serial})`}\n`);
+      }
+      process.exit(bad ? 1 : 0);
+    });
+
+  const policy = program.command('policy').description("the node's policy document");
+  withServer(policy.command('get'))
+    .description('print the current policy (or an older version)')
+    .option('--version <n>', 'a version from the history')
+    .action(async (o: ClientOptions & { version?: string }) => print(await call(o, 'GET', `/v1/policies${o.version ? `?version=${encodeURIComponent(o.version)}` : ''}`)));
+  withServer(policy.command('set'))
+    .description('replace the policy with the document in FILE (its version must be newer)')
+    .argument('<file>', 'JSON policy document')
+    .action(async (file: string, o: ClientOptions) => {
+      let doc: unknown;
+      try {
+        doc = JSON.parse(await readFile(file, 'utf8'));
+      } catch (e) {
+        throw new DmscTypeError('ERR_DMSC_INVALID_POLICY', `cannot read policy ${file}: ${(e as Error).message}`);
+      }
+      print(await call(o, 'PUT', '/v1/policies', doc));
+    });
+  withServer(policy.command('history')).description('list stored policy versions').action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/policies/history')));
+}
+
+/** `dmsc fib show`: the node's FIB over its admin API. */
+export function fibShow(fib: Command): void {
+  withServer(fib.command('show'))
+    .description("show a running node's FIB entries")
+    .option('--prefix <name>', 'only entries at or under this name')
+    .option('--limit <n>', 'at most this many entries', '1000')
+    .action(async (o: ClientOptions & { prefix?: string; limit: string }) => {
+      const q = new URLSearchParams({ limit: o.limit, ...(o.prefix ? { prefix: o.prefix } : {}) });
+      print(await call(o, 'GET', `/v1/fib?${q}`));
+    });
+}
+
+/** `dmsc amc gateway add` and `dmsc amc rotate-key`, against an AMC's admin API. */
+export function amcAdminCommands(amc: Command): void {
+  withServer(amc.command('rotate-key'))
+    .description('make a new signing key; old keys verify until their credentials expire')
+    .action(async (o: ClientOptions) => print(await call(o, 'POST', '/v1/amc/rotate-key')));
+  const gateway = amc.command('gateway').description('gateways allowed to use a standalone AMC');
+  withServer(gateway.command('add'), 'http://127.0.0.1:7060')
+    .description('add a gateway; prints its key once (give it to `dmsc node --amc URL --amc-key-file FILE`)')
+    .argument('<id>', 'the node id of the gateway')
+    .action(async (id: string, o: ClientOptions) => print(await call(o, 'POST', '/v1/gateways', { id })));
+}
+
+function checked(aic: string): string {
+  const p = aicProblem(aic);
+  if (p) throw new DmscTypeError('ERR_DMSC_INVALID_AIC', `invalid AIC '${aic}': ${p}`);
+  return aic;
+}

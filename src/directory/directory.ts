@@ -1,0 +1,224 @@
+// The capability directory of one gateway: the registered agents (their ACS), an index
+// from capability name to the agents offering it, and their liveness. It is the one
+// writer of the forwarding table's agent routes: each capability name is a FIB prefix
+// whose next hops are the AICs offering it, with the tags the policy maps their
+// attributes to. Liveness goes to the table as `setHealth`, which is O(1).
+import type { ForwardingTable } from '../fastpath/forwarding-table.js';
+import type { FibOp, HealthState, NextHop } from '../fastpath/types.js';
+import type { Denial } from '../identity/amc.js';
+
+/** Attribute values an agent may declare for a capability. */
+export type AttributeValue = string | number | boolean | string[];
+
+export interface CapabilityOffer {
+  readonly name: string;
+  readonly attributes: Readonly<Record<string, AttributeValue>>;
+  readonly weight: number;
+  readonly priority: number;
+}
+
+/** What the store keeps of a registration. */
+export interface AgentRecord {
+  readonly aic: string;
+  readonly provider: string;
+  readonly gateway: string;
+  readonly domain: string;
+  readonly name?: string;
+  readonly endpoint: string;
+  /** Granted capabilities only. */
+  readonly capabilities: readonly CapabilityOffer[];
+  readonly denied: readonly Denial[];
+  readonly registeredAt: number;
+  readonly credentialExpiresAt: number;
+  readonly serial: number;
+}
+
+export interface Liveness {
+  state: HealthState;
+  load: number;
+  /** Epoch ms of the last heartbeat (or registration); 0 after a restart. */
+  lastSeen: number;
+  /** True once the agent missed its heartbeats; cleared by the next one. */
+  missed: boolean;
+}
+
+/** The Agent Capability Specification the gateway publishes for a registration. */
+export function acsOf(r: AgentRecord, kid: string | undefined): Record<string, unknown> {
+  return {
+    aic: r.aic,
+    provider: r.provider,
+    ...(r.name !== undefined ? { name: r.name } : {}),
+    gateway: r.gateway,
+    domain: r.domain,
+    capabilities: r.capabilities.map((c) => ({ name: c.name, attributes: c.attributes, weight: c.weight, priority: c.priority })),
+    endpoints: [{ url: r.endpoint }],
+    security: { credential: 'jwt', alg: 'EdDSA', ...(kid ? { kid } : {}), issuer: `dmsc-amc:${r.domain}` },
+    createdAt: new Date(r.registeredAt).toISOString(),
+  };
+}
+
+/** The fast path holds at most this many next hops per entry; more agents wait as standby. */
+export const MAX_INSTALLED = 64;
+
+export class Directory {
+  readonly #fib: ForwardingTable;
+  #tagsFor: (attributes: Readonly<Record<string, AttributeValue>>) => string[];
+  readonly #agents = new Map<string, AgentRecord>();
+  readonly #offers = new Map<string, Map<string, CapabilityOffer>>();
+  readonly #liveness = new Map<string, Liveness>();
+
+  constructor(fib: ForwardingTable, tagsFor: (attributes: Readonly<Record<string, AttributeValue>>) => string[]) {
+    this.#fib = fib;
+    this.#tagsFor = tagsFor;
+  }
+
+  get size(): number {
+    return this.#agents.size;
+  }
+
+  get(aic: string): AgentRecord | undefined {
+    return this.#agents.get(aic);
+  }
+
+  liveness(aic: string): Readonly<Liveness> | undefined {
+    return this.#liveness.get(aic);
+  }
+
+  agents(): IterableIterator<AgentRecord> {
+    return this.#agents.values();
+  }
+
+  /**
+   * Adds records (new registrations, or all of them after a restart) and programs their
+   * prefixes in one FIB batch. `alive` is false when loading from the store: those
+   * agents stay down until they heartbeat.
+   */
+  add(records: readonly AgentRecord[], alive: boolean): void {
+    const touched = new Set<string>();
+    const now = Date.now();
+    for (const r of records) {
+      this.#agents.set(r.aic, r);
+      this.#liveness.set(r.aic, { state: alive ? 'up' : 'down', load: 0, lastSeen: alive ? now : 0, missed: !alive });
+      for (const c of r.capabilities) {
+        let m = this.#offers.get(c.name);
+        if (!m) this.#offers.set(c.name, (m = new Map()));
+        m.set(r.aic, c);
+        touched.add(c.name);
+      }
+    }
+    this.#program(touched);
+  }
+
+  /** Removes an agent and its routes; returns its record. */
+  remove(aic: string): AgentRecord | undefined {
+    const r = this.#agents.get(aic);
+    if (!r) return undefined;
+    this.#agents.delete(aic);
+    this.#liveness.delete(aic);
+    const touched = new Set<string>();
+    for (const c of r.capabilities) {
+      const m = this.#offers.get(c.name);
+      m?.delete(aic);
+      if (m?.size === 0) this.#offers.delete(c.name);
+      touched.add(c.name);
+    }
+    this.#program(touched);
+    return r;
+  }
+
+  replace(record: AgentRecord): void {
+    if (this.#agents.has(record.aic)) this.#agents.set(record.aic, record);
+  }
+
+  /** Records a heartbeat; returns false for an unknown AIC. */
+  heartbeat(aic: string, state: HealthState, load: number): boolean {
+    const l = this.#liveness.get(aic);
+    if (!l) return false;
+    const wasDown = l.state === 'down';
+    l.lastSeen = Date.now();
+    l.missed = false;
+    l.state = state;
+    l.load = load;
+    this.#fib.setHealth(aic, { state, load });
+    if (wasDown !== (state === 'down')) this.#reselect(aic);
+    return true;
+  }
+
+  /** Marks down every agent whose last heartbeat is older than `deadline`; returns them. */
+  expire(deadline: number): string[] {
+    const gone: string[] = [];
+    for (const [aic, l] of this.#liveness) {
+      if (!l.missed && l.lastSeen < deadline) {
+        l.missed = true;
+        l.state = 'down';
+        this.#fib.setHealth(aic, { state: 'down' });
+        gone.push(aic);
+      }
+    }
+    for (const aic of gone) this.#reselect(aic);
+    return gone;
+  }
+
+  /** Re-derives every route's tags, after the policy's tag mapping changed. */
+  retag(tagsFor: (attributes: Readonly<Record<string, AttributeValue>>) => string[]): void {
+    this.#tagsFor = tagsFor;
+    this.#program(new Set(this.#offers.keys()));
+  }
+
+  /**
+   * Agents offering `name` or one of its prefixes, longest prefix first, each with its
+   * liveness and tags: what `discover` shows.
+   */
+  candidates(name: string): { prefix: string; record: AgentRecord; offer: CapabilityOffer; tags: string[]; liveness: Liveness }[] {
+    const out = [];
+    for (let prefix = name; ; ) {
+      const m = this.#offers.get(prefix);
+      if (m) {
+        for (const [aic, offer] of m) {
+          out.push({ prefix, record: this.#agents.get(aic)!, offer, tags: this.#tagsFor(offer.attributes), liveness: this.#liveness.get(aic)! });
+        }
+      }
+      if (prefix === '/') break;
+      const cut = prefix.lastIndexOf('/');
+      prefix = cut === 0 ? '/' : prefix.slice(0, cut);
+    }
+    return out;
+  }
+
+  // An agent that changed between down and alive may change which agents an entry with
+  // standbys installs.
+  #reselect(aic: string): void {
+    const r = this.#agents.get(aic);
+    if (!r) return;
+    const crowded = r.capabilities.filter((c) => (this.#offers.get(c.name)?.size ?? 0) > MAX_INSTALLED).map((c) => c.name);
+    if (crowded.length) this.#program(new Set(crowded));
+  }
+
+  #program(prefixes: Set<string>): void {
+    if (prefixes.size === 0) return;
+    const ops: FibOp[] = [];
+    for (const prefix of prefixes) {
+      const m = this.#offers.get(prefix);
+      if (!m || m.size === 0) {
+        ops.push({ op: 'remove', prefix });
+        continue;
+      }
+      let members = [...m];
+      if (members.length > MAX_INSTALLED) {
+        const rank = ([aic, o]: [string, CapabilityOffer]) => (this.#liveness.get(aic)?.state === 'down' ? 1 << 20 : 0) + o.priority;
+        members = members.map((e, i) => ({ e, i, k: rank(e) })).sort((a, b) => a.k - b.k || a.i - b.i).slice(0, MAX_INSTALLED).map((x) => x.e);
+      }
+      const nextHops: NextHop[] = members.map(([aic, o]) => ({ id: aic, weight: o.weight, priority: o.priority, tags: this.#tagsFor(o.attributes) }));
+      ops.push({ op: 'upsert', prefix, nextHops });
+    }
+    this.#fib.apply(ops);
+    // Health is per next hop and survives re-programming; re-assert it for new next hops.
+    for (const op of ops) {
+      if (op.op !== 'upsert') continue;
+      for (const h of op.nextHops) {
+        const l = this.#liveness.get(h.id);
+        if (l && (l.state !== 'up' || l.load > 0)) this.#fib.setHealth(h.id, { state: l.state, load: l.load });
+      }
+    }
+  }
+}

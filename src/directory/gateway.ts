@@ -1,0 +1,183 @@
+// The Agent Gateway's control logic (MACP §5.1, ARP + AAAP): registration asks the AMC,
+// allocates the AIC, builds the ACS, stores it durably, then programs the fast path; it
+// also keeps liveness, answers discovery and resolution, and signs session grants.
+import { DmscError } from '../errors.js';
+import type { ForwardingTable } from '../fastpath/forwarding-table.js';
+import type { TagSet } from '../fastpath/tags.js';
+import type { HealthState } from '../fastpath/types.js';
+import { formatAic } from '../identity/aic.js';
+import type { Amc, Denial } from '../identity/amc.js';
+import type { AgentClaims } from '../identity/credentials.js';
+import { signJwt } from '../identity/jwt.js';
+import type { KeyRing } from '../identity/key-ring.js';
+import { SerialAllocator } from '../identity/serials.js';
+import type { PolicyEngine } from '../policy/policy.js';
+import type { Store } from '../store/store.js';
+import { acsOf, Directory, type AgentRecord, type AttributeValue, type CapabilityOffer } from './directory.js';
+
+export const GRANT_TYP = 'dmsc-grant+jwt';
+
+export interface RegistrationRequest {
+  readonly name?: string;
+  readonly endpoint: string;
+  readonly capabilities: readonly { name: string; attributes?: Record<string, AttributeValue>; weight?: number; priority?: number }[];
+}
+
+export interface GatewayOptions {
+  readonly nodeId: string;
+  readonly heartbeatMs: number;
+  /** Missed heartbeats before an agent is down in the fast path. */
+  readonly misses: number;
+  readonly grantTtlMs: number;
+}
+
+type Requester = { aic: string; provider: string; domain: string };
+
+export class Gateway {
+  readonly directory: Directory;
+  readonly options: GatewayOptions;
+  readonly #amc: Amc;
+  readonly #store: Store;
+  readonly #fib: ForwardingTable;
+  readonly #policy: PolicyEngine<TagSet>;
+  readonly #grants: KeyRing;
+  readonly #serials: SerialAllocator;
+  readonly #agents: ReturnType<Store['db']>;
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(deps: { amc: Amc; store: Store; fib: ForwardingTable; policy: PolicyEngine<TagSet>; grants: KeyRing }, options: GatewayOptions) {
+    this.#amc = deps.amc;
+    this.#store = deps.store;
+    this.#fib = deps.fib;
+    this.#policy = deps.policy;
+    this.#grants = deps.grants;
+    this.options = options;
+    this.#serials = new SerialAllocator(deps.store);
+    this.#agents = deps.store.db<AgentRecord>('agents');
+    this.directory = new Directory(deps.fib, (a) => this.#policy.tagsFor(a));
+    // A revoked agent leaves the directory and the fast path at once.
+    deps.amc.onChange(({ revoked }) => {
+      for (const aic of revoked) if (this.directory.get(aic)) void this.#drop(aic).catch(() => {});
+    });
+  }
+
+  /** Rebuilds the directory and FIB from the store; agents stay down until they heartbeat. */
+  start(): void {
+    const records = [...this.#agents.getRange()].map((e) => e.value as AgentRecord).filter((r) => !this.#amc.isRevoked(r.aic));
+    this.directory.add(records, false);
+    const every = Math.max(10, Math.floor(this.options.heartbeatMs / 4));
+    this.#sweep = setInterval(() => this.directory.expire(Date.now() - this.options.misses * this.options.heartbeatMs), every);
+    this.#sweep.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#sweep);
+  }
+
+  async register(providerKey: string, req: RegistrationRequest): Promise<{ record: AgentRecord; credential: string; expiresAt: number; denied: Denial[] }> {
+    const names = req.capabilities.map((c) => c.name);
+    const dup = names.find((n, i) => names.indexOf(n) !== i);
+    if (dup !== undefined) throw new DmscError('ERR_DMSC_INVALID_BODY', `body.capabilities names ${dup} twice`);
+    const auth = await this.#amc.authorize(providerKey, this.options.nodeId, names);
+    const admitted = this.#policy.admit({ provider: auth.provider, domain: this.#amc.domain }, auth.granted);
+    const denied = [...auth.denied, ...admitted.denied];
+    if (admitted.granted.length === 0) {
+      throw new DmscError('ERR_DMSC_FORBIDDEN', 'no requested capability was granted', { denied });
+    }
+    const granted = new Set(admitted.granted);
+    const serial = await this.#serials.next();
+    const aic = formatAic({ registry: this.options.nodeId, provider: auth.provider, serial });
+    const { credential, expiresAt } = await this.#amc.issue(this.options.nodeId, aic, auth.provider, admitted.granted);
+    const capabilities: CapabilityOffer[] = req.capabilities.filter((c) => granted.has(c.name)).map((c) => ({
+      name: c.name, attributes: c.attributes ?? {}, weight: c.weight ?? 100, priority: c.priority ?? 0,
+    }));
+    const record: AgentRecord = {
+      aic, provider: auth.provider, gateway: this.options.nodeId, domain: this.#amc.domain,
+      ...(req.name !== undefined ? { name: req.name } : {}),
+      endpoint: req.endpoint, capabilities, denied, registeredAt: Date.now(), credentialExpiresAt: expiresAt, serial,
+    };
+    await this.#store.durable(() => this.#agents.put(aic, record));
+    this.directory.add([record], true);
+    return { record, credential, expiresAt, denied };
+  }
+
+  /** Removes a registration (store, directory, FIB) and revokes its credentials. */
+  async deregister(aic: string): Promise<void> {
+    if (!this.directory.get(aic)) throw new DmscError('ERR_DMSC_NOT_FOUND', `no agent ${aic} here`);
+    await this.#drop(aic);
+    await this.#amc.revoke(aic, 'deregistered');
+  }
+
+  heartbeat(aic: string, state: HealthState, load: number): void {
+    if (!this.directory.heartbeat(aic, state, load)) throw new DmscError('ERR_DMSC_NOT_FOUND', `no agent ${aic} here`);
+  }
+
+  async renew(aic: string): Promise<{ credential: string; expiresAt: number }> {
+    const r = this.directory.get(aic);
+    if (!r) throw new DmscError('ERR_DMSC_NOT_FOUND', `no agent ${aic} here`);
+    const issued = await this.#amc.issue(this.options.nodeId, aic, r.provider, r.capabilities.map((c) => c.name));
+    const next = { ...r, credentialExpiresAt: issued.expiresAt };
+    await this.#store.durable(() => this.#agents.put(aic, next));
+    this.directory.replace(next);
+    return issued;
+  }
+
+  /** The ACS of a registration, with its liveness. */
+  describe(aic: string): Record<string, unknown> {
+    const r = this.directory.get(aic);
+    if (!r) throw new DmscError('ERR_DMSC_NOT_FOUND', `no agent ${aic} here`);
+    const l = this.directory.liveness(aic)!;
+    return {
+      aic, acs: acsOf(r, undefined), denied: r.denied, credentialExpiresAt: new Date(r.credentialExpiresAt).toISOString(),
+      health: { state: l.state, load: l.load, lastHeartbeat: l.lastSeen ? new Date(l.lastSeen).toISOString() : null, missed: l.missed },
+    };
+  }
+
+  /** Candidates for `capability` the requester may see, longest prefix first. */
+  discover(requester: Requester, capability: string, require: readonly string[]): Record<string, unknown>[] {
+    const decision = this.#policy.decide(requester, capability);
+    if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
+    const need = [...new Set([...decision.require, ...require])];
+    return this.directory.candidates(capability)
+      .filter((c) => need.every((t) => c.tags.includes(t)))
+      .map((c) => ({
+        aic: c.record.aic, capability: c.prefix, endpoint: c.record.endpoint, gateway: c.record.gateway,
+        state: c.liveness.state, load: c.liveness.load, weight: c.offer.weight, priority: c.offer.priority, tags: c.tags,
+      }));
+  }
+
+  /** Resolves through the fast path and signs a session grant for the chosen target. */
+  resolve(requester: Requester, capability: string, require: readonly string[], flow: string | undefined) {
+    const decision = this.#policy.decide(requester, capability);
+    if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
+    // The policy's requirement is compiled to a TagSet once per decision; a request's own
+    // extra tags are merged per call.
+    const mask = require.length === 0 ? decision.mask : [...new Set([...decision.require, ...require])];
+    const hit = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
+    const target = hit ? this.directory.get(hit.nextHop) : undefined;
+    if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);
+    const exp = Math.floor((Date.now() + this.options.grantTtlMs) / 1000);
+    const grant = signJwt(this.#grants.active, GRANT_TYP, {
+      iss: `dmsc-gw:${this.options.nodeId}`, sub: requester.aic, aud: target.aic, cap: hit.prefix, req: capability, exp,
+    });
+    return {
+      capability: hit.prefix,
+      target: { aic: target.aic, endpoint: target.endpoint, gateway: target.gateway },
+      path: [this.options.nodeId],
+      failover: hit.failover,
+      grant,
+      grantExpiresAt: exp * 1000,
+    };
+  }
+
+  async #drop(aic: string): Promise<void> {
+    await this.#store.durable(() => this.#agents.remove(aic));
+    this.directory.remove(aic);
+  }
+
+  #denied(capability: string, rule: string | null): DmscError {
+    return new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${capability} to this requester (${rule ? `rule '${rule}'` : 'the policy default'})`);
+  }
+}
+
+export type { AgentClaims };

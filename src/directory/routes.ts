@@ -1,0 +1,153 @@
+// HTTP routes of the gateway's agents: registration, the agent's own lifecycle
+// (heartbeat, renew, deregister), discovery and resolution.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { DmscError, DmscTypeError } from '../errors.js';
+import type { HealthState } from '../fastpath/types.js';
+import { nameProblem } from '../fastpath/validate.js';
+import { aicProblem } from '../identity/aic.js';
+import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
+import { bearer } from '../http/server.js';
+import { bearerMatches } from '../node/admin-token.js';
+import { acsOf } from './directory.js';
+import type { Gateway, RegistrationRequest } from './gateway.js';
+
+const capabilityName = { type: 'string', minLength: 1, maxLength: 1024 } as const;
+const tagList = { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 64 } } as const;
+
+const registerBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['endpoint', 'capabilities'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 128 },
+    endpoint: { type: 'string', minLength: 8, maxLength: 512, pattern: '^https?://[^\\s]+$' },
+    capabilities: {
+      type: 'array', minItems: 1, maxItems: 64,
+      items: {
+        type: 'object', additionalProperties: false, required: ['name'],
+        properties: {
+          name: capabilityName,
+          weight: { type: 'integer', minimum: 0, maximum: 65535 },
+          priority: { type: 'integer', minimum: 0, maximum: 65535 },
+          attributes: {
+            type: 'object', maxProperties: 32, propertyNames: { minLength: 1, maxLength: 64 },
+            additionalProperties: {
+              anyOf: [
+                { type: 'string', maxLength: 256 }, { type: 'number' }, { type: 'boolean' },
+                { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 256 } },
+              ],
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const aicParams = { type: 'object', required: ['aic'], properties: { aic: { type: 'string', maxLength: 200 } } } as const;
+
+const heartbeatBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: { load: { type: 'number', minimum: 0, maximum: 1 }, state: { enum: ['up', 'degraded', 'down'] } },
+} as const;
+
+const resolveBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['capability'],
+  properties: { capability: capabilityName, require: tagList, flow: { type: 'string', minLength: 1, maxLength: 256 } },
+} as const;
+
+const discoverQuery = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['capability'],
+  properties: { capability: capabilityName, require: { type: 'string', maxLength: 1024 } },
+} as const;
+
+function checkName(name: string, field: string): void {
+  const p = nameProblem(name);
+  if (p) throw new DmscTypeError('ERR_DMSC_INVALID_NAME', `${field}: ${p}`);
+}
+
+function checkAic(aic: string): void {
+  const p = aicProblem(aic);
+  if (p) throw new DmscTypeError('ERR_DMSC_INVALID_AIC', `invalid AIC '${aic}': ${p}`);
+}
+
+export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: CredentialGuard, adminToken: string): void {
+  const agent = (req: FastifyRequest) => guard.verify(bearer(req));
+  // The agent itself, or an operator with the admin token.
+  const selfOrAdmin = async (req: FastifyRequest, aic: string): Promise<void> => {
+    if (bearerMatches(req.headers.authorization, adminToken)) return;
+    await self(req, aic);
+  };
+  const self = async (req: FastifyRequest, aic: string): Promise<AgentClaims> => {
+    const claims = await agent(req);
+    if (claims.aic !== aic) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'this credential belongs to another agent');
+    return claims;
+  };
+
+  http.post<{ Body: RegistrationRequest }>('/v1/agents', { schema: { body: registerBody } }, async (req, reply) => {
+    const key = bearer(req);
+    req.body.capabilities.forEach((c, i) => checkName(c.name, `body.capabilities[${i}].name`));
+    const { record, credential, expiresAt, denied } = await gw.register(key, req.body);
+    return reply.status(201).send({
+      aic: record.aic,
+      credential,
+      expiresAt: new Date(expiresAt).toISOString(),
+      acs: acsOf(record, undefined),
+      denied,
+      heartbeat: { intervalMs: gw.options.heartbeatMs, misses: gw.options.misses },
+    });
+  });
+
+  http.get('/v1/agents', async (req) => {
+    if (!bearerMatches(req.headers.authorization, adminToken)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'this route needs the admin token as a Bearer credential');
+    return { agents: [...gw.directory.agents()].map((r) => ({ aic: r.aic, provider: r.provider, name: r.name ?? null, endpoint: r.endpoint, capabilities: r.capabilities.map((c) => c.name), state: gw.directory.liveness(r.aic)?.state })) };
+  });
+
+  http.get<{ Params: { aic: string } }>('/v1/agents/:aic', { schema: { params: aicParams } }, async (req) => {
+    checkAic(req.params.aic);
+    await selfOrAdmin(req, req.params.aic);
+    return gw.describe(req.params.aic);
+  });
+
+  http.delete<{ Params: { aic: string } }>('/v1/agents/:aic', { schema: { params: aicParams } }, async (req, reply) => {
+    checkAic(req.params.aic);
+    await selfOrAdmin(req, req.params.aic);
+    await gw.deregister(req.params.aic);
+    return reply.status(204).send();
+  });
+
+  http.post<{ Params: { aic: string }; Body: { load?: number; state?: HealthState } | null }>(
+    '/v1/agents/:aic/heartbeat', { schema: { params: aicParams, body: heartbeatBody } }, async (req) => {
+      checkAic(req.params.aic);
+      await self(req, req.params.aic);
+      const state = req.body?.state ?? 'up';
+      const load = req.body?.load ?? 0;
+      gw.heartbeat(req.params.aic, state, load);
+      return { aic: req.params.aic, state, load, nextHeartbeatMs: gw.options.heartbeatMs };
+    });
+
+  http.post<{ Params: { aic: string } }>('/v1/agents/:aic/renew', { schema: { params: aicParams } }, async (req) => {
+    checkAic(req.params.aic);
+    await self(req, req.params.aic);
+    const { credential, expiresAt } = await gw.renew(req.params.aic);
+    return { aic: req.params.aic, credential, expiresAt: new Date(expiresAt).toISOString() };
+  });
+
+  http.get<{ Querystring: { capability: string; require?: string } }>('/v1/discover', { schema: { querystring: discoverQuery } }, async (req) => {
+    const claims = await agent(req);
+    checkName(req.query.capability, 'capability');
+    const require = req.query.require ? req.query.require.split(',').filter(Boolean) : [];
+    return { capability: req.query.capability, candidates: gw.discover(claims, req.query.capability, require) };
+  });
+
+  http.post<{ Body: { capability: string; require?: string[]; flow?: string } }>('/v1/resolve', { schema: { body: resolveBody } }, async (req) => {
+    const claims = await agent(req);
+    checkName(req.body.capability, 'body.capability');
+    return gw.resolve(claims, req.body.capability, req.body.require ?? [], req.body.flow);
+  });
+}

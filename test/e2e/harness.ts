@@ -1,0 +1,121 @@
+// Real `dmsc` processes on loopback for end-to-end tests: each gets a temp data directory
+// and port 0, and is killed (and its directory removed) by `cleanup()`.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { request } from 'undici';
+
+export const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+
+export interface Proc {
+  readonly url: string;
+  readonly dataDir: string;
+  readonly child: ChildProcess;
+  readonly token: string;
+  /** SIGKILL, no chance to clean up. */
+  kill9(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+const dirs: string[] = [];
+
+export async function tempDir(prefix = 'dmsc-e2e-'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
+}
+
+/** Starts `dmsc <command> --api 127.0.0.1:0 --data DIR ...args` and waits for its listening line. */
+export async function start(command: 'node' | 'amc', args: string[] = [], dataDir?: string, env: Record<string, string> = {}): Promise<Proc> {
+  const dir = dataDir ?? (await tempDir());
+  const child = spawn(process.execPath, [CLI, command, '--api', '127.0.0.1:0', '--data', dir, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DMSC_HINTS: '0', ...env },
+  });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const line = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    rl.once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`dmsc ${command} exited ${code}: ${stderr}`)));
+  });
+  const info = JSON.parse(line) as { msg: string; api: string };
+  if (info.msg !== 'listening') throw new Error(`unexpected first line: ${line}`);
+  const token = (await readFile(join(dir, 'admin-token'), 'utf8')).trim();
+  return {
+    url: `http://${info.api}`, dataDir: dir, child, token,
+    async kill9() {
+      child.kill('SIGKILL');
+      await exited(child);
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await exited(child);
+    },
+  };
+}
+
+export async function cleanup(): Promise<void> {
+  for (const c of live) c.kill('SIGKILL');
+  await Promise.all([...live].map(exited));
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+}
+
+export interface Reply<T = any> {
+  status: number;
+  body: T;
+}
+
+/** One HTTP call; `auth` is the Bearer value. A string body is sent as is. */
+export async function api<T = any>(url: string, method: string, path: string, opts: { auth?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Reply<T>> {
+  const headers: Record<string, string> = { ...(opts.auth ? { authorization: `Bearer ${opts.auth}` } : {}), ...opts.headers };
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await request(url + path, { method: method as 'GET', headers, ...(body !== undefined ? { body } : {}) });
+  const text = await res.body.text();
+  return { status: res.statusCode, body: text ? JSON.parse(text) : null };
+}
+
+/** Runs the dmsc CLI synchronously. */
+export function dmsc(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, DMSC_HINTS: '0' } });
+}
+
+/** Adds a provider through the admin API; returns its key. */
+export async function addProvider(p: Proc, name: string, scopes: string[]): Promise<string> {
+  const r = await api(p.url, 'POST', '/v1/providers', { auth: p.token, body: { name, scopes } });
+  if (r.status !== 201) throw new Error(`provider add: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.key;
+}
+
+export interface Registered {
+  aic: string;
+  credential: string;
+}
+
+export async function register(p: Proc, key: string, capabilities: { name: string; attributes?: Record<string, unknown>; weight?: number; priority?: number }[], endpoint = 'http://127.0.0.1:9000'): Promise<Registered & { body: any }> {
+  const r = await api(p.url, 'POST', '/v1/agents', { auth: key, body: { endpoint, capabilities } });
+  if (r.status !== 201) throw new Error(`register: ${r.status} ${JSON.stringify(r.body)}`);
+  return { aic: r.body.aic, credential: r.body.credential, body: r.body };
+}
+
+/** Polls `check` every 20 ms until it returns true or `ms` pass; returns the time taken. */
+export async function waitFor(check: () => Promise<boolean> | boolean, ms = 5000): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - t0;
+    if (Date.now() - t0 > ms) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
