@@ -1,0 +1,88 @@
+// A domain of two gateways sharing a standalone AMC (`dmsc amc`), all real processes:
+// credentials verify at every gateway, a revocation reaches them all within a second and
+// takes the agent out of its FIB, and a key rotation keeps old credentials valid.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { peekKid } from '../../src/identity/jwt.js';
+import { api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
+
+describe('standalone AMC with two gateways', () => {
+  let amc: Proc;
+  let gwA: Proc;
+  let gwB: Proc;
+  let providerKey: string;
+  const admin = (p: Proc) => ['--url', p.url, '--data', p.dataDir];
+
+  beforeAll(async () => {
+    amc = await start('amc', ['--domain', 'metro-1']);
+    const keys = await tempDir();
+    const gatewayArgs = async (id: string) => {
+      const r = dmsc('amc', 'gateway', 'add', id, ...admin(amc));
+      expect(r.status, r.stderr).toBe(0);
+      const file = join(keys, id);
+      await writeFile(file, JSON.parse(r.stdout).key + '\n');
+      return ['--id', id, '--amc', amc.url, '--amc-key-file', file];
+    };
+    gwA = await start('node', [...(await gatewayArgs('gw-a')), '--heartbeat-ms', '60000']);
+    gwB = await start('node', [...(await gatewayArgs('gw-b')), '--heartbeat-ms', '60000']);
+    const p = dmsc('provider', 'add', 'acme', '--scope', '/capability/ocr/**', ...admin(amc));
+    expect(p.status, p.stderr).toBe(0);
+    providerKey = JSON.parse(p.stdout).key;
+  });
+  afterAll(cleanup);
+
+  const inFib = async (node: Proc, aic: string) => {
+    const r = await api(node.url, 'GET', '/v1/fib?prefix=/capability/ocr', { auth: node.token });
+    return r.body.entries.some((e: any) => e.nextHops.some((h: any) => h.id === aic));
+  };
+  const discoverAt = (node: Proc, credential: string) => api(node.url, 'GET', '/v1/discover?capability=/capability/ocr', { auth: credential });
+
+  it('refuses a gateway whose key the AMC does not know', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'key'), 'dmsc_gk_not-a-real-key\n');
+    await expect(start('node', ['--id', 'gw-x', '--amc', amc.url, '--amc-key-file', join(dir, 'key')])).rejects.toThrow(/ERR_DMSC_UNAUTHORIZED/);
+  });
+
+  it('issues credentials that every gateway of the domain accepts', async () => {
+    const a = await register(gwA, providerKey, [{ name: '/capability/ocr' }]);
+    expect(a.aic.startsWith('gw-a:acme:')).toBe(true);
+    expect(a.body.acs.domain).toBe('metro-1');
+    expect((await discoverAt(gwB, a.credential)).status).toBe(200);
+    // Providers are managed at the AMC, not at its gateways.
+    expect((await api(gwA.url, 'GET', '/v1/providers', { auth: gwA.token })).body.error.code).toBe('ERR_DMSC_NOT_FOUND');
+  });
+
+  it('revokes in the whole domain within a second; the agent leaves the FIB of its gateway', async () => {
+    const a = await register(gwA, providerKey, [{ name: '/capability/ocr' }]);
+    expect(await inFib(gwA, a.aic)).toBe(true);
+    const r = dmsc('agent', 'revoke', a.aic, ...admin(amc));
+    expect(r.status, r.stderr).toBe(0);
+    const [tB, tA, tFib] = await Promise.all([
+      waitFor(async () => (await discoverAt(gwB, a.credential)).status === 401, 1000),
+      waitFor(async () => (await api(gwA.url, 'POST', `/v1/agents/${a.aic}/heartbeat`, { auth: a.credential })).status === 401, 1000),
+      waitFor(async () => !(await inFib(gwA, a.aic)), 1000),
+    ]);
+    expect(Math.max(tA, tB, tFib)).toBeLessThanOrEqual(1000);
+    expect((await api(gwA.url, 'GET', '/v1/agents', { auth: gwA.token })).body.agents.map((x: any) => x.aic)).not.toContain(a.aic);
+  });
+
+  it('rotates the signing key: old credentials keep verifying, new ones use the new key everywhere', async () => {
+    const old = await register(gwA, providerKey, [{ name: '/capability/ocr' }]);
+    const r = dmsc('amc', 'rotate-key', ...admin(amc));
+    expect(r.status, r.stderr).toBe(0);
+    const { kid, keys } = JSON.parse(r.stdout) as { kid: string; keys: string[] };
+    expect(keys).toContain(peekKid(old.credential));
+    expect(keys).toContain(kid);
+    const jwks = await api(amc.url, 'GET', '/.well-known/jwks.json');
+    expect(jwks.body.keys.map((k: any) => k.kid)).toEqual(expect.arrayContaining([kid, peekKid(old.credential)]));
+    expect(jwks.body.keys.every((k: any) => k.d === undefined)).toBe(true);
+
+    const fresh = await register(gwA, providerKey, [{ name: '/capability/ocr' }]);
+    expect(peekKid(fresh.credential)).toBe(kid);
+    // gw-b may not have polled yet: an unknown kid makes it fetch the keys before refusing.
+    expect((await discoverAt(gwB, fresh.credential)).status).toBe(200);
+    expect((await discoverAt(gwB, old.credential)).status).toBe(200);
+    expect((await api(gwA.url, 'POST', `/v1/agents/${old.aic}/renew`, { auth: old.credential })).status).toBe(200);
+  });
+});
