@@ -2,7 +2,7 @@
 // schemas (unknown fields are errors, not silently dropped), and one error shape,
 // `{ error: { code, message } }`, whose code is the same ERR_DMSC_* the CLI and logs show.
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DmscError } from '../errors.js';
 import { bearerMatches } from '../node/admin-token.js';
 
@@ -31,8 +31,21 @@ export function createServer(options: { bodyLimit?: number } = {}): FastifyInsta
   const http = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? BODY_LIMIT,
+    // AICs travel in paths and may be 160 characters long.
+    routerOptions: { maxParamLength: 256 },
+    // Malformed URLs, over-long path parameters: the same error shape as everything else.
+    frameworkErrors: (err, _req, reply) => {
+      const status = (err as { statusCode?: number }).statusCode ?? 400;
+      void (reply as FastifyReply).status(status).send({ error: { code: status === 414 ? 'ERR_DMSC_LIMIT_EXCEEDED' : 'ERR_DMSC_INVALID_ARGUMENT', message: err.message } });
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     schemaErrorFormatter: (errors, context) => new DmscError('ERR_DMSC_INVALID_BODY', (errors as AjvError[]).map((e) => describe(context, e)).join('; ')),
+  });
+  // An empty JSON body (what many clients send with a body-less POST) is no body at all.
+  const json = http.getDefaultJsonParser('error', 'error');
+  http.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body === '') done(null, null);
+    else json(req, body as string, done);
   });
   // Query strings are text: let their schemas coerce numbers there, and only there.
   http.setValidatorCompiler(({ schema, httpPart }) => {
@@ -73,7 +86,7 @@ export function adminOnly(token: string) {
 /** The Bearer value of a request, or an ERR_DMSC_UNAUTHORIZED. */
 export function bearer(req: FastifyRequest): string {
   const h = req.headers.authorization;
-  if (!h?.startsWith('Bearer ') || h.length < 8) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'missing Bearer credential');
+  if (!h || !/^bearer [^\s]/i.test(h)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'missing Bearer credential');
   return h.slice(7);
 }
 

@@ -20,7 +20,7 @@ export async function loadAdminToken(dataDir: string): Promise<string> {
 
 /** Constant-time check of an `Authorization: Bearer` header against the token. */
 export function bearerMatches(header: string | undefined, token: string): boolean {
-  if (!header?.startsWith('Bearer ')) return false;
+  if (!header || !/^bearer /i.test(header)) return false;
   const given = Buffer.from(header.slice(7));
   const want = Buffer.from(token);
   return given.length === want.length && timingSafeEqual(given, want);
