@@ -106,10 +106,19 @@ export class DmscNode {
       }
     }
     agentRoutes(http, this.gateway, new CredentialGuard(amc), token);
-    policyRoutes(http, this.#store, policy, token, (previous) => {
-      if (JSON.stringify(previous.tags ?? []) !== JSON.stringify(policy.document.tags ?? [])) {
-        this.gateway.directory.retag((a) => policy.tagsFor(a));
-      }
+    policyRoutes(http, this.#store, policy, token, (next) => {
+      if (JSON.stringify(next.tags ?? []) === JSON.stringify(policy.document.tags ?? [])) return undefined;
+      // Re-tag the FIB with the new mapping first: one all-or-nothing batch, so a mapping
+      // the table cannot hold (over 64 tags) refuses the document before it is stored.
+      const mapping = new PolicyEngine<TagSet>();
+      mapping.load(next);
+      const current = policy.document;
+      this.gateway.directory.retag((a) => mapping.tagsFor(a));
+      return () => {
+        const back = new PolicyEngine<TagSet>();
+        if (current.version > 0) back.load(current);
+        this.gateway.directory.retag((a) => back.tagsFor(a));
+      };
     });
     http.get<{ Querystring: { prefix?: string; limit?: number } }>('/v1/fib', {
       onRequest: adminOnly(token),

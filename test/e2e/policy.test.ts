@@ -155,3 +155,24 @@ describe('policy on one node', () => {
     refused(again, 403, 'ERR_DMSC_FORBIDDEN');
   });
 });
+
+describe('policy tag mappings the fast path cannot hold', () => {
+  afterAll(cleanup);
+
+  it('refuses a document that would take the FIB past 64 tags, and changes nothing', async () => {
+    const node = await start('node', ARGS);
+    const key = await addProvider(node, 'many', ['/capability/many/**']);
+    const attributes = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`a${i}`, 'x']));
+    await register(node, key, [{ name: '/capability/many/x', attributes }]);
+    const mapping = (prefix: string) => Array.from({ length: 64 }, (_, i) => ({ tag: `${prefix}${i}`, attribute: `a${i % 32}`, values: ['x'] }));
+    const put = (doc: unknown) => api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: doc });
+    const fibTags = async () => (await api(node.url, 'GET', '/v1/fib?prefix=/capability/many', { auth: node.token })).body.entries[0].nextHops[0].tags;
+
+    expect((await put({ version: 1, rules: [], tags: mapping('t') })).status).toBe(200);
+    expect(await fibTags()).toHaveLength(64);
+    refused(await put({ version: 2, rules: [], tags: mapping('u') }), 413, 'ERR_DMSC_LIMIT_EXCEEDED');
+    expect((await api(node.url, 'GET', '/v1/policies', { auth: node.token })).body.version).toBe(1);
+    expect((await fibTags()).sort()).toEqual(mapping('t').map((m) => m.tag).sort());
+    expect((await api(node.url, 'GET', '/v1/policies/history', { auth: node.token })).body.versions.map((v: any) => v.version)).toEqual([1]);
+  });
+});
