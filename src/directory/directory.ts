@@ -90,8 +90,9 @@ export class Directory {
 
   /**
    * Adds records (new registrations, or all of them after a restart) and programs their
-   * prefixes in one FIB batch. `alive` is false when loading from the store: those
-   * agents stay down until they heartbeat.
+   * prefixes in one FIB batch; if the table refuses the batch (too many distinct tags),
+   * nothing is added. `alive` is false when loading from the store: those agents stay
+   * down until they heartbeat.
    */
   add(records: readonly AgentRecord[], alive: boolean): void {
     const touched = new Set<string>();
@@ -106,24 +107,34 @@ export class Directory {
         touched.add(c.name);
       }
     }
-    this.#program(touched);
+    try {
+      this.#program(touched);
+    } catch (e) {
+      for (const r of records) this.#forget(r);
+      throw e;
+    }
   }
 
   /** Removes an agent and its routes; returns its record. */
   remove(aic: string): AgentRecord | undefined {
     const r = this.#agents.get(aic);
     if (!r) return undefined;
-    this.#agents.delete(aic);
-    this.#liveness.delete(aic);
+    this.#program(this.#forget(r));
+    return r;
+  }
+
+  /** Drops a record from the maps; returns the prefixes to re-program. */
+  #forget(r: AgentRecord): Set<string> {
+    this.#agents.delete(r.aic);
+    this.#liveness.delete(r.aic);
     const touched = new Set<string>();
     for (const c of r.capabilities) {
       const m = this.#offers.get(c.name);
-      m?.delete(aic);
+      m?.delete(r.aic);
       if (m?.size === 0) this.#offers.delete(c.name);
       touched.add(c.name);
     }
-    this.#program(touched);
-    return r;
+    return touched;
   }
 
   replace(record: AgentRecord): void {

@@ -96,8 +96,15 @@ export class Gateway {
       ...(req.name !== undefined ? { name: req.name } : {}),
       endpoint: req.endpoint, capabilities, denied, registeredAt: Date.now(), credentialExpiresAt: expiresAt, serial,
     };
-    await this.#store.durable(() => this.#agents.put(aic, record));
+    // Into the FIB first: the table may refuse it (tags), and then nothing is stored. A
+    // crash before the store commits loses only an unacknowledged registration.
     this.directory.add([record], true);
+    try {
+      await this.#store.durable(() => this.#agents.put(aic, record));
+    } catch (e) {
+      this.directory.remove(aic);
+      throw e;
+    }
     return { record, credential, expiresAt, denied };
   }
 
@@ -147,7 +154,7 @@ export class Gateway {
   }
 
   /** Resolves through the fast path and signs a session grant for the chosen target. */
-  resolve(requester: Requester, capability: string, require: readonly string[], flow: string | undefined) {
+  async resolve(requester: Requester, capability: string, require: readonly string[], flow: string | undefined) {
     const decision = this.#policy.decide(requester, capability);
     if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
     // The policy's requirement is compiled to a TagSet once per decision; a request's own
@@ -157,7 +164,7 @@ export class Gateway {
     const target = hit ? this.directory.get(hit.nextHop) : undefined;
     if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);
     const exp = Math.floor((Date.now() + this.options.grantTtlMs) / 1000);
-    const grant = signJwt(this.#grants.active, GRANT_TYP, {
+    const grant = await signJwt(this.#grants.active, GRANT_TYP, {
       iss: `dmsc-gw:${this.options.nodeId}`, sub: requester.aic, aud: target.aic, cap: hit.prefix, req: capability, exp,
     });
     return {

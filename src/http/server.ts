@@ -39,7 +39,8 @@ export function createServer(options: { bodyLimit?: number } = {}): FastifyInsta
       void (reply as FastifyReply).status(status).send({ error: { code: status === 414 ? 'ERR_DMSC_LIMIT_EXCEEDED' : 'ERR_DMSC_INVALID_ARGUMENT', message: err.message } });
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    schemaErrorFormatter: (errors, context) => new DmscError('ERR_DMSC_INVALID_BODY', (errors as AjvError[]).map((e) => describe(context, e)).join('; ')),
+    schemaErrorFormatter: (errors, context) =>
+      new DmscError(context === 'body' ? 'ERR_DMSC_INVALID_BODY' : 'ERR_DMSC_INVALID_ARGUMENT', (errors as AjvError[]).map((e) => describe(context, e)).join('; ')),
   });
   // An empty JSON body (what many clients send with a body-less POST) is no body at all.
   const json = http.getDefaultJsonParser('error', 'error');

@@ -213,7 +213,7 @@ export class LocalAmc implements Amc {
     const outside = scope.find((c) => !matchesAny(p.scopes, c));
     if (outside !== undefined) throw new DmscError('ERR_DMSC_FORBIDDEN', `${outside} is outside the scope of provider '${provider}'`);
     const exp = Math.floor((Date.now() + this.#ttlMs) / 1000);
-    const credential = signJwt(this.#keys.active, CREDENTIAL_TYP, {
+    const credential = await signJwt(this.#keys.active, CREDENTIAL_TYP, {
       iss: this.issuer, sub: aic, exp, prv: provider, gw: gateway, dom: this.domain, scope: [...scope],
     });
     return { credential, expiresAt: exp * 1000 };

@@ -1,7 +1,8 @@
 // Signed tokens: EdDSA (Ed25519) JWTs with a `kid`. Verification is jose's; signing uses
 // node:crypto's synchronous Ed25519 directly, because jose signs through WebCrypto, which
 // costs about 230 µs a token on the reference machine against 50 µs here, and every
-// registration and every resolve signs one. The tokens are plain compact JWS; jose (and
+// registration and every resolve signs one. Signing runs on the thread pool, so a busy
+// node keeps its event loop for requests. The tokens are plain compact JWS; jose (and
 // any other JOSE library) verifies them — test/identity/credentials.test.ts checks that.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWK, type JWTPayload } from 'jose';
@@ -38,11 +39,16 @@ export function signingKey(stored: StoredKey): SigningKey {
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 
-/** Signs `claims` as a compact JWT with header `{ alg: 'EdDSA', kid, typ }`; adds `iat` and `jti`. */
-export function signJwt(key: SigningKey, typ: string, claims: JWTPayload): string {
+/**
+ * Signs `claims` as a compact JWT with header `{ alg: 'EdDSA', kid, typ }`; adds `iat`
+ * and `jti`. The signature is computed on libuv's thread pool, off the event loop.
+ */
+export function signJwt(key: SigningKey, typ: string, claims: JWTPayload): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   const input = `${b64({ alg: 'EdDSA', kid: key.kid, typ })}.${b64({ iat: now, jti: randomUUID(), ...claims })}`;
-  return `${input}.${sign(null, Buffer.from(input), key.privateKey).toString('base64url')}`;
+  return new Promise((resolve, reject) => {
+    sign(null, Buffer.from(input), key.privateKey, (err, sig) => (err ? reject(err) : resolve(`${input}.${sig.toString('base64url')}`)));
+  });
 }
 
 /** Verifies tokens against a replaceable JWK set. */

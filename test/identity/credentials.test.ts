@@ -15,7 +15,7 @@ const key = signingKey(newSigningKey('t'));
 
 describe('signed tokens', () => {
   it('are compact EdDSA JWS that jose verifies with the published key', async () => {
-    const token = signJwt(key, 'dmsc-credential+jwt', { sub: 'a:b:1:q5', exp: Math.floor(Date.now() / 1000) + 60 });
+    const token = await signJwt(key, 'dmsc-credential+jwt', { sub: 'a:b:1:q5', exp: Math.floor(Date.now() / 1000) + 60 });
     const { payload, protectedHeader } = await jwtVerify(token, await importJWK(key.publicJwk, 'EdDSA'), { typ: 'dmsc-credential+jwt' });
     expect(protectedHeader).toEqual({ alg: 'EdDSA', kid: key.kid, typ: 'dmsc-credential+jwt' });
     expect(payload.sub).toBe('a:b:1:q5');
@@ -26,19 +26,19 @@ describe('signed tokens', () => {
   it('refuses tampering, other keys, other types and expiry with ERR_DMSC_UNAUTHORIZED', async () => {
     const v = new JwtVerifier({ keys: [key.publicJwk] });
     const exp = Math.floor(Date.now() / 1000) + 60;
-    const good = signJwt(key, 'x+jwt', { sub: 's', exp });
+    const good = await signJwt(key, 'x+jwt', { sub: 's', exp });
     await expect(v.verify(good, 'x+jwt')).resolves.toMatchObject({ sub: 's' });
     const [h, p, s] = good.split('.');
     const forgedPayload = `${h}.${Buffer.from(JSON.stringify({ sub: 'admin', exp })).toString('base64url')}.${s}`;
     await expect(v.verify(forgedPayload, 'x+jwt')).rejects.toMatchObject({ code: 'ERR_DMSC_UNAUTHORIZED', message: /bad signature/ });
     await expect(v.verify(good, 'y+jwt')).rejects.toMatchObject({ code: 'ERR_DMSC_UNAUTHORIZED' });
     const stranger = signingKey(newSigningKey('t'));
-    await expect(v.verify(signJwt(stranger, 'x+jwt', { exp }), 'x+jwt')).rejects.toMatchObject({ message: /unknown key/ });
-    await expect(v.verify(signJwt(key, 'x+jwt', { exp: Math.floor(Date.now() / 1000) - 5 }), 'x+jwt')).rejects.toMatchObject({ message: /expired/ });
+    await expect(v.verify(await signJwt(stranger, 'x+jwt', { exp }), 'x+jwt')).rejects.toMatchObject({ message: /unknown key/ });
+    await expect(v.verify(await signJwt(key, 'x+jwt', { exp: Math.floor(Date.now() / 1000) - 5 }), 'x+jwt')).rejects.toMatchObject({ message: /expired/ });
     // Same kid, different key: the signature check fails.
     const { privateKey } = generateKeyPairSync('ed25519');
     const impostor = { kid: key.kid, privateKey, publicJwk: key.publicJwk };
-    await expect(v.verify(signJwt(impostor, 'x+jwt', { exp }), 'x+jwt')).rejects.toMatchObject({ message: /bad signature/ });
+    await expect(v.verify(await signJwt(impostor, 'x+jwt', { exp }), 'x+jwt')).rejects.toMatchObject({ message: /bad signature/ });
     await expect(v.verify(`${h}.${p}`, 'x+jwt')).rejects.toMatchObject({ code: 'ERR_DMSC_UNAUTHORIZED' });
   });
 });
