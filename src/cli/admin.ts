@@ -13,8 +13,9 @@ export function adminCommands(program: Command): void {
   withServer(provider.command('add'))
     .description('add a provider; prints its key once (only a hash is kept)')
     .argument('<name>', 'provider name')
-    .requiredOption('--scope <pattern>', 'capability name, optionally ending in /** (repeatable)', collect, [])
+    .option('--scope <pattern>', 'capability name, optionally ending in /** (repeatable; at least one)', collect, [])
     .action(async (name: string, o: ClientOptions & { scope: string[] }) => {
+      if (o.scope.length === 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'a provider needs at least one --scope PATTERN');
       const r = (await call(o, 'POST', '/v1/providers', { name, scopes: o.scope })) as { key: string };
       print(r);
       process.stderr.write('Keep the key: it is shown only this once. Agents present it as `Authorization: Bearer <key>` to POST /v1/agents.\n');
@@ -85,10 +86,10 @@ export function fibShow(fib: Command): void {
 /** `dmsc amc gateway add` and `dmsc amc rotate-key`, against an AMC's admin API. */
 export function amcAdminCommands(amc: Command): void {
   withServer(amc.command('rotate-key'))
-    .description('make a new signing key; old keys verify until their credentials expire')
+    .description('make a new signing key; old keys verify until their credentials expire (default: the embedded AMC of node-1; for `dmsc amc` pass --url http://127.0.0.1:7060 --data .dmsc/amc)')
     .action(async (o: ClientOptions) => print(await call(o, 'POST', '/v1/amc/rotate-key')));
   const gateway = amc.command('gateway').description('gateways allowed to use a standalone AMC');
-  withServer(gateway.command('add'), 'http://127.0.0.1:7060')
+  withServer(gateway.command('add'), 'amc')
     .description('add a gateway; prints its key once (give it to `dmsc node --amc URL --amc-key-file FILE`)')
     .argument('<id>', 'the node id of the gateway')
     .action(async (id: string, o: ClientOptions) => print(await call(o, 'POST', '/v1/gateways', { id })));

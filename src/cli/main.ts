@@ -10,8 +10,6 @@ import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import { ReferenceTable } from '../fastpath/reference-table.js';
 import { nameProblem } from '../fastpath/validate.js';
 import { nodeConfig, readFibFile } from '../node/config.js';
-import { DmscNode } from '../node/node.js';
-import { AmcServer } from '../identity/amc-server.js';
 import { adminCommands, amcAdminCommands, fibShow } from './admin.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -59,6 +57,8 @@ program
   .option('--amc-key-file <file>', "this gateway's key at that AMC (or set DMSC_AMC_KEY)")
   .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs });
+    // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
+    const { DmscNode } = await import('../node/node.js');
     const node = await DmscNode.start(config);
     const { host, port } = node.apiAddress;
     const api = `${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -87,6 +87,7 @@ const amc = program
   .option('--credential-ttl <seconds>', 'lifetime of agent credentials', '3600')
   .action(async (opts: { id: string; data?: string; api: string; domain: string; credentialTtl: string }) => {
     const c = nodeConfig({ id: opts.id, api: opts.api, domain: opts.domain, credentialTtl: opts.credentialTtl, ...(opts.data ? { data: opts.data } : {}) });
+    const { AmcServer } = await import('../identity/amc-server.js');
     const server = await AmcServer.start({ id: c.id, dataDir: c.dataDir, api: c.api, domain: c.domain, credentialTtlMs: c.credentialTtlMs });
     const { host, port } = server.apiAddress;
     process.stdout.write(JSON.stringify({ msg: 'listening', amc: c.id, domain: c.domain, api: `${host.includes(':') ? `[${host}]` : host}:${port}`, data: c.dataDir }) + '\n');

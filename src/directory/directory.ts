@@ -3,6 +3,7 @@
 // writer of the forwarding table's agent routes: each capability name is a FIB prefix
 // whose next hops are the AICs offering it, with the tags the policy maps their
 // attributes to. Liveness goes to the table as `setHealth`, which is O(1).
+import { DmscTypeError } from '../errors.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { FibOp, HealthState, NextHop } from '../fastpath/types.js';
 import type { Denial } from '../identity/amc.js';
@@ -57,17 +58,21 @@ export function acsOf(r: AgentRecord, kid: string | undefined): Record<string, u
   };
 }
 
+/** How the policy turns an offer's attributes into fast-path tags. */
+export type TagMapper = (attributes: Readonly<Record<string, AttributeValue>>) => string[];
+
 /** The fast path holds at most this many next hops per entry; more agents wait as standby. */
 export const MAX_INSTALLED = 64;
 
 export class Directory {
   readonly #fib: ForwardingTable;
-  #tagsFor: (attributes: Readonly<Record<string, AttributeValue>>) => string[];
+  #tagsFor: TagMapper;
+  #static = new Map<string, readonly NextHop[]>();
   readonly #agents = new Map<string, AgentRecord>();
   readonly #offers = new Map<string, Map<string, CapabilityOffer>>();
   readonly #liveness = new Map<string, Liveness>();
 
-  constructor(fib: ForwardingTable, tagsFor: (attributes: Readonly<Record<string, AttributeValue>>) => string[]) {
+  constructor(fib: ForwardingTable, tagsFor: TagMapper) {
     this.#fib = fib;
     this.#tagsFor = tagsFor;
   }
@@ -171,9 +176,35 @@ export class Directory {
   }
 
   /** Re-derives every route's tags, after the policy's tag mapping changed. */
-  retag(tagsFor: (attributes: Readonly<Record<string, AttributeValue>>) => string[]): void {
+  retag(tagsFor: TagMapper): void {
+    // The mapping changes only once the table took the whole batch.
+    this.#program(new Set(this.#offers.keys()), tagsFor);
     this.#tagsFor = tagsFor;
-    this.#program(new Set(this.#offers.keys()));
+  }
+
+  /**
+   * Static routes (the node's `--fib` file): kept beside the agents' next hops on the same
+   * prefix instead of being replaced by them, and programmed now.
+   */
+  setStatic(ops: readonly FibOp[]): void {
+    const next = new Map(this.#static);
+    for (const [i, op] of ops.entries()) {
+      const o = op as { op?: unknown; nextHops?: unknown };
+      if (typeof o !== 'object' || o === null || !((o.op === 'upsert' && Array.isArray(o.nextHops)) || o.op === 'remove')) {
+        throw new DmscTypeError('ERR_DMSC_MALFORMED_BATCH', `static route ${i}: must be { op: 'upsert', prefix, nextHops: [...] } or { op: 'remove', prefix }`);
+      }
+      if (op.op === 'upsert') next.set(op.prefix, op.nextHops);
+      else next.delete(op.prefix);
+    }
+    const touched = new Set([...this.#static.keys(), ...next.keys()]);
+    const previous = this.#static;
+    this.#static = next;
+    try {
+      this.#program(touched);
+    } catch (e) {
+      this.#static = previous;
+      throw e;
+    }
   }
 
   /**
@@ -201,26 +232,28 @@ export class Directory {
   #reselect(aic: string): void {
     const r = this.#agents.get(aic);
     if (!r) return;
-    const crowded = r.capabilities.filter((c) => (this.#offers.get(c.name)?.size ?? 0) > MAX_INSTALLED).map((c) => c.name);
+    const crowded = r.capabilities.filter((c) => (this.#offers.get(c.name)?.size ?? 0) + (this.#static.get(c.name)?.length ?? 0) > MAX_INSTALLED).map((c) => c.name);
     if (crowded.length) this.#program(new Set(crowded));
   }
 
-  #program(prefixes: Set<string>): void {
+  #program(prefixes: Set<string>, tagsFor: TagMapper = this.#tagsFor): void {
     if (prefixes.size === 0) return;
     const ops: FibOp[] = [];
     for (const prefix of prefixes) {
+      const statics = this.#static.get(prefix) ?? [];
       const m = this.#offers.get(prefix);
-      if (!m || m.size === 0) {
+      if ((!m || m.size === 0) && statics.length === 0) {
         ops.push({ op: 'remove', prefix });
         continue;
       }
-      let members = [...m];
-      if (members.length > MAX_INSTALLED) {
+      let members = [...(m ?? [])];
+      const room = MAX_INSTALLED - statics.length;
+      if (members.length > room) {
         const rank = ([aic, o]: [string, CapabilityOffer]) => (this.#liveness.get(aic)?.state === 'down' ? 1 << 20 : 0) + o.priority;
-        members = members.map((e, i) => ({ e, i, k: rank(e) })).sort((a, b) => a.k - b.k || a.i - b.i).slice(0, MAX_INSTALLED).map((x) => x.e);
+        members = members.map((e, i) => ({ e, i, k: rank(e) })).sort((a, b) => a.k - b.k || a.i - b.i).slice(0, Math.max(0, room)).map((x) => x.e);
       }
-      const nextHops: NextHop[] = members.map(([aic, o]) => ({ id: aic, weight: o.weight, priority: o.priority, tags: this.#tagsFor(o.attributes) }));
-      ops.push({ op: 'upsert', prefix, nextHops });
+      const agents: NextHop[] = members.map(([aic, o]) => ({ id: aic, weight: o.weight, priority: o.priority, tags: tagsFor(o.attributes) }));
+      ops.push({ op: 'upsert', prefix, nextHops: [...statics, ...agents] });
     }
     this.#fib.apply(ops);
     // Health is per next hop and survives re-programming; re-assert it for new next hops.

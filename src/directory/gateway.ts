@@ -61,10 +61,15 @@ export class Gateway {
     });
   }
 
-  /** Rebuilds the directory and FIB from the store; agents stay down until they heartbeat. */
-  start(): void {
-    const records = [...this.#agents.getRange()].map((e) => e.value as AgentRecord).filter((r) => !this.#amc.isRevoked(r.aic));
-    this.directory.add(records, false);
+  /**
+   * Rebuilds the directory and FIB from the store; agents stay down until they heartbeat.
+   * Registrations whose AIC was revoked while the node was away are dropped.
+   */
+  async start(): Promise<void> {
+    const all = [...this.#agents.getRange()].map((e) => e.value as AgentRecord);
+    const revoked = all.filter((r) => this.#amc.isRevoked(r.aic));
+    if (revoked.length) await this.#store.durable(() => revoked.forEach((r) => this.#agents.remove(r.aic)));
+    this.directory.add(all.filter((r) => !this.#amc.isRevoked(r.aic)), false);
     const every = Math.max(10, Math.floor(this.options.heartbeatMs / 4));
     this.#sweep = setInterval(() => this.directory.expire(Date.now() - this.options.misses * this.options.heartbeatMs), every);
     this.#sweep.unref();
@@ -111,8 +116,10 @@ export class Gateway {
   /** Removes a registration (store, directory, FIB) and revokes its credentials. */
   async deregister(aic: string): Promise<void> {
     if (!this.directory.get(aic)) throw new DmscError('ERR_DMSC_NOT_FOUND', `no agent ${aic} here`);
-    await this.#drop(aic);
+    // Revoke first: if the AMC cannot be reached nothing changes and the call can be
+    // retried; once revoked, the agent leaves (here and through the revocation event).
     await this.#amc.revoke(aic, 'deregistered');
+    await this.#drop(aic);
   }
 
   heartbeat(aic: string, state: HealthState, load: number): void {
@@ -123,6 +130,8 @@ export class Gateway {
     const r = this.directory.get(aic);
     if (!r) throw new DmscError('ERR_DMSC_NOT_FOUND', `no agent ${aic} here`);
     const issued = await this.#amc.issue(this.options.nodeId, aic, r.provider, r.capabilities.map((c) => c.name));
+    // Deregistered or revoked meanwhile: do not write the record back.
+    if (this.directory.get(aic) !== r) throw new DmscError('ERR_DMSC_NOT_FOUND', `no agent ${aic} here`);
     const next = { ...r, credentialExpiresAt: issued.expiresAt };
     await this.#store.durable(() => this.#agents.put(aic, next));
     this.directory.replace(next);
@@ -177,9 +186,11 @@ export class Gateway {
     };
   }
 
+  // Out of the directory (and FIB) first, so a renewal racing this cannot write the
+  // record back; then out of the store.
   async #drop(aic: string): Promise<void> {
-    await this.#store.durable(() => this.#agents.remove(aic));
     this.directory.remove(aic);
+    await this.#store.durable(() => this.#agents.remove(aic));
   }
 
   #denied(capability: string, rule: string | null): DmscError {

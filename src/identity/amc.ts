@@ -8,7 +8,7 @@ import { DmscError, DmscTypeError } from '../errors.js';
 import { nameProblem } from '../fastpath/validate.js';
 import { matchesAny, patternProblem } from '../policy/pattern.js';
 import type { Store } from '../store/store.js';
-import { PROVIDER_NAME } from './aic.js';
+import { parseAic, PROVIDER_NAME } from './aic.js';
 import { KeyRing } from './key-ring.js';
 import { signJwt } from './jwt.js';
 
@@ -34,6 +34,8 @@ export interface Issued {
 /** What an AMC tells its gateways: revocations after `since`, and its current keys. */
 export interface AmcUpdates {
   readonly domain: string;
+  /** The gateway the caller's key belongs to. */
+  readonly gateway: string;
   readonly seq: number;
   readonly revoked: { readonly aic: string; readonly until: number }[];
   readonly jwks: JSONWebKeySet;
@@ -119,6 +121,8 @@ export class LocalAmc implements Amc {
   readonly #revoked = new Map<string, RevocationRecord>();
   readonly #listeners: ((c: { revoked: string[]; keys: boolean }) => void)[] = [];
   #seq = 0;
+  /** Mutations run one at a time: each checks, writes durably, then updates memory. */
+  #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(store: Store, keys: KeyRing, options: AmcOptions) {
     this.#store = store;
@@ -148,14 +152,16 @@ export class LocalAmc implements Amc {
   // --- administration (admin token on the AMC's API) ---
 
   /** Adds a provider and returns its key, which is shown once: only its hash is kept. */
-  async addProvider(name: string, scopes: readonly string[]): Promise<{ name: string; scopes: string[]; key: string }> {
+  addProvider(name: string, scopes: readonly string[]): Promise<{ name: string; scopes: string[]; key: string }> {
     const checked = checkProvider(name, scopes);
-    if (this.#providers.has(name)) throw new DmscError('ERR_DMSC_CONFLICT', `provider '${name}' exists`);
-    const key = newKey('pk');
-    const record: ProviderRecord = { name, scopes: checked, keyHash: hashKey(key), createdAt: Date.now() };
-    await this.#store.durable(() => this.#store.db<ProviderRecord>('providers').put(name, record));
-    this.#addProvider(record);
-    return { name, scopes: checked, key };
+    return this.#serialized(async () => {
+      if (this.#providers.has(name)) throw new DmscError('ERR_DMSC_CONFLICT', `provider '${name}' exists`);
+      const key = newKey('pk');
+      const record: ProviderRecord = { name, scopes: checked, keyHash: hashKey(key), createdAt: Date.now() };
+      await this.#store.durable(() => this.#store.db<ProviderRecord>('providers').put(name, record));
+      this.#addProvider(record);
+      return { name, scopes: checked, key };
+    });
   }
 
   providers(): { name: string; scopes: string[]; createdAt: number }[] {
@@ -163,14 +169,16 @@ export class LocalAmc implements Amc {
   }
 
   /** Adds a gateway allowed to use this AMC over HTTP; returns its key once. */
-  async addGateway(id: string): Promise<{ id: string; key: string }> {
+  addGateway(id: string): Promise<{ id: string; key: string }> {
     if (!PROVIDER_NAME.test(id)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `gateway id must be 1 to 63 letters, digits, '.', '_' or '-', got ${JSON.stringify(id)}`);
-    if (this.#gateways.has(id)) throw new DmscError('ERR_DMSC_CONFLICT', `gateway '${id}' exists`);
-    const key = newKey('gk');
-    const record: GatewayRecord = { id, keyHash: hashKey(key), createdAt: Date.now() };
-    await this.#store.durable(() => this.#store.db<GatewayRecord>('gateways').put(id, record));
-    this.#addGateway(record);
-    return { id, key };
+    return this.#serialized(async () => {
+      if (this.#gateways.has(id)) throw new DmscError('ERR_DMSC_CONFLICT', `gateway '${id}' exists`);
+      const key = newKey('gk');
+      const record: GatewayRecord = { id, keyHash: hashKey(key), createdAt: Date.now() };
+      await this.#store.durable(() => this.#store.db<GatewayRecord>('gateways').put(id, record));
+      this.#addGateway(record);
+      return { id, key };
+    });
   }
 
   /** The gateway a key belongs to, or undefined. */
@@ -178,16 +186,18 @@ export class LocalAmc implements Amc {
     return this.#gatewayByKeyHash.get(hashKey(key));
   }
 
-  async rotateKey(): Promise<string> {
-    const kid = await this.#keys.rotate();
-    this.#emit([], true);
-    return kid;
+  rotateKey(): Promise<string> {
+    return this.#serialized(async () => {
+      const kid = await this.#keys.rotate();
+      this.#emit([], true);
+      return kid;
+    });
   }
 
   /** Revocations with a sequence number above `since`, and the current keys. */
-  updates(since: number): AmcUpdates {
+  updates(since: number, gateway: string): AmcUpdates {
     const revoked = [...this.#revoked.values()].filter((r) => r.seq > since).map(({ aic, until }) => ({ aic, until }));
-    return { domain: this.domain, seq: this.#seq, revoked, jwks: this.jwks() };
+    return { domain: this.domain, gateway, seq: this.#seq, revoked, jwks: this.jwks() };
   }
 
   // --- Amc ---
@@ -209,6 +219,7 @@ export class LocalAmc implements Amc {
   async issue(gateway: string, aic: string, provider: string, scope: readonly string[]): Promise<Issued> {
     const p = this.#providers.get(provider);
     if (!p) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `unknown provider '${provider}'`);
+    if (parseAic(aic).provider !== provider) throw new DmscError('ERR_DMSC_FORBIDDEN', `AIC ${aic} does not belong to provider '${provider}'`);
     if (this.#revoked.has(aic)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `AIC ${aic} is revoked`);
     const outside = scope.find((c) => !matchesAny(p.scopes, c));
     if (outside !== undefined) throw new DmscError('ERR_DMSC_FORBIDDEN', `${outside} is outside the scope of provider '${provider}'`);
@@ -219,14 +230,27 @@ export class LocalAmc implements Amc {
     return { credential, expiresAt: exp * 1000 };
   }
 
-  async revoke(aic: string, reason: string): Promise<void> {
-    if (this.#revoked.has(aic)) return;
-    const at = Date.now();
-    const record: RevocationRecord = { aic, seq: this.#seq + 1, at, until: at + this.#ttlMs + 60_000, reason };
-    await this.#store.durable(() => this.#store.db<RevocationRecord>('revocations').put(aic, record));
-    this.#seq = Math.max(this.#seq, record.seq);
-    this.#revoked.set(aic, record);
-    this.#emit([aic], false);
+  /**
+   * Revokes every credential of an AIC. Revocations are numbered in the order they
+   * become durable, so a gateway polling `updates(since)` never skips one; those whose
+   * credentials have all expired are dropped on the way.
+   */
+  revoke(aic: string, reason: string): Promise<void> {
+    return this.#serialized(async () => {
+      if (this.#revoked.has(aic)) return;
+      const at = Date.now();
+      const record: RevocationRecord = { aic, seq: this.#seq + 1, at, until: at + this.#ttlMs + 60_000, reason };
+      const expired = [...this.#revoked.values()].filter((r) => r.until < at);
+      const db = this.#store.db<RevocationRecord>('revocations');
+      await this.#store.durable(() => {
+        db.put(aic, record);
+        for (const r of expired) db.remove(r.aic);
+      });
+      for (const r of expired) this.#revoked.delete(r.aic);
+      this.#seq = record.seq;
+      this.#revoked.set(aic, record);
+      this.#emit([aic], false);
+    });
   }
 
   isRevoked(aic: string): boolean {
@@ -250,6 +274,12 @@ export class LocalAmc implements Amc {
   #addProvider(p: ProviderRecord): void {
     this.#providers.set(p.name, p);
     this.#byKeyHash.set(p.keyHash, p);
+  }
+
+  #serialized<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work);
+    this.#queue = run.catch(() => {});
+    return run;
   }
 
   #addGateway(g: GatewayRecord): void {

@@ -8,6 +8,8 @@ import type { Amc, AmcUpdates, Authorization, Issued } from './amc.js';
 
 export interface RemoteAmcOptions {
   readonly url: string;
+  /** This node's id: the AMC must know the gateway key under the same id. */
+  readonly gatewayId: string;
   readonly gatewayKey: string;
   readonly pollMs?: number;
   readonly timeoutMs?: number;
@@ -42,7 +44,10 @@ export class RemoteAmc implements Amc {
   static async connect(options: RemoteAmcOptions): Promise<RemoteAmc> {
     const amc = new RemoteAmc(options);
     try {
-      await amc.refresh();
+      const gateway = await amc.#poll();
+      if (gateway !== options.gatewayId) {
+        throw new DmscError('ERR_DMSC_INVALID_CONFIG', `the AMC knows this gateway key as '${gateway}', but this node's --id is '${options.gatewayId}'`);
+      }
     } catch (e) {
       await amc.close();
       throw e;
@@ -73,7 +78,7 @@ export class RemoteAmc implements Amc {
   }
 
   refresh(): Promise<void> {
-    this.#inflight ??= this.#poll().finally(() => {
+    this.#inflight ??= this.#poll().then(() => undefined).finally(() => {
       this.#inflight = undefined;
     });
     return this.#inflight;
@@ -89,7 +94,8 @@ export class RemoteAmc implements Amc {
     await this.#pool.close();
   }
 
-  async #poll(): Promise<void> {
+  /** One poll; returns the gateway id the AMC knows our key by. */
+  async #poll(): Promise<string> {
     const u = await this.#call<AmcUpdates>('GET', `/v1/amc/updates?since=${this.#seq}`);
     this.domain = u.domain;
     this.issuer = `dmsc-amc:${u.domain}`;
@@ -108,6 +114,7 @@ export class RemoteAmc implements Amc {
       this.#jwksText = text;
     }
     if (fresh.length || keys) for (const l of this.#listeners) l({ revoked: fresh, keys });
+    return u.gateway;
   }
 
   #schedule(): void {

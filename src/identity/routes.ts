@@ -55,7 +55,7 @@ export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc): void {
     return id;
   };
   http.post<{ Body: { providerKey: string; capabilities: string[] } }>('/v1/amc/authorize', {
-    schema: { body: { type: 'object', additionalProperties: false, required: ['providerKey', 'capabilities'], properties: { providerKey: { type: 'string', minLength: 1, maxLength: 256 }, capabilities: nameList } } },
+    schema: { body: { type: 'object', additionalProperties: false, required: ['providerKey', 'capabilities'], properties: { providerKey: { type: 'string', minLength: 1, maxLength: 4096 }, capabilities: nameList } } },
   }, async (req) => amc.authorize(req.body.providerKey, gatewayOf(req), req.body.capabilities));
   http.post<{ Body: { aic: string; provider: string; scope: string[] } }>('/v1/amc/issue', {
     schema: { body: { type: 'object', additionalProperties: false, required: ['aic', 'provider', 'scope'], properties: { aic: { type: 'string', minLength: 1, maxLength: 200 }, provider: { type: 'string', minLength: 1, maxLength: 63 }, scope: nameList } } },
@@ -75,7 +75,6 @@ export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc): void {
   http.get<{ Querystring: { since?: number } }>('/v1/amc/updates', {
     schema: { querystring: { type: 'object', additionalProperties: false, properties: { since: { type: 'integer', minimum: 0 } } } },
   }, async (req) => {
-    gatewayOf(req);
-    return amc.updates(req.query.since ?? 0);
+    return amc.updates(req.query.since ?? 0, gatewayOf(req));
   });
 }

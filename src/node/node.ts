@@ -46,24 +46,25 @@ export class DmscNode {
   /** Starts a node; on any failure what was opened is closed again. */
   static async start(config: NodeConfig): Promise<DmscNode> {
     const token = await loadAdminToken(config.dataDir);
-    const store = Store.open(config.dataDir);
     const fib = new ForwardingTable();
+    let store: Store | undefined;
     let amc: Amc | undefined;
     let node: DmscNode | undefined;
     try {
+      store = Store.open(config.dataDir);
       amc = config.amc
-        ? await RemoteAmc.connect({ url: config.amc.url, gatewayKey: config.amc.gatewayKey })
+        ? await RemoteAmc.connect({ url: config.amc.url, gatewayKey: config.amc.gatewayKey, gatewayId: config.id })
         : await LocalAmc.open(store, { domain: config.domain, credentialTtlMs: config.credentialTtlMs });
       const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, 60_000);
       node = new DmscNode(config, { fib, store, amc, grants, token });
-      if (config.fibFile) fib.apply(await readFibFile(config.fibFile));
-      node.gateway.start();
+      if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
+      await node.gateway.start();
       await node.#http.listen({ host: config.api.host, port: config.api.port });
     } catch (e) {
       if (node) await node.stop();
       else {
         await amc?.close();
-        await store.close();
+        await store?.close();
         fib.close();
       }
       throw e;

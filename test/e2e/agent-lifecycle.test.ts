@@ -2,7 +2,9 @@
 // registration, heartbeats, resolution, missed heartbeats (down in the fast path),
 // recovery, deregistration; and the directory rebuilt from the store after a restart.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addProvider, api, cleanup, dmsc, register, start, waitFor, type Proc } from './harness.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { addProvider, api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
 
 const HEARTBEAT = 200;
 
@@ -81,5 +83,18 @@ describe('agent lifecycle on one node', () => {
     const r = await resolve();
     expect(r.status).toBe(200);
     expect(r.body.target.aic).toBe(a.aic);
+  });
+
+  it('keeps static routes from --fib beside agents on the same prefix', async () => {
+    const dir = await tempDir();
+    const fibFile = join(dir, 'static.json');
+    await writeFile(fibFile, JSON.stringify([{ op: 'upsert', prefix: '/capability/static', nextHops: [{ id: 'peer:ag2', priority: 5 }] }]));
+    const n = await start('node', ['--fib', fibFile]);
+    const hops = async () => (await api(n.url, 'GET', '/v1/fib?prefix=/capability/static', { auth: n.token })).body.entries[0]?.nextHops.map((h: any) => h.id);
+    expect(await hops()).toEqual(['peer:ag2']);
+    const a = await register(n, await addProvider(n, 'st', ['/capability/static/**']), [{ name: '/capability/static' }]);
+    expect(await hops()).toEqual(['peer:ag2', a.aic]);
+    expect((await api(n.url, 'DELETE', `/v1/agents/${a.aic}`, { auth: n.token })).status).toBe(204);
+    expect(await hops()).toEqual(['peer:ag2']);
   });
 });

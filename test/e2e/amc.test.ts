@@ -12,6 +12,7 @@ describe('standalone AMC with two gateways', () => {
   let gwA: Proc;
   let gwB: Proc;
   let providerKey: string;
+  let keyFileA: string;
   const admin = (p: Proc) => ['--url', p.url, '--data', p.dataDir];
 
   beforeAll(async () => {
@@ -22,6 +23,7 @@ describe('standalone AMC with two gateways', () => {
       expect(r.status, r.stderr).toBe(0);
       const file = join(keys, id);
       await writeFile(file, JSON.parse(r.stdout).key + '\n');
+      if (id === 'gw-a') keyFileA = file;
       return ['--id', id, '--amc', amc.url, '--amc-key-file', file];
     };
     gwA = await start('node', [...(await gatewayArgs('gw-a')), '--heartbeat-ms', '60000']);
@@ -42,6 +44,10 @@ describe('standalone AMC with two gateways', () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'key'), 'dmsc_gk_not-a-real-key\n');
     await expect(start('node', ['--id', 'gw-x', '--amc', amc.url, '--amc-key-file', join(dir, 'key')])).rejects.toThrow(/ERR_DMSC_UNAUTHORIZED/);
+  });
+
+  it("refuses a node whose --id is not the gateway its key belongs to", async () => {
+    await expect(start('node', ['--id', 'gw-z', '--amc', amc.url, '--amc-key-file', keyFileA])).rejects.toThrow(/ERR_DMSC_INVALID_CONFIG.*'gw-a'/);
   });
 
   it('issues credentials that every gateway of the domain accepts', async () => {

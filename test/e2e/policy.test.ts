@@ -174,5 +174,9 @@ describe('policy tag mappings the fast path cannot hold', () => {
     expect((await api(node.url, 'GET', '/v1/policies', { auth: node.token })).body.version).toBe(1);
     expect((await fibTags()).sort()).toEqual(mapping('t').map((m) => m.tag).sort());
     expect((await api(node.url, 'GET', '/v1/policies/history', { auth: node.token })).body.versions.map((v: any) => v.version)).toEqual([1]);
+    // The refused mapping is not half in force: new registrations get v1's tags.
+    const other = await register(node, key, [{ name: '/capability/many/y', attributes }]);
+    const seen = await api(node.url, 'GET', '/v1/discover?capability=/capability/many/y', { auth: other.credential });
+    expect(seen.body.candidates[0].tags.sort()).toEqual(mapping('t').map((m) => m.tag).sort());
   });
 });

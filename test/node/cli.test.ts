@@ -17,7 +17,13 @@ describe('dmsc CLI', () => {
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('has --help on every command', () => {
-    for (const cmd of [[], ['node'], ['fib'], ['fib', 'check'], ['fib', 'lookup'], ['bench'], ['doctor']]) {
+    const commands = [
+      [], ['node'], ['amc'], ['amc', 'rotate-key'], ['amc', 'gateway'], ['amc', 'gateway', 'add'],
+      ['provider'], ['provider', 'add'], ['provider', 'list'], ['agent'], ['agent', 'list'], ['agent', 'show'], ['agent', 'revoke'],
+      ['aic'], ['aic', 'check'], ['policy'], ['policy', 'get'], ['policy', 'set'], ['policy', 'history'],
+      ['fib'], ['fib', 'check'], ['fib', 'lookup'], ['fib', 'show'], ['bench'], ['doctor'],
+    ];
+    for (const cmd of commands) {
       const r = dmsc(...cmd, '--help');
       expect(r.status, cmd.join(' ')).toBe(0);
       expect(r.stdout).toContain('Usage: dmsc');
@@ -40,6 +46,22 @@ describe('dmsc CLI', () => {
         { name: '/none', nextHop: null },
       ]);
     }
+  });
+
+  it('checks AICs offline', () => {
+    const ok = dmsc('aic', 'check', 'node-1:acme:42:y4');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toContain('ok      node-1:acme:42:y4 (registry node-1, provider acme, serial 42)');
+    const bad = dmsc('aic', 'check', 'node-1:acme:42:y4', 'node-1:acme:24:y4');
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toContain('invalid node-1:acme:24:y4: check code mismatch');
+  });
+
+  it('says where the admin token was looked for when it is missing', () => {
+    const r = dmsc('provider', 'list', '--data', join(dir, 'nowhere'));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^dmsc: ERR_DMSC_INVALID_CONFIG: cannot read the admin token from .*nowhere\/admin-token/);
+    expect(dmsc('provider', 'add', 'x', '--data', dir).stderr).toContain('ERR_DMSC_INVALID_ARGUMENT: a provider needs at least one --scope');
   });
 
   it('reports errors with their code and exits non-zero', () => {
