@@ -1,6 +1,7 @@
 /**
- * dmsc: a node of the DMSC architecture. The fast path (this release): the native
- * capability forwarding table and its pure-TypeScript reference.
+ * dmsc: a node of the DMSC architecture: the native capability forwarding table and its
+ * pure-TypeScript reference, the node (Agent Gateway with an embedded or remote AMC), the
+ * standalone AMC, AIC helpers and the policy engine.
  */
 export { ForwardingTable, isCapabilityName } from './fastpath/forwarding-table.js';
 export { ReferenceTable } from './fastpath/reference-table.js';
@@ -12,3 +13,12 @@ export type {
 } from './fastpath/types.js';
 export { DmscError, DmscRangeError, DmscTypeError, dmscError } from './errors.js';
 export type { DmscErrorCode } from './errors.js';
+export { aicProblem, formatAic, isValidAic, parseAic } from './identity/aic.js';
+export type { AicParts } from './identity/aic.js';
+export { DmscNode } from './node/node.js';
+export { nodeConfig } from './node/config.js';
+export type { NodeConfig, NodeOptions } from './node/config.js';
+export { AmcServer } from './identity/amc-server.js';
+export type { AmcConfig } from './identity/amc-server.js';
+export { PolicyEngine, validatePolicy } from './policy/policy.js';
+export type { Decision, PolicyDocument, PolicyRule, Requester, TagMapping } from './policy/policy.js';
