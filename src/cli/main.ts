@@ -55,7 +55,8 @@ program
   .option('--heartbeat-ms <ms>', 'heartbeat interval given to agents; 3 missed ones mark an agent down', '1000')
   .option('--amc <url>', 'use the standalone AMC at this URL instead of the embedded one')
   .option('--amc-key-file <file>', "this gateway's key at that AMC (or set DMSC_AMC_KEY)")
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string }) => {
+  .option('--amc-poll-ms <ms>', 'how often to ask that AMC for revocations and keys', '200')
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');

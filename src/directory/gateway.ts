@@ -66,7 +66,9 @@ export class Gateway {
    * Registrations whose AIC was revoked while the node was away are dropped.
    */
   async start(): Promise<void> {
-    const all = [...this.#agents.getRange()].map((e) => e.value as AgentRecord);
+    // In registration order (serials grow), which decides standby when a capability has
+    // more agents than the FIB installs.
+    const all = [...this.#agents.getRange()].map((e) => e.value as AgentRecord).sort((a, b) => a.serial - b.serial);
     const revoked = all.filter((r) => this.#amc.isRevoked(r.aic));
     if (revoked.length) await this.#store.durable(() => revoked.forEach((r) => this.#agents.remove(r.aic)));
     this.directory.add(all.filter((r) => !this.#amc.isRevoked(r.aic)), false);
@@ -172,7 +174,7 @@ export class Gateway {
     const hit = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
     const target = hit ? this.directory.get(hit.nextHop) : undefined;
     if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);
-    const exp = Math.floor((Date.now() + this.options.grantTtlMs) / 1000);
+    const exp = Math.ceil((Date.now() + this.options.grantTtlMs) / 1000);
     const grant = await signJwt(this.#grants.active, GRANT_TYP, {
       iss: `dmsc-gw:${this.options.nodeId}`, sub: requester.aic, aud: target.aic, cap: hit.prefix, req: capability, exp,
     });

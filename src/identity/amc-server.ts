@@ -40,7 +40,7 @@ export class AmcServer {
       jwksRoute(http, () => amc.jwks());
       amcAdminRoutes(http, amc, token);
       revocationRoute(http, amc, token);
-      amcGatewayRoutes(http, amc);
+      amcGatewayRoutes(http, amc, token);
       await http.listen({ host: config.api.host, port: config.api.port });
       return new AmcServer(amc, store, http, boundAddress(http, config.api));
     } catch (e) {

@@ -121,6 +121,8 @@ export class LocalAmc implements Amc {
   readonly #revoked = new Map<string, RevocationRecord>();
   readonly #listeners: ((c: { revoked: string[]; keys: boolean }) => void)[] = [];
   #seq = 0;
+  /** Drops retired signing keys once their last credential has expired. */
+  readonly #pruner: NodeJS.Timeout;
   /** Mutations run one at a time: each checks, writes durably, then updates memory. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -130,11 +132,18 @@ export class LocalAmc implements Amc {
     this.domain = options.domain;
     this.issuer = `dmsc-amc:${options.domain}`;
     this.#ttlMs = options.credentialTtlMs ?? DEFAULT_CREDENTIAL_TTL_MS;
+    this.#pruner = setInterval(() => {
+      void this.#serialized(async () => {
+        if ((await this.#keys.prune()) > 0) this.#emit([], true);
+      }).catch(() => {});
+    }, Math.min(60_000, this.#ttlMs));
+    this.#pruner.unref();
   }
 
   static async open(store: Store, options: AmcOptions): Promise<LocalAmc> {
     const ttl = options.credentialTtlMs ?? DEFAULT_CREDENTIAL_TTL_MS;
-    const amc = new LocalAmc(store, await KeyRing.open(store, 'amc-keys', 'amc', ttl), options);
+    // A minute of slack past the lifetime: expiry is rounded up to whole seconds.
+    const amc = new LocalAmc(store, await KeyRing.open(store, 'amc-keys', 'amc', ttl + 60_000), options);
     for (const { value } of store.db<ProviderRecord>('providers').getRange()) amc.#addProvider(value);
     for (const { value } of store.db<GatewayRecord>('gateways').getRange()) amc.#addGateway(value);
     const now = Date.now();
@@ -223,7 +232,8 @@ export class LocalAmc implements Amc {
     if (this.#revoked.has(aic)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `AIC ${aic} is revoked`);
     const outside = scope.find((c) => !matchesAny(p.scopes, c));
     if (outside !== undefined) throw new DmscError('ERR_DMSC_FORBIDDEN', `${outside} is outside the scope of provider '${provider}'`);
-    const exp = Math.floor((Date.now() + this.#ttlMs) / 1000);
+    // Rounded up: a credential lives at least its whole lifetime.
+    const exp = Math.ceil((Date.now() + this.#ttlMs) / 1000);
     const credential = await signJwt(this.#keys.active, CREDENTIAL_TYP, {
       iss: this.issuer, sub: aic, exp, prv: provider, gw: gateway, dom: this.domain, scope: [...scope],
     });
@@ -268,7 +278,9 @@ export class LocalAmc implements Amc {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#pruner);
     this.#listeners.length = 0;
+    await this.#queue;
   }
 
   #addProvider(p: ProviderRecord): void {

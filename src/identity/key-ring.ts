@@ -42,6 +42,7 @@ export class KeyRing {
 
   /** Makes a new active key; the old one keeps verifying until its tokens expire. */
   async rotate(): Promise<string> {
+    await this.prune();
     const now = Date.now();
     const fresh = newSigningKey(this.#prefix);
     const retired = this.#keys.filter((k) => k.retiredAt === undefined).map((k) => ({ ...k, retiredAt: now }));

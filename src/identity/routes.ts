@@ -40,15 +40,20 @@ export function amcAdminRoutes(http: FastifyInstance, amc: LocalAmc, adminToken:
     schema: { body: { type: 'object', additionalProperties: false, required: ['name', 'scopes'], properties: { name: { type: 'string', minLength: 1, maxLength: 63 }, scopes: nameList } } },
   }, async (req, reply) => reply.status(201).send(await amc.addProvider(req.body.name, req.body.scopes)));
   http.get('/v1/providers', { onRequest: admin }, async () => ({ providers: amc.providers() }));
+  http.post('/v1/amc/rotate-key', { onRequest: admin }, async () => ({ kid: await amc.rotateKey(), keys: amc.jwks().keys.map((k) => k.kid) }));
+}
+
+/**
+ * The API a standalone AMC offers its gateways, each authenticated by its gateway key,
+ * and the admin route that adds them.
+ */
+export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc, adminToken: string): void {
+  const admin = adminOnly(adminToken);
   http.post<{ Body: { id: string } }>('/v1/gateways', {
     onRequest: admin,
     schema: { body: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 63 } } } },
   }, async (req, reply) => reply.status(201).send(await amc.addGateway(req.body.id)));
-  http.post('/v1/amc/rotate-key', { onRequest: admin }, async () => ({ kid: await amc.rotateKey(), keys: amc.jwks().keys.map((k) => k.kid) }));
-}
 
-/** The API a standalone AMC offers its gateways, each authenticated by its gateway key. */
-export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc): void {
   const gatewayOf = (req: FastifyRequest): string => {
     const id = amc.gatewayFor(bearer(req));
     if (!id) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'unknown gateway key');

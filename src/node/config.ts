@@ -22,7 +22,7 @@ export interface NodeConfig {
   readonly credentialTtlMs: number;
   readonly heartbeatMs: number;
   /** A standalone AMC, instead of the embedded one. */
-  readonly amc?: { readonly url: string; readonly gatewayKey: string };
+  readonly amc?: { readonly url: string; readonly gatewayKey: string; readonly pollMs: number };
 }
 
 export interface NodeOptions {
@@ -35,6 +35,7 @@ export interface NodeOptions {
   heartbeat?: string;
   amc?: string;
   amcKeyFile?: string;
+  amcPollMs?: string;
 }
 
 export const DEFAULT_API: Listen = { host: '127.0.0.1', port: 7070 };
@@ -85,7 +86,15 @@ export function readKeyFile(path: string, flag: string): string {
   } catch (e) {
     throw invalid(`cannot read ${flag} ${path}: ${(e as Error).message}`);
   }
-  const key = text.split('\n')[0]!.trim();
+  // Either the key alone, or the JSON `dmsc amc gateway add` prints, saved as is.
+  let key = text.split('\n')[0]!.trim();
+  if (key.startsWith('{')) {
+    try {
+      key = String((JSON.parse(text) as { key?: unknown }).key ?? '');
+    } catch {
+      throw invalid(`${flag} ${path} holds neither a key nor the JSON of \`dmsc amc gateway add\``);
+    }
+  }
   if (!key) throw invalid(`${flag} ${path} is empty`);
   return key;
 }
@@ -97,7 +106,7 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     const url = parseUrl(options.amc, '--amc');
     const gatewayKey = options.amcKeyFile !== undefined ? readKeyFile(options.amcKeyFile, '--amc-key-file') : process.env['DMSC_AMC_KEY'];
     if (!gatewayKey) throw invalid('--amc needs the gateway key: --amc-key-file FILE or DMSC_AMC_KEY (from `dmsc amc gateway add ID`)');
-    amc = { url, gatewayKey };
+    amc = { url, gatewayKey, pollMs: parseIntFlag(options.amcPollMs, '--amc-poll-ms', 200, 10, 600_000) };
   }
   return {
     id,

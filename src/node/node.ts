@@ -53,9 +53,9 @@ export class DmscNode {
     try {
       store = Store.open(config.dataDir);
       amc = config.amc
-        ? await RemoteAmc.connect({ url: config.amc.url, gatewayKey: config.amc.gatewayKey, gatewayId: config.id })
+        ? await RemoteAmc.connect({ url: config.amc.url, gatewayKey: config.amc.gatewayKey, gatewayId: config.id, pollMs: config.amc.pollMs })
         : await LocalAmc.open(store, { domain: config.domain, credentialTtlMs: config.credentialTtlMs });
-      const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, 60_000);
+      const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, 120_000);
       node = new DmscNode(config, { fib, store, amc, grants, token });
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.gateway.start();
@@ -100,7 +100,7 @@ export class DmscNode {
     revocationRoute(http, amc, token);
     if (amc instanceof LocalAmc) amcAdminRoutes(http, amc, token);
     else {
-      for (const path of ['/v1/providers', '/v1/gateways', '/v1/amc/rotate-key']) {
+      for (const path of ['/v1/providers', '/v1/amc/rotate-key']) {
         http.all(path, async () => {
           throw new DmscError('ERR_DMSC_NOT_FOUND', `this node uses the AMC at ${this.config.amc!.url}; manage providers, gateways and keys there`);
         });
