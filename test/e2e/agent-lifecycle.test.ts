@@ -1,12 +1,13 @@
 // The whole life of an agent against a real `dmsc node` process: provider added,
 // registration, heartbeats, resolution, missed heartbeats (down in the fast path),
 // recovery, deregistration; and the directory rebuilt from the store after a restart.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { addProvider, api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addProvider, api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc, type Registered } from './harness.js';
 
-const HEARTBEAT = 200;
+const HEARTBEAT = 300;
 
 describe('agent lifecycle on one node', () => {
   let node: Proc;
@@ -32,17 +33,39 @@ describe('agent lifecycle on one node', () => {
     expect(dmsc('aic', 'check', a.aic).status).toBe(0);
     expect(a.body.acs.capabilities.map((c: any) => c.name)).toEqual(['/capability/ocr']);
 
+    // The operator's view through the CLI.
+    const cli = (...args: string[]) => {
+      const out = dmsc(...args, '--url', node.url, '--data', node.dataDir);
+      expect(out.status, out.stderr).toBe(0);
+      return JSON.parse(out.stdout);
+    };
+    expect(cli('agent', 'list').agents.map((x: any) => x.aic)).toEqual([a.aic, b.aic]);
+    expect(cli('agent', 'show', a.aic).acs).toMatchObject({ aic: a.aic, provider: 'acme', endpoints: [{ url: 'http://127.0.0.1:9101' }] });
+    expect(cli('fib', 'show', '--prefix', '/capability/ocr').entries.map((e: any) => e.prefix)).toEqual(['/capability/ocr']);
+    expect(cli('provider', 'list').providers).toEqual([{ name: 'acme', scopes: ['/capability/ocr/**'], createdAt: expect.any(Number) }]);
+
     // Both heartbeat; a (priority 0) is the choice.
     const beat = (r: { aic: string; credential: string }, body?: object) =>
       api(node.url, 'POST', `/v1/agents/${r.aic}/heartbeat`, { auth: r.credential, ...(body ? { body } : {}) });
-    expect((await beat(a)).status).toBe(200);
     expect((await beat(b, { load: 0.2 })).status).toBe(200);
+    expect((await beat(a)).status).toBe(200);
     const resolve = () => api(node.url, 'POST', '/v1/resolve', { auth: b.credential, body: { capability: '/capability/ocr/high-precision' } });
     let r = await resolve();
     expect(r.status).toBe(200);
     expect(r.body.target).toEqual({ aic: a.aic, endpoint: 'http://127.0.0.1:9101', gateway: 'node-1' });
     expect(r.body.capability).toBe('/capability/ocr');
-    expect(typeof r.body.grant).toBe('string');
+    expect(r.body.path).toEqual(['node-1']);
+    // The grant is a JWT signed by the gateway's published key, naming requester, target
+    // and capability, valid for 60 s.
+    const jwks = createLocalJWKSet((await api(node.url, 'GET', '/.well-known/jwks.json')).body);
+    const { payload } = await jwtVerify(r.body.grant, jwks, { typ: 'dmsc-grant+jwt', issuer: 'dmsc-gw:node-1', audience: a.aic });
+    expect(payload).toMatchObject({ sub: b.aic, aud: a.aic, cap: '/capability/ocr', req: '/capability/ocr/high-precision' });
+    expect(payload.exp! - payload.iat!).toBeGreaterThanOrEqual(60);
+    expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(61);
+    // Load reached the fast path.
+    const hops = (await api(node.url, 'GET', '/v1/fib?prefix=/capability/ocr', { auth: node.token })).body.entries[0].nextHops;
+    expect(hops.find((h: any) => h.id === b.aic)).toMatchObject({ state: 'up', load: 0.2 });
+
 
     // a goes silent while b keeps beating: after 3 missed intervals a is down in the FIB
     // and resolution fails over to b.
@@ -58,6 +81,7 @@ describe('agent lifecycle on one node', () => {
       // The next heartbeat brings it back.
       expect((await beat(a)).status).toBe(200);
       expect(await fibState(a.aic)).toBe('up');
+      expect((await beat(a)).status).toBe(200);
       expect((await resolve()).body.target.aic).toBe(a.aic);
     } finally {
       clearInterval(keepB);
@@ -96,5 +120,23 @@ describe('agent lifecycle on one node', () => {
     expect(await hops()).toEqual(['peer:ag2', a.aic]);
     expect((await api(n.url, 'DELETE', `/v1/agents/${a.aic}`, { auth: n.token })).status).toBe(204);
     expect(await hops()).toEqual(['peer:ag2']);
+  });
+
+  it('gives a 1 s heartbeat by default; a degraded agent is chosen only when no up one of its priority is left', async () => {
+    const n = await start('node');
+    const key = await addProvider(n, 'hb', ['/capability/hb/**']);
+    const up = await register(n, key, [{ name: '/capability/hb' }]);
+    const degraded = await register(n, key, [{ name: '/capability/hb' }]);
+    expect(up.body.heartbeat).toEqual({ intervalMs: 1000, misses: 3 });
+    const beat = (r: Registered, state: string) => api(n.url, 'POST', `/v1/agents/${r.aic}/heartbeat`, { auth: r.credential, body: { state } });
+    expect((await beat(up, 'up')).status).toBe(200);
+    expect((await beat(degraded, 'degraded')).status).toBe(200);
+    const chosen = async (flow: string) => (await api(n.url, 'POST', '/v1/resolve', { auth: up.credential, body: { capability: '/capability/hb', flow } })).body;
+    for (let i = 0; i < 20; i++) expect((await chosen(`f${i}`)).target.aic).toBe(up.aic);
+    // The up one reports itself down (draining): the degraded one takes over, as a failover.
+    expect((await beat(up, 'down')).status).toBe(200);
+    const r = await chosen('f0');
+    expect(r.target.aic).toBe(degraded.aic);
+    expect(r.failover).toBe(true);
   });
 });

@@ -21,6 +21,16 @@ export interface Proc {
 
 const live = new Set<ChildProcess>();
 const dirs: string[] = [];
+// If the test worker dies, its servers go with it.
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+/** The environment without DMSC_* variables, so a developer's or CI's settings cannot leak in. */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DMSC_')));
+  return { ...env, DMSC_HINTS: '0', ...extra };
+}
 
 export async function tempDir(prefix = 'dmsc-e2e-'): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix));
@@ -36,7 +46,7 @@ function exited(child: ChildProcess): Promise<void> {
 export async function start(command: 'node' | 'amc', args: string[] = [], dataDir?: string, env: Record<string, string> = {}): Promise<Proc> {
   const dir = dataDir ?? (await tempDir());
   const child = spawn(process.execPath, [CLI, command, '--api', '127.0.0.1:0', '--data', dir, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DMSC_HINTS: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env),
   });
   live.add(child);
   child.once('exit', () => live.delete(child));
@@ -89,7 +99,7 @@ export async function api<T = any>(url: string, method: string, path: string, op
 
 /** Runs the dmsc CLI synchronously. */
 export function dmsc(...args: string[]) {
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, DMSC_HINTS: '0' } });
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: cleanEnv({}) });
 }
 
 /** Adds a provider through the admin API; returns its key. */
@@ -110,12 +120,20 @@ export async function register(p: Proc, key: string, capabilities: { name: strin
   return { aic: r.body.aic, credential: r.body.credential, body: r.body };
 }
 
-/** Polls `check` every 20 ms until it returns true or `ms` pass; returns the time taken. */
-export async function waitFor(check: () => Promise<boolean> | boolean, ms = 5000): Promise<number> {
-  const t0 = Date.now();
+/**
+ * Polls `check` every 20 ms until it returns true; throws unless that happens by
+ * `deadline` (epoch ms; a check that started before it and then succeeds counts).
+ */
+export async function waitUntil(check: () => Promise<boolean> | boolean, deadline: number): Promise<void> {
   for (;;) {
-    if (await check()) return Date.now() - t0;
-    if (Date.now() - t0 > ms) throw new Error(`condition not met within ${ms} ms`);
+    const started = Date.now();
+    if (await check()) return;
+    if (started > deadline) throw new Error(`condition not met by the deadline (${started - deadline} ms late)`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** `waitUntil` with a deadline `ms` from now. */
+export function waitFor(check: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
+  return waitUntil(check, Date.now() + ms);
 }

@@ -26,7 +26,8 @@ describe('policy on one node', () => {
   const put = (doc: unknown) => api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: doc });
   const current = async () => (await api(node.url, 'GET', '/v1/policies', { auth: node.token })).body;
   const resolve = (who: Registered, flow?: string) => api(node.url, 'POST', '/v1/resolve', { auth: who.credential, body: { capability: CAP, ...(flow ? { flow } : {}) } });
-  const discover = (who: Registered) => api(node.url, 'GET', `/v1/discover?capability=${encodeURIComponent(CAP)}`, { auth: who.credential });
+  const discover = (who: Registered, require?: string) =>
+    api(node.url, 'GET', `/v1/discover?capability=${encodeURIComponent(CAP)}${require ? `&require=${require}` : ''}`, { auth: who.credential });
   const beat = (r: Registered) => api(node.url, 'POST', `/v1/agents/${r.aic}/heartbeat`, { auth: r.credential });
   /** Targets of `n` resolves by R with distinct flows, in order; each must be a 200. */
   const targets = async (n: number, tag: string) => {
@@ -57,9 +58,16 @@ describe('policy on one node', () => {
   });
 
   it('a require rule takes effect on the very next resolve', async () => {
+    // A flow that goes to B without the rule: the first resolve after the PUT uses it.
+    let toB = '';
+    for (let i = 0; !toB && i < 100; i++) if ((await resolve(R, `probe-${i}`)).body.target.aic === B.aic) toB = `probe-${i}`;
+    expect(toB).not.toBe('');
+    expect((await discover(R, 'gdpr')).body.candidates).toEqual([]);
     const r = await put({ version: 1, tags: GDPR_TAGS, rules: [EU] });
     expect(r).toEqual({ status: 200, body: { version: 1, rules: 1 } });
+    expect((await resolve(R, toB)).body.target.aic).toBe(A.aic);
     expect(await targets(20, 'after')).toEqual(Array(20).fill(A.aic));
+    expect((await discover(R, 'gdpr')).body.candidates.map((c: any) => c.aic)).toEqual([A.aic]);
     const d = await discover(R);
     expect(d.status).toBe(200);
     expect(d.body.candidates.map((c: any) => [c.aic, c.tags])).toEqual([[A.aic, ['gdpr']]]);

@@ -47,7 +47,7 @@ function expectInvalid(aic: unknown, pattern?: RegExp): void {
 
 describe('AIC format', () => {
   it('matches a hand-computed vector and the spec reference', () => {
-    // D = 'a:b:1' → 36·2 + 65·4 + 37·8 + 65·16 + 1·32 = 1700 ≡ 679 = 21·32 + 7 → 'n' '7'
+    // D = 'a:b:1', values index+1 → 37·2 + 66·4 + 38·8 + 66·16 + 2·32 = 1762 ≡ 741 = 23·32 + 5 → 'q' '5'
     expect(formatAic({ registry: 'a', provider: 'b', serial: 1 })).toBe('a:b:1:q5');
     expect(parseAic('a:b:1:q5')).toEqual({ registry: 'a', provider: 'b', serial: 1 });
     fc.assert(

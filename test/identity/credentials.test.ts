@@ -51,19 +51,22 @@ describe('KeyRing', () => {
     const dir = await mkdtemp(join(tmpdir(), 'dmsc-keys-'));
     dirs.push(dir);
     let store = Store.open(dir);
-    const ring = await KeyRing.open(store, 'k', 'amc', 60_000);
-    const first = ring.active.kid;
-    const second = await ring.rotate();
-    expect(ring.active.kid).toBe(second);
-    expect(ring.jwks().keys.map((k) => k.kid)).toEqual([first, second]);
-    expect(await ring.prune(Date.now())).toBe(0);
-    await store.close();
+    try {
+      const ring = await KeyRing.open(store, 'k', 'amc', 60_000);
+      const first = ring.active.kid;
+      const second = await ring.rotate();
+      expect(ring.active.kid).toBe(second);
+      expect(ring.jwks().keys.map((k) => k.kid)).toEqual([first, second]);
+      expect(await ring.prune(Date.now())).toBe(0);
+      await store.close();
 
-    store = Store.open(dir);
-    const reopened = await KeyRing.open(store, 'k', 'amc', 60_000);
-    expect(reopened.active.kid).toBe(second);
-    expect(await reopened.prune(Date.now() + 60_001)).toBe(1);
-    expect(reopened.jwks().keys.map((k) => k.kid)).toEqual([second]);
-    await store.close();
+      store = Store.open(dir);
+      const reopened = await KeyRing.open(store, 'k', 'amc', 60_000);
+      expect(reopened.active.kid).toBe(second);
+      expect(await reopened.prune(Date.now() + 60_001)).toBe(1);
+      expect(reopened.jwks().keys.map((k) => k.kid)).toEqual([second]);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -13,19 +13,26 @@ interface Running {
   proc: ChildProcessWithoutNullStreams;
   base: string;
   token: string;
+  /** Every stdout line after the first. */
+  output: string[];
 }
 
 async function startNode(dir: string, extra: string[]): Promise<Running> {
-  const proc = spawn(process.execPath, [CLI, 'node', '--id', 'test-node', '--data', join(dir, 'data'), '--api', '127.0.0.1:0', ...extra]);
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DMSC_')));
+  const proc = spawn(process.execPath, [CLI, 'node', '--id', 'test-node', '--data', join(dir, 'data'), '--api', '127.0.0.1:0', ...extra], { env });
   const lines = createInterface({ input: proc.stdout });
+  const output: string[] = [];
   const first = await new Promise<string>((resolve, reject) => {
-    lines.once('line', resolve);
+    lines.once('line', (line) => {
+      lines.on('line', (l) => output.push(l));
+      resolve(line);
+    });
     proc.once('exit', (code) => reject(new Error(`node exited with ${code}`)));
   });
   const started = JSON.parse(first) as { msg: string; api: string };
   expect(started.msg).toBe('listening');
   const token = (await readFile(join(dir, 'data', 'admin-token'), 'utf8')).trim();
-  return { proc, base: `http://${started.api}`, token };
+  return { proc, base: `http://${started.api}`, token, output };
 }
 
 describe('dmsc node', () => {
@@ -45,6 +52,15 @@ describe('dmsc node', () => {
   afterAll(async () => {
     if (node?.proc.exitCode === null) node.proc.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prints, after where it listens, how to register a first agent', async () => {
+    const deadline = Date.now() + 5000;
+    while (!node.output.some((l) => l.includes('/v1/agents')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const text = node.output.join('\n');
+    expect(text).toContain(`dmsc node test-node is up on ${node.base}`);
+    expect(text).toContain(`dmsc provider add acme --scope '/capability/ocr/**' --url ${node.base} --data ${join(dir, 'data')}`);
+    expect(text).toContain(`curl -s -X POST ${node.base}/v1/agents -H "authorization: Bearer <provider key>"`);
   });
 
   it('answers health and readiness', async () => {
