@@ -8,11 +8,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { ForwardingTable, ReferenceTable } from '../dist/index.js';
 import { loadNative } from '../dist/fastpath/native.js';
 import { batches, prefixes, queries } from './workload.mjs';
+import { benchOptions } from './options.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const USAGE = `usage: npm run bench -- fib [options]
@@ -23,37 +23,14 @@ const USAGE = `usage: npm run bench -- fib [options]
   --seconds N    duration of each worker-scaling run (default 2)
   --no-write     do not write bench/results/fib.json`;
 
-let opts;
-try {
-  opts = parseArgs({
-    options: {
-      prefixes: { type: 'string', default: '1000000' },
-      queries: { type: 'string', default: '1000000' },
-      trials: { type: 'string', default: '5' },
-      batch: { type: 'string', default: '256' },
-      seconds: { type: 'string', default: '2' },
-      'no-write': { type: 'boolean', default: false },
-      child: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: true,
-  }).values;
-} catch (e) {
-  console.error(`dmsc bench fib: ${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const int = (name, min, max) => {
-  const v = Number(opts[name]);
-  if (!Number.isInteger(v) || v < min || v > max) {
-    console.error(`dmsc bench fib: --${name} must be an integer from ${min} to ${max}`);
-    process.exit(2);
-  }
-  return v;
-};
+const { opts, int } = benchOptions('fib', USAGE, {
+  prefixes: { type: 'string', default: '1000000' },
+  queries: { type: 'string', default: '1000000' },
+  trials: { type: 'string', default: '5' },
+  batch: { type: 'string', default: '256' },
+  seconds: { type: 'string', default: '2' },
+  child: { type: 'string' },
+});
 const N = int('prefixes', 1000, 10_000_000);
 const Q = int('queries', 1000, 10_000_000);
 const TRIALS = int('trials', 1, 100);

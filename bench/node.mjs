@@ -11,9 +11,9 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
+import { benchOptions } from './options.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, '..', 'dist', 'cli', 'main.js');
@@ -25,36 +25,13 @@ const USAGE = `usage: npm run bench -- node [options]
   --seconds N         duration of each resolve trial (default 3)
   --no-write          do not write bench/results/node.json`;
 
-let opts;
-try {
-  opts = parseArgs({
-    options: {
-      trials: { type: 'string', default: '5' },
-      registrations: { type: 'string', default: '5000' },
-      agents: { type: 'string', default: '1000' },
-      clients: { type: 'string', default: '50' },
-      seconds: { type: 'string', default: '3' },
-      'no-write': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: true,
-  }).values;
-} catch (e) {
-  console.error(`dmsc bench node: ${e.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const int = (name, min, max) => {
-  const v = Number(opts[name]);
-  if (!Number.isInteger(v) || v < min || v > max) {
-    console.error(`dmsc bench node: --${name} must be an integer from ${min} to ${max}`);
-    process.exit(2);
-  }
-  return v;
-};
+const { opts, int } = benchOptions('node', USAGE, {
+  trials: { type: 'string', default: '5' },
+  registrations: { type: 'string', default: '5000' },
+  agents: { type: 'string', default: '1000' },
+  clients: { type: 'string', default: '50' },
+  seconds: { type: 'string', default: '3' },
+});
 const TRIALS = int('trials', 1, 50);
 const REGS = int('registrations', 100, 1_000_000);
 const AGENTS = int('agents', 10, 100_000);
