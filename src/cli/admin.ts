@@ -8,6 +8,17 @@ import { call, print, withServer, type ClientOptions } from './client.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/** Prints `ok` (with `detail`) or `invalid: why` for each item; exits 1 if any is invalid. */
+export function reportChecks(items: string[], problemOf: (item: string) => string | null, label: (item: string) => string, detail?: (item: string) => string): never {
+  let bad = 0;
+  for (const item of items) {
+    const problem = problemOf(item);
+    if (problem) bad++;
+    process.stdout.write(problem ? `invalid ${label(item)}: ${problem}\n` : `ok      ${label(item)}${detail ? ` ${detail(item)}` : ''}\n`);
+  }
+  process.exit(bad ? 1 : 0);
+}
+
 export function adminCommands(program: Command): void {
   const provider = program.command('provider').description('agent providers (at the AMC: a node with the embedded AMC, or `dmsc amc`)');
   withServer(provider.command('add'))
@@ -40,16 +51,11 @@ export function adminCommands(program: Command): void {
     .command('check')
     .description('validate AICs offline (check code and format); exits 1 if any is invalid')
     .argument('<aic...>', 'AICs')
-    .action((aics: string[]) => {
-      let bad = 0;
-      for (const aic of aics) {
-        const problem = aicProblem(aic);
-        if (problem) bad++;
-        const parts = problem ? undefined : parseAic(aic);
-        process.stdout.write(`${problem ? 'invalid' : 'ok     '} ${aic}${problem ? `: ${problem}` : ` (registry ${parts!.registry}, provider ${parts!.provider}, serial ${parts!.serial})`}\n`);
-      }
-      process.exit(bad ? 1 : 0);
-    });
+    .action((aics: string[]) =>
+      reportChecks(aics, aicProblem, (aic) => aic, (aic) => {
+        const { registry, provider, serial } = parseAic(aic);
+        return `(registry ${registry}, provider ${provider}, serial ${serial})`;
+      }));
 
   const policy = program.command('policy').description("the node's policy document");
   withServer(policy.command('get'))
@@ -95,8 +101,8 @@ export function amcAdminCommands(amc: Command): void {
     .action(async (id: string, o: ClientOptions) => print(await call(o, 'POST', '/v1/gateways', { id })));
 }
 
+/** The AIC if valid, else the ERR_DMSC_INVALID_AIC error, before any request is sent. */
 function checked(aic: string): string {
-  const p = aicProblem(aic);
-  if (p) throw new DmscTypeError('ERR_DMSC_INVALID_AIC', `invalid AIC '${aic}': ${p}`);
+  parseAic(aic);
   return aic;
 }

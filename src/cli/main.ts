@@ -10,7 +10,7 @@ import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import { ReferenceTable } from '../fastpath/reference-table.js';
 import { nameProblem } from '../fastpath/validate.js';
 import { nodeConfig, readFibFile } from '../node/config.js';
-import { adminCommands, amcAdminCommands, fibShow } from './admin.js';
+import { adminCommands, amcAdminCommands, fibShow, reportChecks } from './admin.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -28,6 +28,9 @@ const program = new Command('dmsc')
   .showHelpAfterError()
   .enablePositionalOptions()
   .exitOverride();
+
+/** HOST:PORT, with an IPv6 host in brackets. */
+const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
 
 /** Stops a server on SIGINT/SIGTERM, printing one JSON line. */
 function stopOn(stop: () => Promise<void>): void {
@@ -62,7 +65,7 @@ program
     const { DmscNode } = await import('../node/node.js');
     const node = await DmscNode.start(config);
     const { host, port } = node.apiAddress;
-    const api = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const api = hostPort(host, port);
     process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
     if (process.stdout.isTTY || process.env['DMSC_HINTS'] !== '0') {
       const data = config.dataDir;
@@ -91,7 +94,7 @@ const amc = program
     const { AmcServer } = await import('../identity/amc-server.js');
     const server = await AmcServer.start({ id: c.id, dataDir: c.dataDir, api: c.api, domain: c.domain, credentialTtlMs: c.credentialTtlMs });
     const { host, port } = server.apiAddress;
-    process.stdout.write(JSON.stringify({ msg: 'listening', amc: c.id, domain: c.domain, api: `${host.includes(':') ? `[${host}]` : host}:${port}`, data: c.dataDir }) + '\n');
+    process.stdout.write(JSON.stringify({ msg: 'listening', amc: c.id, domain: c.domain, api: hostPort(host, port), data: c.dataDir }) + '\n');
     stopOn(() => server.stop());
   });
 amcAdminCommands(amc);
@@ -104,15 +107,7 @@ fib
   .command('check')
   .description('validate capability names; exits 1 if any is invalid')
   .argument('<name...>', 'capability names')
-  .action((names: string[]) => {
-    let bad = 0;
-    for (const name of names) {
-      const problem = nameProblem(name);
-      if (problem) bad++;
-      process.stdout.write(`${problem ? 'invalid' : 'ok     '} ${JSON.stringify(name)}${problem ? `: ${problem}` : ''}\n`);
-    }
-    process.exit(bad ? 1 : 0);
-  });
+  .action((names: string[]) => reportChecks(names, nameProblem, (name) => JSON.stringify(name)));
 
 fib
   .command('lookup')

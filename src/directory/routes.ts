@@ -1,12 +1,12 @@
 // HTTP routes of the gateway's agents: registration, the agent's own lifecycle
 // (heartbeat, renew, deregister), discovery and resolution.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { DmscError, DmscTypeError } from '../errors.js';
+import { DmscError } from '../errors.js';
 import type { HealthState } from '../fastpath/types.js';
-import { nameProblem } from '../fastpath/validate.js';
-import { aicProblem } from '../identity/aic.js';
+import { checkName } from '../fastpath/validate.js';
+import { parseAic } from '../identity/aic.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
-import { bearer } from '../http/server.js';
+import { adminOnly, bearer } from '../http/server.js';
 import { bearerMatches } from '../node/admin-token.js';
 import { acsOf } from './directory.js';
 import type { Gateway, RegistrationRequest } from './gateway.js';
@@ -66,16 +66,6 @@ const discoverQuery = {
   properties: { capability: capabilityName, require: { type: 'string', maxLength: 1024 } },
 } as const;
 
-function checkName(name: string, field: string): void {
-  const p = nameProblem(name);
-  if (p) throw new DmscTypeError('ERR_DMSC_INVALID_NAME', `${field}: ${p}`);
-}
-
-function checkAic(aic: string): void {
-  const p = aicProblem(aic);
-  if (p) throw new DmscTypeError('ERR_DMSC_INVALID_AIC', `invalid AIC '${aic}': ${p}`);
-}
-
 export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: CredentialGuard, adminToken: string): void {
   const agent = (req: FastifyRequest) => guard.verify(bearer(req));
   // The agent itself, or an operator with the admin token.
@@ -103,19 +93,18 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     });
   });
 
-  http.get('/v1/agents', async (req) => {
-    if (!bearerMatches(req.headers.authorization, adminToken)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'this route needs the admin token as a Bearer credential');
+  http.get('/v1/agents', { onRequest: adminOnly(adminToken) }, async () => {
     return { agents: [...gw.directory.agents()].map((r) => ({ aic: r.aic, provider: r.provider, name: r.name ?? null, endpoint: r.endpoint, capabilities: r.capabilities.map((c) => c.name), state: gw.directory.liveness(r.aic)?.state })) };
   });
 
   http.get<{ Params: { aic: string } }>('/v1/agents/:aic', { schema: { params: aicParams } }, async (req) => {
-    checkAic(req.params.aic);
+    parseAic(req.params.aic);
     await selfOrAdmin(req, req.params.aic);
     return gw.describe(req.params.aic);
   });
 
   http.delete<{ Params: { aic: string } }>('/v1/agents/:aic', { schema: { params: aicParams } }, async (req, reply) => {
-    checkAic(req.params.aic);
+    parseAic(req.params.aic);
     await selfOrAdmin(req, req.params.aic);
     await gw.deregister(req.params.aic);
     return reply.status(204).send();
@@ -123,7 +112,7 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
 
   http.post<{ Params: { aic: string }; Body: { load?: number; state?: HealthState } | null }>(
     '/v1/agents/:aic/heartbeat', { schema: { params: aicParams, body: heartbeatBody } }, async (req) => {
-      checkAic(req.params.aic);
+      parseAic(req.params.aic);
       await self(req, req.params.aic);
       const state = req.body?.state ?? 'up';
       const load = req.body?.load ?? 0;
@@ -132,7 +121,7 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     });
 
   http.post<{ Params: { aic: string } }>('/v1/agents/:aic/renew', { schema: { params: aicParams } }, async (req) => {
-    checkAic(req.params.aic);
+    parseAic(req.params.aic);
     await self(req, req.params.aic);
     const { credential, expiresAt } = await gw.renew(req.params.aic);
     return { aic: req.params.aic, credential, expiresAt: new Date(expiresAt).toISOString() };

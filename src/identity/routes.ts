@@ -2,9 +2,9 @@
 // key) a standalone AMC serves to its nodes, and the published keys.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JSONWebKeySet } from 'jose';
-import { DmscError, DmscTypeError } from '../errors.js';
+import { DmscError } from '../errors.js';
 import { adminOnly, bearer } from '../http/server.js';
-import { aicProblem } from './aic.js';
+import { parseAic } from './aic.js';
 import type { Amc, LocalAmc } from './amc.js';
 
 const nameList = { type: 'array', minItems: 1, maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 1024 } } as const;
@@ -12,11 +12,6 @@ const aicBody = {
   type: 'object', additionalProperties: false, required: ['aic'],
   properties: { aic: { type: 'string', minLength: 1, maxLength: 200 }, reason: { type: 'string', maxLength: 256 } },
 } as const;
-
-function checkAic(aic: string): void {
-  const p = aicProblem(aic);
-  if (p) throw new DmscTypeError('ERR_DMSC_INVALID_AIC', `invalid AIC '${aic}': ${p}`);
-}
 
 /** The public keys credentials (and, on a node, session grants) verify with. */
 export function jwksRoute(http: FastifyInstance, jwks: () => JSONWebKeySet): void {
@@ -26,7 +21,7 @@ export function jwksRoute(http: FastifyInstance, jwks: () => JSONWebKeySet): voi
 /** `POST /v1/revocations`: on an AMC, or on a node, which passes it to its AMC. */
 export function revocationRoute(http: FastifyInstance, amc: Amc, adminToken: string): void {
   http.post<{ Body: { aic: string; reason?: string } }>('/v1/revocations', { onRequest: adminOnly(adminToken), schema: { body: aicBody } }, async (req) => {
-    checkAic(req.body.aic);
+    parseAic(req.body.aic);
     await amc.revoke(req.body.aic, req.body.reason ?? 'revoked by an operator');
     return { aic: req.body.aic, revoked: true };
   });
@@ -66,14 +61,14 @@ export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc, adminToke
     schema: { body: { type: 'object', additionalProperties: false, required: ['aic', 'provider', 'scope'], properties: { aic: { type: 'string', minLength: 1, maxLength: 200 }, provider: { type: 'string', minLength: 1, maxLength: 63 }, scope: nameList } } },
   }, async (req) => {
     const gateway = gatewayOf(req);
-    checkAic(req.body.aic);
+    parseAic(req.body.aic);
     // A gateway issues credentials only for AICs of its own registry.
     if (!req.body.aic.startsWith(`${gateway}:`)) throw new DmscError('ERR_DMSC_FORBIDDEN', `gateway '${gateway}' cannot issue for ${req.body.aic}`);
     return amc.issue(gateway, req.body.aic, req.body.provider, req.body.scope);
   });
   http.post<{ Body: { aic: string; reason?: string } }>('/v1/amc/revoke', { schema: { body: aicBody } }, async (req) => {
     gatewayOf(req);
-    checkAic(req.body.aic);
+    parseAic(req.body.aic);
     await amc.revoke(req.body.aic, req.body.reason ?? 'revoked by a gateway');
     return { aic: req.body.aic, revoked: true };
   });

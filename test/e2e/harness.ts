@@ -27,7 +27,7 @@ process.once('exit', () => {
 });
 
 /** The environment without DMSC_* variables, so a developer's or CI's settings cannot leak in. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DMSC_')));
   return { ...env, DMSC_HINTS: '0', ...extra };
 }

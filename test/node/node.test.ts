@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { cleanEnv } from '../e2e/harness.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
@@ -18,7 +19,8 @@ interface Running {
 }
 
 async function startNode(dir: string, extra: string[]): Promise<Running> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DMSC_')));
+  // With the hints: this test reads them.
+  const { DMSC_HINTS: _, ...env } = cleanEnv();
   const proc = spawn(process.execPath, [CLI, 'node', '--id', 'test-node', '--data', join(dir, 'data'), '--api', '127.0.0.1:0', ...extra], { env });
   const lines = createInterface({ input: proc.stdout });
   const output: string[] = [];
