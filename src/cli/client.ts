@@ -4,8 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { request } from 'undici';
-import { DmscError, DmscTypeError, dmscError } from '../errors.js';
+import { DmscTypeError } from '../errors.js';
+import { callJson } from '../http/client.js';
 import { parseUrl } from '../node/config.js';
 
 export interface ClientOptions {
@@ -35,33 +35,9 @@ function adminToken(o: ClientOptions): string {
 }
 
 /** Calls the server's admin API and returns the parsed JSON body (null for 204). */
-export async function call(o: ClientOptions, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
+export function call(o: ClientOptions, method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
   const base = parseUrl(o.url, '--url');
-  const token = adminToken(o);
-  let res;
-  try {
-    res = await request(base + path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      headersTimeout: 10_000,
-      bodyTimeout: 10_000,
-    });
-  } catch (e) {
-    throw new DmscError('ERR_DMSC_NOT_READY', `cannot reach ${base}: ${(e as Error).message}`);
-  }
-  const text = await res.body.text();
-  let json: unknown = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    throw new DmscError('ERR_DMSC_INTERNAL', `${base} answered ${res.statusCode} with a body that is not JSON; is --url a dmsc node or AMC?`);
-  }
-  if (res.statusCode >= 400) {
-    const err = (json as { error?: { code?: string; message?: string } } | null)?.error;
-    throw dmscError(err?.code ?? 'ERR_DMSC_INTERNAL', err?.message ?? `HTTP ${res.statusCode}`);
-  }
-  return json;
+  return callJson(base, { method, path, bearer: adminToken(o), body, timeoutMs: 10_000 }, 'server', 'ERR_DMSC_NOT_READY');
 }
 
 export function print(v: unknown): void {

@@ -3,7 +3,8 @@
 // domain within one poll interval (200 ms by default).
 import type { JSONWebKeySet } from 'jose';
 import { Pool } from 'undici';
-import { DmscError, dmscError } from '../errors.js';
+import { DmscError } from '../errors.js';
+import { callJson } from '../http/client.js';
 import type { Amc, AmcUpdates, Authorization, Issued } from './amc.js';
 
 export interface RemoteAmcOptions {
@@ -127,29 +128,7 @@ export class RemoteAmc implements Amc {
     this.#timer.unref();
   }
 
-  async #call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    let res;
-    try {
-      res = await this.#pool.request({
-        method, path,
-        headers: { authorization: `Bearer ${this.#key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs,
-      });
-    } catch (e) {
-      throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `AMC at ${this.#url} unreachable: ${(e as Error).message}`);
-    }
-    const text = await res.body.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `AMC at ${this.#url} answered ${res.statusCode} with a body that is not JSON`);
-    }
-    if (res.statusCode >= 400) {
-      const err = (json as { error?: { code?: string; message?: string } }).error;
-      throw dmscError(err?.code ?? 'ERR_DMSC_AMC_UNAVAILABLE', `AMC: ${err?.message ?? `status ${res.statusCode}`}`);
-    }
-    return json as T;
+  #call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    return callJson<T>(this.#url, { method, path, bearer: this.#key, body, timeoutMs: this.#timeoutMs }, 'AMC', 'ERR_DMSC_AMC_UNAVAILABLE', this.#pool);
   }
 }
