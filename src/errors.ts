@@ -33,6 +33,11 @@ export type DmscErrorCode =
   | 'ERR_DMSC_CONFLICT'
   | 'ERR_DMSC_AMC_UNAVAILABLE'
   | 'ERR_DMSC_NO_ROUTE'
+  | 'ERR_DMSC_FRAME_TOO_LARGE'
+  | 'ERR_DMSC_MALFORMED_FRAME'
+  | 'ERR_DMSC_BAD_HANDSHAKE'
+  | 'ERR_DMSC_HOLD_EXPIRED'
+  | 'ERR_DMSC_PEER_CLOSED'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -66,6 +71,11 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_CONFLICT: { kind: 'error', status: 409 },
   ERR_DMSC_AMC_UNAVAILABLE: { kind: 'error', status: 503 },
   ERR_DMSC_NO_ROUTE: { kind: 'error', status: 404 },
+  ERR_DMSC_FRAME_TOO_LARGE: { kind: 'range', status: 413 },
+  ERR_DMSC_MALFORMED_FRAME: { kind: 'type', status: 400 },
+  ERR_DMSC_BAD_HANDSHAKE: { kind: 'error', status: 401 },
+  ERR_DMSC_HOLD_EXPIRED: { kind: 'error', status: 504 },
+  ERR_DMSC_PEER_CLOSED: { kind: 'error', status: 502 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

@@ -1,0 +1,91 @@
+// The peering wire format: each frame is a 4-byte big-endian length, then that many bytes
+// of msgpack (msgpackr) holding one message object with a string `type`. A frame longer
+// than the session's maximum, a body that is not msgpack, or a message that is not an
+// object with a type is an error for the session, which then closes; the decoder never
+// buffers more than one maximum-size frame.
+import { Packr, Unpackr } from 'msgpackr';
+import { DmscRangeError, DmscTypeError } from '../errors.js';
+
+export const DEFAULT_MAX_FRAME = 1 << 20;
+const HEADER = 4;
+
+/** Every peering message: a `type` and that type's fields. */
+export interface Message {
+  readonly type: string;
+  readonly [field: string]: unknown;
+}
+
+// Plain maps and arrays only: records and structured clones would let a peer make us
+// build objects of its choosing.
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+
+/** One frame for `message`; throws ERR_DMSC_FRAME_TOO_LARGE past `maxFrame`. */
+export function encodeFrame(message: Message, maxFrame = DEFAULT_MAX_FRAME): Buffer {
+  const body = packr.pack(message);
+  if (body.length > maxFrame) throw new DmscRangeError('ERR_DMSC_FRAME_TOO_LARGE', `a ${message.type} message of ${body.length} bytes exceeds the ${maxFrame}-byte frame limit`);
+  const frame = Buffer.allocUnsafe(HEADER + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, HEADER);
+  return frame;
+}
+
+/** Cuts a byte stream into messages. */
+export class FrameDecoder {
+  readonly #maxFrame: number;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+
+  constructor(maxFrame = DEFAULT_MAX_FRAME) {
+    this.#maxFrame = maxFrame;
+  }
+
+  /** Bytes held waiting for the rest of a frame. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /** Adds bytes; returns the messages they complete. Throws on a bad or oversized frame. */
+  push(chunk: Buffer): Message[] {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    const out: Message[] = [];
+    for (;;) {
+      if (this.#buffered < HEADER) break;
+      const head = this.#peek(HEADER);
+      const length = head.readUInt32BE(0);
+      if (length > this.#maxFrame) throw new DmscRangeError('ERR_DMSC_FRAME_TOO_LARGE', `peer announced a ${length}-byte frame; the limit is ${this.#maxFrame}`);
+      if (this.#buffered < HEADER + length) break;
+      const frame = this.#take(HEADER + length);
+      out.push(decodeBody(frame.subarray(HEADER)));
+    }
+    return out;
+  }
+
+  #peek(n: number): Buffer {
+    if (this.#chunks[0]!.length < n) this.#chunks = [Buffer.concat(this.#chunks)];
+    return this.#chunks[0]!.subarray(0, n);
+  }
+
+  #take(n: number): Buffer {
+    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    const frame = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.#chunks = rest.length ? [rest] : [];
+    this.#buffered = rest.length;
+    return frame;
+  }
+}
+
+function decodeBody(body: Buffer): Message {
+  let value: unknown;
+  try {
+    value = unpackr.unpack(body);
+  } catch (e) {
+    throw new DmscTypeError('ERR_DMSC_MALFORMED_FRAME', `frame is not msgpack: ${(e as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || typeof (value as { type?: unknown }).type !== 'string') {
+    throw new DmscTypeError('ERR_DMSC_MALFORMED_FRAME', 'a frame must hold a message object with a string type');
+  }
+  return value as Message;
+}

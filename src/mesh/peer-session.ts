@@ -1,0 +1,206 @@
+// One peering session between two gateways over a TCP (or TLS) stream: an OPEN in each
+// direction carrying the gateway's identity and a credential from its AMC, checked by the
+// other side before anything else is accepted; keepalives every third of the hold time;
+// the session ends when the hold time passes without a frame, on a bad frame, or on
+// close. A session that ends for an error tells the peer why (NOTIFY) first.
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { DmscError, type DmscErrorCode } from '../errors.js';
+import { DEFAULT_MAX_FRAME, encodeFrame, FrameDecoder, type Message } from './frames.js';
+
+export const PROTOCOL_VERSION = 1;
+
+export interface Identity {
+  readonly gateway: string;
+  readonly domain: string;
+}
+
+export interface SessionOptions {
+  readonly local: Identity;
+  /** This gateway's credential, presented in its OPEN. */
+  readonly credential: () => string | Promise<string>;
+  /** Checks the peer's OPEN; throws (any error) to refuse the session. */
+  readonly verify: (credential: string, claimed: Identity) => Promise<void>;
+  /** The peer this side expects, when it dialled a configured peer. */
+  readonly expect?: string;
+  /** Hold time proposed; the session uses the smaller of both sides' (default 9 s). */
+  readonly holdMs?: number;
+  readonly maxFrame?: number;
+  /** How long the OPEN exchange may take (default 5 s). */
+  readonly openTimeoutMs?: number;
+}
+
+export interface PeerSessionEvents {
+  message: [Message];
+  close: [DmscError | undefined];
+}
+
+export class PeerSession extends EventEmitter<PeerSessionEvents> {
+  readonly peer: Identity;
+  readonly holdMs: number;
+  readonly #socket: Socket;
+  readonly #maxFrame: number;
+  #hold: NodeJS.Timeout | undefined;
+  #keepalive: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(socket: Socket, peer: Identity, holdMs: number, maxFrame: number) {
+    super();
+    this.#socket = socket;
+    this.peer = peer;
+    this.holdMs = holdMs;
+    this.#maxFrame = maxFrame;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Runs the OPEN exchange on a connected socket and resolves with the open session;
+   * rejects (after telling the peer and closing the socket) if the peer is refused.
+   */
+  static establish(socket: Socket, options: SessionOptions): Promise<PeerSession> {
+    const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+    const proposed = options.holdMs ?? 9000;
+    const decoder = new FrameDecoder(maxFrame);
+    socket.setNoDelay(true);
+    return new Promise<PeerSession>((resolve, reject) => {
+      let settled = false;
+      const fail = (e: DmscError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.off('data', onData);
+        notifyAndClose(socket, e, maxFrame);
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `no OPEN within ${options.openTimeoutMs ?? 5000} ms`)), options.openTimeoutMs ?? 5000);
+      // Wire order from the peer: OPEN, then OPEN_OK once it accepted ours (or NOTIFY if
+      // it did not), then session messages. Both checks must pass before we resolve.
+      const early: Message[] = [];
+      let peer: Identity | undefined;
+      let peerHold = 0;
+      let verified = false;
+      let confirmed = false;
+      const done = () => {
+        if (settled || !verified || !confirmed) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.off('data', onData);
+        const session = new PeerSession(socket, peer!, Math.min(proposed, peerHold), maxFrame);
+        session.#run(decoder, early);
+        resolve(session);
+      };
+      const onData = (chunk: Buffer) => {
+        let messages: Message[];
+        try {
+          messages = decoder.push(chunk);
+        } catch (e) {
+          return fail(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
+        }
+        for (const m of messages) {
+          if (m.type === 'NOTIFY') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer refused the session: ${String(m['message']).slice(0, 300)}`));
+          if (!peer) {
+            if (m.type !== 'OPEN') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN, got ${String(m.type).slice(0, 32)}`));
+            const problem = openProblem(m, options.expect);
+            if (problem) return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', problem));
+            peer = { gateway: m['gateway'] as string, domain: m['domain'] as string };
+            peerHold = m['holdMs'] as number;
+            const claimed = peer;
+            options.verify(m['credential'] as string, claimed).then(() => {
+              if (settled) return;
+              verified = true;
+              socket.write(encodeFrame({ type: 'OPEN_OK' }, maxFrame));
+              done();
+            }, (e: unknown) => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer ${claimed.gateway} refused: ${(e as Error).message}`)));
+          } else if (!confirmed) {
+            if (m.type !== 'OPEN_OK') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN_OK, got ${String(m.type).slice(0, 32)}`));
+            confirmed = true;
+          } else {
+            early.push(m);
+          }
+        }
+        done();
+      };
+      socket.on('data', onData);
+      socket.once('close', () => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', 'connection closed during OPEN')));
+      socket.on('error', () => {});
+      Promise.resolve(options.credential()).then((credential) => {
+        if (!settled) socket.write(encodeFrame({ type: 'OPEN', version: PROTOCOL_VERSION, gateway: options.local.gateway, domain: options.local.domain, credential, holdMs: proposed }, maxFrame));
+      }, (e: unknown) => fail(asDmsc(e, 'ERR_DMSC_BAD_HANDSHAKE')));
+    });
+  }
+
+  /** Sends one message; false once the session is closed. */
+  send(message: Message): boolean {
+    if (this.#closed) return false;
+    this.#socket.write(encodeFrame(message, this.#maxFrame));
+    return true;
+  }
+
+  /** Ends the session; with an error, the peer is told why first. */
+  close(error?: DmscError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#hold);
+    clearInterval(this.#keepalive);
+    if (error) notifyAndClose(this.#socket, error, this.#maxFrame);
+    else this.#socket.end();
+    this.emit('close', error);
+  }
+
+  #run(decoder: FrameDecoder, early: Message[]): void {
+    const socket = this.#socket;
+    const rearm = () => {
+      clearTimeout(this.#hold);
+      this.#hold = setTimeout(() => this.close(new DmscError('ERR_DMSC_HOLD_EXPIRED', `nothing from ${this.peer.gateway} for ${this.holdMs} ms`)), this.holdMs);
+    };
+    const deliver = (messages: Message[]) => {
+      for (const m of messages) {
+        if (this.#closed) return;
+        if (m.type === 'KEEPALIVE') continue;
+        if (m.type === 'NOTIFY') {
+          this.close(new DmscError('ERR_DMSC_PEER_CLOSED', `${this.peer.gateway} closed the session: ${String(m['code'])}: ${String(m['message']).slice(0, 200)}`));
+          return;
+        }
+        this.emit('message', m);
+      }
+    };
+    rearm();
+    this.#keepalive = setInterval(() => this.send({ type: 'KEEPALIVE' }), Math.max(50, Math.floor(this.holdMs / 3)));
+    socket.on('data', (chunk: Buffer) => {
+      rearm();
+      try {
+        deliver(decoder.push(chunk));
+      } catch (e) {
+        this.close(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
+      }
+    });
+    socket.on('close', () => this.close());
+    // Messages that came in the same packets as the OPEN.
+    queueMicrotask(() => deliver(early));
+  }
+}
+
+function openProblem(open: Message, expect: string | undefined): string | null {
+  const { version, gateway, domain, credential, holdMs } = open as Record<string, unknown>;
+  if (version !== PROTOCOL_VERSION) return `unsupported protocol version ${String(version).slice(0, 16)}`;
+  if (typeof gateway !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(gateway)) return 'OPEN without a valid gateway id';
+  if (typeof domain !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(domain)) return 'OPEN without a valid domain';
+  if (typeof credential !== 'string' || credential.length === 0 || credential.length > 8192) return 'OPEN without a credential';
+  if (typeof holdMs !== 'number' || !Number.isInteger(holdMs) || holdMs < 300 || holdMs > 3_600_000) return 'OPEN with a hold time outside 300 ms .. 1 h';
+  if (expect !== undefined && gateway !== expect) return `expected gateway ${expect}, got ${gateway}`;
+  return null;
+}
+
+function asDmsc(e: unknown, fallback: DmscErrorCode): DmscError {
+  return e instanceof DmscError ? e : new DmscError(fallback, (e as Error).message);
+}
+
+function notifyAndClose(socket: Socket, e: DmscError, maxFrame: number): void {
+  if (!socket.destroyed && socket.writable) {
+    socket.end(encodeFrame({ type: 'NOTIFY', code: e.code, message: e.message.slice(0, 512) }, maxFrame));
+  }
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
