@@ -1,0 +1,192 @@
+// Capability digest sync (CSP, MACP §5.2) over one peering session, both directions.
+// Sending: a snapshot (SNAPSHOT, ROUTES..., EOS at a version), then versioned deltas of
+// what changed (added, updated, withdrawn), each acknowledged. Receiving: a snapshot
+// marks the peer's old routes stale and EOS drops those not re-announced; a delta whose
+// base is not the version we hold, or that does not validate, asks for a fresh snapshot
+// (RESYNC). Bytes per change are proportional to the change: only the names that
+// changed are looked at and sent.
+import { nameProblem } from '../fastpath/validate.js';
+import type { Message } from './frames.js';
+import { MAX_PATH, type DigestEntry, type Rib } from './rib.js';
+
+/** The part of a session CSP needs (a PeerSession, or a fake in tests). */
+export interface Link {
+  readonly peer: { readonly gateway: string };
+  send(message: Message): boolean;
+}
+
+const CHUNK = 512;
+const GATEWAY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const TAG = /^[\x21-\x7e]{1,64}$/;
+
+export interface CspStats {
+  snapshotsSent: number;
+  deltasSent: number;
+  entriesSent: number;
+  resyncsAsked: number;
+}
+
+export class DigestSync {
+  readonly #rib: Rib;
+  readonly #link: Link;
+  readonly #peer: string;
+  /** What the peer holds from us, as we sent it. */
+  #sent = new Map<string, DigestEntry>();
+  #version = 0;
+  #snapshotDone = false;
+  #pending = new Set<string>();
+  #flushQueued = false;
+  /** The version of the peer's digest we hold (-1: none complete yet). */
+  #theirs = -1;
+  #inSnapshot = false;
+  #closed = false;
+  readonly #unsubscribe: () => void;
+  readonly stats: CspStats = { snapshotsSent: 0, deltasSent: 0, entriesSent: 0, resyncsAsked: 0 };
+
+  constructor(rib: Rib, link: Link) {
+    this.#rib = rib;
+    this.#link = link;
+    this.#peer = link.peer.gateway;
+    this.#unsubscribe = rib.onChange((names) => this.#changed(names));
+  }
+
+  /** Starts the session: our snapshot to the peer. */
+  start(): void {
+    this.#sendSnapshot();
+  }
+
+  /** The session ended: stop sending; the peer's routes stay, stale, for the caller to time out. */
+  stop(): void {
+    this.#closed = true;
+    this.#unsubscribe();
+    this.#rib.markStale(this.#peer);
+  }
+
+  /** Handles one CSP message; returns false if it is not a CSP message. */
+  receive(m: Message): boolean {
+    switch (m.type) {
+      case 'CSP_SNAPSHOT':
+        this.#inSnapshot = true;
+        this.#theirs = -1;
+        this.#rib.markStale(this.#peer);
+        return true;
+      case 'CSP_ROUTES': {
+        const entries = this.#entries(m['entries']);
+        if (!this.#inSnapshot || !entries) this.#resync('bad snapshot chunk');
+        else this.#rib.learn(this.#peer, entries);
+        return true;
+      }
+      case 'CSP_EOS': {
+        const v = m['version'];
+        if (!this.#inSnapshot || !isVersion(v)) return this.#resync('bad end of snapshot'), true;
+        this.#inSnapshot = false;
+        this.#rib.dropStale(this.#peer);
+        this.#theirs = v;
+        this.#link.send({ type: 'CSP_ACK', version: v });
+        return true;
+      }
+      case 'CSP_DELTA': {
+        const { base, version } = m as { base?: unknown; version?: unknown };
+        if (this.#theirs < 0 || this.#inSnapshot) return true; // a snapshot is on its way
+        if (!isVersion(base) || !isVersion(version) || base !== this.#theirs || version !== base + 1) {
+          return this.#resync(`delta ${String(base)}→${String(version)} does not follow version ${this.#theirs}`), true;
+        }
+        const added = this.#entries(m['added']);
+        const updated = this.#entries(m['updated']);
+        const withdrawn = names(m['withdrawn']);
+        if (!added || !updated || !withdrawn) return this.#resync('delta does not validate'), true;
+        this.#rib.learn(this.#peer, [...added, ...updated]);
+        this.#rib.withdraw(this.#peer, withdrawn);
+        this.#theirs = version;
+        this.#link.send({ type: 'CSP_ACK', version });
+        return true;
+      }
+      case 'CSP_ACK':
+        return true;
+      case 'CSP_RESYNC':
+        this.#sendSnapshot();
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  #resync(reason: string): void {
+    this.stats.resyncsAsked++;
+    this.#inSnapshot = false;
+    this.#theirs = -1;
+    this.#link.send({ type: 'CSP_RESYNC', reason });
+  }
+
+  #sendSnapshot(): void {
+    if (this.#closed) return;
+    this.#pending.clear();
+    this.#sent = new Map();
+    for (const name of this.#rib.names()) {
+      const e = this.#rib.exportFor(this.#peer, name);
+      if (e) this.#sent.set(name, e);
+    }
+    this.#version++;
+    this.#link.send({ type: 'CSP_SNAPSHOT' });
+    const all = [...this.#sent.values()];
+    for (let i = 0; i < all.length; i += CHUNK) this.#link.send({ type: 'CSP_ROUTES', entries: all.slice(i, i + CHUNK) });
+    this.#link.send({ type: 'CSP_EOS', version: this.#version });
+    this.#snapshotDone = true;
+    this.stats.snapshotsSent++;
+    this.stats.entriesSent += all.length;
+  }
+
+  #changed(changed: ReadonlySet<string>): void {
+    if (this.#closed || !this.#snapshotDone) return;
+    for (const n of changed) this.#pending.add(n);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    // Changes made in one turn go out as one delta.
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#closed || this.#pending.size === 0) return;
+    const added: DigestEntry[] = [];
+    const updated: DigestEntry[] = [];
+    const withdrawn: string[] = [];
+    for (const name of this.#pending) {
+      const now = this.#rib.exportFor(this.#peer, name);
+      const before = this.#sent.get(name);
+      if (now && !before) added.push(now);
+      else if (now && before && !equal(now, before)) updated.push(now);
+      else if (!now && before) withdrawn.push(name);
+      if (now) this.#sent.set(name, now);
+      else this.#sent.delete(name);
+    }
+    this.#pending.clear();
+    if (!added.length && !updated.length && !withdrawn.length) return;
+    const base = this.#version++;
+    this.#link.send({ type: 'CSP_DELTA', base, version: this.#version, added, updated, withdrawn });
+    this.stats.deltasSent++;
+    this.stats.entriesSent += added.length + updated.length + withdrawn.length;
+  }
+
+  /** Entries from the peer, checked; undefined if any is malformed. */
+  #entries(value: unknown): DigestEntry[] | undefined {
+    if (!Array.isArray(value) || value.length > 100_000) return undefined;
+    const out: DigestEntry[] = [];
+    for (const v of value) {
+      const { name, tags, cost, path } = (v ?? {}) as Record<string, unknown>;
+      if (typeof name !== 'string' || nameProblem(name)) return undefined;
+      if (!Array.isArray(tags) || tags.length > 64 || !tags.every((t) => typeof t === 'string' && TAG.test(t))) return undefined;
+      if (!Array.isArray(path) || path.length < 1 || path.length > MAX_PATH || !path.every((g) => typeof g === 'string' && GATEWAY.test(g))) return undefined;
+      // The advertiser names itself first; the cost counts the hops after it.
+      if (path[0] !== this.#peer || cost !== path.length - 1) return undefined;
+      out.push({ name, tags: [...new Set(tags as string[])].sort(), cost: cost as number, path: path as string[] });
+    }
+    return out;
+  }
+}
+
+const isVersion = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const names = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((n) => typeof n === 'string' && !nameProblem(n)) ? (v as string[]) : undefined);
+const equal = (a: DigestEntry, b: DigestEntry) => a.cost === b.cost && a.tags.join('\0') === b.tags.join('\0') && a.path.join('\0') === b.path.join('\0');

@@ -1,0 +1,174 @@
+// Digest sync between in-memory gateways: routes propagate along paths with the right
+// cost, never loop back, withdraw everywhere, survive a lost delta (the gap asks for a
+// snapshot), and a one-name change costs one entry on the wire however big the table.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { DigestSync } from '../../src/mesh/csp.js';
+import type { Message } from '../../src/mesh/frames.js';
+import { Rib } from '../../src/mesh/rib.js';
+
+class Net {
+  readonly ribs = new Map<string, Rib>();
+  readonly syncs = new Map<string, DigestSync>();
+  inFlight = 0;
+  /** Return true to drop a message from `from` to `to`. */
+  drop: (from: string, to: string, m: Message) => boolean = () => false;
+
+  rib(id: string): Rib {
+    let r = this.ribs.get(id);
+    if (!r) this.ribs.set(id, (r = new Rib(id)));
+    return r;
+  }
+
+  connect(a: string, b: string): void {
+    const make = (from: string, to: string) => {
+      const sync = new DigestSync(this.rib(from), {
+        peer: { gateway: to },
+        send: (m) => {
+          if (this.drop(from, to, m)) return true;
+          this.inFlight++;
+          setImmediate(() => {
+            this.inFlight--;
+            this.syncs.get(`${to}>${from}`)!.receive(structuredClone(m));
+          });
+          return true;
+        },
+      });
+      this.syncs.set(`${from}>${to}`, sync);
+      return sync;
+    };
+    const ab = make(a, b);
+    const ba = make(b, a);
+    ab.start();
+    ba.start();
+  }
+
+  disconnect(a: string, b: string): void {
+    this.syncs.get(`${a}>${b}`)!.stop();
+    this.syncs.get(`${b}>${a}`)!.stop();
+    this.syncs.delete(`${a}>${b}`);
+    this.syncs.delete(`${b}>${a}`);
+  }
+
+  async settle(): Promise<void> {
+    for (let quiet = 0; quiet < 3; ) {
+      await new Promise((r) => setImmediate(r));
+      quiet = this.inFlight === 0 ? quiet + 1 : 0;
+    }
+  }
+}
+
+const best = (rib: Rib, name: string) => rib.nextHops(name)[0];
+
+describe('digest sync (CSP)', () => {
+  it('propagates along a chain with one more hop each time, and withdraws everywhere', async () => {
+    const net = new Net();
+    net.connect('A', 'B');
+    net.connect('B', 'C');
+    net.rib('A').setLocal('/capability/ocr', ['gdpr', 'eu']);
+    await net.settle();
+    expect(best(net.rib('B'), '/capability/ocr')).toEqual({ peer: 'A', stale: false, entry: { name: '/capability/ocr', tags: ['eu', 'gdpr'], cost: 0, path: ['A'] } });
+    expect(best(net.rib('C'), '/capability/ocr')).toEqual({ peer: 'B', stale: false, entry: { name: '/capability/ocr', tags: ['eu', 'gdpr'], cost: 1, path: ['B', 'A'] } });
+    // Never advertised back to where it came from.
+    expect(net.rib('A').nextHops('/capability/ocr')).toEqual([]);
+    net.rib('A').setLocal('/capability/ocr', null);
+    await net.settle();
+    for (const id of ['A', 'B', 'C']) expect(net.rib(id).nextHops('/capability/ocr'), id).toEqual([]);
+  });
+
+  it('a new session gets a snapshot; routes not re-announced are dropped at its end', async () => {
+    const net = new Net();
+    net.connect('A', 'B');
+    net.rib('A').setLocal('/capability/a', []);
+    net.rib('A').setLocal('/capability/b', []);
+    await net.settle();
+    net.disconnect('A', 'B');
+    expect(net.rib('B').nextHops('/capability/a')[0]!.stale).toBe(true);
+    net.rib('A').setLocal('/capability/b', null);
+    net.connect('A', 'B');
+    await net.settle();
+    expect(net.rib('B').nextHops('/capability/a')[0]!.stale).toBe(false);
+    expect(net.rib('B').nextHops('/capability/b')).toEqual([]);
+  });
+
+  it('a lost delta is a gap: the next one asks for a snapshot and the peers converge', async () => {
+    const net = new Net();
+    net.connect('A', 'B');
+    await net.settle();
+    let dropped = 0;
+    net.drop = (from, _to, m) => from === 'A' && m.type === 'CSP_DELTA' && dropped++ === 0;
+    net.rib('A').setLocal('/capability/lost', []);
+    await net.settle();
+    expect(net.rib('B').nextHops('/capability/lost')).toEqual([]);
+    net.rib('A').setLocal('/capability/next', []);
+    await net.settle();
+    expect(net.syncs.get('B>A')!.stats.resyncsAsked).toBe(1);
+    expect(net.rib('B').nextHops('/capability/lost')).toHaveLength(1);
+    expect(net.rib('B').nextHops('/capability/next')).toHaveLength(1);
+  });
+
+  it('sends one entry for a one-name change, however many names the table holds', async () => {
+    for (const size of [1_000, 20_000]) {
+      const net = new Net();
+      for (let i = 0; i < size; i++) net.rib('A').setLocal(`/capability/n${i}`, []);
+      net.connect('A', 'B');
+      await net.settle();
+      const stats = net.syncs.get('A>B')!.stats;
+      const before = stats.entriesSent;
+      net.rib('A').setLocal('/capability/n7', ['gdpr']);
+      await net.settle();
+      expect(stats.entriesSent - before).toBe(1);
+      expect(best(net.rib('B'), '/capability/n7')!.entry.tags).toEqual(['gdpr']);
+    }
+  });
+
+  it('refuses entries that lie about their path or cost, asking for a snapshot instead', async () => {
+    const net = new Net();
+    net.connect('A', 'B');
+    await net.settle();
+    const b = net.syncs.get('B>A')!;
+    const theirs = 1;
+    b.receive({ type: 'CSP_DELTA', base: theirs, version: theirs + 1, added: [{ name: '/capability/x', tags: [], cost: 0, path: ['Z'] }], updated: [], withdrawn: [] });
+    expect(b.stats.resyncsAsked).toBe(1);
+    expect(net.rib('B').nextHops('/capability/x')).toEqual([]);
+  });
+
+  it('on any mesh, every gateway reaches every name by a shortest loop-free path', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 2, max: 7 }).chain((n) => fc.tuple(fc.constant(n), fc.uniqueArray(fc.tuple(fc.nat(n - 1), fc.nat(n - 1)), { maxLength: 12 }), fc.array(fc.nat(n - 1), { minLength: 1, maxLength: 4 }))),
+      async ([n, extra, origins]) => {
+        const ids = Array.from({ length: n }, (_, i) => `G${i}`);
+        const edges = new Set<string>();
+        for (let i = 1; i < n; i++) edges.add(`${i - 1}-${i}`); // connected: a chain, plus extra links
+        for (const [a, b] of extra) if (a !== b) edges.add(`${Math.min(a, b)}-${Math.max(a, b)}`);
+        const net = new Net();
+        for (const e of edges) {
+          const [a, b] = e.split('-').map(Number) as [number, number];
+          net.connect(ids[a]!, ids[b]!);
+        }
+        origins.forEach((o, k) => net.rib(ids[o]!).setLocal(`/capability/c${k}`, []));
+        await net.settle();
+        // Hop distances by breadth-first search.
+        const adj = ids.map((_, i) => [...edges].flatMap((e) => { const [a, b] = e.split('-').map(Number); return a === i ? [b!] : b === i ? [a!] : []; }));
+        const dist = (from: number) => {
+          const d = ids.map(() => Infinity);
+          d[from] = 0;
+          const q = [from];
+          while (q.length) { const x = q.shift()!; for (const y of adj[x]!) if (d[y] === Infinity) { d[y] = d[x]! + 1; q.push(y); } }
+          return d;
+        };
+        origins.forEach((o, k) => {
+          const d = dist(o);
+          const name = `/capability/c${k}`;
+          ids.forEach((id, i) => {
+            if (net.rib(id).localTags(name)) return;
+            const hop = best(net.rib(id), name);
+            expect(hop, `${id} ${name}`).toBeDefined();
+            expect(hop!.entry.cost + 1, `${id} ${name}`).toBe(d[i]);
+            expect(new Set([id, ...hop!.entry.path]).size).toBe(hop!.entry.path.length + 1);
+          });
+        });
+      },
+    ), { numRuns: 60 });
+  });
+});
