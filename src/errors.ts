@@ -38,6 +38,9 @@ export type DmscErrorCode =
   | 'ERR_DMSC_BAD_HANDSHAKE'
   | 'ERR_DMSC_HOLD_EXPIRED'
   | 'ERR_DMSC_PEER_CLOSED'
+  | 'ERR_DMSC_TTL_EXPIRED'
+  | 'ERR_DMSC_LOOP'
+  | 'ERR_DMSC_PEER_TIMEOUT'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -76,6 +79,9 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_BAD_HANDSHAKE: { kind: 'error', status: 401 },
   ERR_DMSC_HOLD_EXPIRED: { kind: 'error', status: 504 },
   ERR_DMSC_PEER_CLOSED: { kind: 'error', status: 502 },
+  ERR_DMSC_TTL_EXPIRED: { kind: 'error', status: 508 },
+  ERR_DMSC_LOOP: { kind: 'error', status: 508 },
+  ERR_DMSC_PEER_TIMEOUT: { kind: 'error', status: 504 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

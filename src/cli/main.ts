@@ -59,14 +59,17 @@ program
   .option('--amc <url>', 'use the standalone AMC at this URL instead of the embedded one')
   .option('--amc-key-file <file>', "this gateway's key at that AMC (or set DMSC_AMC_KEY)")
   .option('--amc-poll-ms <ms>', 'how often to ask that AMC for revocations and keys', '200')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string }) => {
+  .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
+  .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; peer: string[] }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');
     const node = await DmscNode.start(config);
     const { host, port } = node.apiAddress;
     const api = hostPort(host, port);
-    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
+    const peering = node.mesh.address ? hostPort(node.mesh.address.host, node.mesh.address.port) : null;
+    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, peering, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
     if (process.stdout.isTTY || process.env['DMSC_HINTS'] !== '0') {
       const data = config.dataDir;
       process.stdout.write([

@@ -68,6 +68,11 @@ export class Directory {
   readonly #fib: ForwardingTable;
   #tagsFor: TagMapper;
   #static = new Map<string, readonly NextHop[]>();
+  /** Next hops toward peer gateways, from the mesh. */
+  #learned = new Map<string, readonly NextHop[]>();
+  /** Health of next hops that are not agents (peer gateways). */
+  readonly #external = new Map<string, HealthState>();
+  readonly #localListeners: ((prefixes: ReadonlySet<string>) => void)[] = [];
   readonly #agents = new Map<string, AgentRecord>();
   readonly #offers = new Map<string, Map<string, CapabilityOffer>>();
   readonly #liveness = new Map<string, Liveness>();
@@ -118,13 +123,16 @@ export class Directory {
       for (const r of records) this.#forget(r);
       throw e;
     }
+    this.#localChanged(touched);
   }
 
   /** Removes an agent and its routes; returns its record. */
   remove(aic: string): AgentRecord | undefined {
     const r = this.#agents.get(aic);
     if (!r) return undefined;
-    this.#program(this.#forget(r));
+    const touched = this.#forget(r);
+    this.#program(touched);
+    this.#localChanged(touched);
     return r;
   }
 
@@ -180,6 +188,50 @@ export class Directory {
     // The mapping changes only once the table took the whole batch.
     this.#program(new Set(this.#offers.keys()), tagsFor);
     this.#tagsFor = tagsFor;
+    this.#localChanged(new Set(this.#offers.keys()));
+  }
+
+  /** Calls `listener` with the capability names whose local agents (or their tags) changed. */
+  onLocalChange(listener: (prefixes: ReadonlySet<string>) => void): void {
+    this.#localListeners.push(listener);
+  }
+
+  /** The tags of the local agents offering exactly `prefix` (union), or null if none do. */
+  localTags(prefix: string): string[] | null {
+    const m = this.#offers.get(prefix);
+    if (!m || m.size === 0) return null;
+    const tags = new Set<string>();
+    for (const o of m.values()) for (const t of this.#tagsFor(o.attributes)) tags.add(t);
+    return [...tags].sort();
+  }
+
+  /** Names local agents offer. */
+  localNames(): IterableIterator<string> {
+    return this.#offers.keys();
+  }
+
+  /** Next hops toward peer gateways for `prefix` (empty or null: none), after local agents. */
+  setLearned(prefix: string, hops: readonly NextHop[] | null): void {
+    const before = this.#learned.get(prefix);
+    if (hops && hops.length) this.#learned.set(prefix, hops);
+    else this.#learned.delete(prefix);
+    try {
+      this.#program(new Set([prefix]));
+    } catch (e) {
+      if (before) this.#learned.set(prefix, before);
+      else this.#learned.delete(prefix);
+      throw e;
+    }
+  }
+
+  /** Health of a non-agent next hop (a peer gateway), kept across re-programming. */
+  setExternalHealth(id: string, state: HealthState): void {
+    this.#external.set(id, state);
+    this.#fib.setHealth(id, { state });
+  }
+
+  #localChanged(prefixes: ReadonlySet<string>): void {
+    if (prefixes.size) for (const l of this.#localListeners) l(prefixes);
   }
 
   /**
@@ -242,7 +294,9 @@ export class Directory {
     for (const prefix of prefixes) {
       const statics = this.#static.get(prefix) ?? [];
       const m = this.#offers.get(prefix);
-      if ((!m || m.size === 0) && statics.length === 0) {
+      // Agents come first; peer gateways fill what room is left.
+      const learned = (this.#learned.get(prefix) ?? []).slice(0, Math.max(0, MAX_INSTALLED - statics.length - (m?.size ?? 0)));
+      if ((!m || m.size === 0) && statics.length === 0 && learned.length === 0) {
         ops.push({ op: 'remove', prefix });
         continue;
       }
@@ -253,7 +307,7 @@ export class Directory {
         members = members.map((e, i) => ({ e, i, k: rank(e) })).sort((a, b) => a.k - b.k || a.i - b.i).slice(0, Math.max(0, room)).map((x) => x.e);
       }
       const agents: NextHop[] = members.map(([aic, o]) => ({ id: aic, weight: o.weight, priority: o.priority, tags: tagsFor(o.attributes) }));
-      ops.push({ op: 'upsert', prefix, nextHops: [...statics, ...agents] });
+      ops.push({ op: 'upsert', prefix, nextHops: [...statics, ...agents, ...learned] });
     }
     this.#fib.apply(ops);
     // Health is per next hop and survives re-programming; re-assert it for new next hops.
@@ -262,6 +316,8 @@ export class Directory {
       for (const h of op.nextHops) {
         const l = this.#liveness.get(h.id);
         if (l && (l.state !== 'up' || l.load > 0)) this.#fib.setHealth(h.id, { state: l.state, load: l.load });
+        const external = this.#external.get(h.id);
+        if (external && external !== 'up') this.#fib.setHealth(h.id, { state: external });
       }
     }
   }

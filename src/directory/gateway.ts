@@ -16,6 +16,28 @@ import type { Store } from '../store/store.js';
 import { acsOf, Directory, type AgentRecord, type AttributeValue, type CapabilityOffer } from './directory.js';
 
 export const GRANT_TYP = 'dmsc-grant+jwt';
+/** Gateway hops a resolution may take. */
+export const DEFAULT_TTL = 8;
+
+/** A resolution another gateway sends on (SRRP). */
+export interface ForwardedResolve {
+  readonly capability: string;
+  readonly require: string[];
+  readonly flow?: string;
+  /** The requester's own credential: every hop checks it and applies its own policy. */
+  readonly credential: string;
+  readonly ttl: number;
+  readonly path: string[];
+}
+
+export interface ResolveAnswer {
+  readonly capability: string;
+  readonly target: { readonly aic: string; readonly endpoint: string; readonly gateway: string };
+  readonly path: readonly string[];
+  readonly failover: boolean;
+  readonly grant: string;
+  readonly grantExpiresAt: number;
+}
 
 export interface RegistrationRequest {
   readonly name?: string;
@@ -165,13 +187,32 @@ export class Gateway {
   }
 
   /** Resolves through the fast path and signs a session grant for the chosen target. */
-  async resolve(requester: Requester, capability: string, require: readonly string[], flow: string | undefined) {
+  /**
+   * Sends a resolution on to a peer gateway (SRRP); set by the mesh. `tried` lists the
+   * peers already asked for this request.
+   */
+  forward: ((peer: string, request: ForwardedResolve) => Promise<ResolveAnswer>) | undefined;
+  /** Peer gateways with a route for a FIB prefix, best first (from the mesh). */
+  peersFor: ((prefix: string) => string[]) | undefined;
+
+  /**
+   * Resolves through the fast path. A local agent is answered here with a grant this
+   * gateway signs; a route toward a peer gateway is followed hop by hop (SRRP) with the
+   * TTL and the path so far, trying the next-best peer if one fails or times out.
+   */
+  async resolve(requester: Requester, capability: string, require: readonly string[], flow: string | undefined, hop: { ttl: number; path: readonly string[]; credential?: string } = { ttl: DEFAULT_TTL, path: [] }): Promise<ResolveAnswer> {
+    const self = this.options.nodeId;
+    if (hop.path.includes(self)) throw new DmscError('ERR_DMSC_LOOP', `resolution of ${capability} came back to ${self} (path ${[...hop.path, self].join(' > ')})`);
     const decision = this.#policy.decide(requester, capability);
     if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
     // The policy's requirement is compiled to a TagSet once per decision; a request's own
     // extra tags are merged per call.
     const mask = require.length === 0 ? decision.mask : [...new Set([...decision.require, ...require])];
     const hit = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
+    if (hit?.nextHop.startsWith('peer:')) {
+      if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `resolution of ${capability} ran out of hops at ${self}`);
+      return this.#viaPeers(hit.prefix, hit.nextHop.slice(5), capability, require, flow, hop);
+    }
     const target = hit ? this.directory.get(hit.nextHop) : undefined;
     if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);
     const exp = Math.ceil((Date.now() + this.options.grantTtlMs) / 1000);
@@ -181,7 +222,7 @@ export class Gateway {
     return {
       capability: hit.prefix,
       target: { aic: target.aic, endpoint: target.endpoint, gateway: target.gateway },
-      path: [this.options.nodeId],
+      path: [...hop.path, self],
       failover: hit.failover,
       grant,
       grantExpiresAt: exp * 1000,
@@ -190,6 +231,24 @@ export class Gateway {
 
   // Out of the directory (and FIB) first, so a renewal racing this cannot write the
   // record back; then out of the store.
+  async #viaPeers(prefix: string, first: string, capability: string, require: readonly string[], flow: string | undefined, hop: { ttl: number; path: readonly string[]; credential?: string }): Promise<ResolveAnswer> {
+    if (!this.forward || hop.credential === undefined) throw new DmscError('ERR_DMSC_NO_ROUTE', `${capability} is reachable only through peer gateways, and this request cannot be forwarded`);
+    const peers = [first, ...(this.peersFor?.(prefix) ?? []).filter((p) => p !== first && !hop.path.includes(p))];
+    let last: unknown;
+    for (const peer of peers) {
+      try {
+        return await this.forward(peer, { capability, require: [...require], ...(flow !== undefined ? { flow } : {}), credential: hop.credential, ttl: hop.ttl - 1, path: [...hop.path, this.options.nodeId] });
+      } catch (e) {
+        last = e;
+        // A peer that is slow or gone: try the next best. A definite answer (denied,
+        // no route there, loop, TTL) is the answer.
+        const code = (e as DmscError).code;
+        if (code !== 'ERR_DMSC_PEER_TIMEOUT' && code !== 'ERR_DMSC_PEER_CLOSED') throw e;
+      }
+    }
+    throw last instanceof DmscError ? last : new DmscError('ERR_DMSC_NO_ROUTE', `no peer gateway answered for ${capability}`);
+  }
+
   async #drop(aic: string): Promise<void> {
     this.directory.remove(aic);
     await this.#store.durable(() => this.#agents.remove(aic));

@@ -9,7 +9,7 @@ import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import { adminOnly, bearer } from '../http/server.js';
 import { bearerMatches } from '../node/admin-token.js';
 import { acsOf } from './directory.js';
-import type { Gateway, RegistrationRequest } from './gateway.js';
+import { DEFAULT_TTL, type Gateway, type RegistrationRequest } from './gateway.js';
 
 const capabilityName = { type: 'string', minLength: 1, maxLength: 1024 } as const;
 const tagList = { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 64 } } as const;
@@ -28,7 +28,8 @@ const registerBody = {
         properties: {
           name: capabilityName,
           weight: { type: 'integer', minimum: 0, maximum: 65535 },
-          priority: { type: 'integer', minimum: 0, maximum: 65535 },
+          // Above 32767 are peer gateways: local agents always come first.
+          priority: { type: 'integer', minimum: 0, maximum: 32767 },
           attributes: {
             type: 'object', maxProperties: 32, propertyNames: { minLength: 1, maxLength: 64 },
             additionalProperties: {
@@ -137,6 +138,6 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
   http.post<{ Body: { capability: string; require?: string[]; flow?: string } }>('/v1/resolve', { schema: { body: resolveBody } }, async (req) => {
     const claims = await agent(req);
     checkName(req.body.capability, 'body.capability');
-    return gw.resolve(claims, req.body.capability, req.body.require ?? [], req.body.flow);
+    return gw.resolve(claims, req.body.capability, req.body.require ?? [], req.body.flow, { ttl: DEFAULT_TTL, path: [], credential: bearer(req) });
   });
 }

@@ -13,6 +13,8 @@ import { KeyRing } from './key-ring.js';
 import { signJwt } from './jwt.js';
 
 export const CREDENTIAL_TYP = 'dmsc-credential+jwt';
+/** A gateway's own credential, presented when it opens a peering session. */
+export const GATEWAY_TYP = 'dmsc-gateway+jwt';
 
 export interface Denial {
   readonly capability: string;
@@ -51,6 +53,8 @@ export interface Amc {
   issue(gateway: string, aic: string, provider: string, scope: readonly string[]): Promise<Issued>;
   revoke(aic: string, reason: string): Promise<void>;
   isRevoked(aic: string): boolean;
+  /** A credential naming `gateway` as a gateway of this domain, for peering. */
+  gatewayCredential(gateway: string): Promise<string>;
   /** The keys credentials are verified with. */
   jwks(): JSONWebKeySet;
   /** Re-reads keys and revocations now (a remote AMC); resolves when done. */
@@ -265,6 +269,11 @@ export class LocalAmc implements Amc {
 
   isRevoked(aic: string): boolean {
     return this.#revoked.has(aic);
+  }
+
+  gatewayCredential(gateway: string): Promise<string> {
+    const exp = Math.ceil((Date.now() + this.#ttlMs) / 1000);
+    return signJwt(this.#keys.active, GATEWAY_TYP, { iss: this.issuer, sub: gateway, dom: this.domain, exp });
   }
 
   jwks(): JSONWebKeySet {

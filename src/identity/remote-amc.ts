@@ -70,6 +70,10 @@ export class RemoteAmc implements Amc {
     await this.refresh();
   }
 
+  async gatewayCredential(_gateway: string): Promise<string> {
+    return (await this.#call<{ credential: string }>('POST', '/v1/amc/gateway-credential', {})).credential;
+  }
+
   isRevoked(aic: string): boolean {
     return this.#revoked.has(aic);
   }

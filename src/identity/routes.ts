@@ -72,6 +72,10 @@ export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc, adminToke
     await amc.revoke(req.body.aic, req.body.reason ?? 'revoked by a gateway');
     return { aic: req.body.aic, revoked: true };
   });
+  // A gateway's own credential, for the OPEN of its peering sessions.
+  http.post('/v1/amc/gateway-credential', { schema: { body: { type: ['object', 'null'], additionalProperties: false } } }, async (req) => ({
+    credential: await amc.gatewayCredential(gatewayOf(req)),
+  }));
   http.get<{ Querystring: { since?: number } }>('/v1/amc/updates', {
     schema: { querystring: { type: 'object', additionalProperties: false, properties: { since: { type: 'integer', minimum: 0 } } } },
   }, async (req) => {

@@ -21,6 +21,10 @@ export interface NodeConfig {
   readonly domain: string;
   readonly credentialTtlMs: number;
   readonly heartbeatMs: number;
+  /** The peering listener (gateway-to-gateway sessions). */
+  readonly peering: Listen;
+  /** Peers this node dials. */
+  readonly peers: readonly { readonly id: string; readonly host: string; readonly port: number }[];
   /** A standalone AMC, instead of the embedded one. */
   readonly amc?: { readonly url: string; readonly gatewayKey: string; readonly pollMs: number };
 }
@@ -36,6 +40,20 @@ export interface NodeOptions {
   amc?: string;
   amcKeyFile?: string;
   amcPollMs?: string;
+  peering?: string;
+  peer?: string[];
+}
+
+export const DEFAULT_PEERING: Listen = { host: '127.0.0.1', port: 7071 };
+
+/** ID@HOST:PORT for --peer. */
+export function parsePeer(value: string): { id: string; host: string; port: number } {
+  const at = value.indexOf('@');
+  if (at <= 0) throw invalid(`--peer must be ID@HOST:PORT, got '${value}'`);
+  const id = checkId(value.slice(0, at), '--peer id');
+  const { host, port } = parseListen(value.slice(at + 1), '--peer');
+  if (port === 0) throw invalid(`--peer needs a real port, got '${value}'`);
+  return { id, host, port };
 }
 
 export const DEFAULT_API: Listen = { host: '127.0.0.1', port: 7070 };
@@ -116,6 +134,8 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     domain: checkId(options.domain ?? 'local', '--domain'),
     credentialTtlMs: parseIntFlag(options.credentialTtl, '--credential-ttl', 3600, 1, 30 * 86400) * 1000,
     heartbeatMs: parseIntFlag(options.heartbeat, '--heartbeat-ms', 1000, 20, 3_600_000),
+    peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
+    peers: (options.peer ?? []).map(parsePeer),
     ...(amc ? { amc } : {}),
   };
 }

@@ -15,6 +15,7 @@ import { RemoteAmc } from '../identity/remote-amc.js';
 import { amcAdminRoutes, jwksRoute, revocationRoute } from '../identity/routes.js';
 import { PolicyEngine } from '../policy/policy.js';
 import { loadPolicy, policyRoutes } from '../policy/routes.js';
+import { Mesh } from '../mesh/mesh.js';
 import { Store } from '../store/store.js';
 import { loadAdminToken } from './admin-token.js';
 import { readFibFile, type Listen, type NodeConfig } from './config.js';
@@ -26,6 +27,7 @@ export class DmscNode {
   readonly #store: Store;
   readonly #amc: Amc;
   readonly gateway: Gateway;
+  readonly mesh: Mesh;
   #ready = false;
   #address: Listen | undefined;
 
@@ -39,6 +41,10 @@ export class DmscNode {
     this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, grants: parts.grants }, {
       nodeId: config.id, heartbeatMs: config.heartbeatMs, misses: 3, grantTtlMs: 60_000,
     });
+    this.mesh = new Mesh({
+      self: { gateway: config.id, domain: parts.amc.domain }, listen: config.peering, peers: config.peers,
+      log: (event) => process.stderr.write(JSON.stringify({ node: config.id, ...event }) + '\n'),
+    }, parts.amc, this.gateway.directory);
     this.#http = createServer();
     this.#routes(parts.token, policy, parts.grants);
   }
@@ -59,6 +65,7 @@ export class DmscNode {
       node = new DmscNode(config, { fib, store, amc, grants, token });
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.gateway.start();
+      await node.mesh.start();
       await node.#http.listen({ host: config.api.host, port: config.api.port });
     } catch (e) {
       if (node) await node.stop();
@@ -82,6 +89,7 @@ export class DmscNode {
   async stop(): Promise<void> {
     this.#ready = false;
     this.gateway.stop();
+    await this.mesh.stop();
     await this.#http.close();
     await this.#amc.close();
     await this.#store.close();
@@ -106,7 +114,16 @@ export class DmscNode {
         });
       }
     }
-    agentRoutes(http, this.gateway, new CredentialGuard(amc), token);
+    const guard = new CredentialGuard(amc);
+    agentRoutes(http, this.gateway, guard, token);
+    // Resolution across gateways (SRRP): every hop checks the requester's credential and
+    // applies its own policy before answering or passing the request on.
+    this.gateway.forward = (peer, request) => this.mesh.forward(peer, request);
+    this.gateway.peersFor = (prefix) => this.mesh.peersFor(prefix);
+    this.mesh.onResolve = async (request) => {
+      const claims = await guard.verify(request.credential);
+      return this.gateway.resolve(claims, request.capability, request.require, request.flow, { ttl: request.ttl, path: request.path, credential: request.credential });
+    };
     policyRoutes(http, this.#store, policy, token, (next) => {
       if (JSON.stringify(next.tags ?? []) === JSON.stringify(policy.document.tags ?? [])) return undefined;
       // Re-tag the FIB with the new mapping first: one all-or-nothing batch, so a mapping

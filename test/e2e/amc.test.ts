@@ -117,9 +117,14 @@ describe('standalone AMC with two gateways', () => {
 
   it('keeps serving through an AMC outage: credentials verify with known keys, registration is 503', async () => {
     const a = await register(gwA, providerKey, [{ name: '/capability/ocr' }]);
-    // The last test of the file: the AMC stays down.
-    await amc.stop();
+    // Both gateways have seen this credential (and so the key that signed it, which may
+    // be the one just rotated in) before the AMC goes. The last test of the file: the
+    // AMC stays down.
     expect((await api(gwA.url, 'POST', `/v1/agents/${a.aic}/heartbeat`, { auth: a.credential })).status).toBe(200);
+    expect((await discoverAt(gwB, a.credential)).status).toBe(200);
+    await amc.stop();
+    const hb = await api(gwA.url, 'POST', `/v1/agents/${a.aic}/heartbeat`, { auth: a.credential });
+    expect(hb.status, JSON.stringify(hb.body)).toBe(200);
     expect((await discoverAt(gwB, a.credential)).status).toBe(200);
     const r = await api(gwA.url, 'POST', '/v1/agents', { auth: providerKey, body: { endpoint: 'http://127.0.0.1:9000', capabilities: [{ name: '/capability/ocr' }] } });
     expect({ status: r.status, code: r.body.error.code }).toEqual({ status: 503, code: 'ERR_DMSC_AMC_UNAVAILABLE' });

@@ -14,6 +14,8 @@ export interface Proc {
   readonly dataDir: string;
   readonly child: ChildProcess;
   readonly token: string;
+  /** HOST:PORT of a node's peering listener. */
+  readonly peering?: string;
   /** SIGKILL, no chance to clean up. */
   kill9(): Promise<void>;
   stop(): Promise<void>;
@@ -45,7 +47,8 @@ function exited(child: ChildProcess): Promise<void> {
 /** Starts `dmsc <command> --api 127.0.0.1:0 --data DIR ...args` and waits for its listening line. */
 export async function start(command: 'node' | 'amc', args: string[] = [], dataDir?: string, env: Record<string, string> = {}): Promise<Proc> {
   const dir = dataDir ?? (await tempDir());
-  const child = spawn(process.execPath, [CLI, command, '--api', '127.0.0.1:0', '--data', dir, ...args], {
+  const ports = command === 'node' ? ['--api', '127.0.0.1:0', '--peering', '127.0.0.1:0'] : ['--api', '127.0.0.1:0'];
+  const child = spawn(process.execPath, [CLI, command, ...ports, '--data', dir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env),
   });
   live.add(child);
@@ -57,11 +60,11 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
     rl.once('line', resolve);
     child.once('exit', (code) => reject(new Error(`dmsc ${command} exited ${code}: ${stderr}`)));
   });
-  const info = JSON.parse(line) as { msg: string; api: string };
+  const info = JSON.parse(line) as { msg: string; api: string; peering?: string };
   if (info.msg !== 'listening') throw new Error(`unexpected first line: ${line}`);
   const token = (await readFile(join(dir, 'admin-token'), 'utf8')).trim();
   return {
-    url: `http://${info.api}`, dataDir: dir, child, token,
+    url: `http://${info.api}`, dataDir: dir, child, token, ...(info.peering ? { peering: info.peering } : {}),
     async kill9() {
       child.kill('SIGKILL');
       await exited(child);

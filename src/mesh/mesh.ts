@@ -1,0 +1,289 @@
+// The mesh side of one node: a peering listener, sessions to the configured peers (with
+// reconnect and backoff), digest sync on each, and the routes learned programmed into the
+// node's forwarding table as next hops `peer:<gateway>`, after the local agents. When a
+// session drops, that peer's next hop goes down at once (traffic fails over) and its
+// routes are kept as stale for the hold time, then dropped unless a new session
+// re-announces them.
+import { randomUUID } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { DmscError, dmscError } from '../errors.js';
+import type { Directory } from '../directory/directory.js';
+import type { ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
+import type { NextHop } from '../fastpath/types.js';
+import { GATEWAY_TYP, type Amc } from '../identity/amc.js';
+import { JwtVerifier } from '../identity/jwt.js';
+import type { Listen } from '../node/config.js';
+import { DigestSync } from './csp.js';
+import type { Message } from './frames.js';
+import { PeerSession, type Identity } from './peer-session.js';
+import { Rib } from './rib.js';
+
+export interface PeerConfig {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface MeshOptions {
+  readonly self: Identity;
+  readonly listen: Listen;
+  readonly peers: readonly PeerConfig[];
+  readonly holdMs?: number;
+  readonly log?: (event: Record<string, unknown>) => void;
+}
+
+/** Priority of a learned route: above every local agent (0..32767), shorter paths first. */
+export const PEER_PRIORITY_BASE = 32768;
+export const peerHop = (gateway: string) => `peer:${gateway}`;
+
+interface Live {
+  session: PeerSession;
+  sync: DigestSync;
+  /** Who dialled: the collision rule keeps the session dialled by the smaller id. */
+  dialler: string;
+}
+
+export class Mesh {
+  readonly rib: Rib;
+  readonly #options: MeshOptions;
+  readonly #amc: Amc;
+  readonly #directory: Directory;
+  readonly #verifier: JwtVerifier;
+  readonly #sessions = new Map<string, Live>();
+  readonly #staleTimers = new Map<string, NodeJS.Timeout>();
+  readonly #dialTimers = new Set<NodeJS.Timeout>();
+  readonly #pending = new Map<string, { peer: string; resolve: (a: ResolveAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
+  /** Answers a resolution a peer sent us (set by the node: verify, apply policy, resolve). */
+  onResolve: ((request: ForwardedResolve, from: string) => Promise<ResolveAnswer>) | undefined;
+  #server: Server | undefined;
+  #address: Listen | undefined;
+  #stopped = false;
+
+  constructor(options: MeshOptions, amc: Amc, directory: Directory) {
+    this.#options = options;
+    this.#amc = amc;
+    this.#directory = directory;
+    this.rib = new Rib(options.self.gateway);
+    this.#verifier = new JwtVerifier(amc.jwks());
+    amc.onChange(({ keys }) => {
+      if (keys) this.#verifier.setKeys(amc.jwks());
+    });
+    for (const name of directory.localNames()) this.rib.setLocal(name, directory.localTags(name));
+    directory.onLocalChange((names) => {
+      for (const n of names) this.rib.setLocal(n, directory.localTags(n));
+    });
+    this.rib.onChange((names) => {
+      for (const n of names) this.#program(n);
+    });
+  }
+
+  get address(): Listen | undefined {
+    return this.#address;
+  }
+
+  /** Peers with an open session. */
+  peers(): { gateway: string; domain: string; holdMs: number }[] {
+    return [...this.#sessions.values()].map(({ session }) => ({ ...session.peer, holdMs: session.holdMs }));
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((socket) => void this.#accept(socket));
+    server.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#options.listen.port, this.#options.listen.host, () => resolve());
+    });
+    this.#server = server;
+    const a = server.address();
+    this.#address = typeof a === 'object' && a ? { host: a.address, port: a.port } : this.#options.listen;
+    for (const p of this.#options.peers) this.#dial(p, 0);
+  }
+
+  /** Peers with a fresh route for `prefix`, best first. */
+  peersFor(prefix: string): string[] {
+    return this.rib.nextHops(prefix).filter((h) => !h.stale && this.#sessions.has(h.peer)).map((h) => h.peer);
+  }
+
+  /** Sends a resolution to `peer` and waits for its answer (SRRP), at most `timeoutMs`. */
+  forward(peer: string, request: ForwardedResolve, timeoutMs = 2000): Promise<ResolveAnswer> {
+    const live = this.#sessions.get(peer);
+    if (!live) return Promise.reject(new DmscError('ERR_DMSC_PEER_CLOSED', `no session with ${peer}`));
+    const id = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new DmscError('ERR_DMSC_PEER_TIMEOUT', `${peer} did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { peer, resolve, reject, timer });
+      live.session.send({ type: 'SRRP_RESOLVE', id, request });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const t of this.#dialTimers) clearTimeout(t);
+    for (const t of this.#staleTimers.values()) clearTimeout(t);
+    for (const { session } of this.#sessions.values()) session.close();
+    await new Promise((r) => (this.#server ? this.#server.close(r) : r(null)));
+  }
+
+  #sessionOptions(expect?: string) {
+    return {
+      local: this.#options.self,
+      credential: () => this.#amc.gatewayCredential(this.#options.self.gateway),
+      verify: (credential: string, claimed: Identity) => this.#verify(credential, claimed),
+      holdMs: this.#options.holdMs ?? 9000,
+      ...(expect ? { expect } : {}),
+    };
+  }
+
+  // A peer is a gateway of our domain: its credential verifies with our AMC's keys.
+  async #verify(credential: string, claimed: Identity): Promise<void> {
+    if (claimed.domain !== this.#amc.domain) throw new Error(`gateway of domain ${claimed.domain}; this node trusts only ${this.#amc.domain}`);
+    if (claimed.gateway === this.#options.self.gateway) throw new Error('a session to itself');
+    const claims = await this.#verifier.verify(credential, GATEWAY_TYP, this.#amc.issuer);
+    if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`credential is for ${String(claims['sub'])}@${String(claims['dom'])}`);
+  }
+
+  async #accept(socket: Socket): Promise<void> {
+    try {
+      const session = await PeerSession.establish(socket, this.#sessionOptions());
+      this.#adopt(session, session.peer.gateway);
+    } catch (e) {
+      this.#log({ msg: 'peer refused', remote: socket.remoteAddress, error: (e as DmscError).code, reason: (e as Error).message });
+    }
+  }
+
+  #dial(peer: PeerConfig, attempt: number): void {
+    if (this.#stopped || this.#sessions.has(peer.id)) return;
+    const socket = connect(peer.port, peer.host);
+    let connected = false;
+    socket.on('error', () => {});
+    const retry = () => {
+      if (this.#stopped) return;
+      const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
+      const t = setTimeout(() => {
+        this.#dialTimers.delete(t);
+        this.#dial(peer, attempt + 1);
+      }, delay);
+      this.#dialTimers.add(t);
+    };
+    socket.once('connect', () => {
+      connected = true;
+      PeerSession.establish(socket, this.#sessionOptions(peer.id)).then(
+        (session) => {
+          this.#adopt(session, this.#options.self.gateway);
+          session.once('close', () => this.#dial(peer, 0));
+        },
+        (e: DmscError) => {
+          this.#log({ msg: 'peering failed', peer: peer.id, error: e.code, reason: e.message });
+          retry();
+        },
+      );
+    });
+    socket.once('close', () => {
+      if (!connected) retry();
+    });
+  }
+
+  #adopt(session: PeerSession, dialler: string): void {
+    const peer = session.peer.gateway;
+    const existing = this.#sessions.get(peer);
+    if (existing) {
+      // Both sides dialled: keep the session dialled by the smaller gateway id.
+      const keep = [existing.dialler, dialler].sort()[0];
+      if (existing.dialler === keep) return session.close();
+      existing.session.close();
+    }
+    const sync = new DigestSync(this.rib, session);
+    this.#sessions.set(peer, { session, sync, dialler });
+    clearTimeout(this.#staleTimers.get(peer));
+    this.#staleTimers.delete(peer);
+    this.#directory.setExternalHealth(peerHop(peer), 'up');
+    session.on('message', (m) => {
+      if (sync.receive(m)) return;
+      if (m.type === 'SRRP_RESOLVE') void this.#answer(session, m);
+      else if (m.type === 'SRRP_RESULT') this.#settle(peer, m);
+      else this.#log({ msg: 'unknown peering message', peer, type: m.type.slice(0, 32) });
+    });
+    session.once('close', (error) => {
+      if (this.#sessions.get(peer)?.session !== session) return;
+      this.#sessions.delete(peer);
+      sync.stop();
+      for (const [id, p] of this.#pending) {
+        if (p.peer !== peer) continue;
+        clearTimeout(p.timer);
+        this.#pending.delete(id);
+        p.reject(new DmscError('ERR_DMSC_PEER_CLOSED', `session with ${peer} closed`));
+      }
+      // At once: traffic fails over. The routes stay, stale, for the hold time.
+      this.#directory.setExternalHealth(peerHop(peer), 'down');
+      this.#log({ msg: 'peer down', peer, ...(error ? { error: error.code, reason: error.message } : {}) });
+      const t = setTimeout(() => {
+        this.#staleTimers.delete(peer);
+        if (!this.#sessions.has(peer)) this.rib.dropStale(peer);
+      }, session.holdMs);
+      t.unref();
+      this.#staleTimers.set(peer, t);
+    });
+    this.#log({ msg: 'peer up', peer, holdMs: session.holdMs });
+    sync.start();
+  }
+
+  async #answer(session: PeerSession, m: Message): Promise<void> {
+    const id = typeof m['id'] === 'string' ? m['id'].slice(0, 64) : '';
+    try {
+      const request = checkForwarded(m['request']);
+      if (!this.onResolve) throw new DmscError('ERR_DMSC_NO_ROUTE', 'this gateway does not resolve for peers');
+      session.send({ type: 'SRRP_RESULT', id, answer: await this.onResolve(request, session.peer.gateway) });
+    } catch (e) {
+      const err = e as DmscError;
+      session.send({ type: 'SRRP_RESULT', id, error: { code: typeof err.code === 'string' ? err.code : 'ERR_DMSC_INTERNAL', message: String(err.message).slice(0, 500) } });
+    }
+  }
+
+  #settle(peer: string, m: Message): void {
+    const p = typeof m['id'] === 'string' ? this.#pending.get(m['id']) : undefined;
+    if (!p || p.peer !== peer) return;
+    this.#pending.delete(m['id'] as string);
+    clearTimeout(p.timer);
+    const error = m['error'] as { code?: unknown; message?: unknown } | undefined;
+    if (error) return p.reject(dmscError(String(error.code), String(error.message)) as DmscError);
+    const answer = m['answer'] as ResolveAnswer | undefined;
+    if (!answer || typeof answer !== 'object' || !Array.isArray(answer.path) || typeof answer.grant !== 'string' || typeof answer.target?.aic !== 'string') {
+      return p.reject(new DmscError('ERR_DMSC_MALFORMED_FRAME', `${peer} sent a malformed resolution answer`));
+    }
+    p.resolve(answer);
+  }
+
+  #program(name: string): void {
+    const hops: NextHop[] = this.rib.nextHops(name).map((h) => ({
+      id: peerHop(h.peer), priority: PEER_PRIORITY_BASE + h.entry.cost, tags: [...h.entry.tags],
+    }));
+    try {
+      this.#directory.setLearned(name, hops);
+    } catch (e) {
+      this.#log({ msg: 'learned route refused by the FIB', name, error: (e as DmscError).code, reason: (e as Error).message });
+    }
+  }
+
+  #log(event: Record<string, unknown>): void {
+    this.#options.log?.(event);
+  }
+}
+
+/** A forwarded resolution from a peer, checked field by field. */
+function checkForwarded(v: unknown): ForwardedResolve {
+  const r = (v ?? {}) as Record<string, unknown>;
+  const bad = (what: string) => new DmscError('ERR_DMSC_MALFORMED_FRAME', `SRRP_RESOLVE: ${what}`);
+  if (typeof r['capability'] !== 'string' || r['capability'].length > 1024) throw bad('capability');
+  if (!Array.isArray(r['require']) || r['require'].length > 64 || !r['require'].every((t) => typeof t === 'string')) throw bad('require');
+  if (r['flow'] !== undefined && (typeof r['flow'] !== 'string' || r['flow'].length > 256)) throw bad('flow');
+  if (typeof r['credential'] !== 'string' || r['credential'].length > 8192) throw bad('credential');
+  if (typeof r['ttl'] !== 'number' || !Number.isInteger(r['ttl']) || r['ttl'] < 0 || r['ttl'] > 64) throw bad('ttl');
+  if (!Array.isArray(r['path']) || r['path'].length > 64 || !r['path'].every((g) => typeof g === 'string' && g.length <= 63)) throw bad('path');
+  return {
+    capability: r['capability'], require: r['require'] as string[], ...(r['flow'] !== undefined ? { flow: r['flow'] as string } : {}),
+    credential: r['credential'], ttl: r['ttl'], path: r['path'] as string[],
+  };
+}
