@@ -43,6 +43,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   #hold: NodeJS.Timeout | undefined;
   #keepalive: NodeJS.Timeout | undefined;
   #closed = false;
+  #backlog: Message[] = [];
 
   private constructor(socket: Socket, peer: Identity, holdMs: number, maxFrame: number) {
     super();
@@ -164,11 +165,13 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
           this.close(new DmscError('ERR_DMSC_PEER_CLOSED', `${this.peer.gateway} closed the session: ${String(m['code'])}: ${String(m['message']).slice(0, 200)}`));
           return;
         }
-        this.emit('message', m);
+        this.#backlog.push(m);
       }
+      this.#drain();
     };
     rearm();
     this.#keepalive = setInterval(() => this.send({ type: 'KEEPALIVE' }), Math.max(50, Math.floor(this.holdMs / 3)));
+    socket.on('close', () => this.close());
     socket.on('data', (chunk: Buffer) => {
       rearm();
       try {
@@ -177,9 +180,22 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
         this.close(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
       }
     });
-    socket.on('close', () => this.close());
-    // Messages that came in the same packets as the OPEN.
-    queueMicrotask(() => deliver(early));
+    // The peer may have sent its first messages in the same packets as its OPEN_OK, before
+    // anyone here could listen: they wait in the backlog for the first listener.
+    const emitter = this as unknown as EventEmitter;
+    const onListener = (event: string | symbol) => {
+      if (event !== 'message') return;
+      emitter.off('newListener', onListener);
+      queueMicrotask(() => this.#drain());
+    };
+    emitter.on('newListener', onListener);
+    deliver(early);
+  }
+
+  /** Hands queued messages to the listeners, in order, once there are any. */
+  #drain(): void {
+    // Checked each time: a `once` listener is gone after one message.
+    while (this.#backlog.length && !this.#closed && this.listenerCount('message') > 0) this.emit('message', this.#backlog.shift()!);
   }
 }
 

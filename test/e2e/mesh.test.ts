@@ -83,3 +83,73 @@ describe('mesh of three gateways (chain)', () => {
     await waitFor(async () => (await fibHops(gw['A']!, '/capability/ocr/fast')).length === 0, 20_000);
   }, 40_000);
 });
+
+describe('the four gateways of MACP figure 6', () => {
+  // AG1 — AG2 across the top, each linked down to AG3 and AG4 (the diagonals too); no
+  // direct AG3 — AG4 link, so AG3 reaches AG4's agents in two hops, by two paths.
+  let amc: Proc;
+  const gw: Record<string, Proc> = {};
+  let providerKey: string;
+  let keyDir: string;
+  const args = async (id: string, peers: string[]) => {
+    const file = join(keyDir, id);
+    const r = dmsc('amc', 'gateway', 'add', id, '--url', amc.url, '--data', amc.dataDir);
+    if (r.status === 0) await writeFile(file, r.stdout);
+    return ['--id', id, '--amc', amc.url, '--amc-key-file', file, '--heartbeat-ms', '60000', ...peers.flatMap((p) => ['--peer', `${p}@${gw[p]!.peering}`])];
+  };
+  const fibIds = async (p: Proc, prefix: string) => {
+    const r = await api(p.url, 'GET', `/v1/fib?prefix=${encodeURIComponent(prefix)}`, { auth: p.token });
+    return (r.body.entries.find((e: any) => e.prefix === prefix)?.nextHops ?? []).filter((h: any) => h.state === 'up').map((h: any) => h.id).sort();
+  };
+
+  beforeAll(async () => {
+    amc = await start('amc', ['--domain', 'fig6']);
+    keyDir = await tempDir();
+    providerKey = JSON.parse(dmsc('provider', 'add', 'acme', '--scope', '/capability/**', '--url', amc.url, '--data', amc.dataDir).stdout).key;
+    gw['AG3'] = await start('node', await args('AG3', []));
+    gw['AG4'] = await start('node', await args('AG4', []));
+    gw['AG2'] = await start('node', await args('AG2', ['AG3', 'AG4']));
+    gw['AG1'] = await start('node', await args('AG1', ['AG2', 'AG3', 'AG4']));
+  });
+  afterAll(cleanup);
+
+  it('resolves from AG3 to the agent at AG4 in two hops, survives AG1 dying, and resyncs AG1 when it returns', async () => {
+    const agentB = await register(gw['AG4']!, providerKey, [{ name: '/capability/translate' }], 'http://127.0.0.1:9404');
+    const agentA = await register(gw['AG3']!, providerKey, [{ name: '/capability/asks' }], 'http://127.0.0.1:9403');
+    await waitFor(async () => (await fibIds(gw['AG3']!, '/capability/translate')).length === 2);
+    expect(await fibIds(gw['AG3']!, '/capability/translate')).toEqual(['peer:AG1', 'peer:AG2']);
+    const resolve = (flow: string) => api(gw['AG3']!.url, 'POST', '/v1/resolve', { auth: agentA.credential, body: { capability: '/capability/translate', flow } });
+    const via = new Set<string>();
+    for (let i = 0; i < 16; i++) {
+      const r = await resolve(`f${i}`);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(r.body.target).toEqual({ aic: agentB.aic, endpoint: 'http://127.0.0.1:9404', gateway: 'AG4' });
+      expect(r.body.path).toHaveLength(3);
+      expect([r.body.path[0], r.body.path[2]]).toEqual(['AG3', 'AG4']);
+      via.add(r.body.path[1]);
+    }
+    expect(via).toEqual(new Set(['AG1', 'AG2']));
+
+    // AG1 dies: its next hop is down at once, every resolution goes through AG2.
+    const ag1Data = gw['AG1']!.dataDir;
+    await gw['AG1']!.kill9();
+    await waitFor(async () => (await fibIds(gw['AG3']!, '/capability/translate')).join() === 'peer:AG2', 5000);
+    for (let i = 0; i < 8; i++) expect((await resolve(`g${i}`)).body.path).toEqual(['AG3', 'AG2', 'AG4']);
+
+    // A gateway that speaks garbage to AG4's peering port is cut off; the rest carry on.
+    const [host, port] = gw['AG4']!.peering!.split(':');
+    const { connect } = await import('node:net');
+    const junk = connect(Number(port), host!);
+    await new Promise((r) => junk.once('connect', r));
+    junk.write(Buffer.from([0, 0, 0, 3, 1, 2, 3]));
+    junk.resume();
+    await new Promise((r) => junk.once('close', r));
+    expect((await resolve('after-junk')).status).toBe(200);
+
+    // AG1 returns (same data, new port: it dials its peers), gets snapshots, and routes
+    // converge back.
+    gw['AG1'] = await start('node', await args('AG1', ['AG2', 'AG3', 'AG4']), ag1Data);
+    await waitFor(async () => (await fibIds(gw['AG1']!, '/capability/translate')).includes('peer:AG4'), 10_000);
+    await waitFor(async () => (await fibIds(gw['AG3']!, '/capability/translate')).length === 2, 10_000);
+  }, 60_000);
+});

@@ -156,3 +156,32 @@ describe('PeerSession', () => {
     await new Promise((r) => (silent.readableEnded ? r(null) : silent.once('end', r)));
   });
 });
+
+describe('PeerSession message order', () => {
+  it('keeps messages sent with the OPEN_OK until a listener comes, then delivers them in order', async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const accepted = new Promise<PeerSession>((resolve) => server.once('connection', (s) => void PeerSession.establish(s, options('gw-b')).then(resolve)));
+    const socket = connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    // A raw peer that sends OPEN, OPEN_OK and two messages in one write.
+    socket.on('data', () => {});
+    socket.write(Buffer.concat([
+      encodeFrame({ type: 'OPEN', version: 1, gateway: 'gw-r', domain: 'd1', credential: await credentialOf('gw-r'), holdMs: 900 }),
+      encodeFrame({ type: 'OPEN_OK' }), encodeFrame({ type: 'M', n: 1 }), encodeFrame({ type: 'M', n: 2 }),
+    ]));
+    const session = await accepted;
+    await new Promise((r) => setTimeout(r, 50));
+    const got: unknown[] = [];
+    session.once('message', (m) => got.push(m['n']));
+    await new Promise((r) => setImmediate(r));
+    session.on('message', (m) => got.push(m['n']));
+    socket.write(encodeFrame({ type: 'M', n: 3 }));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual([1, 2, 3]);
+    session.close();
+    socket.destroy();
+    await new Promise((r) => server.close(r));
+  });
+});
