@@ -8,6 +8,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const BENCHES = {
   fib: { file: 'fib.mjs', what: 'forwarding table: lookups, load, setHealth, memory, workers' },
   node: { file: 'node.mjs', what: 'node: durable registrations/s, resolve latency under 50 clients' },
+  mesh: { file: 'mesh.mjs', what: 'mesh: digest convergence and bytes per change against a full-state flood' },
 };
 
 const args = process.argv.slice(2);

@@ -43,9 +43,16 @@ export class DigestSync {
   readonly #unsubscribe: () => void;
   readonly stats: CspStats = { snapshotsSent: 0, deltasSent: 0, entriesSent: 0, resyncsAsked: 0 };
 
-  constructor(rib: Rib, link: Link) {
+  readonly #full: boolean;
+
+  /**
+   * `full: true` makes this a naive full-state flood (a whole snapshot on every change):
+   * the baseline the mesh benchmark compares deltas against, never used by a node.
+   */
+  constructor(rib: Rib, link: Link, options: { full?: boolean } = {}) {
     this.#rib = rib;
     this.#link = link;
+    this.#full = options.full ?? false;
     this.#peer = link.peer.gateway;
     this.#unsubscribe = rib.onChange((names) => this.#changed(names));
   }
@@ -164,6 +171,7 @@ export class DigestSync {
     }
     this.#pending.clear();
     if (!added.length && !updated.length && !withdrawn.length) return;
+    if (this.#full) return this.#sendSnapshot();
     const base = this.#version++;
     this.#link.send({ type: 'CSP_DELTA', base, version: this.#version, added, updated, withdrawn });
     this.stats.deltasSent++;

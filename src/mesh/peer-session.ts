@@ -38,6 +38,8 @@ export interface PeerSessionEvents {
 export class PeerSession extends EventEmitter<PeerSessionEvents> {
   readonly peer: Identity;
   readonly holdMs: number;
+  /** Frames and bytes on the wire, keepalives included. */
+  readonly stats = { framesSent: 0, bytesSent: 0, framesReceived: 0, bytesReceived: 0 };
   readonly #socket: Socket;
   readonly #maxFrame: number;
   #hold: NodeJS.Timeout | undefined;
@@ -136,7 +138,10 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   /** Sends one message; false once the session is closed. */
   send(message: Message): boolean {
     if (this.#closed) return false;
-    this.#socket.write(encodeFrame(message, this.#maxFrame));
+    const frame = encodeFrame(message, this.#maxFrame);
+    this.stats.framesSent++;
+    this.stats.bytesSent += frame.length;
+    this.#socket.write(frame);
     return true;
   }
 
@@ -174,8 +179,11 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
     socket.on('close', () => this.close());
     socket.on('data', (chunk: Buffer) => {
       rearm();
+      this.stats.bytesReceived += chunk.length;
       try {
-        deliver(decoder.push(chunk));
+        const messages = decoder.push(chunk);
+        this.stats.framesReceived += messages.length;
+        deliver(messages);
       } catch (e) {
         this.close(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
       }

@@ -21,7 +21,7 @@ interface Learned {
 }
 
 /** The largest path a route may carry; longer ones are dropped as a loop guard. */
-export const MAX_PATH = 32;
+export const MAX_PATH = 255;
 
 export class Rib {
   readonly self: string;
