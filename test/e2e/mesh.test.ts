@@ -3,9 +3,11 @@
 // path cost, a withdrawal reaches every gateway, and a gateway that dies has its next hop
 // down at once and its routes dropped after the hold time.
 import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addProvider, api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
+import { PeerSession } from '../../src/mesh/peer-session.js';
+import { api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
 
 describe('mesh of three gateways (chain)', () => {
   let amc: Proc;
@@ -58,6 +60,38 @@ describe('mesh of three gateways (chain)', () => {
     expect({ status: refused.status, code: refused.body.error.code }).toEqual({ status: 403, code: 'ERR_DMSC_FORBIDDEN' });
     expect(refused.body.error.message).toMatch(/no-acme/);
     expect((await api(gw['C']!.url, 'PUT', '/v1/policies', { auth: gw['C']!.token, body: { version: 2, rules: [] } })).status).toBe(200);
+  });
+
+  it('answers SRRP on the wire with typed errors for TTL expiry and loops', async () => {
+    // A gateway of the domain, speaking the protocol by hand.
+    const add = dmsc('amc', 'gateway', 'add', 'X', '--url', amc.url, '--data', amc.dataDir);
+    expect(add.status, add.stderr).toBe(0);
+    const { credential } = (await api(amc.url, 'POST', '/v1/amc/gateway-credential', { auth: JSON.parse(add.stdout).key, body: {} })).body;
+    const [host, port] = gw['B']!.peering!.split(':');
+    const socket = connect(Number(port), host!);
+    await new Promise((r) => socket.once('connect', r));
+    const session = await PeerSession.establish(socket, {
+      local: { gateway: 'X', domain: 'metro' }, credential: () => credential, verify: async () => {}, holdMs: 5000,
+    });
+    const requester = await register(gw['A']!, providerKey, [{ name: '/capability/req2' }]);
+    const ask = (request: object) => new Promise<any>((resolve) => {
+      const id = Math.random().toString(36).slice(2);
+      const on = (m: any) => {
+        if (m.type === 'SRRP_RESULT' && m.id === id) {
+          session.off('message', on);
+          resolve(m);
+        }
+      };
+      session.on('message', on);
+      session.send({ type: 'SRRP_RESOLVE', id, request: { capability: '/capability/ocr/fast', require: [], credential: requester.credential, ...request } });
+    });
+    expect((await ask({ ttl: 1, path: ['X'] })).error.code).toBe('ERR_DMSC_TTL_EXPIRED');
+    expect((await ask({ ttl: 8, path: ['X', 'B'] })).error.code).toBe('ERR_DMSC_LOOP');
+    expect((await ask({ ttl: 8, path: ['X'], credential: 'forged' })).error.code).toBe('ERR_DMSC_UNAUTHORIZED');
+    expect((await ask({ ttl: 'many', path: ['X'] })).error.code).toBe('ERR_DMSC_MALFORMED_FRAME');
+    const ok = await ask({ ttl: 8, path: ['X'] });
+    expect(ok.answer.path).toEqual(['X', 'B', 'C']);
+    session.close();
   });
 
   it('puts local agents first: a name offered at A and at C goes to A\'s own agent', async () => {
