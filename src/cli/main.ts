@@ -61,7 +61,8 @@ program
   .option('--amc-poll-ms <ms>', 'how often to ask that AMC for revocations and keys', '200')
   .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
   .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; peer: string[] }) => {
+  .option('--upstream <id>', 'the peer (one of --peer) to ask for names with no route here')
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; peer: string[]; upstream?: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');

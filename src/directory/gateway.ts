@@ -19,8 +19,22 @@ export const GRANT_TYP = 'dmsc-grant+jwt';
 /** Gateway hops a resolution may take. */
 export const DEFAULT_TTL = 8;
 
-/** A resolution another gateway sends on (SRRP). */
+/** Where a request is on its way through the mesh. */
+export interface Hop {
+  readonly ttl: number;
+  readonly path: readonly string[];
+  /** The requester's credential, passed on to the next hop. */
+  readonly credential?: string;
+}
+
+export interface DiscoverAnswer {
+  readonly candidates: readonly Record<string, unknown>[];
+  readonly path: readonly string[];
+}
+
+/** A resolution (or discovery) another gateway sends on (SRRP). */
 export interface ForwardedResolve {
+  readonly kind: 'resolve' | 'discover';
   readonly capability: string;
   readonly require: string[];
   readonly flow?: string;
@@ -174,16 +188,28 @@ export class Gateway {
   }
 
   /** Candidates for `capability` the requester may see, longest prefix first. */
-  discover(requester: Requester, capability: string, require: readonly string[]): Record<string, unknown>[] {
+  /**
+   * Candidates for `capability` the requester may see, longest prefix first. With none
+   * here, the request follows the fast path's peer next hop, as resolution does, and the
+   * answer is that gateway's candidates.
+   */
+  async discover(requester: Requester, capability: string, require: readonly string[], hop: Hop = { ttl: DEFAULT_TTL, path: [] }): Promise<DiscoverAnswer> {
+    const self = this.options.nodeId;
+    if (hop.path.includes(self)) throw new DmscError('ERR_DMSC_LOOP', `discovery of ${capability} came back to ${self}`);
     const decision = this.#policy.decide(requester, capability);
     if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
     const need = [...new Set([...decision.require, ...require])];
-    return this.directory.candidates(capability)
+    const candidates = this.directory.candidates(capability)
       .filter((c) => need.every((t) => c.tags.includes(t)))
       .map((c) => ({
         aic: c.record.aic, capability: c.prefix, endpoint: c.record.endpoint, gateway: c.record.gateway,
         state: c.liveness.state, load: c.liveness.load, weight: c.offer.weight, priority: c.offer.priority, tags: c.tags,
       }));
+    if (candidates.length) return { candidates, path: [...hop.path, self] };
+    const hit = this.#fib.lookup(capability, { require: require.length === 0 ? decision.mask : need });
+    if (!hit?.nextHop.startsWith('peer:') || !this.forward || hop.credential === undefined) return { candidates: [], path: [...hop.path, self] };
+    if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `discovery of ${capability} ran out of hops at ${self}`);
+    return this.#viaPeers(hit.prefix, hit.nextHop.slice(5), 'discover', capability, require, undefined, hop) as Promise<DiscoverAnswer>;
   }
 
   /** Resolves through the fast path and signs a session grant for the chosen target. */
@@ -191,7 +217,7 @@ export class Gateway {
    * Sends a resolution on to a peer gateway (SRRP); set by the mesh. `tried` lists the
    * peers already asked for this request.
    */
-  forward: ((peer: string, request: ForwardedResolve) => Promise<ResolveAnswer>) | undefined;
+  forward: ((peer: string, request: ForwardedResolve) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
   /** Peer gateways with a route for a FIB prefix, best first (from the mesh). */
   peersFor: ((prefix: string) => string[]) | undefined;
 
@@ -200,7 +226,7 @@ export class Gateway {
    * gateway signs; a route toward a peer gateway is followed hop by hop (SRRP) with the
    * TTL and the path so far, trying the next-best peer if one fails or times out.
    */
-  async resolve(requester: Requester, capability: string, require: readonly string[], flow: string | undefined, hop: { ttl: number; path: readonly string[]; credential?: string } = { ttl: DEFAULT_TTL, path: [] }): Promise<ResolveAnswer> {
+  async resolve(requester: Requester, capability: string, require: readonly string[], flow: string | undefined, hop: Hop = { ttl: DEFAULT_TTL, path: [] }): Promise<ResolveAnswer> {
     const self = this.options.nodeId;
     if (hop.path.includes(self)) throw new DmscError('ERR_DMSC_LOOP', `resolution of ${capability} came back to ${self} (path ${[...hop.path, self].join(' > ')})`);
     const decision = this.#policy.decide(requester, capability);
@@ -211,7 +237,7 @@ export class Gateway {
     const hit = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
     if (hit?.nextHop.startsWith('peer:')) {
       if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `resolution of ${capability} ran out of hops at ${self}`);
-      return this.#viaPeers(hit.prefix, hit.nextHop.slice(5), capability, require, flow, hop);
+      return this.#viaPeers(hit.prefix, hit.nextHop.slice(5), 'resolve', capability, require, flow, hop) as Promise<ResolveAnswer>;
     }
     const target = hit ? this.directory.get(hit.nextHop) : undefined;
     if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);
@@ -231,13 +257,13 @@ export class Gateway {
 
   // Out of the directory (and FIB) first, so a renewal racing this cannot write the
   // record back; then out of the store.
-  async #viaPeers(prefix: string, first: string, capability: string, require: readonly string[], flow: string | undefined, hop: { ttl: number; path: readonly string[]; credential?: string }): Promise<ResolveAnswer> {
+  async #viaPeers(prefix: string, first: string, kind: 'resolve' | 'discover', capability: string, require: readonly string[], flow: string | undefined, hop: Hop): Promise<ResolveAnswer | DiscoverAnswer> {
     if (!this.forward || hop.credential === undefined) throw new DmscError('ERR_DMSC_NO_ROUTE', `${capability} is reachable only through peer gateways, and this request cannot be forwarded`);
     const peers = [first, ...(this.peersFor?.(prefix) ?? []).filter((p) => p !== first && !hop.path.includes(p))];
     let last: unknown;
     for (const peer of peers) {
       try {
-        return await this.forward(peer, { capability, require: [...require], ...(flow !== undefined ? { flow } : {}), credential: hop.credential, ttl: hop.ttl - 1, path: [...hop.path, this.options.nodeId] });
+        return await this.forward(peer, { kind, capability, require: [...require], ...(flow !== undefined ? { flow } : {}), credential: hop.credential, ttl: hop.ttl - 1, path: [...hop.path, this.options.nodeId] });
       } catch (e) {
         last = e;
         // A peer that is slow or gone: try the next best. A definite answer (denied,

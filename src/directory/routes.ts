@@ -132,7 +132,8 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     const claims = await agent(req);
     checkName(req.query.capability, 'capability');
     const require = req.query.require ? req.query.require.split(',').filter(Boolean) : [];
-    return { capability: req.query.capability, candidates: gw.discover(claims, req.query.capability, require) };
+    const { candidates, path } = await gw.discover(claims, req.query.capability, require, { ttl: DEFAULT_TTL, path: [], credential: bearer(req) });
+    return { capability: req.query.capability, candidates, path };
   });
 
   http.post<{ Body: { capability: string; require?: string[]; flow?: string } }>('/v1/resolve', { schema: { body: resolveBody } }, async (req) => {

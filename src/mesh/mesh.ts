@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { DmscError, dmscError } from '../errors.js';
 import type { Directory } from '../directory/directory.js';
-import type { ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
+import type { DiscoverAnswer, ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
 import type { NextHop } from '../fastpath/types.js';
 import { GATEWAY_TYP, type Amc } from '../identity/amc.js';
 import { JwtVerifier } from '../identity/jwt.js';
@@ -28,6 +28,8 @@ export interface MeshOptions {
   readonly self: Identity;
   readonly listen: Listen;
   readonly peers: readonly PeerConfig[];
+  /** A peer to send names with no route to (a default route `/`). */
+  readonly upstream?: string;
   readonly holdMs?: number;
   readonly log?: (event: Record<string, unknown>) => void;
 }
@@ -35,6 +37,7 @@ export interface MeshOptions {
 /** Priority of a learned route: above every local agent (0..32767), shorter paths first. */
 export const PEER_PRIORITY_BASE = 32768;
 export const peerHop = (gateway: string) => `peer:${gateway}`;
+export const UPSTREAM_PRIORITY = 65000;
 
 interface Live {
   session: PeerSession;
@@ -52,9 +55,9 @@ export class Mesh {
   readonly #sessions = new Map<string, Live>();
   readonly #staleTimers = new Map<string, NodeJS.Timeout>();
   readonly #dialTimers = new Set<NodeJS.Timeout>();
-  readonly #pending = new Map<string, { peer: string; resolve: (a: ResolveAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
-  /** Answers a resolution a peer sent us (set by the node: verify, apply policy, resolve). */
-  onResolve: ((request: ForwardedResolve, from: string) => Promise<ResolveAnswer>) | undefined;
+  readonly #pending = new Map<string, { peer: string; kind: ForwardedResolve['kind']; resolve: (a: ResolveAnswer | DiscoverAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
+  /** Answers a resolution or discovery a peer sent us (set by the node: verify, apply policy, resolve). */
+  onResolve: ((request: ForwardedResolve, from: string) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
   #server: Server | undefined;
   #address: Listen | undefined;
   #stopped = false;
@@ -97,6 +100,10 @@ export class Mesh {
     const a = server.address();
     this.#address = typeof a === 'object' && a ? { host: a.address, port: a.port } : this.#options.listen;
     for (const p of this.#options.peers) this.#dial(p, 0);
+    if (this.#options.upstream) {
+      this.#directory.setExternalHealth(peerHop(this.#options.upstream), 'down');
+      this.#program('/');
+    }
   }
 
   /** Peers with a fresh route for `prefix`, best first. */
@@ -105,7 +112,7 @@ export class Mesh {
   }
 
   /** Sends a resolution to `peer` and waits for its answer (SRRP), at most `timeoutMs`. */
-  forward(peer: string, request: ForwardedResolve, timeoutMs = 2000): Promise<ResolveAnswer> {
+  forward(peer: string, request: ForwardedResolve, timeoutMs = 2000): Promise<ResolveAnswer | DiscoverAnswer> {
     const live = this.#sessions.get(peer);
     if (!live) return Promise.reject(new DmscError('ERR_DMSC_PEER_CLOSED', `no session with ${peer}`));
     const id = randomUUID();
@@ -114,7 +121,7 @@ export class Mesh {
         this.#pending.delete(id);
         reject(new DmscError('ERR_DMSC_PEER_TIMEOUT', `${peer} did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#pending.set(id, { peer, resolve, reject, timer });
+      this.#pending.set(id, { peer, kind: request.kind, resolve, reject, timer });
       live.session.send({ type: 'SRRP_RESOLVE', id, request });
     });
   }
@@ -249,17 +256,20 @@ export class Mesh {
     clearTimeout(p.timer);
     const error = m['error'] as { code?: unknown; message?: unknown } | undefined;
     if (error) return p.reject(dmscError(String(error.code), String(error.message)) as DmscError);
-    const answer = m['answer'] as ResolveAnswer | undefined;
-    if (!answer || typeof answer !== 'object' || !Array.isArray(answer.path) || typeof answer.grant !== 'string' || typeof answer.target?.aic !== 'string') {
-      return p.reject(new DmscError('ERR_DMSC_MALFORMED_FRAME', `${peer} sent a malformed resolution answer`));
-    }
-    p.resolve(answer);
+    const answer = m['answer'] as (ResolveAnswer & DiscoverAnswer) | undefined;
+    const valid = !!answer && typeof answer === 'object' && Array.isArray(answer.path) &&
+      (p.kind === 'discover' ? Array.isArray(answer.candidates) : typeof answer.grant === 'string' && typeof answer.target?.aic === 'string');
+    if (!valid) return p.reject(new DmscError('ERR_DMSC_MALFORMED_FRAME', `${peer} sent a malformed ${p.kind} answer`));
+    p.resolve(answer!);
   }
 
   #program(name: string): void {
     const hops: NextHop[] = this.rib.nextHops(name).map((h) => ({
       id: peerHop(h.peer), priority: PEER_PRIORITY_BASE + h.entry.cost, tags: [...h.entry.tags],
     }));
+    // The upstream is the route of last resort: the root, after anything learned there.
+    const up = this.#options.upstream;
+    if (name === '/' && up && !hops.some((h) => h.id === peerHop(up))) hops.push({ id: peerHop(up), priority: UPSTREAM_PRIORITY });
     try {
       this.#directory.setLearned(name, hops);
     } catch (e) {
@@ -282,8 +292,10 @@ function checkForwarded(v: unknown): ForwardedResolve {
   if (typeof r['credential'] !== 'string' || r['credential'].length > 8192) throw bad('credential');
   if (typeof r['ttl'] !== 'number' || !Number.isInteger(r['ttl']) || r['ttl'] < 0 || r['ttl'] > 64) throw bad('ttl');
   if (!Array.isArray(r['path']) || r['path'].length > 64 || !r['path'].every((g) => typeof g === 'string' && g.length <= 63)) throw bad('path');
+  const kind = r['kind'] ?? 'resolve';
+  if (kind !== 'resolve' && kind !== 'discover') throw bad('kind');
   return {
-    capability: r['capability'], require: r['require'] as string[], ...(r['flow'] !== undefined ? { flow: r['flow'] as string } : {}),
+    kind, capability: r['capability'], require: r['require'] as string[], ...(r['flow'] !== undefined ? { flow: r['flow'] as string } : {}),
     credential: r['credential'], ttl: r['ttl'], path: r['path'] as string[],
   };
 }

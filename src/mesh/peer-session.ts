@@ -79,6 +79,9 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
         reject(e);
       };
       const timer = setTimeout(() => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `no OPEN within ${options.openTimeoutMs ?? 5000} ms`)), options.openTimeoutMs ?? 5000);
+      const openSent = Promise.resolve().then(() => options.credential()).then((credential) => {
+        if (!settled) socket.write(encodeFrame({ type: 'OPEN', version: PROTOCOL_VERSION, gateway: options.local.gateway, domain: options.local.domain, credential, holdMs: proposed }, maxFrame));
+      });
       // Wire order from the peer: OPEN, then OPEN_OK once it accepted ours (or NOTIFY if
       // it did not), then session messages. Both checks must pass before we resolve.
       const early: Message[] = [];
@@ -111,7 +114,8 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
             peer = { gateway: m['gateway'] as string, domain: m['domain'] as string };
             peerHold = m['holdMs'] as number;
             const claimed = peer;
-            options.verify(m['credential'] as string, claimed).then(() => {
+            // OPEN_OK goes after our own OPEN, whose credential may still be on its way.
+            Promise.all([options.verify(m['credential'] as string, claimed), openSent]).then(() => {
               if (settled) return;
               verified = true;
               socket.write(encodeFrame({ type: 'OPEN_OK' }, maxFrame));
@@ -129,9 +133,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
       socket.on('data', onData);
       socket.once('close', () => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', 'connection closed during OPEN')));
       socket.on('error', () => {});
-      Promise.resolve(options.credential()).then((credential) => {
-        if (!settled) socket.write(encodeFrame({ type: 'OPEN', version: PROTOCOL_VERSION, gateway: options.local.gateway, domain: options.local.domain, credential, holdMs: proposed }, maxFrame));
-      }, (e: unknown) => fail(asDmsc(e, 'ERR_DMSC_BAD_HANDSHAKE')));
+      openSent.catch((e: unknown) => fail(asDmsc(e, 'ERR_DMSC_BAD_HANDSHAKE')));
     });
   }
 

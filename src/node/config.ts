@@ -25,6 +25,8 @@ export interface NodeConfig {
   readonly peering: Listen;
   /** Peers this node dials. */
   readonly peers: readonly { readonly id: string; readonly host: string; readonly port: number }[];
+  /** One of the peers, for names with no route here. */
+  readonly upstream?: string;
   /** A standalone AMC, instead of the embedded one. */
   readonly amc?: { readonly url: string; readonly gatewayKey: string; readonly pollMs: number };
 }
@@ -42,6 +44,7 @@ export interface NodeOptions {
   amcPollMs?: string;
   peering?: string;
   peer?: string[];
+  upstream?: string;
 }
 
 export const DEFAULT_PEERING: Listen = { host: '127.0.0.1', port: 7071 };
@@ -126,6 +129,9 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     if (!gatewayKey) throw invalid('--amc needs the gateway key: --amc-key-file FILE or DMSC_AMC_KEY (from `dmsc amc gateway add ID`)');
     amc = { url, gatewayKey, pollMs: parseIntFlag(options.amcPollMs, '--amc-poll-ms', 200, 10, 600_000) };
   }
+  if (options.upstream !== undefined && !(options.peer ?? []).some((p) => p.startsWith(`${options.upstream}@`))) {
+    throw invalid(`--upstream ${options.upstream} must be one of the --peer gateways`);
+  }
   return {
     id,
     dataDir: resolve(options.data ?? `.dmsc/${id}`),
@@ -136,6 +142,7 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     heartbeatMs: parseIntFlag(options.heartbeat, '--heartbeat-ms', 1000, 20, 3_600_000),
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
     peers: (options.peer ?? []).map(parsePeer),
+    ...(options.upstream !== undefined ? { upstream: checkId(options.upstream, '--upstream') } : {}),
     ...(amc ? { amc } : {}),
   };
 }

@@ -43,6 +43,7 @@ export class DmscNode {
     });
     this.mesh = new Mesh({
       self: { gateway: config.id, domain: parts.amc.domain }, listen: config.peering, peers: config.peers,
+      ...(config.upstream ? { upstream: config.upstream } : {}),
       log: (event) => process.stderr.write(JSON.stringify({ node: config.id, ...event }) + '\n'),
     }, parts.amc, this.gateway.directory);
     this.#http = createServer();
@@ -122,7 +123,10 @@ export class DmscNode {
     this.gateway.peersFor = (prefix) => this.mesh.peersFor(prefix);
     this.mesh.onResolve = async (request) => {
       const claims = await guard.verify(request.credential);
-      return this.gateway.resolve(claims, request.capability, request.require, request.flow, { ttl: request.ttl, path: request.path, credential: request.credential });
+      const hop = { ttl: request.ttl, path: request.path, credential: request.credential };
+      return request.kind === 'discover'
+        ? this.gateway.discover(claims, request.capability, request.require, hop)
+        : this.gateway.resolve(claims, request.capability, request.require, request.flow, hop);
     };
     policyRoutes(http, this.#store, policy, token, (next) => {
       if (JSON.stringify(next.tags ?? []) === JSON.stringify(policy.document.tags ?? [])) return undefined;

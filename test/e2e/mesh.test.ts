@@ -53,6 +53,11 @@ describe('mesh of three gateways (chain)', () => {
     expect(r.body.path).toEqual(['A', 'B', 'C']);
     expect(r.body.capability).toBe('/capability/ocr/fast');
     expect(r.body.target.gateway).toBe('C');
+    // Discovery follows the same way when A has no candidate of its own.
+    const d = await api(gw['A']!.url, 'GET', '/v1/discover?capability=/capability/ocr/fast/x', { auth: requester.credential });
+    expect(d.status, JSON.stringify(d.body)).toBe(200);
+    expect(d.body.path).toEqual(['A', 'B', 'C']);
+    expect(d.body.candidates.map((c: any) => [c.gateway, c.capability, c.aic])).toEqual([['C', '/capability/ocr/fast', r.body.target.aic]]);
     // Every hop applies its own policy: C denies this requester's provider.
     const deny = { version: 1, rules: [{ id: 'no-acme', effect: 'deny', requesters: { providers: ['acme'] }, capabilities: ['/capability/ocr/**'] }] };
     expect((await api(gw['C']!.url, 'PUT', '/v1/policies', { auth: gw['C']!.token, body: deny })).status).toBe(200);
@@ -92,6 +97,20 @@ describe('mesh of three gateways (chain)', () => {
     const ok = await ask({ ttl: 8, path: ['X'] });
     expect(ok.answer.path).toEqual(['X', 'B', 'C']);
     session.close();
+  });
+
+  it('sends names it has no route for to its upstream peer', async () => {
+    const d = await start('node', [...(await gatewayArgs('D')), '--peer', peerOf('A'), '--upstream', 'A']);
+    await waitFor(async () => (await fibHops(d, '/'))[0]?.state === 'up');
+    expect(await fibHops(d, '/')).toEqual([{ id: 'peer:A', priority: 65000, state: 'up', tags: [] }]);
+    // A decides about a name nobody offers: its rule id in the answer shows D asked A.
+    const rule = { version: 1, rules: [{ id: 'a-nowhere', effect: 'deny', capabilities: ['/capability/nowhere/**'] }] };
+    expect((await api(gw['A']!.url, 'PUT', '/v1/policies', { auth: gw['A']!.token, body: rule })).status).toBe(200);
+    const requester = await register(d, providerKey, [{ name: '/capability/d-req' }]);
+    const r = await api(d.url, 'POST', '/v1/resolve', { auth: requester.credential, body: { capability: '/capability/nowhere/x' } });
+    expect({ status: r.status, code: r.body.error.code }).toEqual({ status: 403, code: 'ERR_DMSC_FORBIDDEN' });
+    expect(r.body.error.message).toMatch(/a-nowhere/);
+    expect(dmsc('node', '--peer', 'A@127.0.0.1:1', '--upstream', 'B').stderr).toContain('--upstream B must be one of the --peer gateways');
   });
 
   it('puts local agents first: a name offered at A and at C goes to A\'s own agent', async () => {

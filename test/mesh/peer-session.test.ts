@@ -109,6 +109,15 @@ describe('PeerSession', () => {
     expect(await gone).toBeUndefined();
   });
 
+  it('opens when its own credential takes longer to get than the peer takes to answer', async () => {
+    const slow = () => new Promise<string>((r) => setTimeout(() => void credentialOf('gw-b').then(r), 100));
+    const b = await listen(options('gw-b', { credential: slow }));
+    const a = await dial(b.port, options('gw-a'));
+    const bSide = await b.accepted[0]!;
+    expect([a.peer.gateway, bSide.peer.gateway]).toEqual(['gw-b', 'gw-a']);
+    a.close();
+  });
+
   it('refuses a peer whose credential does not verify, or that is not the peer expected', async () => {
     const stranger = signingKey(newSigningKey('other'));
     const b = await listen(options('gw-b'));
