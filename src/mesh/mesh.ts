@@ -59,6 +59,8 @@ export class Mesh {
   /** Answers a resolution or discovery a peer sent us (set by the node: verify, apply policy, resolve). */
   onResolve: ((request: ForwardedResolve, from: string) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
   #server: Server | undefined;
+  /** This gateway's credential, fetched again once half its lifetime is gone. */
+  #credential: { value: Promise<string>; renewAt: number } | undefined;
   #address: Listen | undefined;
   #stopped = false;
 
@@ -137,11 +139,33 @@ export class Mesh {
   #sessionOptions(expect?: string) {
     return {
       local: this.#options.self,
-      credential: () => this.#amc.gatewayCredential(this.#options.self.gateway),
+      credential: () => this.#ownCredential(),
       verify: (credential: string, claimed: Identity) => this.#verify(credential, claimed),
       holdMs: this.#options.holdMs ?? 9000,
       ...(expect ? { expect } : {}),
     };
+  }
+
+  #ownCredential(): Promise<string> {
+    const now = Date.now();
+    if (!this.#credential || now >= this.#credential.renewAt) {
+      const value = this.#amc.gatewayCredential(this.#options.self.gateway);
+      const entry = { value, renewAt: Infinity };
+      this.#credential = entry;
+      value.then((token) => {
+        let exp = NaN;
+        try {
+          exp = Number((JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp?: unknown }).exp) * 1000;
+        } catch {
+          // Unreadable: fetch a fresh one next time.
+        }
+        entry.renewAt = Number.isFinite(exp) ? now + (exp - now) / 2 : now;
+      }, () => {
+        // A failed fetch is not kept: the next session asks again.
+        if (this.#credential === entry) this.#credential = undefined;
+      });
+    }
+    return this.#credential.value;
   }
 
   // A peer is a gateway of our domain: its credential verifies with our AMC's keys.
