@@ -259,7 +259,8 @@ export class Gateway {
   // record back; then out of the store.
   async #viaPeers(prefix: string, first: string, kind: 'resolve' | 'discover', capability: string, require: readonly string[], flow: string | undefined, hop: Hop): Promise<ResolveAnswer | DiscoverAnswer> {
     if (!this.forward || hop.credential === undefined) throw new DmscError('ERR_DMSC_NO_ROUTE', `${capability} is reachable only through peer gateways, and this request cannot be forwarded`);
-    const peers = [first, ...(this.peersFor?.(prefix) ?? []).filter((p) => p !== first && !hop.path.includes(p))];
+    // Never back along the path, the fast path's choice included.
+    const peers = [first, ...(this.peersFor?.(prefix) ?? [])].filter((p, i, all) => all.indexOf(p) === i && !hop.path.includes(p));
     let last: unknown;
     for (const peer of peers) {
       try {
@@ -269,7 +270,7 @@ export class Gateway {
         // A peer that is slow or gone: try the next best. A definite answer (denied,
         // no route there, loop, TTL) is the answer.
         const code = (e as DmscError).code;
-        if (code !== 'ERR_DMSC_PEER_TIMEOUT' && code !== 'ERR_DMSC_PEER_CLOSED') throw e;
+        if (code !== 'ERR_DMSC_PEER_TIMEOUT' && code !== 'ERR_DMSC_PEER_CLOSED' && code !== 'ERR_DMSC_LOOP') throw e;
       }
     }
     throw last instanceof DmscError ? last : new DmscError('ERR_DMSC_NO_ROUTE', `no peer gateway answered for ${capability}`);

@@ -5,7 +5,7 @@
 // base is not the version we hold, or that does not validate, asks for a fresh snapshot
 // (RESYNC). Bytes per change are proportional to the change: only the names that
 // changed are looked at and sent.
-import { nameProblem } from '../fastpath/validate.js';
+import { nameProblem, tagProblem } from '../fastpath/validate.js';
 import type { Message } from './frames.js';
 import { MAX_PATH, type DigestEntry, type Rib } from './rib.js';
 
@@ -15,9 +15,29 @@ export interface Link {
   send(message: Message): boolean;
 }
 
+/** Entries per ROUTES frame or delta, and their rough size (JSON) per frame. */
 const CHUNK = 512;
+const CHUNK_BYTES = 256 * 1024;
 const GATEWAY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const TAG = /^[\x21-\x7e]{1,64}$/;
+
+/** Cuts `items` into runs of at most CHUNK items and about CHUNK_BYTES each. */
+function chunks<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  let run: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = JSON.stringify(item).length;
+    if (run.length && (run.length >= CHUNK || bytes + size > CHUNK_BYTES)) {
+      out.push(run);
+      run = [];
+      bytes = 0;
+    }
+    run.push(item);
+    bytes += size;
+  }
+  if (run.length) out.push(run);
+  return out;
+}
 
 export interface CspStats {
   snapshotsSent: number;
@@ -39,6 +59,8 @@ export class DigestSync {
   /** The version of the peer's digest we hold (-1: none complete yet). */
   #theirs = -1;
   #inSnapshot = false;
+  /** We asked for a snapshot: everything until it begins is ignored, and not asked again. */
+  #awaiting = false;
   #closed = false;
   readonly #unsubscribe: () => void;
   readonly stats: CspStats = { snapshotsSent: 0, deltasSent: 0, entriesSent: 0, resyncsAsked: 0 };
@@ -71,8 +93,10 @@ export class DigestSync {
 
   /** Handles one CSP message; returns false if it is not a CSP message. */
   receive(m: Message): boolean {
+    if (this.#awaiting && (m.type === 'CSP_ROUTES' || m.type === 'CSP_EOS' || m.type === 'CSP_DELTA')) return true;
     switch (m.type) {
       case 'CSP_SNAPSHOT':
+        this.#awaiting = false;
         this.#inSnapshot = true;
         this.#theirs = -1;
         this.#rib.markStale(this.#peer);
@@ -119,6 +143,8 @@ export class DigestSync {
   }
 
   #resync(reason: string): void {
+    if (this.#awaiting) return;
+    this.#awaiting = true;
     this.stats.resyncsAsked++;
     this.#inSnapshot = false;
     this.#theirs = -1;
@@ -136,7 +162,7 @@ export class DigestSync {
     this.#version++;
     this.#link.send({ type: 'CSP_SNAPSHOT' });
     const all = [...this.#sent.values()];
-    for (let i = 0; i < all.length; i += CHUNK) this.#link.send({ type: 'CSP_ROUTES', entries: all.slice(i, i + CHUNK) });
+    for (const entries of chunks(all)) this.#link.send({ type: 'CSP_ROUTES', entries });
     this.#link.send({ type: 'CSP_EOS', version: this.#version });
     this.#snapshotDone = true;
     this.stats.snapshotsSent++;
@@ -172,9 +198,17 @@ export class DigestSync {
     this.#pending.clear();
     if (!added.length && !updated.length && !withdrawn.length) return;
     if (this.#full) return this.#sendSnapshot();
-    const base = this.#version++;
-    this.#link.send({ type: 'CSP_DELTA', base, version: this.#version, added, updated, withdrawn });
-    this.stats.deltasSent++;
+    // A big change goes as several deltas in a row, each within a frame.
+    const parts = [
+      ...chunks(added).map((a) => ({ added: a, updated: [] as DigestEntry[], withdrawn: [] as string[] })),
+      ...chunks(updated).map((u) => ({ added: [] as DigestEntry[], updated: u, withdrawn: [] as string[] })),
+      ...chunks(withdrawn).map((w) => ({ added: [] as DigestEntry[], updated: [] as DigestEntry[], withdrawn: w })),
+    ];
+    for (const part of parts) {
+      const base = this.#version++;
+      this.#link.send({ type: 'CSP_DELTA', base, version: this.#version, ...part });
+      this.stats.deltasSent++;
+    }
     this.stats.entriesSent += added.length + updated.length + withdrawn.length;
   }
 
@@ -185,7 +219,7 @@ export class DigestSync {
     for (const v of value) {
       const { name, tags, cost, path } = (v ?? {}) as Record<string, unknown>;
       if (typeof name !== 'string' || nameProblem(name)) return undefined;
-      if (!Array.isArray(tags) || tags.length > 64 || !tags.every((t) => typeof t === 'string' && TAG.test(t))) return undefined;
+      if (!Array.isArray(tags) || tags.length > 64 || !tags.every((t) => typeof t === 'string' && !tagProblem(t, 'tag'))) return undefined;
       if (!Array.isArray(path) || path.length < 1 || path.length > MAX_PATH || !path.every((g) => typeof g === 'string' && GATEWAY.test(g))) return undefined;
       // The advertiser names itself first; the cost counts the hops after it.
       if (path[0] !== this.#peer || cost !== path.length - 1) return undefined;

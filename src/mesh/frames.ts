@@ -20,6 +20,11 @@ export interface Message {
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
+/** Peer data for a log line or message: strings as they are (cut), anything else by type. */
+export function text(v: unknown, max = 200): string {
+  return typeof v === 'string' ? v.slice(0, max) : typeof v === 'number' || typeof v === 'boolean' ? `${v}` : `(${v === null ? 'null' : typeof v})`;
+}
+
 /** One frame for `message`; throws ERR_DMSC_FRAME_TOO_LARGE past `maxFrame`. */
 export function encodeFrame(message: Message, maxFrame = DEFAULT_MAX_FRAME): Buffer {
   const body = packr.pack(message);

@@ -14,7 +14,7 @@ import { GATEWAY_TYP, type Amc } from '../identity/amc.js';
 import { JwtVerifier } from '../identity/jwt.js';
 import type { Listen } from '../node/config.js';
 import { DigestSync } from './csp.js';
-import type { Message } from './frames.js';
+import { text, type Message } from './frames.js';
 import { PeerSession, type Identity } from './peer-session.js';
 import { Rib } from './rib.js';
 
@@ -55,6 +55,8 @@ export class Mesh {
   readonly #sessions = new Map<string, Live>();
   readonly #staleTimers = new Map<string, NodeJS.Timeout>();
   readonly #dialTimers = new Set<NodeJS.Timeout>();
+  /** Sockets still in their OPEN exchange, destroyed on stop. */
+  readonly #opening = new Set<Socket>();
   readonly #pending = new Map<string, { peer: string; kind: ForwardedResolve['kind']; resolve: (a: ResolveAnswer | DiscoverAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
   /** Answers a resolution or discovery a peer sent us (set by the node: verify, apply policy, resolve). */
   onResolve: ((request: ForwardedResolve, from: string) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
@@ -132,8 +134,15 @@ export class Mesh {
     this.#stopped = true;
     for (const t of this.#dialTimers) clearTimeout(t);
     for (const t of this.#staleTimers.values()) clearTimeout(t);
+    for (const s of this.#opening) s.destroy();
     for (const { session } of this.#sessions.values()) session.close();
     await new Promise((r) => (this.#server ? this.#server.close(r) : r(null)));
+    for (const t of this.#staleTimers.values()) clearTimeout(t);
+    for (const [id, p] of this.#pending) {
+      clearTimeout(p.timer);
+      this.#pending.delete(id);
+      p.reject(new DmscError('ERR_DMSC_PEER_CLOSED', 'the node is stopping'));
+    }
   }
 
   #sessionOptions(expect?: string) {
@@ -173,15 +182,18 @@ export class Mesh {
     if (claimed.domain !== this.#amc.domain) throw new Error(`gateway of domain ${claimed.domain}; this node trusts only ${this.#amc.domain}`);
     if (claimed.gateway === this.#options.self.gateway) throw new Error('a session to itself');
     const claims = await this.#verifier.verify(credential, GATEWAY_TYP, this.#amc.issuer);
-    if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`credential is for ${String(claims['sub'])}@${String(claims['dom'])}`);
+    if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`credential is for ${text(claims['sub'])}@${text(claims['dom'])}`);
   }
 
   async #accept(socket: Socket): Promise<void> {
+    this.#opening.add(socket);
     try {
       const session = await PeerSession.establish(socket, this.#sessionOptions());
       this.#adopt(session, session.peer.gateway);
     } catch (e) {
       this.#log({ msg: 'peer refused', remote: socket.remoteAddress, error: (e as DmscError).code, reason: (e as Error).message });
+    } finally {
+      this.#opening.delete(socket);
     }
   }
 
@@ -199,31 +211,40 @@ export class Mesh {
       }, delay);
       this.#dialTimers.add(t);
     };
+    this.#opening.add(socket);
     socket.once('connect', () => {
       connected = true;
       PeerSession.establish(socket, this.#sessionOptions(peer.id)).then(
         (session) => {
+          this.#opening.delete(socket);
+          const opened = Date.now();
           this.#adopt(session, this.#options.self.gateway);
-          session.once('close', () => this.#dial(peer, 0));
+          // A session that lived its hold time earns a quick redial; one that died young
+          // backs off, so a peer that keeps refusing is not hammered.
+          session.once('close', () => this.#dial(peer, Date.now() - opened >= session.holdMs ? 0 : attempt + 1));
         },
         (e: DmscError) => {
+          this.#opening.delete(socket);
           this.#log({ msg: 'peering failed', peer: peer.id, error: e.code, reason: e.message });
           retry();
         },
       );
     });
     socket.once('close', () => {
+      this.#opening.delete(socket);
       if (!connected) retry();
     });
   }
 
   #adopt(session: PeerSession, dialler: string): void {
+    if (this.#stopped) return session.close();
     const peer = session.peer.gateway;
     const existing = this.#sessions.get(peer);
     if (existing) {
-      // Both sides dialled: keep the session dialled by the smaller gateway id.
+      // Both sides dialled: keep the session dialled by the smaller gateway id. The same
+      // side dialling again means its old session is dead: the new one replaces it.
       const keep = [existing.dialler, dialler].sort()[0];
-      if (existing.dialler === keep) return session.close();
+      if (existing.dialler !== dialler && existing.dialler === keep) return session.close();
       existing.session.close();
     }
     const sync = new DigestSync(this.rib, session);
@@ -235,7 +256,7 @@ export class Mesh {
       if (sync.receive(m)) return;
       if (m.type === 'SRRP_RESOLVE') void this.#answer(session, m);
       else if (m.type === 'SRRP_RESULT') this.#settle(peer, m);
-      else this.#log({ msg: 'unknown peering message', peer, type: m.type.slice(0, 32) });
+      else this.#log({ msg: 'unknown peering message', peer, type: text(m.type, 32) });
     });
     session.once('close', (error) => {
       if (this.#sessions.get(peer)?.session !== session) return;
@@ -279,7 +300,10 @@ export class Mesh {
     this.#pending.delete(m['id'] as string);
     clearTimeout(p.timer);
     const error = m['error'] as { code?: unknown; message?: unknown } | undefined;
-    if (error) return p.reject(dmscError(String(error.code), String(error.message)) as DmscError);
+    if (error) {
+      const code = typeof error.code === 'string' && error.code.startsWith('ERR_DMSC_') ? error.code : 'ERR_DMSC_INTERNAL';
+      return p.reject(dmscError(code, `${peer}: ${text(error.message, 500)}`) as DmscError);
+    }
     const answer = m['answer'] as (ResolveAnswer & DiscoverAnswer) | undefined;
     const valid = !!answer && typeof answer === 'object' && Array.isArray(answer.path) &&
       (p.kind === 'discover' ? Array.isArray(answer.candidates) : typeof answer.grant === 'string' && typeof answer.target?.aic === 'string');

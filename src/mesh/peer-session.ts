@@ -6,9 +6,11 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { DmscError, type DmscErrorCode } from '../errors.js';
-import { DEFAULT_MAX_FRAME, encodeFrame, FrameDecoder, type Message } from './frames.js';
+import { DEFAULT_MAX_FRAME, encodeFrame, FrameDecoder, text, type Message } from './frames.js';
 
 export const PROTOCOL_VERSION = 1;
+/** Bytes we queue for a peer before deciding it is not reading. */
+const MAX_UNSENT = 64 * 1024 * 1024;
 
 export interface Identity {
   readonly gateway: string;
@@ -99,16 +101,17 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
         resolve(session);
       };
       const onData = (chunk: Buffer) => {
-        let messages: Message[];
         try {
-          messages = decoder.push(chunk);
+          handle(decoder.push(chunk));
         } catch (e) {
-          return fail(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
+          fail(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
         }
+      };
+      const handle = (messages: Message[]) => {
         for (const m of messages) {
-          if (m.type === 'NOTIFY') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer refused the session: ${String(m['message']).slice(0, 300)}`));
+          if (m.type === 'NOTIFY') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer refused the session: ${text(m['message'], 300)}`));
           if (!peer) {
-            if (m.type !== 'OPEN') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN, got ${String(m.type).slice(0, 32)}`));
+            if (m.type !== 'OPEN') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN, got ${text(m.type, 32)}`));
             const problem = openProblem(m, options.expect);
             if (problem) return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', problem));
             peer = { gateway: m['gateway'] as string, domain: m['domain'] as string };
@@ -122,7 +125,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
               done();
             }, (e: unknown) => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer ${claimed.gateway} refused: ${(e as Error).message}`)));
           } else if (!confirmed) {
-            if (m.type !== 'OPEN_OK') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN_OK, got ${String(m.type).slice(0, 32)}`));
+            if (m.type !== 'OPEN_OK') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN_OK, got ${text(m.type, 32)}`));
             confirmed = true;
           } else {
             early.push(m);
@@ -140,10 +143,23 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   /** Sends one message; false once the session is closed. */
   send(message: Message): boolean {
     if (this.#closed) return false;
-    const frame = encodeFrame(message, this.#maxFrame);
+    let frame: Buffer;
+    try {
+      frame = encodeFrame(message, this.#maxFrame);
+    } catch (e) {
+      // A message we cannot send breaks the protocol's state: end the session rather
+      // than go on with a hole in it.
+      this.close(asDmsc(e, 'ERR_DMSC_FRAME_TOO_LARGE'));
+      return false;
+    }
     this.stats.framesSent++;
     this.stats.bytesSent += frame.length;
     this.#socket.write(frame);
+    // A peer that does not read what we send would make us hold it all: cut it off.
+    if (this.#socket.writableLength > MAX_UNSENT) {
+      this.close(new DmscError('ERR_DMSC_LIMIT_EXCEEDED', `${this.peer.gateway} is not reading: ${this.#socket.writableLength} bytes waiting`));
+      return false;
+    }
     return true;
   }
 
@@ -154,7 +170,10 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
     clearTimeout(this.#hold);
     clearInterval(this.#keepalive);
     if (error) notifyAndClose(this.#socket, error, this.#maxFrame);
-    else this.#socket.end();
+    else {
+      this.#socket.end();
+      setTimeout(() => this.#socket.destroy(), 1000).unref();
+    }
     this.emit('close', error);
   }
 
@@ -169,7 +188,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
         if (this.#closed) return;
         if (m.type === 'KEEPALIVE') continue;
         if (m.type === 'NOTIFY') {
-          this.close(new DmscError('ERR_DMSC_PEER_CLOSED', `${this.peer.gateway} closed the session: ${String(m['code'])}: ${String(m['message']).slice(0, 200)}`));
+          this.close(new DmscError('ERR_DMSC_PEER_CLOSED', `${this.peer.gateway} closed the session: ${text(m['code'], 64)}: ${text(m['message'])}`));
           return;
         }
         this.#backlog.push(m);
@@ -211,7 +230,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
 
 function openProblem(open: Message, expect: string | undefined): string | null {
   const { version, gateway, domain, credential, holdMs } = open as Record<string, unknown>;
-  if (version !== PROTOCOL_VERSION) return `unsupported protocol version ${String(version).slice(0, 16)}`;
+  if (version !== PROTOCOL_VERSION) return `unsupported protocol version ${text(version, 16)}`;
   if (typeof gateway !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(gateway)) return 'OPEN without a valid gateway id';
   if (typeof domain !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(domain)) return 'OPEN without a valid domain';
   if (typeof credential !== 'string' || credential.length === 0 || credential.length > 8192) return 'OPEN without a credential';

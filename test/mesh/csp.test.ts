@@ -172,3 +172,40 @@ describe('digest sync (CSP)', () => {
     ), { numRuns: 60 });
   });
 });
+
+describe('digest sync limits', () => {
+  it('splits a change of 60,000 names into frames that fit, and the peer applies them all', async () => {
+    const { encodeFrame } = await import('../../src/mesh/frames.js');
+    const net = new Net();
+    const sizes: number[] = [];
+    const inner = net.drop;
+    net.drop = (from, to, m) => {
+      sizes.push(encodeFrame(m, 64 << 20).length);
+      return inner(from, to, m);
+    };
+    net.connect('A', 'B');
+    for (let i = 0; i < 60_000; i++) net.rib('A').setLocal(`/capability/bulk/with-a-fairly-long-name-${i}`, ['gdpr']);
+    await net.settle();
+    expect(net.rib('B').names().size).toBe(60_000);
+    for (let i = 0; i < 60_000; i++) net.rib('A').setLocal(`/capability/bulk/with-a-fairly-long-name-${i}`, null);
+    await net.settle();
+    expect(net.rib('B').names().size).toBe(0);
+    expect(Math.max(...sizes)).toBeLessThan(1 << 20);
+  });
+
+  it('asks once for a snapshot after a bad chunk, not once per chunk', async () => {
+    const net = new Net();
+    net.connect('A', 'B');
+    await net.settle();
+    const b = net.syncs.get('B>A')!;
+    b.receive({ type: 'CSP_SNAPSHOT' });
+    for (let i = 0; i < 10; i++) b.receive({ type: 'CSP_ROUTES', entries: [{ name: '/bad//name', tags: [], cost: 0, path: ['A'] }] });
+    b.receive({ type: 'CSP_EOS', version: 9 });
+    expect(b.stats.resyncsAsked).toBe(1);
+    await net.settle();
+    // The snapshot it asked for arrives and is taken.
+    net.rib('A').setLocal('/capability/after', []);
+    await net.settle();
+    expect(net.rib('B').nextHops('/capability/after')).toHaveLength(1);
+  });
+});

@@ -194,3 +194,25 @@ describe('PeerSession message order', () => {
     await new Promise((r) => server.close(r));
   });
 });
+
+describe('PeerSession against hostile input', () => {
+  it('refuses OPENs and NOTIFYs whose fields are not strings, without throwing', async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    for (const bad of [
+      { type: 'OPEN', version: { toString: 1 }, gateway: 'x', domain: 'd1', credential: 'c', holdMs: 900 },
+      { type: 'NOTIFY', code: { toString: 1 }, message: { toString: 1 } },
+      { type: { toString: 1 } },
+    ]) {
+      const refused = new Promise((resolve) => server.once('connection', (s) => PeerSession.establish(s, options('gw-b')).then(() => resolve('opened'), resolve)));
+      const socket = connect(port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      socket.on('data', () => {});
+      socket.write(encodeFrame(bad as unknown as Message));
+      expect(await refused).toMatchObject({ code: expect.stringMatching(/^ERR_DMSC_(BAD_HANDSHAKE|MALFORMED_FRAME)$/) });
+      socket.destroy();
+    }
+    await new Promise((r) => server.close(r));
+  });
+});
