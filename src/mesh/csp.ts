@@ -59,6 +59,8 @@ export class DigestSync {
   /** The version of the peer's digest we hold (-1: none complete yet). */
   #theirs = -1;
   #inSnapshot = false;
+  /** Names the snapshot in progress announced; at its end, the peer's others go. */
+  #seen = new Set<string>();
   /** We asked for a snapshot: everything until it begins is ignored, and not asked again. */
   #awaiting = false;
   #closed = false;
@@ -96,22 +98,27 @@ export class DigestSync {
     if (this.#awaiting && (m.type === 'CSP_ROUTES' || m.type === 'CSP_EOS' || m.type === 'CSP_DELTA')) return true;
     switch (m.type) {
       case 'CSP_SNAPSHOT':
+        // The peer's routes stay in use while the snapshot refreshes them; those it does
+        // not re-announce are withdrawn at its end.
         this.#awaiting = false;
         this.#inSnapshot = true;
         this.#theirs = -1;
-        this.#rib.markStale(this.#peer);
+        this.#seen = new Set();
         return true;
       case 'CSP_ROUTES': {
         const entries = this.#entries(m['entries']);
         if (!this.#inSnapshot || !entries) this.#resync('bad snapshot chunk');
-        else this.#rib.learn(this.#peer, entries);
+        else {
+          for (const e of entries) this.#seen.add(e.name);
+          this.#rib.learn(this.#peer, entries);
+        }
         return true;
       }
       case 'CSP_EOS': {
         const v = m['version'];
         if (!this.#inSnapshot || !isVersion(v)) return this.#resync('bad end of snapshot'), true;
         this.#inSnapshot = false;
-        this.#rib.dropStale(this.#peer);
+        this.#rib.withdraw(this.#peer, this.#rib.namesFrom(this.#peer).filter((n) => !this.#seen.has(n)));
         this.#theirs = v;
         this.#link.send({ type: 'CSP_ACK', version: v });
         return true;

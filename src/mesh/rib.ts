@@ -91,6 +91,11 @@ export class Rib {
     this.#emit(changed);
   }
 
+  /** The names `peer` has routes for. */
+  namesFrom(peer: string): string[] {
+    return [...(this.#peers.get(peer)?.keys() ?? [])];
+  }
+
   /** Drops the routes from `peer` still stale (end of snapshot, or hold time over). */
   dropStale(peer: string): void {
     const m = this.#peers.get(peer);
@@ -126,11 +131,16 @@ export class Rib {
    * learned route whose path does not contain `peer`, one hop longer; undefined if none.
    */
   exportFor(peer: string, name: string): DigestEntry | undefined {
+    const usable = this.nextHops(name).filter((h) => !h.stale && h.peer !== peer && !h.entry.path.includes(peer) && h.entry.path.length < MAX_PATH);
     const local = this.#local.get(name);
-    if (local) return { name, tags: local, cost: 0, path: [this.self] };
-    const best = this.nextHops(name).find((h) => !h.stale && h.peer !== peer && !h.entry.path.includes(peer));
-    if (!best || best.entry.path.length >= MAX_PATH) return undefined;
-    return { name, tags: best.entry.tags, cost: best.entry.cost + 1, path: [this.self, ...best.entry.path] };
+    // The tags are those of every agent reachable through us (here or via any usable
+    // route), so a peer requiring a tag still sends requests our way; the cost and path
+    // are the best route's.
+    const tags = [...new Set([...(local ?? []), ...usable.flatMap((h) => h.entry.tags)])].sort();
+    if (local) return { name, tags, cost: 0, path: [this.self] };
+    const best = usable[0];
+    if (!best) return undefined;
+    return { name, tags, cost: best.entry.cost + 1, path: [this.self, ...best.entry.path] };
   }
 
   #emit(names: Set<string>): void {

@@ -209,3 +209,35 @@ describe('digest sync limits', () => {
     expect(net.rib('B').nextHops('/capability/after')).toHaveLength(1);
   });
 });
+
+describe('digest sync refinements', () => {
+  it('advertises the tags of every route it can reach, with the best route\'s cost', async () => {
+    const net = new Net();
+    net.connect('A', 'B');
+    net.connect('B', 'C');
+    net.connect('B', 'D');
+    net.connect('D', 'E');
+    net.rib('C').setLocal('/capability/x', []);
+    net.rib('E').setLocal('/capability/x', ['gdpr']);
+    await net.settle();
+    const atA = best(net.rib('A'), '/capability/x')!;
+    expect(atA.entry.cost).toBe(1);
+    expect(atA.entry.path).toEqual(['B', 'C']);
+    expect(atA.entry.tags).toEqual(['gdpr']);
+  });
+
+  it('a peer refreshing its routes with a snapshot does not make them flap further on', async () => {
+    const net = new Net();
+    net.connect('A', 'B');
+    net.connect('B', 'C');
+    for (let i = 0; i < 50; i++) net.rib('C').setLocal(`/capability/r${i}`, []);
+    await net.settle();
+    const toA = net.syncs.get('B>A')!.stats;
+    const before = toA.entriesSent;
+    // B asks C for a snapshot (as after a gap); C sends all 50 names again.
+    net.syncs.get('C>B')!.receive({ type: 'CSP_RESYNC', reason: 'test' });
+    await net.settle();
+    expect(toA.entriesSent).toBe(before);
+    expect(net.rib('A').names().size).toBe(50);
+  });
+});
