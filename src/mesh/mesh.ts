@@ -28,6 +28,11 @@ export interface MeshOptions {
   readonly self: Identity;
   readonly listen: Listen;
   readonly peers: readonly PeerConfig[];
+  /**
+   * The tags this node's policy knows. Learned tags outside it are not programmed: a peer
+   * cannot fill the FIB's tag dictionary with tags nobody here filters on.
+   */
+  readonly knownTags?: () => ReadonlySet<string>;
   /** A peer to send names with no route to (a default route `/`). */
   readonly upstream?: string;
   readonly holdMs?: number;
@@ -311,9 +316,15 @@ export class Mesh {
     p.resolve(answer!);
   }
 
+  /** Programs every learned name again (after the known tags changed). */
+  reprogram(): void {
+    for (const name of this.rib.names()) this.#program(name);
+  }
+
   #program(name: string): void {
+    const known = this.#options.knownTags?.();
     const hops: NextHop[] = this.rib.nextHops(name).map((h) => ({
-      id: peerHop(h.peer), priority: PEER_PRIORITY_BASE + h.entry.cost, tags: [...h.entry.tags],
+      id: peerHop(h.peer), priority: PEER_PRIORITY_BASE + h.entry.cost, tags: known ? h.entry.tags.filter((t) => known.has(t)) : [...h.entry.tags],
     }));
     // The upstream is the route of last resort: the root, after anything learned there.
     const up = this.#options.upstream;

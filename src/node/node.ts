@@ -44,6 +44,7 @@ export class DmscNode {
     this.mesh = new Mesh({
       self: { gateway: config.id, domain: parts.amc.domain }, listen: config.peering, peers: config.peers,
       ...(config.upstream ? { upstream: config.upstream } : {}),
+      knownTags: () => new Set((policy.document.tags ?? []).map((t) => t.tag)),
       log: (event) => process.stderr.write(JSON.stringify({ node: config.id, ...event }) + '\n'),
     }, parts.amc, this.gateway.directory);
     this.#http = createServer();
@@ -141,7 +142,7 @@ export class DmscNode {
         if (current.version > 0) back.load(current);
         this.gateway.directory.retag((a) => back.tagsFor(a));
       };
-    });
+    }, () => this.mesh.reprogram());
     http.get<{ Querystring: { prefix?: string; limit?: number } }>('/v1/fib', {
       onRequest: adminOnly(token),
       schema: {

@@ -25,7 +25,7 @@ export function loadPolicy<M>(store: Store, engine: PolicyEngine<M>): void {
  * node re-tags its FIB there, which can fail as a whole); it returns how to undo that if
  * the store then fails.
  */
-export function policyRoutes<M>(http: FastifyInstance, store: Store, engine: PolicyEngine<M>, adminToken: string, prepare: (next: PolicyDocument) => (() => void) | undefined): void {
+export function policyRoutes<M>(http: FastifyInstance, store: Store, engine: PolicyEngine<M>, adminToken: string, prepare: (next: PolicyDocument) => (() => void) | undefined, loaded: () => void = () => {}): void {
   const db = store.db<StoredPolicy>('policies');
   const admin = adminOnly(adminToken);
   // One PUT at a time: the version check and the swap must not interleave.
@@ -45,6 +45,7 @@ export function policyRoutes<M>(http: FastifyInstance, store: Store, engine: Pol
         throw e;
       }
       engine.load(doc);
+      loaded();
       return { version: doc.version, rules: doc.rules.length };
     });
     writing = run.catch(() => {});

@@ -113,6 +113,20 @@ describe('mesh of three gateways (chain)', () => {
     expect(dmsc('node', '--peer', 'A@127.0.0.1:1', '--upstream', 'B').stderr).toContain('--upstream B must be one of the --peer gateways');
   });
 
+  it('programs learned tags only when its own policy knows them', async () => {
+    const mapping = { tags: [{ tag: 'gdpr', attribute: 'compliance', values: ['gdpr'] }], rules: [] };
+    const put = (p: Proc, version: number) => api(p.url, 'PUT', '/v1/policies', { auth: p.token, body: { version, ...mapping } });
+    const current = async (p: Proc) => (await api(p.url, 'GET', '/v1/policies', { auth: p.token })).body.version as number;
+    expect((await put(gw['C']!, (await current(gw['C']!)) + 1)).status).toBe(200);
+    expect((await put(gw['B']!, (await current(gw['B']!)) + 1)).status).toBe(200);
+    await register(gw['C']!, providerKey, [{ name: '/capability/eu', attributes: { compliance: 'gdpr' } }]);
+    await waitFor(async () => (await fibHops(gw['A']!, '/capability/eu')).length > 0);
+    expect((await fibHops(gw['B']!, '/capability/eu'))[0].tags).toEqual(['gdpr']);
+    expect((await fibHops(gw['A']!, '/capability/eu'))[0].tags).toEqual([]);
+    expect((await put(gw['A']!, (await current(gw['A']!)) + 1)).status).toBe(200);
+    expect((await fibHops(gw['A']!, '/capability/eu'))[0].tags).toEqual(['gdpr']);
+  });
+
   it('puts local agents first: a name offered at A and at C goes to A\'s own agent', async () => {
     await register(gw['C']!, providerKey, [{ name: '/capability/both' }]);
     await waitFor(async () => (await fibHops(gw['A']!, '/capability/both')).length > 0);
