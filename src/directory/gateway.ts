@@ -25,7 +25,13 @@ export interface Hop {
   readonly path: readonly string[];
   /** The requester's credential, passed on to the next hop. */
   readonly credential?: string;
+  /** Time left for the whole request, in ms; each hop leaves some for the way back. */
+  readonly budgetMs?: number;
 }
+
+/** Time a resolution may take end to end, and what each hop keeps for the way back. */
+export const SRRP_BUDGET_MS = 3000;
+const RETURN_MARGIN_MS = 100;
 
 export interface DiscoverAnswer {
   readonly candidates: readonly Record<string, unknown>[];
@@ -42,6 +48,7 @@ export interface ForwardedResolve {
   readonly credential: string;
   readonly ttl: number;
   readonly path: string[];
+  readonly budgetMs: number;
 }
 
 export interface ResolveAnswer {
@@ -217,7 +224,7 @@ export class Gateway {
    * Sends a resolution on to a peer gateway (SRRP); set by the mesh. `tried` lists the
    * peers already asked for this request.
    */
-  forward: ((peer: string, request: ForwardedResolve) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
+  forward: ((peer: string, request: ForwardedResolve, timeoutMs: number) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
   /** Peer gateways with a route for a FIB prefix, best first (from the mesh). */
   peersFor: ((prefix: string) => string[]) | undefined;
 
@@ -262,9 +269,20 @@ export class Gateway {
     // Never back along the path, the fast path's choice included.
     const peers = [first, ...(this.peersFor?.(prefix) ?? [])].filter((p, i, all) => all.indexOf(p) === i && !hop.path.includes(p));
     let last: unknown;
-    for (const peer of peers) {
+    // One deadline for the whole request: a hop further on gets less time than this one
+    // waits, so its own failover can still answer in time.
+    const deadline = Date.now() + Math.min(hop.budgetMs ?? SRRP_BUDGET_MS, SRRP_BUDGET_MS);
+    for (const [i, peer] of peers.entries()) {
+      const left = deadline - Date.now();
+      if (left <= RETURN_MARGIN_MS) break;
+      // The time left is shared among the peers still to try, so a silent one cannot use
+      // it all; the peer passes on a little less, to answer in time.
+      const slot = Math.floor(left / (peers.length - i));
       try {
-        return await this.forward(peer, { kind, capability, require: [...require], ...(flow !== undefined ? { flow } : {}), credential: hop.credential, ttl: hop.ttl - 1, path: [...hop.path, this.options.nodeId] });
+        return await this.forward(peer, {
+          kind, capability, require: [...require], ...(flow !== undefined ? { flow } : {}), credential: hop.credential,
+          ttl: hop.ttl - 1, path: [...hop.path, this.options.nodeId], budgetMs: Math.max(0, slot - RETURN_MARGIN_MS),
+        }, slot);
       } catch (e) {
         last = e;
         // A peer that is slow or gone: try the next best. A definite answer (denied,
@@ -273,7 +291,10 @@ export class Gateway {
         if (code !== 'ERR_DMSC_PEER_TIMEOUT' && code !== 'ERR_DMSC_PEER_CLOSED' && code !== 'ERR_DMSC_LOOP') throw e;
       }
     }
-    throw last instanceof DmscError ? last : new DmscError('ERR_DMSC_NO_ROUTE', `no peer gateway answered for ${capability}`);
+    if (last instanceof DmscError) throw last;
+    throw peers.length
+      ? new DmscError('ERR_DMSC_PEER_TIMEOUT', `no peer gateway answered for ${capability} in time`)
+      : new DmscError('ERR_DMSC_NO_ROUTE', `no peer gateway to ask for ${capability}`);
   }
 
   async #drop(aic: string): Promise<void> {

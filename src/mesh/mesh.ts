@@ -121,7 +121,7 @@ export class Mesh {
   }
 
   /** Sends a resolution to `peer` and waits for its answer (SRRP), at most `timeoutMs`. */
-  forward(peer: string, request: ForwardedResolve, timeoutMs = 2000): Promise<ResolveAnswer | DiscoverAnswer> {
+  forward(peer: string, request: ForwardedResolve, timeoutMs: number): Promise<ResolveAnswer | DiscoverAnswer> {
     const live = this.#sessions.get(peer);
     if (!live) return Promise.reject(new DmscError('ERR_DMSC_PEER_CLOSED', `no session with ${peer}`));
     const id = randomUUID();
@@ -351,10 +351,12 @@ function checkForwarded(v: unknown): ForwardedResolve {
   if (typeof r['credential'] !== 'string' || r['credential'].length > 8192) throw bad('credential');
   if (typeof r['ttl'] !== 'number' || !Number.isInteger(r['ttl']) || r['ttl'] < 0 || r['ttl'] > 64) throw bad('ttl');
   if (!Array.isArray(r['path']) || r['path'].length > 64 || !r['path'].every((g) => typeof g === 'string' && g.length <= 63)) throw bad('path');
+  const budget = r['budgetMs'] ?? 2000;
+  if (typeof budget !== 'number' || !Number.isInteger(budget) || budget < 0 || budget > 60_000) throw bad('budgetMs');
   const kind = r['kind'] ?? 'resolve';
   if (kind !== 'resolve' && kind !== 'discover') throw bad('kind');
   return {
     kind, capability: r['capability'], require: r['require'] as string[], ...(r['flow'] !== undefined ? { flow: r['flow'] as string } : {}),
-    credential: r['credential'], ttl: r['ttl'], path: r['path'] as string[],
+    credential: r['credential'], ttl: r['ttl'], path: r['path'] as string[], budgetMs: budget,
   };
 }

@@ -120,11 +120,11 @@ export class DmscNode {
     agentRoutes(http, this.gateway, guard, token);
     // Resolution across gateways (SRRP): every hop checks the requester's credential and
     // applies its own policy before answering or passing the request on.
-    this.gateway.forward = (peer, request) => this.mesh.forward(peer, request);
+    this.gateway.forward = (peer, request, timeoutMs) => this.mesh.forward(peer, request, timeoutMs);
     this.gateway.peersFor = (prefix) => this.mesh.peersFor(prefix);
     this.mesh.onResolve = async (request) => {
       const claims = await guard.verify(request.credential);
-      const hop = { ttl: request.ttl, path: request.path, credential: request.credential };
+      const hop = { ttl: request.ttl, path: request.path, credential: request.credential, budgetMs: request.budgetMs };
       return request.kind === 'discover'
         ? this.gateway.discover(claims, request.capability, request.require, hop)
         : this.gateway.resolve(claims, request.capability, request.require, request.flow, hop);

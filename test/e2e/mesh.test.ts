@@ -99,6 +99,36 @@ describe('mesh of three gateways (chain)', () => {
     session.close();
   });
 
+  it('routes around a peer that advertises a name but never answers, at the far hop', async () => {
+    // X joins B, advertises /capability/slow, and stays silent on SRRP; C has a real agent.
+    const add = dmsc('amc', 'gateway', 'add', 'Xslow', '--url', amc.url, '--data', amc.dataDir);
+    const { credential } = (await api(amc.url, 'POST', '/v1/amc/gateway-credential', { auth: JSON.parse(add.stdout).key, body: {} })).body;
+    const [host, port] = gw['B']!.peering!.split(':');
+    const socket = connect(Number(port), host!);
+    await new Promise((r) => socket.once('connect', r));
+    const x = await PeerSession.establish(socket, { local: { gateway: 'Xslow', domain: 'metro' }, credential: () => credential, verify: async () => {}, holdMs: 30_000 });
+    let askedX = 0;
+    x.on('message', (m) => {
+      if (m.type === 'SRRP_RESOLVE') askedX++;
+    });
+    x.send({ type: 'CSP_SNAPSHOT' });
+    x.send({ type: 'CSP_ROUTES', entries: [{ name: '/capability/slow', tags: [], cost: 0, path: ['Xslow'] }] });
+    x.send({ type: 'CSP_EOS', version: 1 });
+    const agent = await register(gw['C']!, providerKey, [{ name: '/capability/slow' }]);
+    await waitFor(async () => (await fibHops(gw['B']!, '/capability/slow')).length === 2);
+    const requester = await register(gw['A']!, providerKey, [{ name: '/capability/req3' }]);
+    // Flows until B has tried X first at least once (X's share is half).
+    for (let i = 0; i < 40 && (i < 4 || askedX === 0); i++) {
+      const r = await api(gw['A']!.url, 'POST', '/v1/resolve', { auth: requester.credential, body: { capability: '/capability/slow', flow: `s${i}` } });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(r.body.target.aic).toBe(agent.aic);
+      expect(r.body.path).toEqual(['A', 'B', 'C']);
+    }
+    // X was asked, never answered, and the request still came back from C.
+    expect(askedX).toBeGreaterThan(0);
+    x.close();
+  }, 30_000);
+
   it('sends names it has no route for to its upstream peer', async () => {
     const d = await start('node', [...(await gatewayArgs('D')), '--peer', peerOf('A'), '--upstream', 'A']);
     await waitFor(async () => (await fibHops(d, '/'))[0]?.state === 'up');
