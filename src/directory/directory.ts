@@ -61,6 +61,12 @@ export function acsOf(r: AgentRecord, kid: string | undefined): Record<string, u
 /** How the policy turns an offer's attributes into fast-path tags. */
 export type TagMapper = (attributes: Readonly<Record<string, AttributeValue>>) => string[];
 
+/** The FIB next-hop id of a peer gateway. */
+export const peerHop = (gateway: string) => `peer:${gateway}`;
+
+/** The peer gateway a FIB next-hop id leads to, or undefined for an agent. */
+export const peerOf = (nextHop: string): string | undefined => (nextHop.startsWith('peer:') ? nextHop.slice(5) : undefined);
+
 /** The fast path holds at most this many next hops per entry; more agents wait as standby. */
 export const MAX_INSTALLED = 64;
 

@@ -13,7 +13,7 @@ import type { KeyRing } from '../identity/key-ring.js';
 import { SerialAllocator } from '../identity/serials.js';
 import type { PolicyEngine } from '../policy/policy.js';
 import type { Store } from '../store/store.js';
-import { acsOf, Directory, type AgentRecord, type AttributeValue, type CapabilityOffer } from './directory.js';
+import { acsOf, Directory, peerOf, type AgentRecord, type AttributeValue, type CapabilityOffer } from './directory.js';
 
 export const GRANT_TYP = 'dmsc-grant+jwt';
 /** Gateway hops a resolution may take. */
@@ -214,9 +214,10 @@ export class Gateway {
       }));
     if (candidates.length) return { candidates, path: [...hop.path, self] };
     const hit = this.#fib.lookup(capability, { require: require.length === 0 ? decision.mask : need });
-    if (!hit?.nextHop.startsWith('peer:') || !this.forward || hop.credential === undefined) return { candidates: [], path: [...hop.path, self] };
+    const peer = hit && peerOf(hit.nextHop);
+    if (!hit || !peer || !this.forward || hop.credential === undefined) return { candidates: [], path: [...hop.path, self] };
     if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `discovery of ${capability} ran out of hops at ${self}`);
-    return this.#viaPeers(hit.prefix, hit.nextHop.slice(5), 'discover', capability, require, undefined, hop) as Promise<DiscoverAnswer>;
+    return this.#viaPeers(hit.prefix, peer, 'discover', capability, require, undefined, hop) as Promise<DiscoverAnswer>;
   }
 
   /** Resolves through the fast path and signs a session grant for the chosen target. */
@@ -242,9 +243,10 @@ export class Gateway {
     // extra tags are merged per call.
     const mask = require.length === 0 ? decision.mask : [...new Set([...decision.require, ...require])];
     const hit = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
-    if (hit?.nextHop.startsWith('peer:')) {
+    const peer = hit && peerOf(hit.nextHop);
+    if (hit && peer) {
       if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `resolution of ${capability} ran out of hops at ${self}`);
-      return this.#viaPeers(hit.prefix, hit.nextHop.slice(5), 'resolve', capability, require, flow, hop) as Promise<ResolveAnswer>;
+      return this.#viaPeers(hit.prefix, peer, 'resolve', capability, require, flow, hop) as Promise<ResolveAnswer>;
     }
     const target = hit ? this.directory.get(hit.nextHop) : undefined;
     if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);

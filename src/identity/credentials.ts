@@ -17,10 +17,14 @@ export interface AgentClaims {
   readonly expiresAt: number;
 }
 
-export class CredentialGuard {
+/**
+ * Verifies tokens an AMC signed (agent and gateway credentials) with its current keys:
+ * follows key changes, and asks the AMC once for its keys before refusing a `kid` it has
+ * not seen yet (a key made since the last poll).
+ */
+export class AmcTokenVerifier {
   readonly #amc: Amc;
   readonly #verifier: JwtVerifier;
-  readonly #verified = new LRUCache<string, AgentClaims>({ max: 100_000, ttlAutopurge: false });
 
   constructor(amc: Amc) {
     this.#amc = amc;
@@ -28,6 +32,27 @@ export class CredentialGuard {
     amc.onChange(({ keys }) => {
       if (keys) this.#verifier.setKeys(amc.jwks());
     });
+  }
+
+  async verify(token: string, typ: string): Promise<Record<string, unknown>> {
+    if (token.length > 8192) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: too long');
+    const kid = peekKid(token);
+    if (kid && !this.#verifier.knows(kid)) {
+      await this.#amc.refresh().catch(() => {});
+      this.#verifier.setKeys(this.#amc.jwks());
+    }
+    return this.#verifier.verify(token, typ, this.#amc.issuer) as Promise<Record<string, unknown>>;
+  }
+}
+
+export class CredentialGuard {
+  readonly #amc: Amc;
+  readonly #tokens: AmcTokenVerifier;
+  readonly #verified = new LRUCache<string, AgentClaims>({ max: 100_000, ttlAutopurge: false });
+
+  constructor(amc: Amc) {
+    this.#amc = amc;
+    this.#tokens = new AmcTokenVerifier(amc);
   }
 
   /** The claims of a valid, unexpired, unrevoked credential; else ERR_DMSC_UNAUTHORIZED. */
@@ -43,15 +68,7 @@ export class CredentialGuard {
   }
 
   async #check(token: string): Promise<AgentClaims> {
-    if (token.length > 8192) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: too long');
-    const kid = peekKid(token);
-    // A key the AMC made since the last poll: fetch the keys once before refusing.
-    if (kid && !this.#verifier.knows(kid)) {
-      await this.#amc.refresh().catch(() => {});
-      this.#verifier.setKeys(this.#amc.jwks());
-    }
-    const p = await this.#verifier.verify(token, CREDENTIAL_TYP, this.#amc.issuer);
-    const { sub, prv, gw, dom, scope, exp } = p as Record<string, unknown>;
+    const { sub, prv, gw, dom, scope, exp } = await this.#tokens.verify(token, CREDENTIAL_TYP);
     if (typeof sub !== 'string' || typeof prv !== 'string' || typeof gw !== 'string' || typeof dom !== 'string' || !Array.isArray(scope) || typeof exp !== 'number') {
       throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: missing claims');
     }

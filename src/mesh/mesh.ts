@@ -7,11 +7,11 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { DmscError, dmscError } from '../errors.js';
-import type { Directory } from '../directory/directory.js';
+import { peerHop, type Directory } from '../directory/directory.js';
 import type { DiscoverAnswer, ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
 import type { NextHop } from '../fastpath/types.js';
 import { GATEWAY_TYP, type Amc } from '../identity/amc.js';
-import { JwtVerifier } from '../identity/jwt.js';
+import { AmcTokenVerifier } from '../identity/credentials.js';
 import type { Listen } from '../node/config.js';
 import { DigestSync } from './csp.js';
 import { text, type Message } from './frames.js';
@@ -41,7 +41,6 @@ export interface MeshOptions {
 
 /** Priority of a learned route: above every local agent (0..32767), shorter paths first. */
 export const PEER_PRIORITY_BASE = 32768;
-export const peerHop = (gateway: string) => `peer:${gateway}`;
 export const UPSTREAM_PRIORITY = 65000;
 
 interface Live {
@@ -56,7 +55,7 @@ export class Mesh {
   readonly #options: MeshOptions;
   readonly #amc: Amc;
   readonly #directory: Directory;
-  readonly #verifier: JwtVerifier;
+  readonly #verifier: AmcTokenVerifier;
   readonly #sessions = new Map<string, Live>();
   readonly #staleTimers = new Map<string, NodeJS.Timeout>();
   readonly #dialTimers = new Set<NodeJS.Timeout>();
@@ -76,10 +75,7 @@ export class Mesh {
     this.#amc = amc;
     this.#directory = directory;
     this.rib = new Rib(options.self.gateway);
-    this.#verifier = new JwtVerifier(amc.jwks());
-    amc.onChange(({ keys }) => {
-      if (keys) this.#verifier.setKeys(amc.jwks());
-    });
+    this.#verifier = new AmcTokenVerifier(amc);
     for (const name of directory.localNames()) this.rib.setLocal(name, directory.localTags(name));
     directory.onLocalChange((names) => {
       for (const n of names) this.rib.setLocal(n, directory.localTags(n));
@@ -186,7 +182,7 @@ export class Mesh {
   async #verify(credential: string, claimed: Identity): Promise<void> {
     if (claimed.domain !== this.#amc.domain) throw new Error(`gateway of domain ${claimed.domain}; this node trusts only ${this.#amc.domain}`);
     if (claimed.gateway === this.#options.self.gateway) throw new Error('a session to itself');
-    const claims = await this.#verifier.verify(credential, GATEWAY_TYP, this.#amc.issuer);
+    const claims = await this.#verifier.verify(credential, GATEWAY_TYP);
     if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`credential is for ${text(claims['sub'])}@${text(claims['dom'])}`);
   }
 
