@@ -92,5 +92,43 @@ function decodeBody(body: Buffer): Message {
   if (typeof value !== 'object' || value === null || Array.isArray(value) || typeof (value as { type?: unknown }).type !== 'string') {
     throw new DmscTypeError('ERR_DMSC_MALFORMED_FRAME', 'a frame must hold a message object with a string type');
   }
+  const problem = notPlain(value, 0);
+  if (problem) throw new DmscTypeError('ERR_DMSC_MALFORMED_FRAME', `a frame may hold only maps, arrays, strings, numbers, booleans and nil; found ${problem}`);
   return value as Message;
+}
+
+/** Nesting a message may have; ours need 4. */
+const MAX_DEPTH = 16;
+
+/**
+ * What in `v` is not plain data, or null. msgpackr decodes its extension types (dates,
+ * sets, regular expressions, errors, big integers, binary) whatever the options say; a
+ * peer must not make us build those, so a frame holding one is refused.
+ */
+function notPlain(v: unknown, depth: number): string | null {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+    case 'number':
+      return null;
+    case 'object': {
+      if (v === null) return null;
+      if (depth >= MAX_DEPTH) return `nesting deeper than ${MAX_DEPTH}`;
+      if (Array.isArray(v)) {
+        for (const x of v) {
+          const p = notPlain(x, depth + 1);
+          if (p) return p;
+        }
+        return null;
+      }
+      if (Object.getPrototypeOf(v) !== Object.prototype) return `a ${Object.prototype.toString.call(v).slice(8, -1)}`;
+      for (const k in v) {
+        const p = notPlain((v as Record<string, unknown>)[k], depth + 1);
+        if (p) return p;
+      }
+      return null;
+    }
+    default:
+      return `a ${typeof v}`;
+  }
 }

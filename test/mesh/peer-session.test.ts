@@ -5,6 +5,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Packr } from 'msgpackr';
 import { encodeFrame, FrameDecoder, type Message } from '../../src/mesh/frames.js';
 import { PeerSession, type SessionOptions } from '../../src/mesh/peer-session.js';
 import { JwtVerifier, newSigningKey, signingKey, signJwt } from '../../src/identity/jwt.js';
@@ -50,6 +51,26 @@ describe('frames', () => {
       body.copy(frame, 4);
       expect(() => new FrameDecoder().push(frame)).toThrow(expect.objectContaining({ code: 'ERR_DMSC_MALFORMED_FRAME' }));
     }
+  });
+
+  it('refuses frames holding anything but plain data: msgpackr extensions, deep nesting', () => {
+    // A packer that writes msgpackr's extension types, as a hostile peer could.
+    const rich = new Packr({ moreTypes: true, useRecords: false });
+    const framed = (value: unknown) => {
+      const body = rich.pack(value);
+      const f = Buffer.alloc(4 + body.length);
+      f.writeUInt32BE(body.length, 0);
+      body.copy(f, 4);
+      return f;
+    };
+    let deep: unknown = 'leaf';
+    for (let i = 0; i < 20; i++) deep = [deep];
+    for (const value of [new Date(), new Set([1]), /a+$/, new Error('e'), 2n ** 70n, Buffer.from('ab'), deep]) {
+      expect(() => new FrameDecoder().push(framed({ type: 'CSP_ROUTES', entries: [{ x: value }] }))).toThrow(expect.objectContaining({ code: 'ERR_DMSC_MALFORMED_FRAME' }));
+    }
+    // Plain data, as deep as real messages go, still decodes.
+    const plain = { type: 'CSP_ROUTES', entries: [{ name: '/a', tags: ['t'], cost: 1, path: ['g'], extra: { n: null, b: true } }] };
+    expect(new FrameDecoder().push(framed(plain))).toEqual([plain]);
   });
 });
 
