@@ -89,8 +89,19 @@ export function fibShow(fib: Command): void {
     });
 }
 
-/** `dmsc amc gateway add` and `dmsc amc rotate-key`, against an AMC's admin API. */
+/** `dmsc peer list`: the node's peering sessions. */
+export function peerCommands(program: Command): void {
+  const peer = program.command('peer').description("a node's peer gateways");
+  withServer(peer.command('list'))
+    .description('list open peering sessions (domain, hold time, routes learned, frames and digest counters) and the configured peers')
+    .action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/peers')));
+}
+
+/** `dmsc amc gateway add`, `dmsc amc rotate-key` and `dmsc amc keys`, against an AMC's API. */
 export function amcAdminCommands(amc: Command): void {
+  withServer(amc.command('keys'))
+    .description("print the AMC's public keys (JWKS): what another domain's mesh config trusts (`domains[].jwks`) to accept this domain's gateways and agents")
+    .action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/amc/jwks')));
   withServer(amc.command('rotate-key'))
     .description('make a new signing key; old keys verify until their credentials expire (default: the embedded AMC of node-1; for `dmsc amc` pass --url http://127.0.0.1:7060 --data .dmsc/amc)')
     .action(async (o: ClientOptions) => print(await call(o, 'POST', '/v1/amc/rotate-key')));

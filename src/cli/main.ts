@@ -10,7 +10,7 @@ import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import { ReferenceTable } from '../fastpath/reference-table.js';
 import { nameProblem } from '../fastpath/validate.js';
 import { nodeConfig, readFibFile } from '../node/config.js';
-import { adminCommands, amcAdminCommands, fibShow, reportChecks } from './admin.js';
+import { adminCommands, amcAdminCommands, fibShow, peerCommands, reportChecks } from './admin.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -61,8 +61,9 @@ program
   .option('--amc-poll-ms <ms>', 'how often to ask that AMC for revocations and keys', '200')
   .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
   .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
-  .option('--upstream <id>', 'the peer (one of --peer) to ask for names with no route here')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; peer: string[]; upstream?: string }) => {
+  .option('--upstream <id>', 'the peer (one of the peers) to ask for names with no route here')
+  .option('--mesh-config <file>', 'JSON file: peers, upstream, other trust domains (keys, export policy, tag table), route limits, hold time, TLS')
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');
@@ -103,6 +104,7 @@ const amc = program
   });
 amcAdminCommands(amc);
 adminCommands(program);
+peerCommands(program);
 
 const fib = program.command('fib').description('forwarding tables: offline tools, and a running node\'s FIB');
 fibShow(fib);

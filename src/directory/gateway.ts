@@ -287,10 +287,11 @@ export class Gateway {
         }, slot);
       } catch (e) {
         last = e;
-        // A peer that is slow or gone: try the next best. A definite answer (denied,
-        // no route there, loop, TTL) is the answer.
+        // A peer that is slow, gone, or has lost its route since it advertised it (or, at
+        // a domain boundary, cannot carry a required tag): try the next best. A definite
+        // answer (denied, unauthorized, TTL) is the answer.
         const code = (e as DmscError).code;
-        if (code !== 'ERR_DMSC_PEER_TIMEOUT' && code !== 'ERR_DMSC_PEER_CLOSED' && code !== 'ERR_DMSC_LOOP') throw e;
+        if (code !== 'ERR_DMSC_PEER_TIMEOUT' && code !== 'ERR_DMSC_PEER_CLOSED' && code !== 'ERR_DMSC_LOOP' && code !== 'ERR_DMSC_NO_ROUTE') throw e;
       }
     }
     if (last instanceof DmscError) throw last;

@@ -4,7 +4,7 @@
 import { LRUCache } from 'lru-cache';
 import { DmscError } from '../errors.js';
 import { CREDENTIAL_TYP, type Amc } from './amc.js';
-import { JwtVerifier, peekKid } from './jwt.js';
+import { JwtVerifier, peekClaim, peekKid } from './jwt.js';
 
 /** The identity a verified credential carries. */
 export interface AgentClaims {
@@ -45,14 +45,26 @@ export class AmcTokenVerifier {
   }
 }
 
+/** Verifies tokens another domain's AMC signed (see mesh/domains.ts). */
+export interface ForeignVerifier {
+  verify(token: string, typ: string): Promise<Record<string, unknown>>;
+}
+
 export class CredentialGuard {
   readonly #amc: Amc;
   readonly #tokens: AmcTokenVerifier;
+  readonly #foreign: ((domain: string) => ForeignVerifier | undefined) | undefined;
   readonly #verified = new LRUCache<string, AgentClaims>({ max: 100_000, ttlAutopurge: false });
 
-  constructor(amc: Amc) {
+  /**
+   * With `foreign`, credentials of the other domains it knows are accepted too (issued by
+   * `dmsc-amc:<domain>`): for requests peers of those domains pass on. Their revocations
+   * are not seen here; such credentials are refused only once they expire.
+   */
+  constructor(amc: Amc, foreign?: (domain: string) => ForeignVerifier | undefined) {
     this.#amc = amc;
     this.#tokens = new AmcTokenVerifier(amc);
+    this.#foreign = foreign;
   }
 
   /** The claims of a valid, unexpired, unrevoked credential; else ERR_DMSC_UNAUTHORIZED. */
@@ -68,10 +80,21 @@ export class CredentialGuard {
   }
 
   async #check(token: string): Promise<AgentClaims> {
-    const { sub, prv, gw, dom, scope, exp } = await this.#tokens.verify(token, CREDENTIAL_TYP);
+    const { sub, prv, gw, dom, scope, exp } = await this.#verifierFor(token).verify(token, CREDENTIAL_TYP);
     if (typeof sub !== 'string' || typeof prv !== 'string' || typeof gw !== 'string' || typeof dom !== 'string' || !Array.isArray(scope) || typeof exp !== 'number') {
       throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: missing claims');
     }
     return Object.freeze({ aic: sub, provider: prv, gateway: gw, domain: dom, scope: Object.freeze(scope.map(String)), expiresAt: exp * 1000 });
+  }
+
+  // The issuer named in the (not yet verified) token picks the keys; the verifier then
+  // checks that issuer, so a token cannot borrow another domain's keys.
+  #verifierFor(token: string): ForeignVerifier {
+    if (!this.#foreign) return this.#tokens;
+    const iss = peekClaim(token, 'iss');
+    if (typeof iss !== 'string' || iss === this.#amc.issuer || !iss.startsWith('dmsc-amc:')) return this.#tokens;
+    const foreign = this.#foreign(iss.slice('dmsc-amc:'.length));
+    if (!foreign) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `credential rejected: issued by ${iss.slice(0, 80)}, a domain this node does not trust`);
+    return foreign;
   }
 }

@@ -103,3 +103,15 @@ export function peekKid(token: string): string | undefined {
     return undefined;
   }
 }
+
+/** A claim of a compact JWS without verifying it (to pick the keys that will verify it). */
+export function peekClaim(token: string, claim: string): unknown {
+  const parts = token.split('.', 3);
+  if (parts.length !== 3 || parts[1]!.length > 8192) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString()) as Record<string, unknown> | null;
+    return payload && typeof payload === 'object' ? payload[claim] : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -13,9 +13,14 @@ const aicBody = {
   properties: { aic: { type: 'string', minLength: 1, maxLength: 200 }, reason: { type: 'string', maxLength: 256 } },
 } as const;
 
-/** The public keys credentials (and, on a node, session grants) verify with. */
-export function jwksRoute(http: FastifyInstance, jwks: () => JSONWebKeySet): void {
+/**
+ * The public keys credentials (and, on a node, session grants) verify with; and at
+ * `/v1/amc/jwks` the AMC's keys alone, which another domain configures to trust this one
+ * (a gateway's grant keys must not be able to sign credentials there).
+ */
+export function jwksRoute(http: FastifyInstance, jwks: () => JSONWebKeySet, amcKeys: () => JSONWebKeySet = jwks): void {
   http.get('/.well-known/jwks.json', async (_req, reply) => reply.header('cache-control', 'max-age=60').send(jwks()));
+  http.get('/v1/amc/jwks', async (_req, reply) => reply.header('cache-control', 'max-age=60').send(amcKeys()));
 }
 
 /** `POST /v1/revocations`: on an AMC, or on a node, which passes it to its AMC. */

@@ -5,6 +5,7 @@
 // base is not the version we hold, or that does not validate, asks for a fresh snapshot
 // (RESYNC). Bytes per change are proportional to the change: only the names that
 // changed are looked at and sent.
+import { DmscError } from '../errors.js';
 import { nameProblem, tagProblem } from '../fastpath/validate.js';
 import type { Message } from './frames.js';
 import { MAX_PATH, type DigestEntry, type Rib } from './rib.js';
@@ -13,7 +14,27 @@ import { MAX_PATH, type DigestEntry, type Rib } from './rib.js';
 export interface Link {
   readonly peer: { readonly gateway: string };
   send(message: Message): boolean;
+  /** Ends the session for a protocol error. */
+  close(error: DmscError): void;
 }
+
+export interface DigestSyncOptions {
+  /**
+   * A naive full-state flood (a whole snapshot on every change): the baseline the mesh
+   * benchmark compares deltas against, never used by a node.
+   */
+  readonly full?: boolean;
+  /** Which names may be advertised to this peer (a domain boundary's export policy). */
+  readonly exports?: (name: string) => boolean;
+  /** Maps the peer's tags to ours, dropping those with no mapping (a domain boundary). */
+  readonly importTags?: (tags: readonly string[]) => string[];
+  /** Routes the peer may hold here at once; past it the session ends (default 100,000). */
+  readonly maxRoutes?: number;
+  /** How long a snapshot, or one asked for, may take before the session ends (default 60 s). */
+  readonly snapshotTimeoutMs?: number;
+}
+
+export const DEFAULT_MAX_ROUTES = 100_000;
 
 /** Entries per ROUTES frame or delta, and their rough size (JSON) per frame. */
 const CHUNK = 512;
@@ -67,16 +88,16 @@ export class DigestSync {
   readonly #unsubscribe: () => void;
   readonly stats: CspStats = { snapshotsSent: 0, deltasSent: 0, entriesSent: 0, resyncsAsked: 0 };
 
-  readonly #full: boolean;
+  readonly #options: DigestSyncOptions;
+  readonly #maxRoutes: number;
+  /** Runs while a snapshot from the peer is due: started, or asked for. */
+  #snapshotTimer: NodeJS.Timeout | undefined;
 
-  /**
-   * `full: true` makes this a naive full-state flood (a whole snapshot on every change):
-   * the baseline the mesh benchmark compares deltas against, never used by a node.
-   */
-  constructor(rib: Rib, link: Link, options: { full?: boolean } = {}) {
+  constructor(rib: Rib, link: Link, options: DigestSyncOptions = {}) {
     this.#rib = rib;
     this.#link = link;
-    this.#full = options.full ?? false;
+    this.#options = options;
+    this.#maxRoutes = options.maxRoutes ?? DEFAULT_MAX_ROUTES;
     this.#peer = link.peer.gateway;
     this.#unsubscribe = rib.onChange((names) => this.#changed(names));
   }
@@ -89,6 +110,7 @@ export class DigestSync {
   /** The session ended: stop sending; the peer's routes stay, stale, for the caller to time out. */
   stop(): void {
     this.#closed = true;
+    clearTimeout(this.#snapshotTimer);
     this.#unsubscribe();
     this.#rib.markStale(this.#peer);
   }
@@ -104,11 +126,12 @@ export class DigestSync {
         this.#inSnapshot = true;
         this.#theirs = -1;
         this.#seen = new Set();
+        this.#snapshotDue();
         return true;
       case 'CSP_ROUTES': {
         const entries = this.#entries(m['entries']);
         if (!this.#inSnapshot || !entries) this.#resync('bad snapshot chunk');
-        else {
+        else if (this.#withinLimit(entries)) {
           for (const e of entries) this.#seen.add(e.name);
           this.#rib.learn(this.#peer, entries);
         }
@@ -118,6 +141,7 @@ export class DigestSync {
         const v = m['version'];
         if (!this.#inSnapshot || !isVersion(v)) return this.#resync('bad end of snapshot'), true;
         this.#inSnapshot = false;
+        clearTimeout(this.#snapshotTimer);
         this.#rib.withdraw(this.#peer, this.#rib.namesFrom(this.#peer).filter((n) => !this.#seen.has(n)));
         this.#theirs = v;
         this.#link.send({ type: 'CSP_ACK', version: v });
@@ -133,6 +157,7 @@ export class DigestSync {
         const updated = this.#entries(m['updated']);
         const withdrawn = names(m['withdrawn']);
         if (!added || !updated || !withdrawn) return this.#resync('delta does not validate'), true;
+        if (!this.#withinLimit([...added, ...updated])) return true;
         this.#rib.learn(this.#peer, [...added, ...updated]);
         this.#rib.withdraw(this.#peer, withdrawn);
         this.#theirs = version;
@@ -155,7 +180,40 @@ export class DigestSync {
     this.stats.resyncsAsked++;
     this.#inSnapshot = false;
     this.#theirs = -1;
+    this.#snapshotDue();
     this.#link.send({ type: 'CSP_RESYNC', reason });
+  }
+
+  /**
+   * A snapshot from the peer is due (it began, or we asked): one that does not end in
+   * time ends the session, so routes it did not re-announce cannot linger.
+   */
+  #snapshotDue(): void {
+    clearTimeout(this.#snapshotTimer);
+    const ms = this.#options.snapshotTimeoutMs ?? 60_000;
+    this.#snapshotTimer = setTimeout(() => {
+      if (!this.#closed) this.#link.close(new DmscError('ERR_DMSC_PEER_TIMEOUT', `${this.#peer}'s snapshot did not end within ${ms} ms`));
+    }, ms);
+    this.#snapshotTimer.unref?.();
+  }
+
+  /**
+   * Whether learning `entries` keeps the peer within its route limit; if not, the session
+   * ends (and the caller learns nothing). Only names new from this peer count.
+   */
+  #withinLimit(entries: readonly DigestEntry[]): boolean {
+    let fresh = 0;
+    for (const e of entries) if (!this.#rib.has(this.#peer, e.name)) fresh++;
+    const total = this.#rib.countFrom(this.#peer) + fresh;
+    if (total <= this.#maxRoutes) return true;
+    this.#link.close(new DmscError('ERR_DMSC_LIMIT_EXCEEDED', `${this.#peer} advertised ${total} routes; the limit is ${this.#maxRoutes}`));
+    return false;
+  }
+
+  /** What we advertise to the peer for `name`, if anything (the export policy applies). */
+  #export(name: string): DigestEntry | undefined {
+    if (this.#options.exports && !this.#options.exports(name)) return undefined;
+    return this.#rib.exportFor(this.#peer, name);
   }
 
   #sendSnapshot(): void {
@@ -163,7 +221,7 @@ export class DigestSync {
     this.#pending.clear();
     this.#sent = new Map();
     for (const name of this.#rib.names()) {
-      const e = this.#rib.exportFor(this.#peer, name);
+      const e = this.#export(name);
       if (e) this.#sent.set(name, e);
     }
     this.#version++;
@@ -194,7 +252,7 @@ export class DigestSync {
     const updated: DigestEntry[] = [];
     const withdrawn: string[] = [];
     for (const name of this.#pending) {
-      const now = this.#rib.exportFor(this.#peer, name);
+      const now = this.#export(name);
       const before = this.#sent.get(name);
       if (now && !before) added.push(now);
       else if (now && before && !equal(now, before)) updated.push(now);
@@ -204,7 +262,7 @@ export class DigestSync {
     }
     this.#pending.clear();
     if (!added.length && !updated.length && !withdrawn.length) return;
-    if (this.#full) return this.#sendSnapshot();
+    if (this.#options.full) return this.#sendSnapshot();
     // A big change goes as several deltas in a row, each within a frame.
     const parts = [
       ...chunks(added).map((a) => ({ added: a, updated: [] as DigestEntry[], withdrawn: [] as string[] })),
@@ -230,7 +288,8 @@ export class DigestSync {
       if (!Array.isArray(path) || path.length < 1 || path.length > MAX_PATH || !path.every((g) => typeof g === 'string' && GATEWAY.test(g))) return undefined;
       // The advertiser names itself first; the cost counts the hops after it.
       if (path[0] !== this.#peer || cost !== path.length - 1) return undefined;
-      out.push({ name, tags: [...new Set(tags as string[])].sort(), cost: cost as number, path: path as string[] });
+      const ours = this.#options.importTags ? this.#options.importTags(tags as string[]) : (tags as string[]);
+      out.push({ name, tags: [...new Set(ours)].sort(), cost: cost as number, path: path as string[] });
     }
     return out;
   }

@@ -5,15 +5,18 @@
 // routes are kept as stale for the hold time, then dropped unless a new session
 // re-announces them.
 import { randomUUID } from 'node:crypto';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIP, type Server, type Socket } from 'node:net';
+import * as tls from 'node:tls';
 import { DmscError, dmscError } from '../errors.js';
 import { peerHop, type Directory } from '../directory/directory.js';
 import type { DiscoverAnswer, ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
 import type { NextHop } from '../fastpath/types.js';
 import { GATEWAY_TYP, type Amc } from '../identity/amc.js';
 import { AmcTokenVerifier } from '../identity/credentials.js';
+import { peekClaim } from '../identity/jwt.js';
 import type { Listen } from '../node/config.js';
-import { DigestSync } from './csp.js';
+import { DEFAULT_MAX_ROUTES, DigestSync } from './csp.js';
+import { Domains, type ForeignDomain } from './domains.js';
 import { text, type Message } from './frames.js';
 import { PeerSession, type Identity } from './peer-session.js';
 import { Rib } from './rib.js';
@@ -22,6 +25,19 @@ export interface PeerConfig {
   readonly id: string;
   readonly host: string;
   readonly port: number;
+  /** The domain the peer must belong to (any this node trusts, if not given). */
+  readonly domain?: string;
+  /** Routes this peer may hold here (the mesh's `maxRoutes` if not given). */
+  readonly maxRoutes?: number;
+}
+
+/** TLS for peering: PEM texts. With a CA, each side checks the other's certificate. */
+export interface PeeringTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+  /** Refuse peers that present no certificate signed by the CA (mutual TLS). */
+  readonly requireClientCert?: boolean;
 }
 
 export interface MeshOptions {
@@ -36,6 +52,11 @@ export interface MeshOptions {
   /** A peer to send names with no route to (a default route `/`). */
   readonly upstream?: string;
   readonly holdMs?: number;
+  /** Other trust domains this node peers with, their export policies and tag tables. */
+  readonly domains?: Domains;
+  /** Routes one peer may hold here, unless its own config says otherwise (default 100,000). */
+  readonly maxRoutes?: number;
+  readonly tls?: PeeringTls;
   readonly log?: (event: Record<string, unknown>) => void;
 }
 
@@ -56,6 +77,7 @@ export class Mesh {
   readonly #amc: Amc;
   readonly #directory: Directory;
   readonly #verifier: AmcTokenVerifier;
+  readonly #domains: Domains;
   readonly #sessions = new Map<string, Live>();
   readonly #staleTimers = new Map<string, NodeJS.Timeout>();
   readonly #dialTimers = new Set<NodeJS.Timeout>();
@@ -76,6 +98,7 @@ export class Mesh {
     this.#directory = directory;
     this.rib = new Rib(options.self.gateway);
     this.#verifier = new AmcTokenVerifier(amc);
+    this.#domains = options.domains ?? new Domains();
     for (const name of directory.localNames()) this.rib.setLocal(name, directory.localTags(name));
     directory.onLocalChange((names) => {
       for (const n of names) this.rib.setLocal(n, directory.localTags(n));
@@ -89,13 +112,20 @@ export class Mesh {
     return this.#address;
   }
 
-  /** Peers with an open session. */
-  peers(): { gateway: string; domain: string; holdMs: number }[] {
-    return [...this.#sessions.values()].map(({ session }) => ({ ...session.peer, holdMs: session.holdMs }));
+  /** Peers with an open session, with what each has sent and advertised. */
+  peers(): { gateway: string; domain: string; holdMs: number; routes: number; frames: PeerSession['stats']; csp: DigestSync['stats'] }[] {
+    return [...this.#sessions.values()].map(({ session, sync }) => ({
+      ...session.peer, holdMs: session.holdMs, routes: this.rib.countFrom(session.peer.gateway), frames: { ...session.stats }, csp: { ...sync.stats },
+    }));
   }
 
   async start(): Promise<void> {
-    const server = createServer((socket) => void this.#accept(socket));
+    const t = this.#options.tls;
+    const server = t
+      ? tls.createServer({ cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), requestCert: !!t.requireClientCert, rejectUnauthorized: !!t.requireClientCert }, (socket) => void this.#accept(socket))
+      : createServer((socket) => void this.#accept(socket));
+    // A client that fails the TLS handshake is logged; the listener goes on.
+    server.on('tlsClientError', (e: Error, socket: Socket) => this.#log({ msg: 'peer refused', remote: socket.remoteAddress, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }));
     server.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -120,6 +150,13 @@ export class Mesh {
   forward(peer: string, request: ForwardedResolve, timeoutMs: number): Promise<ResolveAnswer | DiscoverAnswer> {
     const live = this.#sessions.get(peer);
     if (!live) return Promise.reject(new DmscError('ERR_DMSC_PEER_CLOSED', `no session with ${peer}`));
+    const foreign = this.#foreign(live.session);
+    if (foreign) {
+      // Across a boundary the requirement is said in their tags.
+      const require = foreign.required(request.require, 'out');
+      if (!require) return Promise.reject(new DmscError('ERR_DMSC_NO_ROUTE', `a required tag has no mapping in domain ${foreign.name}`));
+      request = { ...request, require };
+    }
     const id = randomUUID();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -146,13 +183,21 @@ export class Mesh {
     }
   }
 
-  #sessionOptions(expect?: string) {
+  /** The domain of a session's peer, when it is not ours. */
+  #foreign(session: PeerSession): ForeignDomain | undefined {
+    return session.peer.domain === this.#options.self.domain ? undefined : this.#domains.get(session.peer.domain);
+  }
+
+  #sessionOptions(expect?: PeerConfig) {
     return {
       local: this.#options.self,
       credential: () => this.#ownCredential(),
-      verify: (credential: string, claimed: Identity) => this.#verify(credential, claimed),
+      verify: async (credential: string, claimed: Identity) => {
+        if (expect?.domain !== undefined && claimed.domain !== expect.domain) throw new Error(`expected a gateway of domain ${expect.domain}, got ${claimed.domain}`);
+        await this.#verify(credential, claimed);
+      },
       holdMs: this.#options.holdMs ?? 9000,
-      ...(expect ? { expect } : {}),
+      ...(expect ? { expect: expect.id } : {}),
     };
   }
 
@@ -163,12 +208,8 @@ export class Mesh {
       const entry = { value, renewAt: Infinity };
       this.#credential = entry;
       value.then((token) => {
-        let exp = NaN;
-        try {
-          exp = Number((JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp?: unknown }).exp) * 1000;
-        } catch {
-          // Unreadable: fetch a fresh one next time.
-        }
+        // Unreadable: fetch a fresh one next time.
+        const exp = Number(peekClaim(token, 'exp')) * 1000;
         entry.renewAt = Number.isFinite(exp) ? now + (exp - now) / 2 : now;
       }, () => {
         // A failed fetch is not kept: the next session asks again.
@@ -178,16 +219,19 @@ export class Mesh {
     return this.#credential.value;
   }
 
-  // A peer is a gateway of our domain: its credential verifies with our AMC's keys.
+  // A peer is a gateway of our domain, whose credential verifies with our AMC's keys, or
+  // of a domain we trust, whose credential verifies with that domain's AMC keys.
   async #verify(credential: string, claimed: Identity): Promise<void> {
-    if (claimed.domain !== this.#amc.domain) throw new Error(`gateway of domain ${claimed.domain}; this node trusts only ${this.#amc.domain}`);
     if (claimed.gateway === this.#options.self.gateway) throw new Error('a session to itself');
-    const claims = await this.#verifier.verify(credential, GATEWAY_TYP);
+    const foreign = claimed.domain === this.#amc.domain ? undefined : this.#domains.get(claimed.domain);
+    if (claimed.domain !== this.#amc.domain && !foreign) throw new Error(`gateway of domain ${claimed.domain}, which this node does not trust`);
+    const claims = await (foreign ?? this.#verifier).verify(credential, GATEWAY_TYP);
     if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`credential is for ${text(claims['sub'])}@${text(claims['dom'])}`);
   }
 
   async #accept(socket: Socket): Promise<void> {
     this.#opening.add(socket);
+    socket.on('error', () => {});
     try {
       const session = await PeerSession.establish(socket, this.#sessionOptions());
       this.#adopt(session, session.peer.gateway);
@@ -200,7 +244,10 @@ export class Mesh {
 
   #dial(peer: PeerConfig, attempt: number): void {
     if (this.#stopped || this.#sessions.has(peer.id)) return;
-    const socket = connect(peer.port, peer.host);
+    const t = this.#options.tls;
+    const socket = t
+      ? tls.connect({ host: peer.host, port: peer.port, cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), ...(isIP(peer.host) ? {} : { servername: peer.host }) })
+      : connect(peer.port, peer.host);
     let connected = false;
     socket.on('error', () => {});
     const retry = () => {
@@ -213,9 +260,9 @@ export class Mesh {
       this.#dialTimers.add(t);
     };
     this.#opening.add(socket);
-    socket.once('connect', () => {
+    socket.once(t ? 'secureConnect' : 'connect', () => {
       connected = true;
-      PeerSession.establish(socket, this.#sessionOptions(peer.id)).then(
+      PeerSession.establish(socket, this.#sessionOptions(peer)).then(
         (session) => {
           this.#opening.delete(socket);
           const opened = Date.now();
@@ -235,6 +282,7 @@ export class Mesh {
       this.#opening.delete(socket);
       if (!connected) retry();
     });
+    if (t) socket.once('error', (e) => { if (!connected) this.#log({ msg: 'peering failed', peer: peer.id, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }); });
   }
 
   #adopt(session: PeerSession, dialler: string): void {
@@ -248,7 +296,12 @@ export class Mesh {
       if (existing.dialler !== dialler && existing.dialler === keep) return session.close();
       existing.session.close();
     }
-    const sync = new DigestSync(this.rib, session);
+    const foreign = this.#foreign(session);
+    const configured = this.#options.peers.find((p) => p.id === peer);
+    const sync = new DigestSync(this.rib, session, {
+      maxRoutes: configured?.maxRoutes ?? this.#options.maxRoutes ?? DEFAULT_MAX_ROUTES,
+      ...(foreign ? { exports: (name: string) => foreign.exports(name), importTags: (tags: readonly string[]) => foreign.importTags(tags) } : {}),
+    });
     this.#sessions.set(peer, { session, sync, dialler });
     clearTimeout(this.#staleTimers.get(peer));
     this.#staleTimers.delete(peer);
@@ -256,7 +309,7 @@ export class Mesh {
     session.on('message', (m) => {
       if (sync.receive(m)) return;
       if (m.type === 'SRRP_RESOLVE') void this.#answer(session, m);
-      else if (m.type === 'SRRP_RESULT') this.#settle(peer, m);
+      else if (m.type === 'SRRP_RESULT') this.#settle(session, m);
       else this.#log({ msg: 'unknown peering message', peer, type: text(m.type, 32) });
     });
     session.once('close', (error) => {
@@ -272,6 +325,8 @@ export class Mesh {
       // At once: traffic fails over. The routes stay, stale, for the hold time.
       this.#directory.setExternalHealth(peerHop(peer), 'down');
       this.#log({ msg: 'peer down', peer, ...(error ? { error: error.code, reason: error.message } : {}) });
+      // A peer past its route limit loses its routes at once, not after the hold time.
+      if (error?.code === 'ERR_DMSC_LIMIT_EXCEEDED') this.rib.dropAll(peer);
       const t = setTimeout(() => {
         this.#staleTimers.delete(peer);
         if (!this.#sessions.has(peer)) this.rib.dropStale(peer);
@@ -286,16 +341,36 @@ export class Mesh {
   async #answer(session: PeerSession, m: Message): Promise<void> {
     const id = typeof m['id'] === 'string' ? m['id'].slice(0, 64) : '';
     try {
-      const request = checkForwarded(m['request']);
+      let request = checkForwarded(m['request']);
       if (!this.onResolve) throw new DmscError('ERR_DMSC_NO_ROUTE', 'this gateway does not resolve for peers');
-      session.send({ type: 'SRRP_RESULT', id, answer: await this.onResolve(request, session.peer.gateway) });
+      const foreign = this.#foreign(session);
+      if (!foreign) {
+        session.send({ type: 'SRRP_RESULT', id, answer: await this.onResolve(request, session.peer.gateway) });
+        return;
+      }
+      // From another domain: their tags in, and nothing out that our export policy does
+      // not advertise to them. An unexported name is not found, as if it did not exist.
+      const unknown = () => new DmscError('ERR_DMSC_NO_ROUTE', `no route to ${request.capability} for domain ${foreign.name}`);
+      const require = foreign.required(request.require, 'in');
+      if (!require) throw unknown();
+      request = { ...request, require };
+      const answer = await this.onResolve(request, session.peer.gateway);
+      if ('candidates' in answer) {
+        const candidates = answer.candidates.filter((c) => typeof c['capability'] === 'string' && foreign.exports(c['capability']))
+          .map((c) => ({ ...c, tags: foreign.exportTags(Array.isArray(c['tags']) ? (c['tags'] as string[]) : []) }));
+        session.send({ type: 'SRRP_RESULT', id, answer: { ...answer, candidates } });
+      } else {
+        if (!foreign.exports(answer.capability)) throw unknown();
+        session.send({ type: 'SRRP_RESULT', id, answer });
+      }
     } catch (e) {
       const err = e as DmscError;
       session.send({ type: 'SRRP_RESULT', id, error: { code: typeof err.code === 'string' ? err.code : 'ERR_DMSC_INTERNAL', message: String(err.message).slice(0, 500) } });
     }
   }
 
-  #settle(peer: string, m: Message): void {
+  #settle(session: PeerSession, m: Message): void {
+    const peer = session.peer.gateway;
     const p = typeof m['id'] === 'string' ? this.#pending.get(m['id']) : undefined;
     if (!p || p.peer !== peer) return;
     this.#pending.delete(m['id'] as string);
@@ -309,6 +384,11 @@ export class Mesh {
     const valid = !!answer && typeof answer === 'object' && Array.isArray(answer.path) &&
       (p.kind === 'discover' ? Array.isArray(answer.candidates) : typeof answer.grant === 'string' && typeof answer.target?.aic === 'string');
     if (!valid) return p.reject(new DmscError('ERR_DMSC_MALFORMED_FRAME', `${peer} sent a malformed ${p.kind} answer`));
+    const foreign = this.#foreign(session);
+    if (foreign && p.kind === 'discover') {
+      // Candidates from another domain are shown in our tags.
+      return p.resolve({ ...answer!, candidates: answer!.candidates.map((c) => ({ ...c, tags: foreign.importTags(Array.isArray(c['tags']) ? (c['tags'] as unknown[]).filter((t): t is string => typeof t === 'string') : []) })) });
+    }
     p.resolve(answer!);
   }
 

@@ -91,6 +91,25 @@ export class Rib {
     this.#emit(changed);
   }
 
+  /** Whether `peer` has a route for `name`. */
+  has(peer: string, name: string): boolean {
+    return this.#peers.get(peer)?.has(name) ?? false;
+  }
+
+  /** How many routes `peer` has here. */
+  countFrom(peer: string): number {
+    return this.#peers.get(peer)?.size ?? 0;
+  }
+
+  /** Drops every route from `peer`, stale or not (a peer past its route limit). */
+  dropAll(peer: string): void {
+    const m = this.#peers.get(peer);
+    if (!m) return;
+    const gone = new Set(m.keys());
+    this.#peers.delete(peer);
+    this.#emit(gone);
+  }
+
   /** The names `peer` has routes for. */
   namesFrom(peer: string): string[] {
     return [...(this.#peers.get(peer)?.keys() ?? [])];

@@ -5,13 +5,15 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DmscTypeError } from '../errors.js';
 import type { FibOp } from '../fastpath/types.js';
+import { readMeshConfig, type MeshConfig } from './mesh-config.js';
 
 export interface Listen {
   readonly host: string;
   readonly port: number;
 }
 
-export interface NodeConfig {
+/** A node's settings; the mesh's come from --peer, --upstream and the mesh config file. */
+export interface NodeConfig extends MeshConfig {
   readonly id: string;
   readonly dataDir: string;
   readonly api: Listen;
@@ -23,10 +25,6 @@ export interface NodeConfig {
   readonly heartbeatMs: number;
   /** The peering listener (gateway-to-gateway sessions). */
   readonly peering: Listen;
-  /** Peers this node dials. */
-  readonly peers: readonly { readonly id: string; readonly host: string; readonly port: number }[];
-  /** One of the peers, for names with no route here. */
-  readonly upstream?: string;
   /** A standalone AMC, instead of the embedded one. */
   readonly amc?: { readonly url: string; readonly gatewayKey: string; readonly pollMs: number };
 }
@@ -45,6 +43,7 @@ export interface NodeOptions {
   peering?: string;
   peer?: string[];
   upstream?: string;
+  meshConfig?: string;
 }
 
 export const DEFAULT_PEERING: Listen = { host: '127.0.0.1', port: 7071 };
@@ -129,9 +128,15 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     if (!gatewayKey) throw invalid('--amc needs the gateway key: --amc-key-file FILE or DMSC_AMC_KEY (from `dmsc amc gateway add ID`)');
     amc = { url, gatewayKey, pollMs: parseIntFlag(options.amcPollMs, '--amc-poll-ms', 200, 10, 600_000) };
   }
-  if (options.upstream !== undefined && !(options.peer ?? []).some((p) => p.startsWith(`${options.upstream}@`))) {
-    throw invalid(`--upstream ${options.upstream} must be one of the --peer gateways`);
+  const mesh = options.meshConfig !== undefined ? readMeshConfig(resolve(options.meshConfig)) : undefined;
+  const peers = [...(options.peer ?? []).map(parsePeer), ...(mesh?.peers ?? [])];
+  const twice = peers.find((p, i) => peers.findIndex((q) => q.id === p.id) !== i);
+  if (twice) throw invalid(`peer ${twice.id} is named twice (--peer and --mesh-config together name each peer once)`);
+  if (options.upstream !== undefined && mesh?.upstream !== undefined && options.upstream !== mesh.upstream) {
+    throw invalid(`--upstream ${options.upstream} and the mesh config's upstream ${mesh.upstream} differ`);
   }
+  const upstream = options.upstream ?? mesh?.upstream;
+  if (upstream !== undefined && !peers.some((p) => p.id === upstream)) throw invalid(`upstream ${upstream} must be one of the peers`);
   return {
     id,
     dataDir: resolve(options.data ?? `.dmsc/${id}`),
@@ -141,8 +146,12 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     credentialTtlMs: parseIntFlag(options.credentialTtl, '--credential-ttl', 3600, 1, 30 * 86400) * 1000,
     heartbeatMs: parseIntFlag(options.heartbeat, '--heartbeat-ms', 1000, 20, 3_600_000),
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
-    peers: (options.peer ?? []).map(parsePeer),
-    ...(options.upstream !== undefined ? { upstream: checkId(options.upstream, '--upstream') } : {}),
+    peers,
+    ...(upstream !== undefined ? { upstream: checkId(upstream, '--upstream') } : {}),
+    domains: mesh?.domains ?? [],
+    ...(mesh?.maxRoutes !== undefined ? { maxRoutes: mesh.maxRoutes } : {}),
+    ...(mesh?.holdMs !== undefined ? { holdMs: mesh.holdMs } : {}),
+    ...(mesh?.tls ? { tls: mesh.tls } : {}),
     ...(amc ? { amc } : {}),
   };
 }

@@ -2,7 +2,7 @@
 // unless `--amc URL` names a standalone one. Start order: data directory and admin
 // token, store, AMC, policy, directory rebuilt from the store into the FIB, then the API.
 import type { FastifyInstance } from 'fastify';
-import { DmscError } from '../errors.js';
+import { DmscError, DmscTypeError } from '../errors.js';
 import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { TagSet } from '../fastpath/tags.js';
 import { Gateway } from '../directory/gateway.js';
@@ -15,6 +15,7 @@ import { RemoteAmc } from '../identity/remote-amc.js';
 import { amcAdminRoutes, jwksRoute, revocationRoute } from '../identity/routes.js';
 import { PolicyEngine } from '../policy/policy.js';
 import { loadPolicy, policyRoutes } from '../policy/routes.js';
+import { Domains } from '../mesh/domains.js';
 import { Mesh } from '../mesh/mesh.js';
 import { Store } from '../store/store.js';
 import { loadAdminToken } from './admin-token.js';
@@ -31,11 +32,14 @@ export class DmscNode {
   #ready = false;
   #address: Listen | undefined;
 
-  private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; token: string }) {
+  readonly #domains: Domains;
+
+  private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; token: string; domains: Domains }) {
     this.config = config;
     this.fib = parts.fib;
     this.#store = parts.store;
     this.#amc = parts.amc;
+    this.#domains = parts.domains;
     const policy = new PolicyEngine<TagSet>({ compileTags: (tags) => parts.fib.tagSet(tags) });
     loadPolicy(parts.store, policy);
     this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, grants: parts.grants }, {
@@ -44,8 +48,12 @@ export class DmscNode {
     this.mesh = new Mesh({
       self: { gateway: config.id, domain: parts.amc.domain }, listen: config.peering, peers: config.peers,
       ...(config.upstream ? { upstream: config.upstream } : {}),
+      domains: parts.domains,
+      ...(config.maxRoutes !== undefined ? { maxRoutes: config.maxRoutes } : {}),
+      ...(config.holdMs !== undefined ? { holdMs: config.holdMs } : {}),
+      ...(config.tls ? { tls: config.tls } : {}),
       knownTags: () => new Set((policy.document.tags ?? []).map((t) => t.tag)),
-      log: (event) => process.stderr.write(JSON.stringify({ node: config.id, ...event }) + '\n'),
+      log: log(config.id),
     }, parts.amc, this.gateway.directory);
     this.#http = createServer();
     this.#routes(parts.token, policy, parts.grants);
@@ -64,7 +72,8 @@ export class DmscNode {
         ? await RemoteAmc.connect({ url: config.amc.url, gatewayKey: config.amc.gatewayKey, gatewayId: config.id, pollMs: config.amc.pollMs })
         : await LocalAmc.open(store, { domain: config.domain, credentialTtlMs: config.credentialTtlMs });
       const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, 120_000);
-      node = new DmscNode(config, { fib, store, amc, grants, token });
+      node = new DmscNode(config, { fib, store, amc, grants, token, domains: trustedDomains(config, amc.domain) });
+      await node.#domains.load(log(config.id));
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.gateway.start();
       await node.mesh.start();
@@ -106,7 +115,7 @@ export class DmscNode {
       if (!this.#ready) return reply.status(503).send({ error: { code: 'ERR_DMSC_NOT_READY', message: 'starting' } });
       return { status: 'ready', node: this.config.id, agents: this.gateway.directory.size, generation: this.fib.generation, size: this.fib.size };
     });
-    jwksRoute(http, () => ({ keys: [...amc.jwks().keys, ...grants.jwks().keys] }));
+    jwksRoute(http, () => ({ keys: [...amc.jwks().keys, ...grants.jwks().keys] }), () => amc.jwks());
     revocationRoute(http, amc, token);
     if (amc instanceof LocalAmc) amcAdminRoutes(http, amc, token);
     else {
@@ -118,12 +127,14 @@ export class DmscNode {
     }
     const guard = new CredentialGuard(amc);
     agentRoutes(http, this.gateway, guard, token);
+    // Requests peers pass on may come from agents of the other domains this node trusts.
+    const peerGuard = this.#domains.size ? new CredentialGuard(amc, (d) => this.#domains.get(d)) : guard;
     // Resolution across gateways (SRRP): every hop checks the requester's credential and
     // applies its own policy before answering or passing the request on.
     this.gateway.forward = (peer, request, timeoutMs) => this.mesh.forward(peer, request, timeoutMs);
     this.gateway.peersFor = (prefix) => this.mesh.peersFor(prefix);
     this.mesh.onResolve = async (request) => {
-      const claims = await guard.verify(request.credential);
+      const claims = await peerGuard.verify(request.credential);
       const hop = { ttl: request.ttl, path: request.path, credential: request.credential, budgetMs: request.budgetMs };
       return request.kind === 'discover'
         ? this.gateway.discover(claims, request.capability, request.require, hop)
@@ -143,6 +154,11 @@ export class DmscNode {
         this.gateway.directory.retag((a) => back.tagsFor(a));
       };
     }, () => this.mesh.reprogram());
+    http.get('/v1/peers', { onRequest: adminOnly(token) }, async () => ({
+      node: this.config.id, domain: amc.domain, peers: this.mesh.peers(),
+      configured: this.config.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.port}`, ...(p.domain ? { domain: p.domain } : {}) })),
+      ...(this.config.upstream ? { upstream: this.config.upstream } : {}),
+    }));
     http.get<{ Querystring: { prefix?: string; limit?: number } }>('/v1/fib', {
       onRequest: adminOnly(token),
       schema: {
@@ -162,4 +178,20 @@ export class DmscNode {
       return { node: this.config.id, generation: this.fib.generation, size: this.fib.size, truncated: all.length > limit, entries: all.slice(0, limit) };
     });
   }
+}
+
+function log(node: string): (event: Record<string, unknown>) => void {
+  return (event) => process.stderr.write(JSON.stringify({ node, ...event }) + '\n');
+}
+
+/** The other domains of the config, checked against ours (known once the AMC is). */
+function trustedDomains(config: NodeConfig, own: string): Domains {
+  const invalid = (m: string) => new DmscTypeError('ERR_DMSC_INVALID_CONFIG', m);
+  if (config.domains.some((d) => d.domain === own)) throw invalid(`the mesh config lists ${own}, this node's own domain, as another domain`);
+  for (const p of config.peers) {
+    if (p.domain !== undefined && p.domain !== own && !config.domains.some((d) => d.domain === p.domain)) {
+      throw invalid(`peer ${p.id} is of domain ${p.domain}, which the mesh config does not list under domains`);
+    }
+  }
+  return new Domains(config.domains);
 }

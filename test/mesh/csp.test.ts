@@ -3,7 +3,9 @@
 // snapshot), and a one-name change costs one entry on the wire however big the table.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { DigestSync } from '../../src/mesh/csp.js';
+import type { DmscError } from '../../src/errors.js';
+import { DigestSync, type DigestSyncOptions } from '../../src/mesh/csp.js';
+import { ForeignDomain } from '../../src/mesh/domains.js';
 import type { Message } from '../../src/mesh/frames.js';
 import { Rib } from '../../src/mesh/rib.js';
 
@@ -20,12 +22,21 @@ class Net {
     return r;
   }
 
-  connect(a: string, b: string): void {
+  /** Sessions a side closed, and why. */
+  readonly closed = new Map<string, DmscError>();
+
+  connect(a: string, b: string, options: Record<string, DigestSyncOptions> = {}): void {
     const make = (from: string, to: string) => {
       const sync = new DigestSync(this.rib(from), {
         peer: { gateway: to },
+        close: (error) => {
+          // As a real session does: both sides stop, the routes go stale.
+          this.closed.set(`${from}>${to}`, error);
+          this.syncs.get(`${from}>${to}`)?.stop();
+          this.syncs.get(`${to}>${from}`)?.stop();
+        },
         send: (m) => {
-          if (this.drop(from, to, m)) return true;
+          if (this.closed.has(`${from}>${to}`) || this.drop(from, to, m)) return true;
           this.inFlight++;
           setImmediate(() => {
             this.inFlight--;
@@ -33,7 +44,7 @@ class Net {
           });
           return true;
         },
-      });
+      }, options[`${from}>${to}`]);
       this.syncs.set(`${from}>${to}`, sync);
       return sync;
     };
@@ -239,5 +250,76 @@ describe('digest sync refinements', () => {
     await net.settle();
     expect(toA.entriesSent).toBe(before);
     expect(net.rib('A').names().size).toBe(50);
+  });
+});
+
+describe('digest sync at a domain boundary, and its limits', () => {
+  const domain = (exports: string[], tags: Record<string, string>) => new ForeignDomain({ domain: 'beta', jwks: '/nonexistent', export: exports, tags });
+
+  it('advertises only what the export policy allows, and maps the other side\'s tags to ours', async () => {
+    const net = new Net();
+    // A is in one domain and B in another: A exports only ocr to B; B reads A's tags through its table.
+    const atA = domain(['/capability/ocr/**'], {});
+    const atB = domain(['/**'], { 'eu-privacy': 'gdpr', fast: 'fast' });
+    net.connect('A', 'B', {
+      'A>B': { exports: (n) => atA.exports(n) },
+      'B>A': { importTags: (t) => atB.importTags(t) },
+    });
+    net.rib('A').setLocal('/capability/ocr/invoice', ['eu-privacy', 'internal']);
+    net.rib('A').setLocal('/capability/payroll', ['eu-privacy']);
+    await net.settle();
+    // Not exported: never on the wire, in the snapshot or later deltas.
+    expect(net.rib('B').nextHops('/capability/payroll')).toEqual([]);
+    expect(best(net.rib('B'), '/capability/ocr/invoice')!.entry.tags).toEqual(['gdpr']);
+    net.rib('A').setLocal('/capability/payroll/eu', []);
+    net.rib('A').setLocal('/capability/ocr/fast', ['fast']);
+    await net.settle();
+    expect(net.rib('B').names()).toEqual(new Set(['/capability/ocr/invoice', '/capability/ocr/fast']));
+    expect(best(net.rib('B'), '/capability/ocr/fast')!.entry.tags).toEqual(['fast']);
+  });
+
+  it('maps tags one to one in both directions, and refuses a requirement it cannot map', () => {
+    const d = domain([], { 'eu-privacy': 'gdpr', hq: 'premium' });
+    expect(d.importTags(['eu-privacy', 'unknown', 'hq'])).toEqual(['gdpr', 'premium']);
+    expect(d.exportTags(['gdpr', 'local-only'])).toEqual(['eu-privacy']);
+    expect(d.required(['gdpr', 'premium'], 'out')).toEqual(['eu-privacy', 'hq']);
+    expect(d.required(['gdpr', 'local-only'], 'out')).toBeUndefined();
+    expect(d.required(['eu-privacy'], 'in')).toEqual(['gdpr']);
+    expect(d.required(['gdpr'], 'in')).toBeUndefined();
+  });
+
+  it('ends the session of a peer past its route limit, having learned nothing past it', async () => {
+    const net = new Net();
+    for (let i = 0; i < 5; i++) net.rib('A').setLocal(`/capability/n${i}`, []);
+    net.connect('A', 'B', { 'B>A': { maxRoutes: 8 } });
+    await net.settle();
+    expect(net.rib('B').countFrom('A')).toBe(5);
+    for (let i = 5; i < 9; i++) net.rib('A').setLocal(`/capability/n${i}`, []);
+    await net.settle();
+    expect(net.closed.get('B>A')?.code).toBe('ERR_DMSC_LIMIT_EXCEEDED');
+    // The over-limit delta was not learned; the rest went stale with the session.
+    expect(net.rib('B').countFrom('A')).toBe(5);
+    expect(net.rib('B').nextHops('/capability/n8')).toEqual([]);
+    expect(net.rib('B').nextHops('/capability/n0')[0]!.stale).toBe(true);
+  });
+
+  it('ends the session when a snapshot never reaches its end, or one asked for never comes', async () => {
+    const net = new Net();
+    net.connect('A', 'B', { 'B>A': { snapshotTimeoutMs: 50 } });
+    await net.settle();
+    const b = net.syncs.get('B>A')!;
+    b.receive({ type: 'CSP_SNAPSHOT' });
+    b.receive({ type: 'CSP_ROUTES', entries: [{ name: '/capability/x', tags: [], cost: 0, path: ['A'] }] });
+    await new Promise((r) => setTimeout(r, 120));
+    expect(net.closed.get('B>A')?.code).toBe('ERR_DMSC_PEER_TIMEOUT');
+
+    const again = new Net();
+    // A ignores every request for a snapshot.
+    again.drop = (from, _to, m) => from === 'A' && m.type === 'CSP_SNAPSHOT';
+    again.connect('A', 'B', { 'B>A': { snapshotTimeoutMs: 50 } });
+    await again.settle();
+    again.syncs.get('B>A')!.receive({ type: 'CSP_DELTA', base: 99, version: 100, added: [], updated: [], withdrawn: [] });
+    await new Promise((r) => setTimeout(r, 120));
+    expect(again.closed.get('B>A')?.code).toBe('ERR_DMSC_PEER_TIMEOUT');
   });
 });

@@ -1,0 +1,168 @@
+// The mesh config file (`dmsc node --mesh-config FILE`): peers, the upstream, other trust
+// domains with their export policy and tag table, route limits, hold time and TLS, in one
+// JSON document. It is checked whole at start (schema, then meaning); any problem is
+// ERR_DMSC_INVALID_CONFIG naming the file and the field. Relative paths in it are taken
+// from the file's own directory.
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import { DmscTypeError } from '../errors.js';
+import { tagProblem } from '../fastpath/validate.js';
+import type { DomainConfig } from '../mesh/domains.js';
+import type { PeerConfig, PeeringTls } from '../mesh/mesh.js';
+import { patternProblem } from '../policy/pattern.js';
+import { checkId, parseListen } from './config.js';
+
+export interface MeshConfig {
+  /** Peers this node dials. */
+  readonly peers: readonly PeerConfig[];
+  /** One of the peers, for names with no route here. */
+  readonly upstream?: string;
+  /** Other trust domains peered with. */
+  readonly domains: readonly DomainConfig[];
+  /** Routes one peer may hold here. */
+  readonly maxRoutes?: number;
+  /** Peering hold time proposed to peers. */
+  readonly holdMs?: number;
+  readonly tls?: PeeringTls;
+}
+
+const ID = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' };
+const FILE = { type: 'string', minLength: 1, maxLength: 4096 };
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    peers: {
+      type: 'array',
+      maxItems: 1024,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'address'],
+        properties: {
+          id: ID,
+          address: { type: 'string', maxLength: 300 },
+          domain: ID,
+          maxRoutes: { type: 'integer', minimum: 1, maximum: 10_000_000 },
+        },
+      },
+    },
+    upstream: ID,
+    maxRoutesPerPeer: { type: 'integer', minimum: 1, maximum: 10_000_000 },
+    holdMs: { type: 'integer', minimum: 300, maximum: 3_600_000 },
+    domains: {
+      type: 'array',
+      maxItems: 256,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['domain', 'jwks'],
+        properties: {
+          domain: ID,
+          jwks: FILE,
+          export: { type: 'array', maxItems: 10_000, items: { type: 'string', maxLength: 1024 } },
+          tags: { type: 'object', maxProperties: 64, additionalProperties: { type: 'string' } },
+        },
+      },
+    },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['cert', 'key'],
+      properties: { cert: FILE, key: FILE, ca: FILE, requireClientCert: { type: 'boolean' } },
+    },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: false, strict: true }).compile(schema);
+
+interface RawFile {
+  peers?: { id: string; address: string; domain?: string; maxRoutes?: number }[];
+  upstream?: string;
+  maxRoutesPerPeer?: number;
+  holdMs?: number;
+  domains?: { domain: string; jwks: string; export?: string[]; tags?: Record<string, string> }[];
+  tls?: { cert: string; key: string; ca?: string; requireClientCert?: boolean };
+}
+
+/** Reads and checks a mesh config file. */
+export function readMeshConfig(path: string): MeshConfig {
+  const invalid = (message: string) => new DmscTypeError('ERR_DMSC_INVALID_CONFIG', `mesh config ${path}: ${message}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw invalid((e as Error).message);
+  }
+  if (!validate(raw)) {
+    const e = validate.errors![0]!;
+    throw invalid(`${e.instancePath || '(top)'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` ('${String(e.params['additionalProperty'])}')` : ''}`);
+  }
+  const file = raw as RawFile;
+  const base = dirname(resolve(path));
+  const local = (p: string) => resolve(base, p);
+  const readable = (p: string, field: string) => {
+    try {
+      accessSync(p, constants.R_OK);
+    } catch {
+      throw invalid(`${field}: cannot read ${p}`);
+    }
+    return p;
+  };
+
+  const peers = (file.peers ?? []).map((p, i): PeerConfig => {
+    let at;
+    try {
+      at = parseListen(p.address, `/peers/${i}/address`);
+    } catch (e) {
+      throw invalid((e as Error).message);
+    }
+    if (at.port === 0) throw invalid(`/peers/${i}/address needs a real port`);
+    return { id: p.id, host: at.host, port: at.port, ...(p.domain ? { domain: p.domain } : {}), ...(p.maxRoutes ? { maxRoutes: p.maxRoutes } : {}) };
+  });
+
+  const seen = new Set<string>();
+  const domains = (file.domains ?? []).map((d, i): DomainConfig => {
+    if (seen.has(d.domain)) throw invalid(`/domains/${i}: domain ${d.domain} is listed twice`);
+    seen.add(d.domain);
+    const exports = d.export ?? [];
+    exports.forEach((p, j) => {
+      const problem = patternProblem(p);
+      if (problem) throw invalid(`/domains/${i}/export/${j}: ${problem}`);
+    });
+    const tags = d.tags ?? {};
+    const ours = new Map<string, string>();
+    for (const [theirs, mine] of Object.entries(tags)) {
+      for (const [t, where] of [[theirs, 'their tag'], [mine, 'our tag']] as const) {
+        const problem = tagProblem(t, where);
+        if (problem) throw invalid(`/domains/${i}/tags: ${problem.message}`);
+      }
+      // One to one, so a tag our request requires maps back to exactly one of theirs.
+      if (ours.has(mine)) throw invalid(`/domains/${i}/tags: ${ours.get(mine)} and ${theirs} both map to ${mine}; the table must be one to one`);
+      ours.set(mine, theirs);
+    }
+    const jwks = /^https?:\/\//.test(d.jwks) ? d.jwks : readable(local(d.jwks), `/domains/${i}/jwks`);
+    return { domain: d.domain, jwks, export: exports, tags };
+  });
+
+  let tls: PeeringTls | undefined;
+  if (file.tls) {
+    const read = (p: string, field: string) => readFileSync(readable(local(p), `/tls/${field}`), 'utf8');
+    tls = {
+      cert: read(file.tls.cert, 'cert'), key: read(file.tls.key, 'key'),
+      ...(file.tls.ca ? { ca: read(file.tls.ca, 'ca') } : {}),
+      ...(file.tls.requireClientCert !== undefined ? { requireClientCert: file.tls.requireClientCert } : {}),
+    };
+    if (tls.requireClientCert && !tls.ca) throw invalid('/tls: requireClientCert needs a ca to check client certificates against');
+  }
+
+  return {
+    peers, domains,
+    ...(file.upstream !== undefined ? { upstream: checkId(file.upstream, 'upstream') } : {}),
+    ...(file.maxRoutesPerPeer !== undefined ? { maxRoutes: file.maxRoutesPerPeer } : {}),
+    ...(file.holdMs !== undefined ? { holdMs: file.holdMs } : {}),
+    ...(tls ? { tls } : {}),
+  };
+}
