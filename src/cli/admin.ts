@@ -1,10 +1,10 @@
 // Operator commands against a running node or AMC: providers, agents, AICs, the FIB,
 // policies, gateway keys and key rotation.
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DmscTypeError } from '../errors.js';
 import { aicProblem, parseAic } from '../identity/aic.js';
-import { call, print, withServer, type ClientOptions } from './client.js';
+import { call, callPublic, print, withServer, type ClientOptions } from './client.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -99,9 +99,10 @@ export function peerCommands(program: Command): void {
 
 /** `dmsc amc gateway add`, `dmsc amc rotate-key` and `dmsc amc keys`, against an AMC's API. */
 export function amcAdminCommands(amc: Command): void {
-  withServer(amc.command('keys'))
+  amc.command('keys')
     .description("print the AMC's public keys (JWKS): what another domain's mesh config trusts (`domains[].jwks`) to accept this domain's gateways and agents")
-    .action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/amc/jwks')));
+    .addOption(new Option('--url <url>', 'the node or AMC to ask').default('http://127.0.0.1:7070').env('DMSC_URL'))
+    .action(async (o: { url: string }) => print(await callPublic(o, '/v1/amc/jwks')));
   withServer(amc.command('rotate-key'))
     .description('make a new signing key; old keys verify until their credentials expire (default: the embedded AMC of node-1; for `dmsc amc` pass --url http://127.0.0.1:7060 --data .dmsc/amc)')
     .action(async (o: ClientOptions) => print(await call(o, 'POST', '/v1/amc/rotate-key')));

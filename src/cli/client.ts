@@ -40,6 +40,11 @@ export function call(o: ClientOptions, method: 'GET' | 'POST' | 'PUT' | 'DELETE'
   return callJson(base, { method, path, bearer: adminToken(o), body, timeoutMs: 10_000 }, 'server', 'ERR_DMSC_NOT_READY');
 }
 
+/** Calls a route anyone may read (no admin token needed). */
+export function callPublic(o: Pick<ClientOptions, 'url'>, path: string): Promise<unknown> {
+  return callJson(parseUrl(o.url, '--url'), { method: 'GET', path, timeoutMs: 10_000 }, 'server', 'ERR_DMSC_NOT_READY');
+}
+
 export function print(v: unknown): void {
   process.stdout.write(JSON.stringify(v, null, 2) + '\n');
 }

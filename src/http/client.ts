@@ -8,7 +8,8 @@ import { DmscError, dmscError, type DmscErrorCode } from '../errors.js';
 export interface JsonCall {
   readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   readonly path: string;
-  readonly bearer: string;
+  /** Sent as `authorization: Bearer …` when given. */
+  readonly bearer?: string;
   readonly body?: unknown;
   readonly timeoutMs: number;
 }
@@ -18,7 +19,7 @@ export async function callJson<T>(origin: string, call: JsonCall, who: string, u
   try {
     res = await dispatcher.request({
       origin, method: call.method, path: call.path,
-      headers: { authorization: `Bearer ${call.bearer}`, ...(call.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { ...(call.bearer !== undefined ? { authorization: `Bearer ${call.bearer}` } : {}), ...(call.body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(call.body !== undefined ? { body: JSON.stringify(call.body) } : {}),
       headersTimeout: call.timeoutMs, bodyTimeout: call.timeoutMs,
     });

@@ -2,8 +2,10 @@
 // when its credential verifies with that domain's AMC keys, configured here (a JWKS file,
 // or the URL of the other domain's `/v1/amc/jwks`). At the boundary, an export policy
 // decides which names are advertised to that domain (and which of its requests are
-// answered), and a translation table maps its tags to ours: a tag it sends with no
-// mapping is dropped, and the tags our requests require are mapped back to its own.
+// answered), and a translation table maps its tags to ours. Everything crosses the
+// boundary in the sender's words and the receiver translates: a tag in a digest or an
+// answer with no mapping is dropped; a request requiring a tag with no mapping finds
+// nothing.
 import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
 import type { JSONWebKeySet } from 'jose';
@@ -17,7 +19,7 @@ export interface DomainConfig {
   readonly jwks: string;
   /** Capability patterns advertised to (and answered for) this domain; none by default. */
   readonly export: readonly string[];
-  /** Their tag → our tag, one to one. */
+  /** Their tag → our tag. */
   readonly tags: Readonly<Record<string, string>>;
 }
 
@@ -30,7 +32,6 @@ export class ForeignDomain {
   readonly #source: string;
   readonly #exports: PatternSet;
   readonly #toOurs: ReadonlyMap<string, string>;
-  readonly #toTheirs: ReadonlyMap<string, string>;
   readonly #verifier = new JwtVerifier();
   #loaded = false;
   #lastLoad = 0;
@@ -42,7 +43,6 @@ export class ForeignDomain {
     this.#source = config.jwks;
     this.#exports = new PatternSet(config.export);
     this.#toOurs = new Map(Object.entries(config.tags));
-    this.#toTheirs = new Map(Object.entries(config.tags).map(([theirs, ours]) => [ours, theirs]));
   }
 
   /** Whether `name` is advertised to this domain and answered for it. */
@@ -55,18 +55,12 @@ export class ForeignDomain {
     return translate(this.#toOurs, tags, false)!;
   }
 
-  /** Our tags as theirs (what we show them); tags without a mapping are dropped. */
-  exportTags(tags: readonly string[]): string[] {
-    return translate(this.#toTheirs, tags, false)!;
-  }
-
   /**
-   * Tags a request requires, mapped across the boundary (`in`: theirs to ours, `out`:
-   * ours to theirs); undefined when one has no mapping, as nothing on the other side can
-   * carry it.
+   * The tags one of their requests requires, as ours; undefined when one has no mapping,
+   * as nothing here carries it.
    */
-  required(tags: readonly string[], direction: 'in' | 'out'): string[] | undefined {
-    return translate(direction === 'in' ? this.#toOurs : this.#toTheirs, tags, true);
+  importRequired(tags: readonly string[]): string[] | undefined {
+    return translate(this.#toOurs, tags, true);
   }
 
   /**

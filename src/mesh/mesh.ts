@@ -150,13 +150,6 @@ export class Mesh {
   forward(peer: string, request: ForwardedResolve, timeoutMs: number): Promise<ResolveAnswer | DiscoverAnswer> {
     const live = this.#sessions.get(peer);
     if (!live) return Promise.reject(new DmscError('ERR_DMSC_PEER_CLOSED', `no session with ${peer}`));
-    const foreign = this.#foreign(live.session);
-    if (foreign) {
-      // Across a boundary the requirement is said in their tags.
-      const require = foreign.required(request.require, 'out');
-      if (!require) return Promise.reject(new DmscError('ERR_DMSC_NO_ROUTE', `a required tag has no mapping in domain ${foreign.name}`));
-      request = { ...request, require };
-    }
     const id = randomUUID();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -348,16 +341,16 @@ export class Mesh {
         session.send({ type: 'SRRP_RESULT', id, answer: await this.onResolve(request, session.peer.gateway) });
         return;
       }
-      // From another domain: their tags in, and nothing out that our export policy does
-      // not advertise to them. An unexported name is not found, as if it did not exist.
+      // From another domain: its tags read through our table, and nothing out that our
+      // export policy does not advertise to it. An unexported name is not found, as if
+      // it did not exist. Our answer is in our words; the peer translates it.
       const unknown = () => new DmscError('ERR_DMSC_NO_ROUTE', `no route to ${request.capability} for domain ${foreign.name}`);
-      const require = foreign.required(request.require, 'in');
+      const require = foreign.importRequired(request.require);
       if (!require) throw unknown();
       request = { ...request, require };
       const answer = await this.onResolve(request, session.peer.gateway);
       if ('candidates' in answer) {
-        const candidates = answer.candidates.filter((c) => typeof c['capability'] === 'string' && foreign.exports(c['capability']))
-          .map((c) => ({ ...c, tags: foreign.exportTags(Array.isArray(c['tags']) ? (c['tags'] as string[]) : []) }));
+        const candidates = answer.candidates.filter((c) => typeof c['capability'] === 'string' && foreign.exports(c['capability']));
         session.send({ type: 'SRRP_RESULT', id, answer: { ...answer, candidates } });
       } else {
         if (!foreign.exports(answer.capability)) throw unknown();

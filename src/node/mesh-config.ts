@@ -133,15 +133,11 @@ export function readMeshConfig(path: string): MeshConfig {
       if (problem) throw invalid(`/domains/${i}/export/${j}: ${problem}`);
     });
     const tags = d.tags ?? {};
-    const ours = new Map<string, string>();
-    for (const [theirs, mine] of Object.entries(tags)) {
-      for (const [t, where] of [[theirs, 'their tag'], [mine, 'our tag']] as const) {
+    for (const [theirs, ours] of Object.entries(tags)) {
+      for (const [t, where] of [[theirs, 'their tag'], [ours, 'our tag']] as const) {
         const problem = tagProblem(t, where);
         if (problem) throw invalid(`/domains/${i}/tags: ${problem.message}`);
       }
-      // One to one, so a tag our request requires maps back to exactly one of theirs.
-      if (ours.has(mine)) throw invalid(`/domains/${i}/tags: ${ours.get(mine)} and ${theirs} both map to ${mine}; the table must be one to one`);
-      ours.set(mine, theirs);
     }
     const jwks = /^https?:\/\//.test(d.jwks) ? d.jwks : readable(local(d.jwks), `/domains/${i}/jwks`);
     return { domain: d.domain, jwks, export: exports, tags };

@@ -1,7 +1,7 @@
 // Real `dmsc` processes on loopback for end-to-end tests: each gets a temp data directory
 // and port 0, and is killed (and its directory removed) by `cleanup()`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -16,6 +16,8 @@ export interface Proc {
   readonly token: string;
   /** HOST:PORT of a node's peering listener. */
   readonly peering?: string;
+  /** What the process has logged so far (its last 1 MiB). */
+  stderr(): string;
   /** SIGKILL, no chance to clean up. */
   kill9(): Promise<void>;
   stop(): Promise<void>;
@@ -54,7 +56,10 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
   live.add(child);
   child.once('exit', () => live.delete(child));
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+    if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19));
+  });
   const line = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: child.stdout! });
     rl.once('line', resolve);
@@ -65,6 +70,7 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
   const token = (await readFile(join(dir, 'admin-token'), 'utf8')).trim();
   return {
     url: `http://${info.api}`, dataDir: dir, child, token, ...(info.peering ? { peering: info.peering } : {}),
+    stderr: () => stderr,
     async kill9() {
       child.kill('SIGKILL');
       await exited(child);
@@ -139,4 +145,22 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, deadlin
 /** `waitUntil` with a deadline `ms` from now. */
 export function waitFor(check: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
   return waitUntil(check, Date.now() + ms);
+}
+
+/**
+ * A throwaway CA and one certificate it signed for 127.0.0.1 and localhost (openssl,
+ * which `npm test` makes sure is installed); returns the PEM file paths.
+ */
+export async function makeCerts(dir: string): Promise<{ ca: string; cert: string; key: string; otherCa: string }> {
+  const run = (...args: string[]) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.error?.message ?? r.stderr}`);
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=dmsc test CA');
+  run('req', '-x509', ...ec, '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '1', '-subj', '/CN=another CA');
+  run('req', ...ec, '-keyout', 'node.key', '-out', 'node.csr', '-subj', '/CN=dmsc node');
+  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  run('x509', '-req', '-in', 'node.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'node.pem', '-days', '1', '-extfile', 'san.ext');
+  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'node.pem'), key: join(dir, 'node.key'), otherCa: join(dir, 'other-ca.pem') };
 }

@@ -140,7 +140,7 @@ describe('mesh of three gateways (chain)', () => {
     const r = await api(d.url, 'POST', '/v1/resolve', { auth: requester.credential, body: { capability: '/capability/nowhere/x' } });
     expect({ status: r.status, code: r.body.error.code }).toEqual({ status: 403, code: 'ERR_DMSC_FORBIDDEN' });
     expect(r.body.error.message).toMatch(/a-nowhere/);
-    expect(dmsc('node', '--peer', 'A@127.0.0.1:1', '--upstream', 'B').stderr).toContain('--upstream B must be one of the --peer gateways');
+    expect(dmsc('node', '--peer', 'A@127.0.0.1:1', '--upstream', 'B').stderr).toContain('upstream B must be one of the peers');
   });
 
   it('programs learned tags only when its own policy knows them', async () => {

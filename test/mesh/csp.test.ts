@@ -278,14 +278,12 @@ describe('digest sync at a domain boundary, and its limits', () => {
     expect(best(net.rib('B'), '/capability/ocr/fast')!.entry.tags).toEqual(['fast']);
   });
 
-  it('maps tags one to one in both directions, and refuses a requirement it cannot map', () => {
-    const d = domain([], { 'eu-privacy': 'gdpr', hq: 'premium' });
+  it('reads their tags as ours, and refuses a requirement it cannot map', () => {
+    const d = domain([], { 'eu-privacy': 'gdpr', 'eu-only': 'gdpr', hq: 'premium' });
     expect(d.importTags(['eu-privacy', 'unknown', 'hq'])).toEqual(['gdpr', 'premium']);
-    expect(d.exportTags(['gdpr', 'local-only'])).toEqual(['eu-privacy']);
-    expect(d.required(['gdpr', 'premium'], 'out')).toEqual(['eu-privacy', 'hq']);
-    expect(d.required(['gdpr', 'local-only'], 'out')).toBeUndefined();
-    expect(d.required(['eu-privacy'], 'in')).toEqual(['gdpr']);
-    expect(d.required(['gdpr'], 'in')).toBeUndefined();
+    expect(d.importTags(['eu-only'])).toEqual(['gdpr']);
+    expect(d.importRequired(['eu-privacy', 'hq'])).toEqual(['gdpr', 'premium']);
+    expect(d.importRequired(['eu-privacy', 'gdpr'])).toBeUndefined();
   });
 
   it('ends the session of a peer past its route limit, having learned nothing past it', async () => {
