@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeFrame } from '../../src/mesh/frames.js';
 import { PeerSession } from '../../src/mesh/peer-session.js';
 import { api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
 
@@ -127,6 +128,59 @@ describe('mesh of three gateways (chain)', () => {
     // X was asked, never answered, and the request still came back from C.
     expect(askedX).toBeGreaterThan(0);
     x.close();
+  }, 30_000);
+
+  it('asks for a snapshot after a delta with a gap; cuts off a peer that sends an oversized frame, garbage or a bad OPEN, and logs it; the other sessions carry on', async () => {
+    const add = dmsc('amc', 'gateway', 'add', 'Ygap', '--url', amc.url, '--data', amc.dataDir);
+    const { credential } = (await api(amc.url, 'POST', '/v1/amc/gateway-credential', { auth: JSON.parse(add.stdout).key, body: {} })).body;
+    const [host, port] = gw['B']!.peering!.split(':');
+    const socket = connect(Number(port), host!);
+    await new Promise((r) => socket.once('connect', r));
+    const y = await PeerSession.establish(socket, { local: { gateway: 'Ygap', domain: 'metro' }, credential: () => credential, verify: async () => {}, holdMs: 30_000 });
+    const seen: any[] = [];
+    y.on('message', (m) => seen.push(m));
+    const route = (name: string) => ({ name, tags: [], cost: 0, path: ['Ygap'] });
+    const snapshot = (names: string[], version: number) => {
+      y.send({ type: 'CSP_SNAPSHOT' });
+      y.send({ type: 'CSP_ROUTES', entries: names.map(route) });
+      y.send({ type: 'CSP_EOS', version });
+    };
+    const acked = (version: number) => waitFor(() => seen.some((m) => m.type === 'CSP_ACK' && m.version === version));
+    snapshot(['/capability/y-one'], 1);
+    await acked(1);
+    y.send({ type: 'CSP_DELTA', base: 1, version: 2, added: [route('/capability/y-two')], updated: [], withdrawn: [] });
+    await acked(2);
+    expect((await fibHops(gw['B']!, '/capability/y-two')).map((h: any) => h.id)).toEqual(['peer:Ygap']);
+    // Deltas 3 and 4 never came: B asks for a snapshot instead of applying 5.
+    y.send({ type: 'CSP_DELTA', base: 4, version: 5, added: [route('/capability/y-gap')], updated: [], withdrawn: [] });
+    await waitFor(() => seen.some((m) => m.type === 'CSP_RESYNC'));
+    expect(await fibHops(gw['B']!, '/capability/y-gap')).toEqual([]);
+    snapshot(['/capability/y-one', '/capability/y-three'], 6);
+    await acked(6);
+    expect((await fibHops(gw['B']!, '/capability/y-three')).map((h: any) => h.id)).toEqual(['peer:Ygap']);
+    // What the fresh snapshot did not re-announce is gone.
+    expect(await fibHops(gw['B']!, '/capability/y-two')).toEqual([]);
+
+    // A frame announced at 2 MiB (the limit is 1 MiB) ends Ygap's session, with the reason.
+    const ended = new Promise<any>((r) => y.once('close', r));
+    socket.write(Buffer.from([0, 0x20, 0, 0]));
+    await ended;
+    await waitFor(() => /"msg":"peer down","peer":"Ygap","error":"ERR_DMSC_FRAME_TOO_LARGE"/.test(gw['B']!.stderr()));
+    await waitFor(async () => (await fibHops(gw['B']!, '/capability/y-one'))[0]?.state === 'down');
+    // Garbage and a bad OPEN on fresh connections.
+    for (const bytes of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), encodeFrame({ type: 'OPEN', version: 99, gateway: 'Z', domain: 'metro', credential: 'x', holdMs: 3000 })]) {
+      const s = connect(Number(port), host!);
+      s.on('error', () => {});
+      s.write(bytes);
+      s.resume();
+      await new Promise((r) => s.once('close', r));
+    }
+    await waitFor(() => /"msg":"peer refused".*"error":"ERR_DMSC_(MALFORMED_FRAME|FRAME_TOO_LARGE)"/.test(gw['B']!.stderr()));
+    await waitFor(() => /"msg":"peer refused".*"error":"ERR_DMSC_BAD_HANDSHAKE","reason":"unsupported protocol version 99"/.test(gw['B']!.stderr()));
+    // B's sessions with A and C never noticed.
+    const peers = (await api(gw['B']!.url, 'GET', '/v1/peers', { auth: gw['B']!.token })).body.peers.map((p: any) => p.gateway).sort();
+    expect(peers).toEqual(['A', 'C']);
+    expect((await fibHops(gw['A']!, '/capability/ocr/fast'))[0]?.state).toBe('up');
   }, 30_000);
 
   it('sends names it has no route for to its upstream peer', async () => {
