@@ -54,7 +54,8 @@ async function build(ids, links, full) {
   const gws = new Map(ids.map((id) => [id, { rib: new Rib(id), sessions: [], server: undefined, port: 0 }]));
   const attach = (id, session) => {
     const gw = gws.get(id);
-    const sync = new DigestSync(gw.rib, session, { full });
+    // No route limit: the largest table here is past a node's default.
+    const sync = new DigestSync(gw.rib, session, { full, maxRoutes: Number.MAX_SAFE_INTEGER });
     gw.sessions.push({ session, sync });
     session.on('message', (m) => sync.receive(m));
     sync.start();
