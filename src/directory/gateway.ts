@@ -217,7 +217,8 @@ export class Gateway {
     const peer = hit && peerOf(hit.nextHop);
     if (!hit || !peer || !this.forward || hop.credential === undefined) return { candidates: [], path: [...hop.path, self] };
     if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `discovery of ${capability} ran out of hops at ${self}`);
-    return this.#viaPeers(hit.prefix, peer, 'discover', capability, require, undefined, hop) as Promise<DiscoverAnswer>;
+    // What our policy requires goes along: the next hop answers under it too.
+    return this.#viaPeers(hit.prefix, peer, 'discover', capability, need, undefined, hop) as Promise<DiscoverAnswer>;
   }
 
   /** Resolves through the fast path and signs a session grant for the chosen target. */
@@ -246,7 +247,9 @@ export class Gateway {
     const peer = hit && peerOf(hit.nextHop);
     if (hit && peer) {
       if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `resolution of ${capability} ran out of hops at ${self}`);
-      return this.#viaPeers(hit.prefix, peer, 'resolve', capability, require, flow, hop) as Promise<ResolveAnswer>;
+      // What our policy requires goes along: the next hop answers under it too.
+      const need = decision.require.length === 0 ? require : [...new Set([...decision.require, ...require])];
+      return this.#viaPeers(hit.prefix, peer, 'resolve', capability, need, flow, hop) as Promise<ResolveAnswer>;
     }
     const target = hit ? this.directory.get(hit.nextHop) : undefined;
     if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);

@@ -26,9 +26,13 @@ export interface DigestSyncOptions {
   readonly full?: boolean;
   /** Which names may be advertised to this peer (a domain boundary's export policy). */
   readonly exports?: (name: string) => boolean;
+  /** Of our tags, those the peer may see (a domain boundary). */
+  readonly shownTags?: (tags: readonly string[]) => string[];
+  /** Which of the peer's names we take routes for; others are ignored (a domain boundary). */
+  readonly imports?: (name: string) => boolean;
   /** Maps the peer's tags to ours, dropping those with no mapping (a domain boundary). */
   readonly importTags?: (tags: readonly string[]) => string[];
-  /** Routes the peer may hold here at once; past it the session ends (default 100,000). */
+  /** Routes the peer may hold here at once; past it they go and the session ends (default 100,000). */
   readonly maxRoutes?: number;
   /** How long a snapshot, or one asked for, may take before the session ends (default 60 s). */
   readonly snapshotTimeoutMs?: number;
@@ -74,7 +78,7 @@ export class DigestSync {
   /** What the peer holds from us, as we sent it. */
   #sent = new Map<string, DigestEntry>();
   #version = 0;
-  #snapshotDone = false;
+  #snapshotSent = false;
   #pending = new Set<string>();
   #flushQueued = false;
   /** The version of the peer's digest we hold (-1: none complete yet). */
@@ -102,15 +106,16 @@ export class DigestSync {
     this.#unsubscribe = rib.onChange((names) => this.#changed(names));
   }
 
-  /** Starts the session: our snapshot to the peer. */
+  /** Starts the session: our snapshot to the peer, and theirs is due. */
   start(): void {
+    this.#snapshotDue();
     this.#sendSnapshot();
   }
 
   /** The session ended: stop sending; the peer's routes stay, stale, for the caller to time out. */
   stop(): void {
     this.#closed = true;
-    clearTimeout(this.#snapshotTimer);
+    this.#snapshotEnded();
     this.#unsubscribe();
     this.#rib.markStale(this.#peer);
   }
@@ -141,7 +146,7 @@ export class DigestSync {
         const v = m['version'];
         if (!this.#inSnapshot || !isVersion(v)) return this.#resync('bad end of snapshot'), true;
         this.#inSnapshot = false;
-        clearTimeout(this.#snapshotTimer);
+        this.#snapshotEnded();
         this.#rib.withdraw(this.#peer, this.#rib.namesFrom(this.#peer).filter((n) => !this.#seen.has(n)));
         this.#theirs = v;
         this.#link.send({ type: 'CSP_ACK', version: v });
@@ -188,8 +193,10 @@ export class DigestSync {
    * A snapshot from the peer is due (it began, or we asked): one that does not end in
    * time ends the session, so routes it did not re-announce cannot linger.
    */
+  // The deadline runs from the first reason to expect one; a peer beginning snapshot
+  // after snapshot does not push it back.
   #snapshotDue(): void {
-    clearTimeout(this.#snapshotTimer);
+    if (this.#snapshotTimer !== undefined) return;
     const ms = this.#options.snapshotTimeoutMs ?? 60_000;
     this.#snapshotTimer = setTimeout(() => {
       if (!this.#closed) this.#link.close(new DmscError('ERR_DMSC_PEER_TIMEOUT', `${this.#peer}'s snapshot did not end within ${ms} ms`));
@@ -197,15 +204,27 @@ export class DigestSync {
     this.#snapshotTimer.unref?.();
   }
 
+  #snapshotEnded(): void {
+    clearTimeout(this.#snapshotTimer);
+    this.#snapshotTimer = undefined;
+  }
+
   /**
-   * Whether learning `entries` keeps the peer within its route limit; if not, the session
-   * ends (and the caller learns nothing). Only names new from this peer count.
+   * Whether learning `entries` keeps the peer within its route limit. During a snapshot
+   * what counts is what it has announced so far (the rest goes at its end); otherwise
+   * the routes it holds. Past the limit its routes go at once and the session ends.
    */
   #withinLimit(entries: readonly DigestEntry[]): boolean {
-    let fresh = 0;
-    for (const e of entries) if (!this.#rib.has(this.#peer, e.name)) fresh++;
-    const total = this.#rib.countFrom(this.#peer) + fresh;
+    let total: number;
+    if (this.#inSnapshot) {
+      total = this.#seen.size;
+      for (const e of entries) if (!this.#seen.has(e.name)) total++;
+    } else {
+      total = this.#rib.countFrom(this.#peer);
+      for (const e of entries) if (!this.#rib.has(this.#peer, e.name)) total++;
+    }
     if (total <= this.#maxRoutes) return true;
+    this.#rib.dropAll(this.#peer);
     this.#link.close(new DmscError('ERR_DMSC_LIMIT_EXCEEDED', `${this.#peer} advertised ${total} routes; the limit is ${this.#maxRoutes}`));
     return false;
   }
@@ -213,7 +232,8 @@ export class DigestSync {
   /** What we advertise to the peer for `name`, if anything (the export policy applies). */
   #export(name: string): DigestEntry | undefined {
     if (this.#options.exports && !this.#options.exports(name)) return undefined;
-    return this.#rib.exportFor(this.#peer, name);
+    const e = this.#rib.exportFor(this.#peer, name);
+    return e && this.#options.shownTags ? { ...e, tags: this.#options.shownTags(e.tags) } : e;
   }
 
   #sendSnapshot(): void {
@@ -229,13 +249,13 @@ export class DigestSync {
     const all = [...this.#sent.values()];
     for (const entries of chunks(all)) this.#link.send({ type: 'CSP_ROUTES', entries });
     this.#link.send({ type: 'CSP_EOS', version: this.#version });
-    this.#snapshotDone = true;
+    this.#snapshotSent = true;
     this.stats.snapshotsSent++;
     this.stats.entriesSent += all.length;
   }
 
   #changed(changed: ReadonlySet<string>): void {
-    if (this.#closed || !this.#snapshotDone) return;
+    if (this.#closed || !this.#snapshotSent) return;
     for (const n of changed) this.#pending.add(n);
     if (this.#flushQueued) return;
     this.#flushQueued = true;
@@ -263,11 +283,12 @@ export class DigestSync {
     this.#pending.clear();
     if (!added.length && !updated.length && !withdrawn.length) return;
     if (this.#options.full) return this.#sendSnapshot();
-    // A big change goes as several deltas in a row, each within a frame.
+    // A big change goes as several deltas in a row, each within a frame; withdrawals
+    // first, so a peer near its route limit is not pushed past it by a rename.
     const parts = [
-      ...chunks(added).map((a) => ({ added: a, updated: [] as DigestEntry[], withdrawn: [] as string[] })),
-      ...chunks(updated).map((u) => ({ added: [] as DigestEntry[], updated: u, withdrawn: [] as string[] })),
       ...chunks(withdrawn).map((w) => ({ added: [] as DigestEntry[], updated: [] as DigestEntry[], withdrawn: w })),
+      ...chunks(updated).map((u) => ({ added: [] as DigestEntry[], updated: u, withdrawn: [] as string[] })),
+      ...chunks(added).map((a) => ({ added: a, updated: [] as DigestEntry[], withdrawn: [] as string[] })),
     ];
     for (const part of parts) {
       const base = this.#version++;
@@ -288,6 +309,7 @@ export class DigestSync {
       if (!Array.isArray(path) || path.length < 1 || path.length > MAX_PATH || !path.every((g) => typeof g === 'string' && GATEWAY.test(g))) return undefined;
       // The advertiser names itself first; the cost counts the hops after it.
       if (path[0] !== this.#peer || cost !== path.length - 1) return undefined;
+      if (this.#options.imports && !this.#options.imports(name)) continue;
       const ours = this.#options.importTags ? this.#options.importTags(tags as string[]) : (tags as string[]);
       out.push({ name, tags: [...new Set(ours)].sort(), cost: cost as number, path: path as string[] });
     }

@@ -1,40 +1,68 @@
 // Other trust domains this node peers with. A gateway of another domain is accepted only
 // when its credential verifies with that domain's AMC keys, configured here (a JWKS file,
-// or the URL of the other domain's `/v1/amc/jwks`). At the boundary, an export policy
-// decides which names are advertised to that domain (and which of its requests are
-// answered), and a translation table maps its tags to ours. Everything crosses the
-// boundary in the sender's words and the receiver translates: a tag in a digest or an
-// answer with no mapping is dropped; a request requiring a tag with no mapping finds
-// nothing.
+// or the URL of the other domain's `/v1/amc/jwks`). At the boundary:
+// - an export policy decides which names are advertised to that domain and answered
+//   for it (anything else is answered as if nobody offered it), and which of our tags
+//   it may see;
+// - an import policy decides which of its names we take routes for;
+// - a translation table maps its tags to ours. Everything crosses the boundary in the
+//   sender's words and the receiver translates: a tag in a digest or an answer with no
+//   mapping is dropped; a request requiring a tag with no mapping finds nothing.
 import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
 import type { JSONWebKeySet } from 'jose';
 import { DmscError } from '../errors.js';
+import type { DiscoverAnswer, ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
 import { JwtVerifier, peekKid } from '../identity/jwt.js';
 import { PatternSet } from '../policy/pattern.js';
 
 export interface DomainConfig {
   readonly domain: string;
-  /** The domain's AMC keys: an absolute file path, or an http(s) URL. */
+  /** The domain's AMC keys: an absolute file path, or an https URL (http on loopback). */
   readonly jwks: string;
   /** Capability patterns advertised to (and answered for) this domain; none by default. */
   readonly export: readonly string[];
+  /** Our tags it may see in digests and answers; none by default. */
+  readonly exportTags: readonly string[];
+  /** Capability patterns we take routes for from its gateways; none by default. */
+  readonly import: readonly string[];
   /** Their tag → our tag. */
   readonly tags: Readonly<Record<string, string>>;
 }
 
-/** A fresh look at a domain's keys at most this often, when a token names an unknown key. */
-const REFRESH_MS = 5000;
+/** A fresh look at a domain's keys at most this often when a token names an unknown key. */
+const UNKNOWN_KID_MS = 5000;
+/** Keys older than this are read again before use, so a key withdrawn there stops here. */
+const REREAD_MS = 60_000;
+/** Keys that could not be read again for this long are no longer trusted. */
+const MAX_KEY_AGE_MS = 3_600_000;
+/** Failed reads are not retried sooner than this. */
+const RETRY_MS = 1000;
+
+/** The answer for a name a domain may not see: the same as for a name nobody offers. */
+export function unseen(capability: string): DmscError {
+  return new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}`);
+}
+
+/** A JWK set from a parsed JSON body, or why it is not one. */
+export function jwksOf(body: unknown): JSONWebKeySet | string {
+  const keys = (body as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k))) return 'not a JWK set ({ "keys": [...] })';
+  return { keys } as JSONWebKeySet;
+}
 
 export class ForeignDomain {
   readonly name: string;
   readonly issuer: string;
   readonly #source: string;
   readonly #exports: PatternSet;
+  readonly #imports: PatternSet;
+  readonly #shown: ReadonlySet<string>;
   readonly #toOurs: ReadonlyMap<string, string>;
   readonly #verifier = new JwtVerifier();
-  #loaded = false;
-  #lastLoad = 0;
+  /** When the keys were last read (0: never), and last tried. */
+  #loadedAt = 0;
+  #triedAt = 0;
   #loading: Promise<void> | undefined;
 
   constructor(config: DomainConfig) {
@@ -42,12 +70,47 @@ export class ForeignDomain {
     this.issuer = `dmsc-amc:${config.domain}`;
     this.#source = config.jwks;
     this.#exports = new PatternSet(config.export);
+    this.#imports = new PatternSet(config.import);
+    this.#shown = new Set(config.exportTags);
     this.#toOurs = new Map(Object.entries(config.tags));
   }
 
   /** Whether `name` is advertised to this domain and answered for it. */
   exports(name: string): boolean {
     return this.#exports.matches(name);
+  }
+
+  /** Whether we take routes for `name` from this domain's gateways. */
+  imports(name: string): boolean {
+    return this.#imports.matches(name);
+  }
+
+  /** Of our tags, those this domain may see. */
+  shownTags(tags: readonly string[]): string[] {
+    return tags.filter((t) => this.#shown.has(t));
+  }
+
+  /**
+   * Answers a request this domain sent (or one of its agents made) with `answer`, within
+   * the export policy: a name not exported is answered as one nobody offers, before
+   * anything is looked up; a match outside it likewise; discovery shows only exported
+   * candidates, with the tags it may see.
+   */
+  async answerWithin(request: ForwardedResolve, self: string, answer: (r: ForwardedResolve) => Promise<ResolveAnswer | DiscoverAnswer>): Promise<ResolveAnswer | DiscoverAnswer> {
+    const none: DiscoverAnswer = { candidates: [], path: [...request.path, self] };
+    if (!this.exports(request.capability)) {
+      if (request.kind === 'discover') return none;
+      throw unseen(request.capability);
+    }
+    const a = await answer(request);
+    if ('candidates' in a) {
+      const candidates = a.candidates
+        .filter((c) => typeof c['capability'] === 'string' && this.exports(c['capability']))
+        .map((c) => ({ ...c, tags: this.shownTags(Array.isArray(c['tags']) ? (c['tags'] as string[]) : []) }));
+      return candidates.length ? { ...a, candidates } : none;
+    }
+    if (!this.exports(a.capability)) throw unseen(request.capability);
+    return a;
   }
 
   /** Their tags as ours (what they advertise or show); tags without a mapping are dropped. */
@@ -64,17 +127,21 @@ export class ForeignDomain {
   }
 
   /**
-   * Verifies a token this domain's AMC signed. Keys are read on first use and again
-   * (at most every 5 s) when a token names a key not seen yet, so a rotation there is
-   * followed without a restart.
+   * Verifies a token this domain's AMC signed. Keys are read on first use, again before
+   * use once a minute old (a key withdrawn there stops verifying here), and again (at
+   * most every 5 s) when a token names a key not seen yet, so a rotation there is
+   * followed without a restart. Failed reads are retried at most once a second; keys
+   * that could not be read again for an hour are no longer trusted.
    */
   async verify(token: string, typ: string): Promise<Record<string, unknown>> {
     if (token.length > 8192) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: too long');
+    const now = Date.now();
     const kid = peekKid(token);
-    if (!this.#loaded || (kid && !this.#verifier.knows(kid) && Date.now() - this.#lastLoad >= REFRESH_MS)) {
-      await this.load().catch((e: unknown) => {
-        if (!this.#loaded) throw e;
-      });
+    const stale = now - this.#loadedAt >= REREAD_MS;
+    const unknown = kid !== undefined && !this.#verifier.knows(kid) && now - this.#triedAt >= UNKNOWN_KID_MS;
+    if ((stale || unknown) && now - this.#triedAt >= RETRY_MS) await this.load().catch(() => {});
+    if (Date.now() - this.#loadedAt >= MAX_KEY_AGE_MS) {
+      throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `the keys of domain ${this.name} cannot be read from ${this.#source} now`);
     }
     const claims = (await this.#verifier.verify(token, typ, this.issuer)) as Record<string, unknown>;
     if (claims['dom'] !== this.name) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `credential rejected: not of domain ${this.name}`);
@@ -89,9 +156,9 @@ export class ForeignDomain {
       } catch (e) {
         throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `keys of domain ${this.name} from ${this.#source}: ${(e as Error).message}`);
       }
-      this.#loaded = true;
+      this.#loadedAt = Date.now();
     }).finally(() => {
-      this.#lastLoad = Date.now();
+      this.#triedAt = Date.now();
       this.#loading = undefined;
     });
     return this.#loading;
@@ -113,11 +180,9 @@ export class ForeignDomain {
     } catch (e) {
       throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `keys of domain ${this.name} from ${this.#source}: ${(e as Error).message}`);
     }
-    const keys = (body as { keys?: unknown } | null)?.keys;
-    if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'object' && k !== null)) {
-      throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `keys of domain ${this.name} from ${this.#source}: not a JWK set`);
-    }
-    return { keys } as JSONWebKeySet;
+    const jwks = jwksOf(body);
+    if (typeof jwks === 'string') throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `keys of domain ${this.name} from ${this.#source}: ${jwks}`);
+    return jwks;
   }
 }
 

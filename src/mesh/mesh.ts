@@ -16,7 +16,7 @@ import { AmcTokenVerifier } from '../identity/credentials.js';
 import { peekClaim } from '../identity/jwt.js';
 import type { Listen } from '../node/config.js';
 import { DEFAULT_MAX_ROUTES, DigestSync } from './csp.js';
-import { Domains, type ForeignDomain } from './domains.js';
+import { Domains, unseen, type ForeignDomain } from './domains.js';
 import { text, type Message } from './frames.js';
 import { PeerSession, type Identity } from './peer-session.js';
 import { Rib } from './rib.js';
@@ -62,6 +62,10 @@ export interface MeshOptions {
 
 /** Priority of a learned route: above every local agent (0..32767), shorter paths first. */
 export const PEER_PRIORITY_BASE = 32768;
+/** Routes from gateways of another domain come after every route from our own domain. */
+export const FOREIGN_PRIORITY_BASE = PEER_PRIORITY_BASE + 4096;
+/** How long a TCP connect and TLS handshake may take. */
+const CONNECT_TIMEOUT_MS = 10_000;
 export const UPSTREAM_PRIORITY = 65000;
 
 interface Live {
@@ -83,6 +87,10 @@ export class Mesh {
   readonly #dialTimers = new Set<NodeJS.Timeout>();
   /** Sockets still in their OPEN exchange, destroyed on stop. */
   readonly #opening = new Set<Socket>();
+  /** Every connection the listener took, until it closes (TLS handshakes included). */
+  readonly #accepted = new Set<Socket>();
+  /** The domain of each peer a session was ever adopted with (for its routes' priority). */
+  readonly #peerDomains = new Map<string, string>();
   readonly #pending = new Map<string, { peer: string; kind: ForwardedResolve['kind']; resolve: (a: ResolveAnswer | DiscoverAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
   /** Answers a resolution or discovery a peer sent us (set by the node: verify, apply policy, resolve). */
   onResolve: ((request: ForwardedResolve, from: string) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
@@ -122,8 +130,15 @@ export class Mesh {
   async start(): Promise<void> {
     const t = this.#options.tls;
     const server = t
-      ? tls.createServer({ cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), requestCert: !!t.requireClientCert, rejectUnauthorized: !!t.requireClientCert }, (socket) => void this.#accept(socket))
+      ? tls.createServer({
+        cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), requestCert: !!t.requireClientCert, rejectUnauthorized: !!t.requireClientCert,
+        handshakeTimeout: CONNECT_TIMEOUT_MS,
+      }, (socket) => void this.#accept(socket))
       : createServer((socket) => void this.#accept(socket));
+    server.on('connection', (socket: Socket) => {
+      this.#accepted.add(socket);
+      socket.once('close', () => this.#accepted.delete(socket));
+    });
     // A client that fails the TLS handshake is logged; the listener goes on.
     server.on('tlsClientError', (e: Error, socket: Socket) => this.#log({ msg: 'peer refused', remote: socket.remoteAddress, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }));
     server.on('error', () => {});
@@ -166,6 +181,7 @@ export class Mesh {
     for (const t of this.#dialTimers) clearTimeout(t);
     for (const t of this.#staleTimers.values()) clearTimeout(t);
     for (const s of this.#opening) s.destroy();
+    for (const s of this.#accepted) s.destroy();
     for (const { session } of this.#sessions.values()) session.close();
     await new Promise((r) => (this.#server ? this.#server.close(r) : r(null)));
     for (const t of this.#staleTimers.values()) clearTimeout(t);
@@ -185,10 +201,7 @@ export class Mesh {
     return {
       local: this.#options.self,
       credential: () => this.#ownCredential(),
-      verify: async (credential: string, claimed: Identity) => {
-        if (expect?.domain !== undefined && claimed.domain !== expect.domain) throw new Error(`expected a gateway of domain ${expect.domain}, got ${claimed.domain}`);
-        await this.#verify(credential, claimed);
-      },
+      verify: (credential: string, claimed: Identity) => this.#verify(credential, claimed),
       holdMs: this.#options.holdMs ?? 9000,
       ...(expect ? { expect: expect.id } : {}),
     };
@@ -214,8 +227,13 @@ export class Mesh {
 
   // A peer is a gateway of our domain, whose credential verifies with our AMC's keys, or
   // of a domain we trust, whose credential verifies with that domain's AMC keys.
+  // A configured peer must be of its configured domain (ours if none is set), whoever
+  // dialled; and no gateway may take the id of a peer of another domain we are talking to.
   async #verify(credential: string, claimed: Identity): Promise<void> {
     if (claimed.gateway === this.#options.self.gateway) throw new Error('a session to itself');
+    const configured = this.#options.peers.find((p) => p.id === claimed.gateway);
+    const expected = configured ? configured.domain ?? this.#amc.domain : this.#sessions.get(claimed.gateway)?.session.peer.domain;
+    if (expected !== undefined && claimed.domain !== expected) throw new Error(`${claimed.gateway} is a gateway of domain ${expected}, not ${claimed.domain}`);
     const foreign = claimed.domain === this.#amc.domain ? undefined : this.#domains.get(claimed.domain);
     if (claimed.domain !== this.#amc.domain && !foreign) throw new Error(`gateway of domain ${claimed.domain}, which this node does not trust`);
     const claims = await (foreign ?? this.#verifier).verify(credential, GATEWAY_TYP);
@@ -242,19 +260,29 @@ export class Mesh {
       ? tls.connect({ host: peer.host, port: peer.port, cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), ...(isIP(peer.host) ? {} : { servername: peer.host }) })
       : connect(peer.port, peer.host);
     let connected = false;
-    socket.on('error', () => {});
+    let tcpUp = false;
+    socket.once('connect', () => (tcpUp = true));
+    socket.on('error', (e) => {
+      // Refused or unreachable is the retry's business; a failed TLS handshake is worth a line.
+      if (t && tcpUp && !connected) this.#log({ msg: 'peering failed', peer: peer.id, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` });
+    });
+    // Nothing may hang a dial: a peer that takes the connection and says nothing is dropped.
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () => {
+      if (!connected) socket.destroy();
+    });
     const retry = () => {
       if (this.#stopped) return;
       const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
-      const t = setTimeout(() => {
-        this.#dialTimers.delete(t);
+      const timer = setTimeout(() => {
+        this.#dialTimers.delete(timer);
         this.#dial(peer, attempt + 1);
       }, delay);
-      this.#dialTimers.add(t);
+      this.#dialTimers.add(timer);
     };
     this.#opening.add(socket);
     socket.once(t ? 'secureConnect' : 'connect', () => {
       connected = true;
+      socket.setTimeout(0);
       PeerSession.establish(socket, this.#sessionOptions(peer)).then(
         (session) => {
           this.#opening.delete(socket);
@@ -275,7 +303,6 @@ export class Mesh {
       this.#opening.delete(socket);
       if (!connected) retry();
     });
-    if (t) socket.once('error', (e) => { if (!connected) this.#log({ msg: 'peering failed', peer: peer.id, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }); });
   }
 
   #adopt(session: PeerSession, dialler: string): void {
@@ -289,12 +316,19 @@ export class Mesh {
       if (existing.dialler !== dialler && existing.dialler === keep) return session.close();
       existing.session.close();
     }
+    if (existing && existing.session.peer.domain !== session.peer.domain) {
+      return session.close(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `${peer} is already a gateway of domain ${existing.session.peer.domain}`));
+    }
     const foreign = this.#foreign(session);
     const configured = this.#options.peers.find((p) => p.id === peer);
     const sync = new DigestSync(this.rib, session, {
       maxRoutes: configured?.maxRoutes ?? this.#options.maxRoutes ?? DEFAULT_MAX_ROUTES,
-      ...(foreign ? { exports: (name: string) => foreign.exports(name), importTags: (tags: readonly string[]) => foreign.importTags(tags) } : {}),
+      ...(foreign ? {
+        exports: (name: string) => foreign.exports(name), shownTags: (tags: readonly string[]) => foreign.shownTags(tags),
+        imports: (name: string) => foreign.imports(name), importTags: (tags: readonly string[]) => foreign.importTags(tags),
+      } : {}),
     });
+    this.#peerDomains.set(peer, session.peer.domain);
     this.#sessions.set(peer, { session, sync, dialler });
     clearTimeout(this.#staleTimers.get(peer));
     this.#staleTimers.delete(peer);
@@ -318,8 +352,6 @@ export class Mesh {
       // At once: traffic fails over. The routes stay, stale, for the hold time.
       this.#directory.setExternalHealth(peerHop(peer), 'down');
       this.#log({ msg: 'peer down', peer, ...(error ? { error: error.code, reason: error.message } : {}) });
-      // A peer past its route limit loses its routes at once, not after the hold time.
-      if (error?.code === 'ERR_DMSC_LIMIT_EXCEEDED') this.rib.dropAll(peer);
       const t = setTimeout(() => {
         this.#staleTimers.delete(peer);
         if (!this.#sessions.has(peer)) this.rib.dropStale(peer);
@@ -334,28 +366,20 @@ export class Mesh {
   async #answer(session: PeerSession, m: Message): Promise<void> {
     const id = typeof m['id'] === 'string' ? m['id'].slice(0, 64) : '';
     try {
-      let request = checkForwarded(m['request']);
-      if (!this.onResolve) throw new DmscError('ERR_DMSC_NO_ROUTE', 'this gateway does not resolve for peers');
+      const request = checkForwarded(m['request']);
+      const onResolve = this.onResolve;
+      if (!onResolve) throw new DmscError('ERR_DMSC_NO_ROUTE', 'this gateway does not resolve for peers');
       const foreign = this.#foreign(session);
-      if (!foreign) {
-        session.send({ type: 'SRRP_RESULT', id, answer: await this.onResolve(request, session.peer.gateway) });
-        return;
-      }
-      // From another domain: its tags read through our table, and nothing out that our
-      // export policy does not advertise to it. An unexported name is not found, as if
-      // it did not exist. Our answer is in our words; the peer translates it.
-      const unknown = () => new DmscError('ERR_DMSC_NO_ROUTE', `no route to ${request.capability} for domain ${foreign.name}`);
-      const require = foreign.importRequired(request.require);
-      if (!require) throw unknown();
-      request = { ...request, require };
-      const answer = await this.onResolve(request, session.peer.gateway);
-      if ('candidates' in answer) {
-        const candidates = answer.candidates.filter((c) => typeof c['capability'] === 'string' && foreign.exports(c['capability']));
-        session.send({ type: 'SRRP_RESULT', id, answer: { ...answer, candidates } });
-      } else {
-        if (!foreign.exports(answer.capability)) throw unknown();
-        session.send({ type: 'SRRP_RESULT', id, answer });
-      }
+      // From another domain: its tags read through our table (a tag with no mapping
+      // matches nothing here), within our export policy for it.
+      const answer = foreign
+        ? await foreign.answerWithin(request, this.#options.self.gateway, (r) => {
+          const require = foreign.importRequired(r.require);
+          if (!require) throw unseen(r.capability);
+          return onResolve({ ...r, require }, session.peer.gateway);
+        })
+        : await onResolve(request, session.peer.gateway);
+      session.send({ type: 'SRRP_RESULT', id, answer });
     } catch (e) {
       const err = e as DmscError;
       session.send({ type: 'SRRP_RESULT', id, error: { code: typeof err.code === 'string' ? err.code : 'ERR_DMSC_INTERNAL', message: String(err.message).slice(0, 500) } });
@@ -375,7 +399,9 @@ export class Mesh {
     }
     const answer = m['answer'] as (ResolveAnswer & DiscoverAnswer) | undefined;
     const valid = !!answer && typeof answer === 'object' && Array.isArray(answer.path) &&
-      (p.kind === 'discover' ? Array.isArray(answer.candidates) : typeof answer.grant === 'string' && typeof answer.target?.aic === 'string');
+      (p.kind === 'discover'
+        ? Array.isArray(answer.candidates) && answer.candidates.every((c) => typeof c === 'object' && c !== null && !Array.isArray(c))
+        : typeof answer.grant === 'string' && typeof answer.target?.aic === 'string');
     if (!valid) return p.reject(new DmscError('ERR_DMSC_MALFORMED_FRAME', `${peer} sent a malformed ${p.kind} answer`));
     const foreign = this.#foreign(session);
     if (foreign && p.kind === 'discover') {
@@ -392,8 +418,11 @@ export class Mesh {
 
   #program(name: string): void {
     const known = this.#options.knownTags?.();
+    const own = this.#options.self.domain;
     const hops: NextHop[] = this.rib.nextHops(name).map((h) => ({
-      id: peerHop(h.peer), priority: PEER_PRIORITY_BASE + h.entry.cost, tags: known ? h.entry.tags.filter((t) => known.has(t)) : [...h.entry.tags],
+      id: peerHop(h.peer),
+      priority: ((this.#peerDomains.get(h.peer) ?? own) === own ? PEER_PRIORITY_BASE : FOREIGN_PRIORITY_BASE) + h.entry.cost,
+      tags: known ? h.entry.tags.filter((t) => known.has(t)) : [...h.entry.tags],
     }));
     // The upstream is the route of last resort: the root, after anything learned there.
     const up = this.#options.upstream;

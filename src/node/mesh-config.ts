@@ -5,10 +5,11 @@
 // from the file's own directory.
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { Ajv } from 'ajv';
 import { DmscTypeError } from '../errors.js';
 import { tagProblem } from '../fastpath/validate.js';
-import type { DomainConfig } from '../mesh/domains.js';
+import { jwksOf, type DomainConfig } from '../mesh/domains.js';
 import type { PeerConfig, PeeringTls } from '../mesh/mesh.js';
 import { patternProblem } from '../policy/pattern.js';
 import { checkId, parseListen } from './config.js';
@@ -63,6 +64,8 @@ const schema = {
           domain: ID,
           jwks: FILE,
           export: { type: 'array', maxItems: 10_000, items: { type: 'string', maxLength: 1024 } },
+          exportTags: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 64 } },
+          import: { type: 'array', maxItems: 10_000, items: { type: 'string', maxLength: 1024 } },
           tags: { type: 'object', maxProperties: 64, additionalProperties: { type: 'string' } },
         },
       },
@@ -83,7 +86,7 @@ interface RawFile {
   upstream?: string;
   maxRoutesPerPeer?: number;
   holdMs?: number;
-  domains?: { domain: string; jwks: string; export?: string[]; tags?: Record<string, string> }[];
+  domains?: { domain: string; jwks: string; export?: string[]; exportTags?: string[]; import?: string[]; tags?: Record<string, string> }[];
   tls?: { cert: string; key: string; ca?: string; requireClientCert?: boolean };
 }
 
@@ -127,21 +130,46 @@ export function readMeshConfig(path: string): MeshConfig {
   const domains = (file.domains ?? []).map((d, i): DomainConfig => {
     if (seen.has(d.domain)) throw invalid(`/domains/${i}: domain ${d.domain} is listed twice`);
     seen.add(d.domain);
-    const exports = d.export ?? [];
-    exports.forEach((p, j) => {
-      const problem = patternProblem(p);
-      if (problem) throw invalid(`/domains/${i}/export/${j}: ${problem}`);
-    });
-    const tags = d.tags ?? {};
-    for (const [theirs, ours] of Object.entries(tags)) {
-      for (const [t, where] of [[theirs, 'their tag'], [ours, 'our tag']] as const) {
-        const problem = tagProblem(t, where);
-        if (problem) throw invalid(`/domains/${i}/tags: ${problem.message}`);
-      }
+    for (const field of ['export', 'import'] as const) {
+      (d[field] ?? []).forEach((p, j) => {
+        const problem = patternProblem(p);
+        if (problem) throw invalid(`/domains/${i}/${field}/${j}: ${problem}`);
+      });
     }
-    const jwks = /^https?:\/\//.test(d.jwks) ? d.jwks : readable(local(d.jwks), `/domains/${i}/jwks`);
-    return { domain: d.domain, jwks, export: exports, tags };
+    const tags = d.tags ?? {};
+    const tagList: [string, string][] = [...Object.entries(tags).flatMap(([theirs, ours]) => [[theirs, 'their tag'], [ours, 'our tag']] as [string, string][]), ...(d.exportTags ?? []).map((t): [string, string] => [t, 'exportTags'])];
+    for (const [t, where] of tagList) {
+      const problem = tagProblem(t, where);
+      if (problem) throw invalid(`/domains/${i}: ${problem.message}`);
+    }
+    return { domain: d.domain, jwks: keySource(d.jwks, `/domains/${i}/jwks`), export: d.export ?? [], exportTags: d.exportTags ?? [], import: d.import ?? [], tags };
   });
+
+  // Keys another domain is trusted by: a file (checked now), or https; plain http only
+  // on loopback, where nobody can stand in the middle.
+  function keySource(source: string, field: string): string {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {
+      let u: URL;
+      try {
+        u = new URL(source);
+      } catch {
+        throw invalid(`${field}: not a URL: ${source}`);
+      }
+      const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
+      if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) throw invalid(`${field}: keys must come from a file or an https URL (http only on loopback), got ${source}`);
+      return source;
+    }
+    const path = readable(local(source), field);
+    let body: unknown;
+    try {
+      body = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw invalid(`${field}: ${path}: ${(e as Error).message}`);
+    }
+    const jwks = jwksOf(body);
+    if (typeof jwks === 'string') throw invalid(`${field}: ${path}: ${jwks}`);
+    return path;
+  }
 
   let tls: PeeringTls | undefined;
   if (file.tls) {
@@ -152,6 +180,11 @@ export function readMeshConfig(path: string): MeshConfig {
       ...(file.tls.requireClientCert !== undefined ? { requireClientCert: file.tls.requireClientCert } : {}),
     };
     if (tls.requireClientCert && !tls.ca) throw invalid('/tls: requireClientCert needs a ca to check client certificates against');
+    try {
+      createSecureContext({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca } : {}) });
+    } catch (e) {
+      throw invalid(`/tls: the certificate, key or CA cannot be used: ${(e as Error).message}`);
+    }
   }
 
   return {

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { DmscError, DmscTypeError } from '../errors.js';
 import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { TagSet } from '../fastpath/tags.js';
-import { Gateway } from '../directory/gateway.js';
+import { Gateway, type ForwardedResolve } from '../directory/gateway.js';
 import { agentRoutes } from '../directory/routes.js';
 import { adminOnly, boundAddress, createServer } from '../http/server.js';
 import { LocalAmc, type Amc } from '../identity/amc.js';
@@ -135,10 +135,19 @@ export class DmscNode {
     this.gateway.peersFor = (prefix) => this.mesh.peersFor(prefix);
     this.mesh.onResolve = async (request) => {
       const claims = await peerGuard.verify(request.credential);
-      const hop = { ttl: request.ttl, path: request.path, credential: request.credential, budgetMs: request.budgetMs };
-      return request.kind === 'discover'
-        ? this.gateway.discover(claims, request.capability, request.require, hop)
-        : this.gateway.resolve(claims, request.capability, request.require, request.flow, hop);
+      const answer = (r: ForwardedResolve, requester: { aic: string; provider: string; domain: string }) => {
+        const hop = { ttl: r.ttl, path: r.path, credential: r.credential, budgetMs: r.budgetMs };
+        return r.kind === 'discover'
+          ? this.gateway.discover(requester, r.capability, r.require, hop)
+          : this.gateway.resolve(requester, r.capability, r.require, r.flow, hop);
+      };
+      const foreign = claims.domain === amc.domain ? undefined : this.#domains.get(claims.domain);
+      if (!foreign) return answer(request, claims);
+      // An agent of another domain: policy sees its provider and AIC under its domain's
+      // name, so it never matches rules about ours, and it sees only what we export to
+      // its domain, whichever peer passed the request on.
+      const requester = { aic: `${claims.domain}/${claims.aic}`, provider: `${claims.domain}/${claims.provider}`, domain: claims.domain };
+      return foreign.answerWithin(request, this.config.id, (r) => answer(r, requester));
     };
     policyRoutes(http, this.#store, policy, token, (next) => {
       if (JSON.stringify(next.tags ?? []) === JSON.stringify(policy.document.tags ?? [])) return undefined;

@@ -1,10 +1,13 @@
 // Two trust domains peering as real processes over mutual TLS: alpha (a1) and beta (b1),
 // each with its own embedded AMC, each trusting the other's AMC keys (alpha's from a file
 // its operator printed with `dmsc amc keys`, beta's fetched from its /v1/amc/jwks). Beta
-// exports only /capability/ocr/** to alpha; alpha exports nothing; alpha reads beta's
-// `eu-privacy` tag as its own `gdpr`, and beta reads alpha's `gdpr` as `eu-privacy`. What is not exported is never seen on the other
-// side, in digests or in answers; untrusted gateways and peers without the CA's
-// certificate are refused, and the session between the two domains carries on.
+// exports only /capability/ocr/** to alpha, showing its `eu-privacy` tag; alpha imports
+// only that, exports nothing, and reads beta's `eu-privacy` as its own `gdpr` (beta reads
+// alpha's `gdpr` as `eu-privacy`). What is not exported is never seen on the other side,
+// in digests or in answers. Alpha also trusts gamma (a standalone AMC) but imports
+// nothing from it: a gamma gateway can neither take over alpha's names nor pass for b1.
+// Untrusted gateways and peers without the CA's certificate are refused, and the session
+// between the two domains carries on.
 import { readFile, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
@@ -19,6 +22,7 @@ import { addProvider, api, cleanup, dmsc, makeCerts, register, start, tempDir, w
 describe('two trust domains peering over mutual TLS', () => {
   let a: Proc;
   let b: Proc;
+  let gamma: Proc;
   let dir: string;
   let certs: Awaited<ReturnType<typeof makeCerts>>;
   const agents: Record<string, { aic: string; credential: string }> = {};
@@ -41,21 +45,30 @@ describe('two trust domains peering over mutual TLS', () => {
     const alphaData = first.dataDir;
     await first.stop();
 
+    gamma = await start('amc', ['--domain', 'gamma']);
     await writeFile(join(dir, 'beta.json'), JSON.stringify({
-      holdMs: 3000, tls, domains: [{ domain: 'alpha', jwks: 'alpha-keys.json', export: ['/capability/ocr/**'], tags: { gdpr: 'eu-privacy' } }],
+      holdMs: 3000, tls, domains: [{ domain: 'alpha', jwks: 'alpha-keys.json', export: ['/capability/ocr/**'], exportTags: ['eu-privacy'], tags: { gdpr: 'eu-privacy' } }],
     }));
     b = await start('node', ['--id', 'b1', '--domain', 'beta', '--heartbeat-ms', '60000', '--mesh-config', join(dir, 'beta.json')]);
     await writeFile(join(dir, 'alpha.json'), JSON.stringify({
       holdMs: 3000, tls, upstream: 'b1',
       peers: [{ id: 'b1', address: b.peering, domain: 'beta' }],
-      domains: [{ domain: 'beta', jwks: `${b.url}/v1/amc/jwks`, export: [], tags: { 'eu-privacy': 'gdpr' } }],
+      domains: [
+        { domain: 'beta', jwks: `${b.url}/v1/amc/jwks`, import: ['/capability/ocr/**'], tags: { 'eu-privacy': 'gdpr' } },
+        { domain: 'gamma', jwks: `${gamma.url}/v1/amc/jwks` },
+      ],
     }));
     a = await start('node', ['--id', 'a1', '--domain', 'alpha', '--heartbeat-ms', '60000', '--mesh-config', join(dir, 'alpha.json')], alphaData);
 
     // Each domain tags by its own vocabulary; beta denies one name to alpha's agents.
     expect((await policy(b, {
       tags: [{ tag: 'eu-privacy', attribute: 'compliance', values: ['eu'] }],
-      rules: [{ id: 'no-alpha-plain', effect: 'deny', on: ['resolve'], requesters: { domains: ['alpha'] }, capabilities: ['/capability/ocr/plain'] }],
+      rules: [
+        { id: 'no-alpha-plain', effect: 'deny', on: ['resolve'], requesters: { domains: ['alpha'] }, capabilities: ['/capability/ocr/plain'] },
+        { id: 'secret-hr', effect: 'deny', on: ['resolve'], requesters: { domains: ['alpha'] }, capabilities: ['/capability/hr/**'] },
+        // About beta's own provider of that name: alpha's 'acorp' is another provider.
+        { id: 'no-local-acorp', effect: 'deny', on: ['resolve'], requesters: { providers: ['acorp'] }, capabilities: ['/capability/ocr/**'] },
+      ],
     })).status).toBe(200);
     expect((await policy(a, { tags: [{ tag: 'gdpr', attribute: 'compliance', values: ['gdpr'] }], rules: [] })).status).toBe(200);
     const betaKey = await addProvider(b, 'bcorp', ['/capability/**']);
@@ -102,8 +115,13 @@ describe('two trust domains peering over mutual TLS', () => {
   it('never shows the other side what is not exported, even asked for by name through the upstream', async () => {
     const r = await resolve('/capability/payroll');
     expect({ status: r.status, code: r.body.error?.code }).toEqual({ status: 404, code: 'ERR_DMSC_NO_ROUTE' });
-    // Beta was asked (through the upstream) and answered as if the name did not exist.
-    expect(r.body.error.message).toMatch(/^b1: no route to \/capability\/payroll for domain alpha/);
+    // Beta was asked (through the upstream) and answered exactly as for a name nobody offers.
+    const nobody = await resolve('/capability/nobody-offers-this');
+    expect(r.body.error.message).toBe('b1: no reachable agent offers /capability/payroll');
+    expect(nobody.body.error.message).toBe('b1: no reachable agent offers /capability/nobody-offers-this');
+    // Not even a policy rule about a name it may not see gives the name away.
+    const hr = await resolve('/capability/hr/salaries');
+    expect({ status: hr.status, message: hr.body.error?.message }).toEqual({ status: 404, message: 'b1: no reachable agent offers /capability/hr/salaries' });
     const d = await api(a.url, 'GET', '/v1/discover?capability=/capability/payroll', { auth: agents['requester']!.credential });
     expect(d.status, JSON.stringify(d.body)).toBe(200);
     expect(d.body).toEqual({ capability: '/capability/payroll', candidates: [], path: ['a1', 'b1'] });
@@ -121,11 +139,15 @@ describe('two trust domains peering over mutual TLS', () => {
     plain.on('error', () => {});
     plain.write(encodeFrame({ type: 'OPEN', version: 1, gateway: 'x1', domain: 'alpha', credential: 'c', holdMs: 3000 }));
     await closed(plain);
-    // A certificate from another CA.
+    // A certificate from another CA, and none at all.
     const stranger = tlsConnect({ host, port: Number(port), ca: await readFile(certs.ca), cert: await readFile(certs.otherCa), key: await readFile(join(dir, 'other-ca.key')) });
     stranger.on('error', () => {});
     await closed(stranger);
-    await waitFor(() => (b.stderr().match(/"msg":"peer refused".*TLS/g) ?? []).length >= 2);
+    const anonymous = tlsConnect({ host, port: Number(port), ca: await readFile(certs.ca) });
+    anonymous.on('error', () => {});
+    anonymous.resume();
+    await closed(anonymous);
+    await waitFor(() => (b.stderr().match(/"msg":"peer refused".*TLS/g) ?? []).length >= 3);
 
     // The right certificate, claiming to be of alpha, with a credential alpha's AMC never signed.
     const socket = tlsConnect({ host, port: Number(port), ca: await readFile(certs.ca), cert: await readFile(certs.cert), key: await readFile(certs.key) });
@@ -140,9 +162,46 @@ describe('two trust domains peering over mutual TLS', () => {
     await waitFor(() => /gamma, which this node does not trust/.test(b.stderr()));
     await waitFor(() => /"msg":"peering failed","peer":"b1"/.test(g.stderr()));
 
+    // Gamma is trusted by alpha, but nothing is imported from it: its gateway cannot take
+    // over alpha's own names or beta's, nor pass for b1.
+    const gatewayOf = async (id: string) => {
+      const add = dmsc('amc', 'gateway', 'add', id, '--url', gamma.url, '--data', gamma.dataDir);
+      expect(add.status, add.stderr).toBe(0);
+      return (await api(gamma.url, 'POST', '/v1/amc/gateway-credential', { auth: JSON.parse(add.stdout).key, body: {} })).body.credential as string;
+    };
+    const [aHost, aPort] = a.peering!.split(':') as [string, string];
+    const dialAlpha = async (id: string) => {
+      const s = tlsConnect({ host: aHost, port: Number(aPort), ca: await readFile(certs.ca), cert: await readFile(certs.cert), key: await readFile(certs.key) });
+      await new Promise((r) => s.once('secureConnect', r));
+      const credential = await gatewayOf(id);
+      return PeerSession.establish(s, { local: { gateway: id, domain: 'gamma' }, credential: () => credential, verify: async () => {}, holdMs: 3000 });
+    };
+    await expect(dialAlpha('b1')).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: expect.stringMatching(/b1 is a gateway of domain beta, not gamma/) });
+    const g7 = await dialAlpha('g7');
+    g7.send({ type: 'CSP_SNAPSHOT' });
+    g7.send({ type: 'CSP_ROUTES', entries: ['/capability/requester', '/capability/ocr/invoice/x', '/capability/ocr/invoice'].map((name) => ({ name, tags: [], cost: 0, path: ['g7'] })) });
+    g7.send({ type: 'CSP_EOS', version: 1 });
+    const alphaPeers = async () => (await api(a.url, 'GET', '/v1/peers', { auth: a.token })).body.peers.map((x: any) => [x.gateway, x.domain, x.routes]);
+    // The end of g7's snapshot is acknowledged once alpha has taken (or left) its routes.
+    await new Promise<void>((r) => g7.on('message', (m) => m.type === 'CSP_ACK' && r()));
+    expect(await alphaPeers()).toEqual([['b1', 'beta', 2], ['g7', 'gamma', 0]]);
+    expect((await entries(a)).filter((e) => e.nextHops.some((h) => h.id === 'peer:g7'))).toEqual([]);
+    g7.close();
+
     // Through all of it, alpha and beta kept their session.
     const peers = (await api(b.url, 'GET', '/v1/peers', { auth: b.token })).body.peers.map((x: any) => x.gateway);
     expect(peers).toEqual(['a1']);
     expect((await resolve('/capability/ocr/invoice', ['gdpr'])).status).toBe(200);
+
+    // A connection that never starts its TLS handshake does not hold up a stop.
+    const idle = tcpConnect(Number(port), host);
+    idle.on('error', () => {});
+    await new Promise((r) => idle.once('connect', r));
+    const stopping = Date.now();
+    await b.stop();
+    expect(b.child.exitCode).toBe(0);
+    idle.destroy();
+    // (The TLS handshake timeout is 10 s: a stop that waited for it would take that long.)
+    expect(Date.now() - stopping).toBeLessThan(8000);
   }, 30_000);
 });

@@ -254,32 +254,41 @@ describe('digest sync refinements', () => {
 });
 
 describe('digest sync at a domain boundary, and its limits', () => {
-  const domain = (exports: string[], tags: Record<string, string>) => new ForeignDomain({ domain: 'beta', jwks: '/nonexistent', export: exports, tags });
+  const domain = (exports: string[], tags: Record<string, string>, more: { import?: string[]; exportTags?: string[] } = {}) =>
+    new ForeignDomain({ domain: 'beta', jwks: '/nonexistent', export: exports, tags, import: more.import ?? [], exportTags: more.exportTags ?? [] });
 
   it('advertises only what the export policy allows, and maps the other side\'s tags to ours', async () => {
     const net = new Net();
-    // A is in one domain and B in another: A exports only ocr to B; B reads A's tags through its table.
-    const atA = domain(['/capability/ocr/**'], {});
-    const atB = domain(['/**'], { 'eu-privacy': 'gdpr', fast: 'fast' });
+    // A is in one domain and B in another: A exports only ocr to B, and shows it two of
+    // its tags; B takes only ocr routes from A, and reads A's tags through its table.
+    const atA = domain(['/capability/ocr/**', '/capability/payroll/**'], {}, { exportTags: ['eu-privacy', 'fast'] });
+    const atB = domain(['/**'], { 'eu-privacy': 'gdpr', fast: 'fast', internal: 'internal' }, { import: ['/capability/ocr/**'] });
     net.connect('A', 'B', {
-      'A>B': { exports: (n) => atA.exports(n) },
-      'B>A': { importTags: (t) => atB.importTags(t) },
+      'A>B': { exports: (n) => atA.exports(n), shownTags: (t) => atA.shownTags(t) },
+      'B>A': { imports: (n) => atB.imports(n), importTags: (t) => atB.importTags(t) },
     });
+    const wire: Message[] = [];
+    const drop = net.drop;
+    net.drop = (from, to, m) => (from === 'A' && wire.push(m), drop(from, to, m));
     net.rib('A').setLocal('/capability/ocr/invoice', ['eu-privacy', 'internal']);
-    net.rib('A').setLocal('/capability/payroll', ['eu-privacy']);
+    net.rib('A').setLocal('/capability/hr', ['eu-privacy']);
     await net.settle();
-    // Not exported: never on the wire, in the snapshot or later deltas.
-    expect(net.rib('B').nextHops('/capability/payroll')).toEqual([]);
+    // Not exported: never on the wire, in the snapshot or later deltas; nor the tag A does not show.
+    expect(JSON.stringify(wire)).not.toMatch(/capability\/hr|internal/);
+    expect(net.rib('B').nextHops('/capability/hr')).toEqual([]);
     expect(best(net.rib('B'), '/capability/ocr/invoice')!.entry.tags).toEqual(['gdpr']);
+    // Exported by A, but B does not import it.
     net.rib('A').setLocal('/capability/payroll/eu', []);
     net.rib('A').setLocal('/capability/ocr/fast', ['fast']);
     await net.settle();
+    expect(JSON.stringify(wire)).toMatch(/capability\/payroll\/eu/);
     expect(net.rib('B').names()).toEqual(new Set(['/capability/ocr/invoice', '/capability/ocr/fast']));
     expect(best(net.rib('B'), '/capability/ocr/fast')!.entry.tags).toEqual(['fast']);
   });
 
   it('reads their tags as ours, and refuses a requirement it cannot map', () => {
-    const d = domain([], { 'eu-privacy': 'gdpr', 'eu-only': 'gdpr', hq: 'premium' });
+    const d = domain([], { 'eu-privacy': 'gdpr', 'eu-only': 'gdpr', hq: 'premium' }, { exportTags: ['gdpr'] });
+    expect(d.shownTags(['gdpr', 'internal'])).toEqual(['gdpr']);
     expect(d.importTags(['eu-privacy', 'unknown', 'hq'])).toEqual(['gdpr', 'premium']);
     expect(d.importTags(['eu-only'])).toEqual(['gdpr']);
     expect(d.importRequired(['eu-privacy', 'hq'])).toEqual(['gdpr', 'premium']);
@@ -295,13 +304,40 @@ describe('digest sync at a domain boundary, and its limits', () => {
     for (let i = 5; i < 9; i++) net.rib('A').setLocal(`/capability/n${i}`, []);
     await net.settle();
     expect(net.closed.get('B>A')?.code).toBe('ERR_DMSC_LIMIT_EXCEEDED');
-    // The over-limit delta was not learned; the rest went stale with the session.
-    expect(net.rib('B').countFrom('A')).toBe(5);
-    expect(net.rib('B').nextHops('/capability/n8')).toEqual([]);
-    expect(net.rib('B').nextHops('/capability/n0')[0]!.stale).toBe(true);
+    // Nothing past the limit was learned, and the peer's routes went at once.
+    expect(net.rib('B').countFrom('A')).toBe(0);
+    expect(net.rib('B').names()).toEqual(new Set());
   });
 
-  it('ends the session when a snapshot never reaches its end, or one asked for never comes', async () => {
+  it('counts a returning peer by what its new snapshot announces, not what it held before', async () => {
+    const net = new Net();
+    for (let i = 0; i < 6; i++) net.rib('A').setLocal(`/capability/old${i}`, []);
+    net.connect('A', 'B', { 'B>A': { maxRoutes: 8 } });
+    await net.settle();
+    net.disconnect('A', 'B');
+    // A comes back having renamed everything: 6 stale routes here, 6 new ones announced.
+    for (let i = 0; i < 6; i++) {
+      net.rib('A').setLocal(`/capability/old${i}`, null);
+      net.rib('A').setLocal(`/capability/new${i}`, []);
+    }
+    net.closed.clear();
+    net.connect('A', 'B', { 'B>A': { maxRoutes: 8 } });
+    await net.settle();
+    expect(net.closed.size).toBe(0);
+    expect(net.rib('B').names()).toEqual(new Set(Array.from({ length: 6 }, (_, i) => `/capability/new${i}`)));
+    // Renaming at the limit goes through too: withdrawals travel first.
+    for (let i = 6; i < 8; i++) net.rib('A').setLocal(`/capability/new${i}`, []);
+    await net.settle();
+    for (let i = 0; i < 8; i++) {
+      net.rib('A').setLocal(`/capability/new${i}`, null);
+      net.rib('A').setLocal(`/capability/re${i}`, []);
+    }
+    await net.settle();
+    expect(net.closed.size).toBe(0);
+    expect(net.rib('B').countFrom('A')).toBe(8);
+  });
+
+  it('ends the session when a snapshot never reaches its end, never comes, or keeps starting over', async () => {
     const net = new Net();
     net.connect('A', 'B', { 'B>A': { snapshotTimeoutMs: 50 } });
     await net.settle();
@@ -310,6 +346,26 @@ describe('digest sync at a domain boundary, and its limits', () => {
     b.receive({ type: 'CSP_ROUTES', entries: [{ name: '/capability/x', tags: [], cost: 0, path: ['A'] }] });
     await new Promise((r) => setTimeout(r, 120));
     expect(net.closed.get('B>A')?.code).toBe('ERR_DMSC_PEER_TIMEOUT');
+
+    // A peer that never sends its first snapshot.
+    const silent = new Net();
+    silent.drop = (from) => from === 'A';
+    silent.connect('A', 'B', { 'B>A': { snapshotTimeoutMs: 50 } });
+    await new Promise((r) => setTimeout(r, 120));
+    expect(silent.closed.get('B>A')?.code).toBe('ERR_DMSC_PEER_TIMEOUT');
+
+    // A peer that begins a new snapshot every 20 ms does not push the deadline back.
+    const restarting = new Net();
+    restarting.connect('A', 'B', { 'B>A': { snapshotTimeoutMs: 100 } });
+    await restarting.settle();
+    const r = restarting.syncs.get('B>A')!;
+    const started = Date.now();
+    while (!restarting.closed.has('B>A') && Date.now() - started < 1000) {
+      r.receive({ type: 'CSP_SNAPSHOT' });
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    // Pushed back, it would still be open when the loop gives up at 1 s.
+    expect(restarting.closed.get('B>A')?.code).toBe('ERR_DMSC_PEER_TIMEOUT');
 
     const again = new Net();
     // A ignores every request for a snapshot.
