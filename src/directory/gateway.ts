@@ -27,6 +27,11 @@ export interface Hop {
   readonly credential?: string;
   /** Time left for the whole request, in ms; each hop leaves some for the way back. */
   readonly budgetMs?: number;
+  /**
+   * The prefixes the requester may see (another domain's, under our export policy): a
+   * match outside them is answered as no match at all, before anything is forwarded.
+   */
+  readonly visible?: (prefix: string) => boolean;
 }
 
 /** Time a resolution may take end to end, and what each hop keeps for the way back. */
@@ -207,7 +212,7 @@ export class Gateway {
     if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
     const need = [...new Set([...decision.require, ...require])];
     const candidates = this.directory.candidates(capability)
-      .filter((c) => need.every((t) => c.tags.includes(t)))
+      .filter((c) => need.every((t) => c.tags.includes(t)) && (!hop.visible || hop.visible(c.prefix)))
       .map((c) => ({
         aic: c.record.aic, capability: c.prefix, endpoint: c.record.endpoint, gateway: c.record.gateway,
         state: c.liveness.state, load: c.liveness.load, weight: c.offer.weight, priority: c.offer.priority, tags: c.tags,
@@ -215,7 +220,7 @@ export class Gateway {
     if (candidates.length) return { candidates, path: [...hop.path, self] };
     const hit = this.#fib.lookup(capability, { require: require.length === 0 ? decision.mask : need });
     const peer = hit && peerOf(hit.nextHop);
-    if (!hit || !peer || !this.forward || hop.credential === undefined) return { candidates: [], path: [...hop.path, self] };
+    if (!hit || !peer || !this.forward || hop.credential === undefined || (hop.visible && !hop.visible(hit.prefix))) return { candidates: [], path: [...hop.path, self] };
     if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `discovery of ${capability} ran out of hops at ${self}`);
     // What our policy requires goes along: the next hop answers under it too.
     return this.#viaPeers(hit.prefix, peer, 'discover', capability, need, undefined, hop) as Promise<DiscoverAnswer>;
@@ -243,7 +248,8 @@ export class Gateway {
     // The policy's requirement is compiled to a TagSet once per decision; a request's own
     // extra tags are merged per call.
     const mask = require.length === 0 ? decision.mask : [...new Set([...decision.require, ...require])];
-    const hit = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
+    const found = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
+    const hit = found && (!hop.visible || hop.visible(found.prefix)) ? found : undefined;
     const peer = hit && peerOf(hit.nextHop);
     if (hit && peer) {
       if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `resolution of ${capability} ran out of hops at ${self}`);

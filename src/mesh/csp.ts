@@ -8,7 +8,7 @@
 import { DmscError } from '../errors.js';
 import { nameProblem, tagProblem } from '../fastpath/validate.js';
 import type { Message } from './frames.js';
-import { MAX_PATH, type DigestEntry, type Rib } from './rib.js';
+import { MAX_PATH, sameEntry, type DigestEntry, type Rib } from './rib.js';
 
 /** The part of a session CSP needs (a PeerSession, or a fake in tests). */
 export interface Link {
@@ -32,6 +32,8 @@ export interface DigestSyncOptions {
   readonly imports?: (name: string) => boolean;
   /** Maps the peer's tags to ours, dropping those with no mapping (a domain boundary). */
   readonly importTags?: (tags: readonly string[]) => string[];
+  /** The peer is of another domain: its routes are marked as such (`ext`). */
+  readonly external?: boolean;
   /** Routes the peer may hold here at once; past it they go and the session ends (default 100,000). */
   readonly maxRoutes?: number;
   /** How long a snapshot, or one asked for, may take before the session ends (default 60 s). */
@@ -211,21 +213,22 @@ export class DigestSync {
 
   /**
    * Whether learning `entries` keeps the peer within its route limit. During a snapshot
-   * what counts is what it has announced so far (the rest goes at its end); otherwise
-   * the routes it holds. Past the limit its routes go at once and the session ends.
+   * what counts is what it has announced so far (the rest goes at its end), and what it
+   * holds here, old and new, may be at most twice the limit (a snapshot started over
+   * does not clear what the last one added); otherwise the routes it holds. Past the
+   * limit its routes go at once and the session ends.
    */
   #withinLimit(entries: readonly DigestEntry[]): boolean {
-    let total: number;
+    let held = this.#rib.countFrom(this.#peer);
+    for (const e of entries) if (!this.#rib.has(this.#peer, e.name)) held++;
+    let total = held;
     if (this.#inSnapshot) {
       total = this.#seen.size;
       for (const e of entries) if (!this.#seen.has(e.name)) total++;
-    } else {
-      total = this.#rib.countFrom(this.#peer);
-      for (const e of entries) if (!this.#rib.has(this.#peer, e.name)) total++;
     }
-    if (total <= this.#maxRoutes) return true;
+    if (total <= this.#maxRoutes && held <= 2 * this.#maxRoutes) return true;
     this.#rib.dropAll(this.#peer);
-    this.#link.close(new DmscError('ERR_DMSC_LIMIT_EXCEEDED', `${this.#peer} advertised ${total} routes; the limit is ${this.#maxRoutes}`));
+    this.#link.close(new DmscError('ERR_DMSC_LIMIT_EXCEEDED', `${this.#peer} advertised ${Math.max(total, held)} routes; the limit is ${this.#maxRoutes}`));
     return false;
   }
 
@@ -275,7 +278,7 @@ export class DigestSync {
       const now = this.#export(name);
       const before = this.#sent.get(name);
       if (now && !before) added.push(now);
-      else if (now && before && !equal(now, before)) updated.push(now);
+      else if (now && before && !sameEntry(now, before)) updated.push(now);
       else if (!now && before) withdrawn.push(name);
       if (now) this.#sent.set(name, now);
       else this.#sent.delete(name);
@@ -303,7 +306,8 @@ export class DigestSync {
     if (!Array.isArray(value) || value.length > 100_000) return undefined;
     const out: DigestEntry[] = [];
     for (const v of value) {
-      const { name, tags, cost, path } = (v ?? {}) as Record<string, unknown>;
+      const { name, tags, cost, path, ext } = (v ?? {}) as Record<string, unknown>;
+      if (ext !== undefined && typeof ext !== 'boolean') return undefined;
       if (typeof name !== 'string' || nameProblem(name)) return undefined;
       if (!Array.isArray(tags) || tags.length > 64 || !tags.every((t) => typeof t === 'string' && !tagProblem(t, 'tag'))) return undefined;
       if (!Array.isArray(path) || path.length < 1 || path.length > MAX_PATH || !path.every((g) => typeof g === 'string' && GATEWAY.test(g))) return undefined;
@@ -311,7 +315,7 @@ export class DigestSync {
       if (path[0] !== this.#peer || cost !== path.length - 1) return undefined;
       if (this.#options.imports && !this.#options.imports(name)) continue;
       const ours = this.#options.importTags ? this.#options.importTags(tags as string[]) : (tags as string[]);
-      out.push({ name, tags: [...new Set(ours)].sort(), cost: cost as number, path: path as string[] });
+      out.push({ name, tags: [...new Set(ours)].sort(), cost: cost as number, path: path as string[], ...(ext === true || this.#options.external ? { ext: true } : {}) });
     }
     return out;
   }
@@ -319,4 +323,4 @@ export class DigestSync {
 
 const isVersion = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const names = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((n) => typeof n === 'string' && !nameProblem(n)) ? (v as string[]) : undefined);
-const equal = (a: DigestEntry, b: DigestEntry) => a.cost === b.cost && a.tags.join('\0') === b.tags.join('\0') && a.path.join('\0') === b.path.join('\0');
+

@@ -92,24 +92,36 @@ export class ForeignDomain {
 
   /**
    * Answers a request this domain sent (or one of its agents made) with `answer`, within
-   * the export policy: a name not exported is answered as one nobody offers, before
-   * anything is looked up; a match outside it likewise; discovery shows only exported
-   * candidates, with the tags it may see.
+   * the export policy. A name not exported is answered as one nobody offers, before
+   * anything is looked up; `answer` is given the prefixes the domain may see, so a match
+   * outside them is no match, before anything is forwarded. Of the errors, only a policy
+   * denial or a refused credential (about the exported name asked for) is passed on as
+   * it is: any other (no route, TTL, loop, timeouts, from here or further on) could tell
+   * what lies beyond the export, and is answered as no match. Discovery shows only
+   * exported candidates, with the tags the domain may see.
    */
-  async answerWithin(request: ForwardedResolve, self: string, answer: (r: ForwardedResolve) => Promise<ResolveAnswer | DiscoverAnswer>): Promise<ResolveAnswer | DiscoverAnswer> {
+  async answerWithin(request: ForwardedResolve, self: string, answer: (r: ForwardedResolve, visible: (prefix: string) => boolean) => Promise<ResolveAnswer | DiscoverAnswer>): Promise<ResolveAnswer | DiscoverAnswer> {
     const none: DiscoverAnswer = { candidates: [], path: [...request.path, self] };
-    if (!this.exports(request.capability)) {
+    const nothing = () => {
       if (request.kind === 'discover') return none;
       throw unseen(request.capability);
+    };
+    if (!this.exports(request.capability)) return nothing();
+    let a: ResolveAnswer | DiscoverAnswer;
+    try {
+      a = await answer(request, (prefix) => this.exports(prefix));
+    } catch (e) {
+      const code = (e as DmscError).code;
+      if (code === 'ERR_DMSC_FORBIDDEN' || code === 'ERR_DMSC_UNAUTHORIZED') throw e;
+      return nothing();
     }
-    const a = await answer(request);
     if ('candidates' in a) {
       const candidates = a.candidates
         .filter((c) => typeof c['capability'] === 'string' && this.exports(c['capability']))
         .map((c) => ({ ...c, tags: this.shownTags(Array.isArray(c['tags']) ? (c['tags'] as string[]) : []) }));
       return candidates.length ? { ...a, candidates } : none;
     }
-    if (!this.exports(a.capability)) throw unseen(request.capability);
+    if (!this.exports(a.capability)) return nothing();
     return a;
   }
 
@@ -127,19 +139,26 @@ export class ForeignDomain {
   }
 
   /**
-   * Verifies a token this domain's AMC signed. Keys are read on first use, again before
-   * use once a minute old (a key withdrawn there stops verifying here), and again (at
-   * most every 5 s) when a token names a key not seen yet, so a rotation there is
-   * followed without a restart. Failed reads are retried at most once a second; keys
-   * that could not be read again for an hour are no longer trusted.
+   * Verifies a token this domain's AMC signed. Keys are read on first use, again in the
+   * background once a minute old (a key withdrawn there stops verifying here within
+   * about a minute), and again, waited for, at most every 5 s, when a token names a key
+   * not seen yet, so a rotation there is followed without a restart. Failed reads are
+   * retried at most once a second; keys that could not be read again for an hour are no
+   * longer trusted.
    */
   async verify(token: string, typ: string): Promise<Record<string, unknown>> {
     if (token.length > 8192) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: too long');
     const now = Date.now();
     const kid = peekKid(token);
+    const never = this.#loadedAt === 0;
     const stale = now - this.#loadedAt >= REREAD_MS;
     const unknown = kid !== undefined && !this.#verifier.knows(kid) && now - this.#triedAt >= UNKNOWN_KID_MS;
-    if ((stale || unknown) && now - this.#triedAt >= RETRY_MS) await this.load().catch(() => {});
+    if ((never || stale || unknown) && now - this.#triedAt >= RETRY_MS) {
+      // Only a token we cannot judge yet waits for the read; keys merely a minute old
+      // are read again in the background, and the ones held serve meanwhile.
+      const reading = this.load().catch(() => {});
+      if (never || unknown) await reading;
+    }
     if (Date.now() - this.#loadedAt >= MAX_KEY_AGE_MS) {
       throw new DmscError('ERR_DMSC_AMC_UNAVAILABLE', `the keys of domain ${this.name} cannot be read from ${this.#source} now`);
     }

@@ -25,7 +25,7 @@ export interface PeerConfig {
   readonly id: string;
   readonly host: string;
   readonly port: number;
-  /** The domain the peer must belong to (any this node trusts, if not given). */
+  /** The domain the peer must belong to (this node's own, if not given). */
   readonly domain?: string;
   /** Routes this peer may hold here (the mesh's `maxRoutes` if not given). */
   readonly maxRoutes?: number;
@@ -62,7 +62,7 @@ export interface MeshOptions {
 
 /** Priority of a learned route: above every local agent (0..32767), shorter paths first. */
 export const PEER_PRIORITY_BASE = 32768;
-/** Routes from gateways of another domain come after every route from our own domain. */
+/** Routes from another domain (`ext`, here or at a border of ours) come after every route within ours. */
 export const FOREIGN_PRIORITY_BASE = PEER_PRIORITY_BASE + 4096;
 /** How long a TCP connect and TLS handshake may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -89,11 +89,19 @@ export class Mesh {
   readonly #opening = new Set<Socket>();
   /** Every connection the listener took, until it closes (TLS handshakes included). */
   readonly #accepted = new Set<Socket>();
-  /** The domain of each peer a session was ever adopted with (for its routes' priority). */
+  /**
+   * The domain each peer id was first seen with: an id keeps its domain for the life of
+   * the node, so a gateway of another domain cannot take over the id (and the routes)
+   * of one of ours while it is away.
+   */
   readonly #peerDomains = new Map<string, string>();
   readonly #pending = new Map<string, { peer: string; kind: ForwardedResolve['kind']; resolve: (a: ResolveAnswer | DiscoverAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
   /** Answers a resolution or discovery a peer sent us (set by the node: verify, apply policy, resolve). */
-  onResolve: ((request: ForwardedResolve, from: string) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
+  /**
+   * Answers a resolution or discovery a peer sent us (set by the node: verify, apply
+   * policy, resolve); `visible`, for a peer of another domain, is what it may see.
+   */
+  onResolve: ((request: ForwardedResolve, from: string, visible?: (prefix: string) => boolean) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
   #server: Server | undefined;
   /** This gateway's credential, fetched again once half its lifetime is gone. */
   #credential: { value: Promise<string>; renewAt: number } | undefined;
@@ -181,8 +189,9 @@ export class Mesh {
     for (const t of this.#dialTimers) clearTimeout(t);
     for (const t of this.#staleTimers.values()) clearTimeout(t);
     for (const s of this.#opening) s.destroy();
-    for (const s of this.#accepted) s.destroy();
+    // Sessions first, so their peers are told; then whatever the listener still holds.
     for (const { session } of this.#sessions.values()) session.close();
+    for (const s of this.#accepted) s.destroy();
     await new Promise((r) => (this.#server ? this.#server.close(r) : r(null)));
     for (const t of this.#staleTimers.values()) clearTimeout(t);
     for (const [id, p] of this.#pending) {
@@ -228,11 +237,11 @@ export class Mesh {
   // A peer is a gateway of our domain, whose credential verifies with our AMC's keys, or
   // of a domain we trust, whose credential verifies with that domain's AMC keys.
   // A configured peer must be of its configured domain (ours if none is set), whoever
-  // dialled; and no gateway may take the id of a peer of another domain we are talking to.
+  // dialled; any other keeps the domain its id was first seen with.
   async #verify(credential: string, claimed: Identity): Promise<void> {
     if (claimed.gateway === this.#options.self.gateway) throw new Error('a session to itself');
     const configured = this.#options.peers.find((p) => p.id === claimed.gateway);
-    const expected = configured ? configured.domain ?? this.#amc.domain : this.#sessions.get(claimed.gateway)?.session.peer.domain;
+    const expected = configured ? configured.domain ?? this.#amc.domain : this.#peerDomains.get(claimed.gateway);
     if (expected !== undefined && claimed.domain !== expected) throw new Error(`${claimed.gateway} is a gateway of domain ${expected}, not ${claimed.domain}`);
     const foreign = claimed.domain === this.#amc.domain ? undefined : this.#domains.get(claimed.domain);
     if (claimed.domain !== this.#amc.domain && !foreign) throw new Error(`gateway of domain ${claimed.domain}, which this node does not trust`);
@@ -309,6 +318,10 @@ export class Mesh {
     if (this.#stopped) return session.close();
     const peer = session.peer.gateway;
     const existing = this.#sessions.get(peer);
+    const known = existing?.session.peer.domain ?? this.#peerDomains.get(peer);
+    if (known !== undefined && known !== session.peer.domain) {
+      return session.close(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `${peer} is a gateway of domain ${known}`));
+    }
     if (existing) {
       // Both sides dialled: keep the session dialled by the smaller gateway id. The same
       // side dialling again means its old session is dead: the new one replaces it.
@@ -316,14 +329,12 @@ export class Mesh {
       if (existing.dialler !== dialler && existing.dialler === keep) return session.close();
       existing.session.close();
     }
-    if (existing && existing.session.peer.domain !== session.peer.domain) {
-      return session.close(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `${peer} is already a gateway of domain ${existing.session.peer.domain}`));
-    }
     const foreign = this.#foreign(session);
     const configured = this.#options.peers.find((p) => p.id === peer);
     const sync = new DigestSync(this.rib, session, {
       maxRoutes: configured?.maxRoutes ?? this.#options.maxRoutes ?? DEFAULT_MAX_ROUTES,
       ...(foreign ? {
+        external: true,
         exports: (name: string) => foreign.exports(name), shownTags: (tags: readonly string[]) => foreign.shownTags(tags),
         imports: (name: string) => foreign.imports(name), importTags: (tags: readonly string[]) => foreign.importTags(tags),
       } : {}),
@@ -373,10 +384,10 @@ export class Mesh {
       // From another domain: its tags read through our table (a tag with no mapping
       // matches nothing here), within our export policy for it.
       const answer = foreign
-        ? await foreign.answerWithin(request, this.#options.self.gateway, (r) => {
+        ? await foreign.answerWithin(request, this.#options.self.gateway, (r, visible) => {
           const require = foreign.importRequired(r.require);
           if (!require) throw unseen(r.capability);
-          return onResolve({ ...r, require }, session.peer.gateway);
+          return onResolve({ ...r, require }, session.peer.gateway, visible);
         })
         : await onResolve(request, session.peer.gateway);
       session.send({ type: 'SRRP_RESULT', id, answer });
@@ -418,10 +429,9 @@ export class Mesh {
 
   #program(name: string): void {
     const known = this.#options.knownTags?.();
-    const own = this.#options.self.domain;
     const hops: NextHop[] = this.rib.nextHops(name).map((h) => ({
       id: peerHop(h.peer),
-      priority: ((this.#peerDomains.get(h.peer) ?? own) === own ? PEER_PRIORITY_BASE : FOREIGN_PRIORITY_BASE) + h.entry.cost,
+      priority: (h.entry.ext ? FOREIGN_PRIORITY_BASE : PEER_PRIORITY_BASE) + h.entry.cost,
       tags: known ? h.entry.tags.filter((t) => known.has(t)) : [...h.entry.tags],
     }));
     // The upstream is the route of last resort: the root, after anything learned there.

@@ -13,6 +13,11 @@ export interface DigestEntry {
   readonly cost: number;
   /** Gateways the route passed, the advertiser first and the origin last. */
   readonly path: readonly string[];
+  /**
+   * Learned from another domain (at a border of ours). Carried on inside our domain, so
+   * every gateway ranks such routes after any route that stays in our domain.
+   */
+  readonly ext?: boolean;
 }
 
 interface Learned {
@@ -124,14 +129,14 @@ export class Rib {
     this.#emit(new Set(gone));
   }
 
-  /** Peers with a route for `name`, best first (fresh before stale, then by cost). */
+  /** Peers with a route for `name`, best first (fresh before stale, our domain's before another's, then by cost). */
   nextHops(name: string): { peer: string; entry: DigestEntry; stale: boolean }[] {
     const out = [];
     for (const [peer, m] of this.#peers) {
       const l = m.get(name);
       if (l) out.push({ peer, entry: l.entry, stale: l.stale });
     }
-    return out.sort((a, b) => Number(a.stale) - Number(b.stale) || a.entry.cost - b.entry.cost || (a.peer < b.peer ? -1 : 1));
+    return out.sort((a, b) => Number(a.stale) - Number(b.stale) || Number(!!a.entry.ext) - Number(!!b.entry.ext) || a.entry.cost - b.entry.cost || (a.peer < b.peer ? -1 : 1));
   }
 
   localTags(name: string): readonly string[] | undefined {
@@ -159,7 +164,7 @@ export class Rib {
     if (local) return { name, tags, cost: 0, path: [this.self] };
     const best = usable[0];
     if (!best) return undefined;
-    return { name, tags, cost: best.entry.cost + 1, path: [this.self, ...best.entry.path] };
+    return { name, tags, cost: best.entry.cost + 1, path: [this.self, ...best.entry.path], ...(best.entry.ext ? { ext: true } : {}) };
   }
 
   #emit(names: Set<string>): void {
@@ -169,4 +174,4 @@ export class Rib {
 }
 
 const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
-const sameEntry = (a: DigestEntry, b: DigestEntry) => a.cost === b.cost && same(a.tags, b.tags) && same(a.path, b.path);
+export const sameEntry = (a: DigestEntry, b: DigestEntry) => a.cost === b.cost && !!a.ext === !!b.ext && same(a.tags, b.tags) && same(a.path, b.path);

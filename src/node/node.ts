@@ -133,10 +133,10 @@ export class DmscNode {
     // applies its own policy before answering or passing the request on.
     this.gateway.forward = (peer, request, timeoutMs) => this.mesh.forward(peer, request, timeoutMs);
     this.gateway.peersFor = (prefix) => this.mesh.peersFor(prefix);
-    this.mesh.onResolve = async (request) => {
+    this.mesh.onResolve = async (request, _from, peerVisible) => {
       const claims = await peerGuard.verify(request.credential);
-      const answer = (r: ForwardedResolve, requester: { aic: string; provider: string; domain: string }) => {
-        const hop = { ttl: r.ttl, path: r.path, credential: r.credential, budgetMs: r.budgetMs };
+      const answer = (r: ForwardedResolve, requester: { aic: string; provider: string; domain: string }, visible = peerVisible) => {
+        const hop = { ttl: r.ttl, path: r.path, credential: r.credential, budgetMs: r.budgetMs, ...(visible ? { visible } : {}) };
         return r.kind === 'discover'
           ? this.gateway.discover(requester, r.capability, r.require, hop)
           : this.gateway.resolve(requester, r.capability, r.require, r.flow, hop);
@@ -147,7 +147,7 @@ export class DmscNode {
       // name, so it never matches rules about ours, and it sees only what we export to
       // its domain, whichever peer passed the request on.
       const requester = { aic: `${claims.domain}/${claims.aic}`, provider: `${claims.domain}/${claims.provider}`, domain: claims.domain };
-      return foreign.answerWithin(request, this.config.id, (r) => answer(r, requester));
+      return foreign.answerWithin(request, this.config.id, (r, visible) => answer(r, requester, (p) => visible(p) && (!peerVisible || peerVisible(p))));
     };
     policyRoutes(http, this.#store, policy, token, (next) => {
       if (JSON.stringify(next.tags ?? []) === JSON.stringify(policy.document.tags ?? [])) return undefined;

@@ -377,3 +377,37 @@ describe('digest sync at a domain boundary, and its limits', () => {
     expect(again.closed.get('B>A')?.code).toBe('ERR_DMSC_PEER_TIMEOUT');
   });
 });
+
+describe('routes from another domain', () => {
+  it('rank after routes that stay in our domain, at the border and beyond it', async () => {
+    // Our domain: A — P (border) and A — Q — S; P peers with B of another domain.
+    // Both S (ours) and B (theirs) offer /capability/x; B's is fewer hops from A and P.
+    const net = new Net();
+    net.connect('A', 'P');
+    net.connect('A', 'Q');
+    net.connect('Q', 'S');
+    net.connect('P', 'B', { 'P>B': { external: true, imports: () => true } });
+    net.rib('S').setLocal('/capability/x', []);
+    net.rib('B').setLocal('/capability/x', []);
+    await net.settle();
+    expect(net.rib('P').nextHops('/capability/x').map((h) => [h.peer, h.entry.cost, !!h.entry.ext])).toEqual([['A', 2, false], ['B', 0, true]]);
+    expect(net.rib('A').nextHops('/capability/x').map((h) => [h.peer, h.entry.cost, !!h.entry.ext])).toEqual([['Q', 1, false], ['P', 1, true]]);
+    // Ours gone: the route across the border is the one left, everywhere.
+    net.rib('S').setLocal('/capability/x', null);
+    await net.settle();
+    expect(net.rib('A').nextHops('/capability/x').map((h) => [h.peer, !!h.entry.ext])).toEqual([['P', true]]);
+  });
+
+  it('cannot grow past twice the route limit by starting its snapshot over', async () => {
+    const net = new Net();
+    net.connect('A', 'B', { 'B>A': { maxRoutes: 100 } });
+    await net.settle();
+    const b = net.syncs.get('B>A')!;
+    for (let round = 0; round < 5 && !net.closed.has('B>A'); round++) {
+      b.receive({ type: 'CSP_SNAPSHOT' });
+      b.receive({ type: 'CSP_ROUTES', entries: Array.from({ length: 100 }, (_, i) => ({ name: `/capability/r${round}/n${i}`, tags: [], cost: 0, path: ['A'] })) });
+    }
+    expect(net.closed.get('B>A')?.code).toBe('ERR_DMSC_LIMIT_EXCEEDED');
+    expect(net.rib('B').countFrom('A')).toBe(0);
+  });
+});
