@@ -60,7 +60,7 @@ async function stopProc(p) {
 async function startNode() {
   const dir = mkdtempSync(join(tmpdir(), 'dmsc-bench-node-'));
   dirs.push(dir);
-  const p = await startProc([CLI, 'node', '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--data', dir, '--heartbeat-ms', '3600000']);
+  const p = await startProc([CLI, 'node', '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0', '--data', dir, '--heartbeat-ms', '3600000']);
   const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
   const pool = new Pool(p.url, { connections: CLIENTS });
   const res = await pool.request({ method: 'POST', path: '/v1/providers', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench', scopes: ['/capability/**'] }) });

@@ -41,6 +41,7 @@ export type DmscErrorCode =
   | 'ERR_DMSC_TTL_EXPIRED'
   | 'ERR_DMSC_LOOP'
   | 'ERR_DMSC_PEER_TIMEOUT'
+  | 'ERR_DMSC_UPSTREAM_FAILED'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -82,6 +83,7 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_TTL_EXPIRED: { kind: 'error', status: 508 },
   ERR_DMSC_LOOP: { kind: 'error', status: 508 },
   ERR_DMSC_PEER_TIMEOUT: { kind: 'error', status: 504 },
+  ERR_DMSC_UPSTREAM_FAILED: { kind: 'error', status: 502 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

@@ -9,7 +9,7 @@ import { DmscError } from '../errors.js';
 import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import { ReferenceTable } from '../fastpath/reference-table.js';
 import { nameProblem } from '../fastpath/validate.js';
-import { nodeConfig, readFibFile } from '../node/config.js';
+import { formatListen, nodeConfig, readFibFile } from '../node/config.js';
 import { adminCommands, amcAdminCommands, fibShow, peerCommands, reportChecks } from './admin.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -30,7 +30,6 @@ const program = new Command('dmsc')
   .exitOverride();
 
 /** HOST:PORT, with an IPv6 host in brackets. */
-const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
 
 /** Stops a server on SIGINT/SIGTERM, printing one JSON line. */
 function stopOn(stop: () => Promise<void>): void {
@@ -60,18 +59,21 @@ program
   .option('--amc-key-file <file>', "this gateway's key at that AMC (or set DMSC_AMC_KEY)")
   .option('--amc-poll-ms <ms>', 'how often to ask that AMC for revocations and keys', '200')
   .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
+  .option('--dataplane <host:port>', 'data-plane listener (requests addressed by capability)', '127.0.0.1:7080')
+  .option('--upstream-timeout-ms <ms>', 'how long an instance may take to start answering a data-plane request before the next is tried', '30000')
   .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
   .option('--upstream <id>', 'the peer (one of the peers) to ask for names with no route here')
   .option('--mesh-config <file>', 'JSON file: peers, upstream, other trust domains (keys, export policy, tag table), route limits, hold time, TLS')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
-    const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs });
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; upstreamTimeoutMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
+    const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs, upstreamTimeout: opts.upstreamTimeoutMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');
     const node = await DmscNode.start(config);
     const { host, port } = node.apiAddress;
-    const api = hostPort(host, port);
-    const peering = node.mesh.address ? hostPort(node.mesh.address.host, node.mesh.address.port) : null;
-    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, peering, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
+    const api = formatListen({ host, port });
+    const peering = node.mesh.address ? formatListen(node.mesh.address) : null;
+    const dataplane = node.dataPlane.address ? formatListen(node.dataPlane.address) : null;
+    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, peering, dataplane, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
     if (process.stdout.isTTY || process.env['DMSC_HINTS'] !== '0') {
       const data = config.dataDir;
       process.stdout.write([
@@ -99,7 +101,7 @@ const amc = program
     const { AmcServer } = await import('../identity/amc-server.js');
     const server = await AmcServer.start({ id: c.id, dataDir: c.dataDir, api: c.api, domain: c.domain, credentialTtlMs: c.credentialTtlMs });
     const { host, port } = server.apiAddress;
-    process.stdout.write(JSON.stringify({ msg: 'listening', amc: c.id, domain: c.domain, api: hostPort(host, port), data: c.dataDir }) + '\n');
+    process.stdout.write(JSON.stringify({ msg: 'listening', amc: c.id, domain: c.domain, api: formatListen({ host, port }), data: c.dataDir }) + '\n');
     stopOn(() => server.stop());
   });
 amcAdminCommands(amc);

@@ -174,6 +174,20 @@ export class Directory {
     return true;
   }
 
+  /**
+   * Passive health: a request to the agent failed, so it is down in the fast path at
+   * once; its next heartbeat brings it back. Returns false for an unknown AIC.
+   */
+  markDown(aic: string): boolean {
+    const l = this.#liveness.get(aic);
+    if (!l) return false;
+    if (l.state === 'down') return true;
+    l.state = 'down';
+    this.#fib.setHealth(aic, { state: 'down' });
+    this.#reselect(aic);
+    return true;
+  }
+
   /** Marks down every agent whose last heartbeat is older than `deadline`; returns them. */
   expire(deadline: number): string[] {
     const gone: string[] = [];

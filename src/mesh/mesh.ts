@@ -57,6 +57,8 @@ export interface MeshOptions {
   /** Routes one peer may hold here, unless its own config says otherwise (default 100,000). */
   readonly maxRoutes?: number;
   readonly tls?: PeeringTls;
+  /** This gateway's data-plane address (HOST:PORT), told to peers in the OPEN. */
+  readonly dataplane?: () => string | undefined;
   readonly log?: (event: Record<string, unknown>) => void;
 }
 
@@ -164,6 +166,12 @@ export class Mesh {
     }
   }
 
+  /** The data-plane address a peer of our domain gave in its OPEN (none across domains). */
+  dataPlaneOf(peer: string): string | undefined {
+    const session = this.#sessions.get(peer)?.session;
+    return session && session.peer.domain === this.#options.self.domain ? session.peer.dataplane : undefined;
+  }
+
   /** Peers with a fresh route for `prefix`, best first. */
   peersFor(prefix: string): string[] {
     return this.rib.nextHops(prefix).filter((h) => !h.stale && this.#sessions.has(h.peer)).map((h) => h.peer);
@@ -207,8 +215,9 @@ export class Mesh {
   }
 
   #sessionOptions(expect?: PeerConfig) {
+    const dataplane = this.#options.dataplane?.();
     return {
-      local: this.#options.self,
+      local: dataplane ? { ...this.#options.self, dataplane } : this.#options.self,
       credential: () => this.#ownCredential(),
       verify: (credential: string, claimed: Identity) => this.#verify(credential, claimed),
       holdMs: this.#options.holdMs ?? 9000,

@@ -25,6 +25,10 @@ export interface NodeConfig extends MeshConfig {
   readonly heartbeatMs: number;
   /** The peering listener (gateway-to-gateway sessions). */
   readonly peering: Listen;
+  /** The data-plane listener (requests addressed by capability). */
+  readonly dataplane: Listen;
+  /** How long an instance may take to start answering a data-plane request. */
+  readonly upstreamTimeoutMs: number;
   /** A standalone AMC, instead of the embedded one. */
   readonly amc?: { readonly url: string; readonly gatewayKey: string; readonly pollMs: number };
 }
@@ -41,12 +45,15 @@ export interface NodeOptions {
   amcKeyFile?: string;
   amcPollMs?: string;
   peering?: string;
+  dataplane?: string;
+  upstreamTimeout?: string;
   peer?: string[];
   upstream?: string;
   meshConfig?: string;
 }
 
 export const DEFAULT_PEERING: Listen = { host: '127.0.0.1', port: 7071 };
+export const DEFAULT_DATAPLANE: Listen = { host: '127.0.0.1', port: 7080 };
 
 /** ID@HOST:PORT for --peer. */
 export function parsePeer(value: string): { id: string; host: string; port: number } {
@@ -63,6 +70,11 @@ const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 function invalid(message: string): DmscTypeError {
   return new DmscTypeError('ERR_DMSC_INVALID_CONFIG', message);
+}
+
+/** HOST:PORT, with an IPv6 host in brackets. */
+export function formatListen({ host, port }: Listen): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** Parses HOST:PORT (IPv6 as [::1]:PORT); port 0 picks a free port. */
@@ -146,6 +158,8 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     credentialTtlMs: parseIntFlag(options.credentialTtl, '--credential-ttl', 3600, 1, 30 * 86400) * 1000,
     heartbeatMs: parseIntFlag(options.heartbeat, '--heartbeat-ms', 1000, 20, 3_600_000),
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
+    dataplane: options.dataplane === undefined ? DEFAULT_DATAPLANE : parseListen(options.dataplane, '--dataplane'),
+    upstreamTimeoutMs: parseIntFlag(options.upstreamTimeout, '--upstream-timeout-ms', 30_000, 10, 3_600_000),
     peers,
     ...(upstream !== undefined ? { upstream: checkId(upstream, '--upstream') } : {}),
     domains: mesh?.domains ?? [],

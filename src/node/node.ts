@@ -17,9 +17,10 @@ import { PolicyEngine } from '../policy/policy.js';
 import { loadPolicy, policyRoutes } from '../policy/routes.js';
 import { Domains } from '../mesh/domains.js';
 import { Mesh } from '../mesh/mesh.js';
+import { DataPlane } from '../dataplane/dataplane.js';
 import { Store } from '../store/store.js';
 import { loadAdminToken } from './admin-token.js';
-import { readFibFile, type Listen, type NodeConfig } from './config.js';
+import { formatListen, readFibFile, type Listen, type NodeConfig } from './config.js';
 
 export class DmscNode {
   readonly config: NodeConfig;
@@ -29,6 +30,7 @@ export class DmscNode {
   readonly #amc: Amc;
   readonly gateway: Gateway;
   readonly mesh: Mesh;
+  readonly dataPlane: DataPlane;
   #ready = false;
   #address: Listen | undefined;
 
@@ -52,9 +54,14 @@ export class DmscNode {
       ...(config.maxRoutes !== undefined ? { maxRoutes: config.maxRoutes } : {}),
       ...(config.holdMs !== undefined ? { holdMs: config.holdMs } : {}),
       ...(config.tls ? { tls: config.tls } : {}),
+      dataplane: () => (this.dataPlane.address ? formatListen(this.dataPlane.address) : undefined),
       knownTags: () => new Set((policy.document.tags ?? []).map((t) => t.tag)),
       log: log(config.id),
     }, parts.amc, this.gateway.directory);
+    this.dataPlane = new DataPlane({
+      self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard: new CredentialGuard(parts.amc),
+      peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
+    }, { listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs });
     this.#http = createServer();
     this.#routes(parts.token, policy, parts.grants);
   }
@@ -76,6 +83,7 @@ export class DmscNode {
       await node.#domains.load(log(config.id));
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.gateway.start();
+      await node.dataPlane.start();
       await node.mesh.start();
       await node.#http.listen({ host: config.api.host, port: config.api.port });
     } catch (e) {
@@ -100,6 +108,7 @@ export class DmscNode {
   async stop(): Promise<void> {
     this.#ready = false;
     this.gateway.stop();
+    await this.dataPlane.stop();
     await this.mesh.stop();
     await this.#http.close();
     await this.#amc.close();

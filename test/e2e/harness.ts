@@ -16,6 +16,8 @@ export interface Proc {
   readonly token: string;
   /** HOST:PORT of a node's peering listener. */
   readonly peering?: string;
+  /** URL of a node's data plane. */
+  readonly dataplane?: string;
   /** What the process has logged so far (its last 1 MiB). */
   stderr(): string;
   /** SIGKILL, no chance to clean up. */
@@ -49,7 +51,7 @@ function exited(child: ChildProcess): Promise<void> {
 /** Starts `dmsc <command> --api 127.0.0.1:0 --data DIR ...args` and waits for its listening line. */
 export async function start(command: 'node' | 'amc', args: string[] = [], dataDir?: string, env: Record<string, string> = {}): Promise<Proc> {
   const dir = dataDir ?? (await tempDir());
-  const ports = command === 'node' ? ['--api', '127.0.0.1:0', '--peering', '127.0.0.1:0'] : ['--api', '127.0.0.1:0'];
+  const ports = command === 'node' ? ['--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0'] : ['--api', '127.0.0.1:0'];
   const child = spawn(process.execPath, [CLI, command, ...ports, '--data', dir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env),
   });
@@ -65,11 +67,11 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
     rl.once('line', resolve);
     child.once('exit', (code) => reject(new Error(`dmsc ${command} exited ${code}: ${stderr}`)));
   });
-  const info = JSON.parse(line) as { msg: string; api: string; peering?: string };
+  const info = JSON.parse(line) as { msg: string; api: string; peering?: string; dataplane?: string };
   if (info.msg !== 'listening') throw new Error(`unexpected first line: ${line}`);
   const token = (await readFile(join(dir, 'admin-token'), 'utf8')).trim();
   return {
-    url: `http://${info.api}`, dataDir: dir, child, token, ...(info.peering ? { peering: info.peering } : {}),
+    url: `http://${info.api}`, dataDir: dir, child, token, ...(info.peering ? { peering: info.peering } : {}), ...(info.dataplane ? { dataplane: `http://${info.dataplane}` } : {}),
     stderr: () => stderr,
     async kill9() {
       child.kill('SIGKILL');
@@ -77,6 +79,24 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
     },
     async stop() {
       child.kill('SIGTERM');
+      await exited(child);
+    },
+  };
+}
+
+/** Starts a helper script as its own process; resolves with the JSON of its first line. Killed by `cleanup()`. */
+export async function startScript<T = any>(script: string, args: string[] = []): Promise<{ info: T; child: ChildProcess; kill9(): Promise<void> }> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
+  });
+  return {
+    info: JSON.parse(line) as T, child,
+    async kill9() {
+      child.kill('SIGKILL');
       await exited(child);
     },
   };

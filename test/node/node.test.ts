@@ -21,7 +21,7 @@ interface Running {
 async function startNode(dir: string, extra: string[]): Promise<Running> {
   // With the hints: this test reads them.
   const { DMSC_HINTS: _, ...env } = cleanEnv();
-  const proc = spawn(process.execPath, [CLI, 'node', '--id', 'test-node', '--data', join(dir, 'data'), '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', ...extra], { env });
+  const proc = spawn(process.execPath, [CLI, 'node', '--id', 'test-node', '--data', join(dir, 'data'), '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0', ...extra], { env });
   const lines = createInterface({ input: proc.stdout });
   const output: string[] = [];
   const first = await new Promise<string>((resolve, reject) => {
@@ -120,7 +120,7 @@ describe('dmsc node', () => {
 
   it('refuses a bad FIB file with a typed error and a non-zero exit', async () => {
     await writeFile(join(dir, 'bad.json'), JSON.stringify([{ op: 'upsert', prefix: '/a//b', nextHops: [{ id: 'x' }] }]));
-    const proc = spawn(process.execPath, [CLI, 'node', '--data', join(dir, 'data2'), '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--fib', join(dir, 'bad.json')]);
+    const proc = spawn(process.execPath, [CLI, 'node', '--data', join(dir, 'data2'), '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0', '--fib', join(dir, 'bad.json')]);
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
     const code = await new Promise((r) => proc.once('exit', r));

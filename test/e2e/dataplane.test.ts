@@ -1,0 +1,230 @@
+// The data plane with real processes: a node and agent instances (test/e2e/upstream.mjs)
+// each in its own process. Requests addressed by capability reach an instance the fast
+// path picks (shares follow weights and load), with headers saying what happened; an
+// instance killed in the middle of a stream of requests costs no idempotent request and
+// gets no traffic until it heartbeats again; slow, resetting and 503 instances are
+// failed over; 100 MiB bodies stream both ways with the node's memory bounded; requests
+// that are unauthenticated or denied never reach an instance; and a route toward a peer
+// gateway takes the request to that gateway's data plane.
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addProvider, api, cleanup, dmsc, register, start, startScript, tempDir, waitFor, type Proc } from './harness.js';
+
+const UPSTREAM = new URL('./upstream.mjs', import.meta.url).pathname;
+type Instance = Awaited<ReturnType<typeof startScript<{ port: number }>>> & { url: string; port: number };
+
+async function instance(name: string, mode = 'normal', port = 0, delay = 3000): Promise<Instance> {
+  const s = await startScript<{ port: number }>(UPSTREAM, ['--name', name, '--mode', mode, '--port', String(port), '--delay', String(delay)]);
+  return Object.assign(s, { url: `http://127.0.0.1:${s.info.port}`, port: s.info.port });
+}
+const hits = async (i: Instance) => (await (await request(`${i.url}/__stats`)).body.json() as { hits: number }).hits;
+
+/** Peak resident memory of a process so far, in MiB (Linux). */
+async function peakRss(pid: number): Promise<number> {
+  const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) / 1024;
+}
+
+describe('data plane', () => {
+  let node: Proc;
+  let key: string;
+  let requester: { aic: string; credential: string };
+  const send = (path: string, init: { method?: string; body?: string | Buffer | Readable; headers?: Record<string, string>; auth?: string | null } = {}) => request(`${node.dataplane}${path}`, {
+    method: (init.method ?? 'GET') as 'GET',
+    headers: { ...(init.auth === null ? {} : { authorization: `Bearer ${init.auth ?? requester.credential}` }), ...init.headers },
+    ...(init.body !== undefined ? { body: init.body } : {}),
+  });
+  const heartbeat = (aic: string, credential: string, body: object = {}) => api(node.url, 'POST', `/v1/agents/${aic}/heartbeat`, { auth: credential, body });
+  const state = async (prefix: string, aic: string) => {
+    const r = await api(node.url, 'GET', `/v1/fib?prefix=${encodeURIComponent(prefix)}`, { auth: node.token });
+    return r.body.entries.find((e: any) => e.prefix === prefix)?.nextHops.find((h: any) => h.id === aic)?.state;
+  };
+
+  beforeAll(async () => {
+    node = await start('node', ['--heartbeat-ms', '600000', '--upstream-timeout-ms', '1000']);
+    key = await addProvider(node, 'acme', ['/capability/**']);
+    requester = await register(node, key, [{ name: '/capability/requester' }]);
+  });
+  afterAll(cleanup);
+
+  it('forwards by capability to instances in proportion to weight and load, saying what it chose', async () => {
+    const [u1, u2] = [await instance('u1'), await instance('u2')];
+    const a1 = await register(node, key, [{ name: '/capability/echo', weight: 100 }], u1.url);
+    const a2 = await register(node, key, [{ name: '/capability/echo', weight: 300 }], `${u2.url}/base`);
+    const count = async (n: number) => {
+      const seen: Record<string, number> = {};
+      for (let i = 0; i < n; i++) {
+        const r = await send(`/capability/echo/jobs/${i}?x=1`);
+        const body = await r.body.json() as any;
+        expect(r.statusCode).toBe(200);
+        expect(r.headers['x-dmsc-capability']).toBe('/capability/echo');
+        expect(r.headers['x-dmsc-attempts']).toBe('1');
+        expect(body.requester).toBe(requester.aic);
+        // The instance never sees the requester's credential.
+        expect(body.authorization).toBeNull();
+        expect(body.path).toBe(body.name === 'u1' ? `/jobs/${i}?x=1` : `/base/jobs/${i}?x=1`);
+        seen[r.headers['x-dmsc-instance'] as string] = (seen[r.headers['x-dmsc-instance'] as string] ?? 0) + 1;
+      }
+      return seen;
+    };
+    const even = await count(800);
+    // 1:3 by weight; the tolerance is far outside sampling noise at 800 requests (sd ≈ 1.5%).
+    expect(even[a2.aic]! / 800).toBeGreaterThan(0.68);
+    expect(even[a2.aic]! / 800).toBeLessThan(0.82);
+    // a2 at load 0.8: 300 × 0.2 = 60 against 100, so a2 gets about 37%.
+    expect((await heartbeat(a2.aic, a2.credential, { load: 0.8 })).status).toBe(200);
+    const loaded = await count(800);
+    expect(loaded[a2.aic]! / 800).toBeGreaterThan(0.28);
+    expect(loaded[a2.aic]! / 800).toBeLessThan(0.46);
+    // A flow key keeps a requester on one instance.
+    const flows = new Set<string>();
+    for (let i = 0; i < 20; i++) flows.add((await send('/capability/echo', { headers: { 'x-dmsc-flow': 'session-7' } })).headers['x-dmsc-instance'] as string);
+    expect(flows.size).toBe(1);
+    await Promise.all([api(node.url, 'DELETE', `/v1/agents/${a1.aic}`, { auth: node.token }), api(node.url, 'DELETE', `/v1/agents/${a2.aic}`, { auth: node.token })]);
+  }, 60_000);
+
+  it('loses no idempotent request when an instance is killed mid-stream, and sends it nothing until it heartbeats', async () => {
+    const us = [await instance('k1'), await instance('k2'), await instance('k3')];
+    const agents = [];
+    for (const u of us) agents.push(await register(node, key, [{ name: '/capability/kill' }], u.url));
+    let failures = 0;
+    let done = 0;
+    let stop = false;
+    const workers = Array.from({ length: 8 }, async () => {
+      while (!stop) {
+        const r = await send('/capability/kill');
+        await r.body.dump();
+        if (r.statusCode !== 200) failures++;
+        done++;
+      }
+    });
+    await waitFor(() => done >= 200);
+    await us[0]!.kill9();
+    const atKill = done;
+    await waitFor(() => done >= atKill + 600, 20_000);
+    stop = true;
+    await Promise.all(workers);
+    expect(failures).toBe(0);
+    expect(await state('/capability/kill', agents[0]!.aic)).toBe('down');
+    // The instance comes back on the same port: nothing reaches it until its agent heartbeats.
+    const back = await instance('k1-again', 'normal', us[0]!.port);
+    for (let i = 0; i < 60; i++) await (await send('/capability/kill')).body.dump();
+    expect(await hits(back)).toBe(0);
+    expect((await heartbeat(agents[0]!.aic, agents[0]!.credential)).status).toBe(200);
+    for (let i = 0; i < 60; i++) await (await send('/capability/kill')).body.dump();
+    expect(await hits(back)).toBeGreaterThan(0);
+    for (const a of agents) await api(node.url, 'DELETE', `/v1/agents/${a.aic}`, { auth: node.token });
+  }, 60_000);
+
+  it('fails over from a slow, a resetting and a 503 instance, marking each down', async () => {
+    for (const mode of ['slow', 'reset', '503']) {
+      const bad = await instance(`bad-${mode}`, mode, 0, 3000);
+      const good = await instance(`good-${mode}`);
+      const name = `/capability/fo-${mode}`;
+      // The bad one first by priority, so every request meets it until it is down.
+      const b = await register(node, key, [{ name, priority: 0 }], bad.url);
+      const g = await register(node, key, [{ name, priority: 1 }], good.url);
+      const r = await send(name);
+      const body = await r.body.json() as any;
+      expect({ mode, status: r.statusCode, name: body.name, attempts: r.headers['x-dmsc-attempts'], instance: r.headers['x-dmsc-instance'] })
+        .toEqual({ mode, status: 200, name: `good-${mode}`, attempts: '2', instance: g.aic });
+      expect(await state(name, b.aic)).toBe('down');
+      // From now on straight to the good one.
+      const next = await send(name);
+      await next.body.dump();
+      expect(next.headers['x-dmsc-attempts']).toBe('1');
+      expect(await hits(bad)).toBe(1);
+      // A POST whose body was sent is not sent twice: the 503 goes back as it is.
+      if (mode === '503') {
+        await heartbeat(b.aic, b.credential);
+        const post = await send(name, { method: 'POST', body: 'once' });
+        expect(post.statusCode).toBe(503);
+        expect((await post.body.json() as any).name).toBe('bad-503');
+        expect(await state(name, b.aic)).toBe('down');
+      }
+    }
+  }, 60_000);
+
+  it('answers 502 when every instance fails, 404 with no route, and refuses unauthenticated and denied requests before any instance is contacted', async () => {
+    const dead = await instance('dead', 'reset');
+    const d = await register(node, key, [{ name: '/capability/dead' }], dead.url);
+    const all = await send('/capability/dead');
+    expect({ status: all.statusCode, code: (await all.body.json() as any).error.code }).toEqual({ status: 502, code: 'ERR_DMSC_UPSTREAM_FAILED' });
+    const none = await send('/capability/nobody');
+    expect({ status: none.statusCode, code: (await none.body.json() as any).error.code }).toEqual({ status: 404, code: 'ERR_DMSC_NO_ROUTE' });
+
+    const guarded = await instance('guarded');
+    await register(node, key, [{ name: '/capability/guarded' }], guarded.url);
+    const policy = { version: 1, rules: [{ id: 'no-guarded', effect: 'deny', capabilities: ['/capability/guarded'] }] };
+    expect((await api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: policy })).status).toBe(200);
+    const cases = [
+      { auth: null, status: 401, code: 'ERR_DMSC_UNAUTHORIZED' },
+      { auth: 'forged', status: 401, code: 'ERR_DMSC_UNAUTHORIZED' },
+      { auth: undefined, status: 403, code: 'ERR_DMSC_FORBIDDEN' },
+    ];
+    for (const c of cases) {
+      const r = await send('/capability/guarded', { method: 'POST', body: 'x', auth: c.auth as string | null | undefined });
+      expect({ status: r.statusCode, code: (await r.body.json() as any).error.code }).toEqual({ status: c.status, code: c.code });
+    }
+    expect(await hits(guarded)).toBe(0);
+    // Outside /capability, and names that are not names.
+    expect((await send('/other')).statusCode).toBe(404);
+    expect((await send('/capability//x')).statusCode).toBe(400);
+    expect((await api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: { version: 2, rules: [] } })).status).toBe(200);
+    await api(node.url, 'DELETE', `/v1/agents/${d.aic}`, { auth: node.token });
+  }, 30_000);
+
+  it('streams 100 MiB each way with the node\'s memory bounded', async () => {
+    const big = await instance('big');
+    await register(node, key, [{ name: '/capability/big' }], big.url);
+    const pid = node.child.pid!;
+    const before = await peakRss(pid);
+    const size = 100 << 20;
+    const chunk = Buffer.alloc(1 << 20, 3);
+    const hash = createHash('sha256');
+    for (let i = 0; i < 100; i++) hash.update(chunk);
+    const up = await send('/capability/big', {
+      method: 'POST', headers: { 'content-length': String(size) },
+      body: Readable.from((function* () { for (let i = 0; i < 100; i++) yield chunk; })()),
+    });
+    const got = await up.body.json() as any;
+    expect({ bytes: got.bytes, sha256: got.sha256 }).toEqual({ bytes: size, sha256: hash.digest('hex') });
+    const down = await send('/capability/big/file?mb=100');
+    let received = 0;
+    for await (const c of down.body) received += (c as Buffer).length;
+    expect(received).toBe(size);
+    // 200 MiB went through; the node's peak grew by far less than one body.
+    expect(await peakRss(pid) - before).toBeLessThan(64);
+  }, 60_000);
+
+  it('takes a request toward a peer gateway to that gateway\'s data plane', async () => {
+    // Two gateways of one domain (a standalone AMC): the agent at B, the request at A.
+    const amc = await start('amc', ['--domain', 'dp']);
+    const dir = await tempDir();
+    const gateway = async (id: string, peers: string[]) => {
+      const add = dmsc('amc', 'gateway', 'add', id, '--url', amc.url, '--data', amc.dataDir);
+      await writeFile(join(dir, id), add.stdout);
+      return start('node', ['--id', id, '--amc', amc.url, '--amc-key-file', join(dir, id), '--heartbeat-ms', '600000', ...peers.flatMap((p) => ['--peer', p])]);
+    };
+    const b = await gateway('B', []);
+    const a = await gateway('A', [`B@${b.peering}`]);
+    const pk = JSON.parse(dmsc('provider', 'add', 'acme', '--scope', '/capability/**', '--url', amc.url, '--data', amc.dataDir).stdout).key;
+    const far = await instance('far');
+    const agent = await register(b, pk, [{ name: '/capability/far' }], far.url);
+    const asker = await register(a, pk, [{ name: '/capability/asker' }]);
+    await waitFor(async () => (await api(a.url, 'GET', '/v1/fib?prefix=/capability/far', { auth: a.token })).body.entries.length > 0);
+    const r = await request(`${a.dataplane}/capability/far/x`, { headers: { authorization: `Bearer ${asker.credential}` } });
+    const body = await r.body.json() as any;
+    expect({ status: r.statusCode, name: body.name, path: body.path, requester: body.requester }).toEqual({ status: 200, name: 'far', path: '/x', requester: asker.aic });
+    // The instance is B's choice, and the path says how the request got there.
+    expect([r.headers['x-dmsc-instance'], r.headers['x-dmsc-capability'], r.headers['x-dmsc-path']]).toEqual([agent.aic, '/capability/far', 'A,B']);
+    // A hop limit that is used up is refused, before any instance.
+    const spent = await request(`${b.dataplane}/capability/far`, { headers: { authorization: `Bearer ${asker.credential}`, 'x-dmsc-hops': '0' } });
+    expect({ status: spent.statusCode, code: (await spent.body.json() as any).error.code }).toEqual({ status: 508, code: 'ERR_DMSC_TTL_EXPIRED' });
+    expect(await hits(far)).toBe(1);
+  }, 60_000);
+});
