@@ -9,6 +9,7 @@ const BENCHES = {
   fib: { file: 'fib.mjs', what: 'forwarding table: lookups, load, setHealth, memory, workers' },
   node: { file: 'node.mjs', what: 'node: durable registrations/s, resolve latency under 50 clients' },
   mesh: { file: 'mesh.mjs', what: 'mesh: digest convergence and bytes per change against a full-state flood' },
+  dataplane: { file: 'dataplane.mjs', what: 'data plane: requests/s and latency beside nginx and the bare upstream; failures across a kill' },
 };
 
 const args = process.argv.slice(2);

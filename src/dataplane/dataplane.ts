@@ -15,7 +15,7 @@
 // The listener is node:http, not fastify: a proxy streams bodies it never parses, and
 // per-request routing and validation here are one string check and one table lookup.
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { DmscError } from '../errors.js';
 import { peerOf, type Directory } from '../directory/directory.js';
@@ -67,13 +67,6 @@ const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'p
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 export const HOPS_HEADER = 'x-dmsc-hops';
 export const FLOW_HEADER = 'x-dmsc-flow';
-
-/** An attempt that failed before the instance answered, or with 502/503. */
-class AttemptFailed extends Error {
-  constructor(message: string, readonly nothingSent: boolean, readonly response?: Dispatcher.ResponseData) {
-    super(message);
-  }
-}
 
 /** Failures where the request never reached the instance. */
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -139,7 +132,9 @@ export class DataPlane {
     const name = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q);
     if (name !== '/capability' && !name.startsWith('/capability/')) throw new DmscError('ERR_DMSC_NOT_FOUND', 'the data plane serves /capability/... only');
-    const problem = nameProblem(name);
+    // The path is the name looked up (a trailing '/' aside, which goes on to the instance).
+    const capability = name.length > 1 && name.endsWith('/') ? name.slice(0, -1) : name;
+    const problem = nameProblem(capability);
     if (problem) throw new DmscError('ERR_DMSC_INVALID_NAME', `${name.slice(0, 200)}: ${problem}`);
     const hops = hopsLeft(req.headers[HOPS_HEADER], this.#maxHops);
 
@@ -148,8 +143,8 @@ export class DataPlane {
     const token = auth && /^bearer /i.test(auth) ? auth.slice(7).trim() : '';
     if (!token) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'a request needs the agent credential as a Bearer token');
     const claims = await this.#deps.guard.verify(token);
-    const decision = this.#deps.policy.decide(claims, name);
-    if (decision.effect === 'deny') throw new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${name} to this requester (${decision.rule ? `rule '${decision.rule}'` : 'the policy default'})`);
+    const decision = this.#deps.policy.decide(claims, capability);
+    if (decision.effect === 'deny') throw new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${capability} to this requester (${decision.rule ? `rule '${decision.rule}'` : 'the policy default'})`);
 
     const method = req.method ?? 'GET';
     const length = Number(req.headers['content-length'] ?? 0);
@@ -161,18 +156,14 @@ export class DataPlane {
     // Again after a failure: a method without side effects, unless its body streamed
     // (and is gone); any method when the instance never got the request and its body
     // was not read.
-    const again = (f: AttemptFailed) => (RETRYABLE_METHODS.has(method) && body !== req) || (f.nothingSent && !(body === req && req.readableDidRead));
+    const again = (nothingSent: boolean) => (RETRYABLE_METHODS.has(method) && body !== req) || (nothingSent && !(body === req && req.readableDidRead));
 
     const flow = req.headers[FLOW_HEADER];
     const lookup = typeof flow === 'string' && flow !== '' ? { require: decision.mask, flow } : { require: decision.mask };
-    const aborted = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) aborted.abort();
-    });
     const tried = new Set<string>();
     let last = '';
     for (let attempt = 1; attempt <= this.#attempts; attempt++) {
-      const hit = this.#deps.fib.lookup(name, lookup);
+      const hit = this.#deps.fib.lookup(capability, lookup);
       if (!hit || tried.has(hit.nextHop)) break;
       tried.add(hit.nextHop);
       const peer = peerOf(hit.nextHop);
@@ -183,34 +174,45 @@ export class DataPlane {
       }
       if (attempt > 1) this.stats.retries++;
       const headers = forwardHeaders(req.headers, claims.aic, peer ? { authorization: `Bearer ${token}`, [HOPS_HEADER]: String(hops - 1) } : {});
-      try {
-        const upstream = await this.#send(target, method, headers, body, aborted.signal);
-        this.stats.forwarded++;
-        res.writeHead(upstream.statusCode, { ...responseHeaders(upstream.headers), ...this.#said(hit, peer, attempt, upstream.headers) });
-        await pipeline(upstream.body, res).catch(() => res.destroy());
-        return;
-      } catch (e) {
-        if (aborted.signal.aborted) return;
-        const failure = e instanceof AttemptFailed ? e : undefined;
-        if (!failure) throw e;
-        last = `${hit.nextHop}: ${failure.message}`;
-        // Passive health: down in the fast path now; a heartbeat brings it back.
+      // Passive health: down in the fast path now; a heartbeat brings it back.
+      const down = () => {
         if (!peer && this.#deps.directory.markDown(hit.nextHop)) this.stats.markedDown++;
-        if (!again(failure)) {
-          // Sent once and not safe to send again: the instance's own answer, if any, goes back.
-          if (failure.response) {
-            res.writeHead(failure.response.statusCode, { ...responseHeaders(failure.response.headers), ...this.#said(hit, peer, attempt, failure.response.headers) });
-            await pipeline(failure.response.body, res).catch(() => res.destroy());
-            return;
+      };
+      let answered = false;
+      let refused = 0;
+      try {
+        // The instance's answer streams straight into ours, unless it is a 502/503 that
+        // can be tried elsewhere: that one is drained and dropped.
+        await this.#agent.stream({ origin: target.origin, path: target.path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, ({ statusCode, headers: h }) => {
+          const said = h as IncomingHttpHeaders;
+          if (statusCode === 502 || statusCode === 503) {
+            down();
+            if (again(false)) {
+              refused = statusCode;
+              return new Writable({ write: (_c, _e, cb) => cb() });
+            }
           }
-          break;
-        }
-        await failure.response?.body.dump().catch(() => {});
+          answered = true;
+          res.writeHead(statusCode, { ...responseHeaders(said), ...this.#said(hit, peer, attempt, said) });
+          return res;
+        });
+      } catch (e) {
+        // Once our answer has begun, a failure can only cut it short.
+        if (answered || res.destroyed) return void res.destroy();
+        down();
+        last = `${hit.nextHop}: ${describeFailure(e)}`;
+        if (!again(CONNECT_CODES.has((e as NodeJS.ErrnoException).code ?? ''))) break;
+        continue;
       }
+      if (!refused) {
+        this.stats.forwarded++;
+        return;
+      }
+      last = `${hit.nextHop}: answered ${refused}`;
     }
-    if (tried.size === 0) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${name}${decision.require.length ? ' with the required tags' : ''}`);
+    if (tried.size === 0) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${decision.require.length ? ' with the required tags' : ''}`);
     this.stats.failed++;
-    throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `every instance tried for ${name} failed (${tried.size} tried; last: ${last})`, { attempts: tried.size });
+    throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `every instance tried for ${capability} failed (${tried.size} tried; last: ${last})`, { attempts: tried.size });
   }
 
   /**
@@ -227,18 +229,6 @@ export class DataPlane {
       'x-dmsc-path': path ? `${this.#deps.self},${path}` : this.#deps.self,
       'x-dmsc-attempts': String(attempt),
     };
-  }
-
-  async #send(target: { origin: string; path: string }, method: string, headers: Record<string, string | string[]>, body: Buffer | IncomingMessage | undefined, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await this.#agent.request({ origin: target.origin, path: target.path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal });
-    } catch (e) {
-      if (signal.aborted) throw e;
-      throw new AttemptFailed(describeFailure(e), CONNECT_CODES.has((e as NodeJS.ErrnoException).code ?? ''));
-    }
-    if (response.statusCode === 502 || response.statusCode === 503) throw new AttemptFailed(`answered ${response.statusCode}`, false, response);
-    return response;
   }
 
   #agentTarget(aic: string, rest: string, query: string): { origin: string; path: string } | undefined {
