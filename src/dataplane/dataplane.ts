@@ -22,9 +22,9 @@ import { peerOf, type Directory } from '../directory/directory.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { TagSet } from '../fastpath/tags.js';
 import { nameProblem } from '../fastpath/validate.js';
-import type { CredentialGuard } from '../identity/credentials.js';
+import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import type { Listen } from '../node/config.js';
-import type { PolicyEngine } from '../policy/policy.js';
+import type { Decision, PolicyEngine } from '../policy/policy.js';
 
 export interface DataPlaneOptions {
   readonly listen: Listen;
@@ -49,6 +49,8 @@ export interface DataPlaneDeps {
   readonly guard: CredentialGuard;
   /** The data-plane address of a peer gateway of our domain, if it has told us one. */
   readonly peerDataPlane: (peer: string) => string | undefined;
+  /** A request to (or toward) a peer gateway failed: keep it out of choices for a moment. */
+  readonly peerFailed: (peer: string) => void;
 }
 
 /** Counters since start. */
@@ -62,14 +64,21 @@ export interface DataPlaneStats {
 }
 
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-// Hop-by-hop headers (RFC 9110 §7.6.1) and ours, never passed through.
-const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization', 'x-dmsc-hops']);
+// Hop-by-hop headers (RFC 9110 §7.6.1), `expect` (answered here already), and the
+// credential: never passed on. Headers named in `connection` are dropped too, and so
+// are x-dmsc-* headers but for the flow key.
+const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization', 'expect']);
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 export const HOPS_HEADER = 'x-dmsc-hops';
+export const VIA_HEADER = 'x-dmsc-via';
 export const FLOW_HEADER = 'x-dmsc-flow';
 
 /** Failures where the request never reached the instance. */
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+/** Failures that are the instance's (or the way to it): reason to mark it down. */
+const INSTANCE_CODES = new Set([...CONNECT_CODES, 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED']);
+/** Path components that would climb out of an instance's base path, as written or encoded. */
+const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)|%2f|%5c|\\/i;
 
 export class DataPlane {
   readonly stats: DataPlaneStats = { requests: 0, forwarded: 0, retries: 0, markedDown: 0, refused: 0, failed: 0 };
@@ -103,14 +112,21 @@ export class DataPlane {
   }
 
   async start(): Promise<void> {
+    // No limit on a whole request (bodies may be large), but a connection idle for 2 min
+    // is closed, so a client trickling nothing cannot hold it (and an instance's) forever.
     const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
       this.#handle(req, res).catch((e: unknown) => this.#fail(res, e));
     });
+    server.setTimeout(120_000, (socket) => socket.destroy());
     server.on('clientError', (_e, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.#listen.port, this.#listen.host, () => resolve());
+      server.listen(this.#listen.port, this.#listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
+    server.on('error', () => {});
     this.#server = server;
     const a = server.address();
     this.#address = typeof a === 'object' && a ? { host: a.address, port: a.port } : this.#listen;
@@ -136,54 +152,77 @@ export class DataPlane {
     const capability = name.length > 1 && name.endsWith('/') ? name.slice(0, -1) : name;
     const problem = nameProblem(capability);
     if (problem) throw new DmscError('ERR_DMSC_INVALID_NAME', `${name.slice(0, 200)}: ${problem}`);
-    const hops = hopsLeft(req.headers[HOPS_HEADER], this.#maxHops);
+    if (DOT_SEGMENT.test(name)) throw new DmscError('ERR_DMSC_INVALID_NAME', `${name.slice(0, 200)}: dot segments and encoded slashes are not allowed`);
 
     // Who asks, and may they: before any instance is contacted.
     const auth = req.headers.authorization;
     const token = auth && /^bearer /i.test(auth) ? auth.slice(7).trim() : '';
     if (!token) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'a request needs the agent credential as a Bearer token');
     const claims = await this.#deps.guard.verify(token);
-    const decision = this.#deps.policy.decide(claims, capability);
-    if (decision.effect === 'deny') throw new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${capability} to this requester (${decision.rule ? `rule '${decision.rule}'` : 'the policy default'})`);
+    const hops = hopsLeft(req.headers[HOPS_HEADER], this.#maxHops);
+    const via = typeof req.headers[VIA_HEADER] === 'string' ? (req.headers[VIA_HEADER] as string).split(',').slice(0, 64) : [];
+    if (via.includes(this.#deps.self)) throw new DmscError('ERR_DMSC_LOOP', `the request came back to ${this.#deps.self} (via ${via.join(',')})`);
+    let decision = this.#decide(claims, capability);
 
     const method = req.method ?? 'GET';
     const length = Number(req.headers['content-length'] ?? 0);
-    const hasBody = length > 0 || req.headers['transfer-encoding'] !== undefined;
-    // A small body of a method without side effects is kept, so the request can go again.
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    // A small body is kept, so the request can be sent again; a larger one streams, once.
     let body: Buffer | IncomingMessage | undefined;
-    if (hasBody && RETRYABLE_METHODS.has(method) && length > 0 && length <= this.#replayBytes) body = await readAll(req, length);
-    else if (hasBody) body = req;
-    // Again after a failure: a method without side effects, unless its body streamed
-    // (and is gone); any method when the instance never got the request and its body
-    // was not read.
-    const again = (nothingSent: boolean) => (RETRYABLE_METHODS.has(method) && body !== req) || (nothingSent && !(body === req && req.readableDidRead));
+    if (!chunked && length > 0 && length <= this.#replayBytes) body = await readAll(req, length);
+    else if (chunked || length > 0) body = req;
+    // Again after a failure: never a streamed body (gone with the attempt); a kept or no
+    // body for a method without side effects, or for any method the instance never got.
+    const again = (nothingSent: boolean) => body !== req && (RETRYABLE_METHODS.has(method) || nothingSent);
 
     const flow = req.headers[FLOW_HEADER];
-    const lookup = typeof flow === 'string' && flow !== '' ? { require: decision.mask, flow } : { require: decision.mask };
+    const lookup = (require: TagSet) => this.#deps.fib.lookup(capability, typeof flow === 'string' && flow !== '' ? { require, flow } : { require });
+    // The client gone before the answer began: the attempt is called off.
+    const cancel = new AbortController();
+    res.once('close', () => {
+      if (!res.writableEnded) cancel.abort();
+    });
     const tried = new Set<string>();
+    let attempts = 0;
     let last = '';
-    for (let attempt = 1; attempt <= this.#attempts; attempt++) {
-      const hit = this.#deps.fib.lookup(capability, lookup);
+    for (let look = 0; look < this.#attempts * 2 && attempts < this.#attempts && !res.destroyed; look++) {
+      let hit = lookup(decision.mask);
+      if (hit && hit.prefix !== capability) {
+        // Policy is about capabilities: the prefix that matched decides too.
+        const more = this.#decide(claims, hit.prefix, decision);
+        if (more !== decision) {
+          decision = more;
+          hit = lookup(decision.mask);
+        }
+      }
       if (!hit || tried.has(hit.nextHop)) break;
       tried.add(hit.nextHop);
       const peer = peerOf(hit.nextHop);
-      const target = peer ? this.#peerTarget(peer, name + query, hops) : this.#agentTarget(hit.nextHop, name.slice(hit.prefix.length), query);
+      const target = peer ? (hops > 1 ? this.#peerTarget(peer, name + query) : undefined) : this.#agentTarget(hit.nextHop, name.slice(hit.prefix.length), query);
       if (!target) {
-        last = `${hit.nextHop}: no address`;
+        // A peer with no data plane to send to, or none left in hops: the next choice is
+        // looked up with this one out of the way for a moment.
+        if (peer) this.#deps.peerFailed(peer);
+        last = `${hit.nextHop}: ${peer && hops <= 1 ? 'out of gateway hops' : 'no address'}`;
         continue;
       }
-      if (attempt > 1) this.stats.retries++;
-      const headers = forwardHeaders(req.headers, claims.aic, peer ? { authorization: `Bearer ${token}`, [HOPS_HEADER]: String(hops - 1) } : {});
-      // Passive health: down in the fast path now; a heartbeat brings it back.
+      attempts++;
+      if (attempts > 1) this.stats.retries++;
+      const headers = forwardHeaders(req.headers, claims.aic, peer ? { authorization: `Bearer ${token}`, [HOPS_HEADER]: String(hops - 1), [VIA_HEADER]: [...via, this.#deps.self].join(',') } : {});
+      // Passive health: down in the fast path now; a heartbeat (for a peer, a short
+      // while with its session up) brings it back.
+      const failed = hit.nextHop;
       const down = () => {
-        if (!peer && this.#deps.directory.markDown(hit.nextHop)) this.stats.markedDown++;
+        if (peer) this.#deps.peerFailed(peer);
+        else if (this.#deps.directory.markDown(failed)) this.stats.markedDown++;
       };
+      const chosen = hit;
       let answered = false;
       let refused = 0;
       try {
         // The instance's answer streams straight into ours, unless it is a 502/503 that
         // can be tried elsewhere: that one is drained and dropped.
-        await this.#agent.stream({ origin: target.origin, path: target.path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, ({ statusCode, headers: h }) => {
+        await this.#agent.stream({ origin: target.origin, path: target.path, method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal: cancel.signal }, ({ statusCode, headers: h }) => {
           const said = h as IncomingHttpHeaders;
           if (statusCode === 502 || statusCode === 503) {
             down();
@@ -193,26 +232,40 @@ export class DataPlane {
             }
           }
           answered = true;
-          res.writeHead(statusCode, { ...responseHeaders(said), ...this.#said(hit, peer, attempt, said) });
+          res.writeHead(statusCode, { ...responseHeaders(said, !!peer), ...this.#said(chosen, peer, attempts, said) });
           return res;
         });
       } catch (e) {
         // Once our answer has begun, a failure can only cut it short.
-        if (answered || res.destroyed) return void res.destroy();
+        if (answered || res.destroyed || cancel.signal.aborted) return void res.destroy();
+        const code = (e as NodeJS.ErrnoException).code ?? '';
+        // Only a failure of the instance (or of the way to it) counts against it; one of
+        // the request itself (its body, a header undici refuses) is the request's answer.
+        if (!INSTANCE_CODES.has(code)) throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `the request could not be sent to ${failed}: ${describeFailure(e)}`);
+        last = `${failed}: ${describeFailure(e)}`;
         down();
-        last = `${hit.nextHop}: ${describeFailure(e)}`;
-        if (!again(CONNECT_CODES.has((e as NodeJS.ErrnoException).code ?? ''))) break;
+        if (!again(CONNECT_CODES.has(code))) break;
         continue;
       }
       if (!refused) {
         this.stats.forwarded++;
         return;
       }
-      last = `${hit.nextHop}: answered ${refused}`;
+      last = `${failed}: answered ${refused}`;
     }
-    if (tried.size === 0) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${decision.require.length ? ' with the required tags' : ''}`);
+    if (res.destroyed) return;
+    if (attempts === 0 && tried.size === 0) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${decision.require.length ? ' with the required tags' : ''}`);
     this.stats.failed++;
-    throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `every instance tried for ${capability} failed (${tried.size} tried; last: ${last})`, { attempts: tried.size });
+    throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `every instance tried for ${capability} failed (${attempts} tried; last: ${last})`, { attempts });
+  }
+
+  /** The policy's decision for `capability`; with `before`, merged into it (deny wins, tags add up). */
+  #decide(claims: AgentClaims, capability: string, before?: Decision<TagSet>): Decision<TagSet> {
+    const d = this.#deps.policy.decide(claims, capability);
+    if (d.effect === 'deny') throw new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${capability} to this requester (${d.rule ? `rule '${d.rule}'` : 'the policy default'})`);
+    if (!before || d.require.every((t) => before.require.includes(t))) return before ?? d;
+    const require = [...new Set([...before.require, ...d.require])];
+    return { ...d, require, mask: this.#deps.fib.tagSet(require) };
   }
 
   /**
@@ -241,11 +294,12 @@ export class DataPlane {
       return undefined;
     }
     const base = u.pathname.replace(/\/+$/, '');
-    return { origin: u.origin, path: `${base}${rest || (base ? '' : '/')}${query}` };
+    // The endpoint's own query comes first; the request's is added to it.
+    const q = u.search && query ? `${u.search}&${query.slice(1)}` : u.search || query;
+    return { origin: u.origin, path: `${base}${rest || (base ? '' : '/')}${q}` };
   }
 
-  #peerTarget(peer: string, pathAndQuery: string, hops: number): { origin: string; path: string } | undefined {
-    if (hops <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `the request ran out of gateway hops at ${this.#deps.self}`);
+  #peerTarget(peer: string, pathAndQuery: string): { origin: string; path: string } | undefined {
     const address = this.#deps.peerDataPlane(peer);
     return address ? { origin: `http://${address}`, path: pathAndQuery } : undefined;
   }
@@ -255,7 +309,10 @@ export class DataPlane {
     if (err.code === 'ERR_DMSC_UNAUTHORIZED' || err.code === 'ERR_DMSC_FORBIDDEN') this.stats.refused++;
     if (res.headersSent) return void res.destroy();
     const body = JSON.stringify({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } });
-    res.writeHead(err.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    // A request whose body was not read to its end (refused early, or its stream given
+    // up with a failed attempt) leaves the connection in no state for another: close it.
+    const unread = !res.req.complete;
+    res.writeHead(err.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(unread ? { connection: 'close' } : {}) });
     res.end(body);
   }
 }
@@ -269,16 +326,35 @@ function hopsLeft(value: string | string[] | undefined, max: number): number {
   return n;
 }
 
+/** Headers named in a `connection` header (hop-by-hop too). */
+function named(headers: IncomingHttpHeaders): Set<string> | undefined {
+  const c = headers['connection'];
+  if (typeof c !== 'string') return undefined;
+  const tokens = c.toLowerCase().split(',').map((t) => t.trim()).filter((t) => t && t !== 'keep-alive' && t !== 'close');
+  return tokens.length ? new Set(tokens) : undefined;
+}
+
 function forwardHeaders(headers: IncomingHttpHeaders, requester: string, extra: Record<string, string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !DROP_REQUEST.has(k)) out[k] = v;
+  const hop = named(headers);
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || DROP_REQUEST.has(k) || hop?.has(k) || (k.startsWith('x-dmsc-') && k !== FLOW_HEADER)) continue;
+    out[k] = v;
+  }
   out['x-dmsc-requester'] = requester;
   return Object.assign(out, extra);
 }
 
-function responseHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+/** An answer's headers to pass back; x-dmsc-* only from a peer gateway (its word, read in #said). */
+function responseHeaders(headers: IncomingHttpHeaders, fromPeer: boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !DROP_RESPONSE.has(k)) out[k] = v;
+  const hop = named(headers);
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || DROP_RESPONSE.has(k) || hop?.has(k) || (!fromPeer && k.startsWith('x-dmsc-'))) continue;
+    out[k] = v;
+  }
   return out;
 }
 

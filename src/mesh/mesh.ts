@@ -86,6 +86,7 @@ export class Mesh {
   readonly #domains: Domains;
   readonly #sessions = new Map<string, Live>();
   readonly #staleTimers = new Map<string, NodeJS.Timeout>();
+  readonly #heldOff = new Map<string, NodeJS.Timeout>();
   readonly #dialTimers = new Set<NodeJS.Timeout>();
   /** Sockets still in their OPEN exchange, destroyed on stop. */
   readonly #opening = new Set<Socket>();
@@ -166,10 +167,36 @@ export class Mesh {
     }
   }
 
-  /** The data-plane address a peer of our domain gave in its OPEN (none across domains). */
+  /**
+   * The data-plane address a peer of our domain gave in its OPEN (none across domains).
+   * A wildcard or loopback host from a peer that is not on this host is taken as the
+   * address its session comes from, with the port it gave.
+   */
   dataPlaneOf(peer: string): string | undefined {
     const session = this.#sessions.get(peer)?.session;
-    return session && session.peer.domain === this.#options.self.domain ? session.peer.dataplane : undefined;
+    const given = session && session.peer.domain === this.#options.self.domain ? session.peer.dataplane : undefined;
+    if (!given || !session) return undefined;
+    const at = given.lastIndexOf(':');
+    const host = given.slice(0, at).replace(/^\[|\]$/g, '');
+    const remote = session.remoteAddress?.replace(/^::ffff:/, '');
+    const local = (h: string) => h === '0.0.0.0' || h === '::' || h === '::1' || h.startsWith('127.') || h === 'localhost';
+    if (!local(host) || !remote || local(remote)) return given;
+    return `${remote.includes(':') ? `[${remote}]` : remote}${given.slice(at)}`;
+  }
+
+  /**
+   * A data-plane request to `peer` failed: its next hop is down for a moment (2 s), so
+   * requests go to the next choice; it comes back then if its session is still up.
+   */
+  holdOff(peer: string): void {
+    if (!this.#sessions.has(peer) || this.#heldOff.has(peer)) return;
+    this.#directory.setExternalHealth(peerHop(peer), 'down');
+    const t = setTimeout(() => {
+      this.#heldOff.delete(peer);
+      if (this.#sessions.has(peer)) this.#directory.setExternalHealth(peerHop(peer), 'up');
+    }, 2000);
+    t.unref();
+    this.#heldOff.set(peer, t);
   }
 
   /** Peers with a fresh route for `prefix`, best first. */
@@ -196,6 +223,7 @@ export class Mesh {
     this.#stopped = true;
     for (const t of this.#dialTimers) clearTimeout(t);
     for (const t of this.#staleTimers.values()) clearTimeout(t);
+    for (const t of this.#heldOff.values()) clearTimeout(t);
     for (const s of this.#opening) s.destroy();
     // Sessions first, so their peers are told; then whatever the listener still holds.
     for (const { session } of this.#sessions.values()) session.close();

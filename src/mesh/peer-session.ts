@@ -63,6 +63,11 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
     return this.#closed;
   }
 
+  /** The peer's address as this side's socket sees it. */
+  get remoteAddress(): string | undefined {
+    return this.#socket.remoteAddress;
+  }
+
   /**
    * Runs the OPEN exchange on a connected socket and resolves with the open session;
    * rejects (after telling the peer and closing the socket) if the peer is refused.

@@ -61,6 +61,7 @@ export class DmscNode {
     this.dataPlane = new DataPlane({
       self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard: new CredentialGuard(parts.amc),
       peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
+      peerFailed: (peer) => this.mesh.holdOff(peer),
     }, { listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs });
     this.#http = createServer();
     this.#routes(parts.token, policy, parts.grants);

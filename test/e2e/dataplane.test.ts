@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addProvider, api, cleanup, dmsc, register, start, startScript, tempDir, waitFor, type Proc } from './harness.js';
@@ -37,6 +38,20 @@ describe('data plane', () => {
     method: (init.method ?? 'GET') as 'GET',
     headers: { ...(init.auth === null ? {} : { authorization: `Bearer ${init.auth ?? requester.credential}` }), ...init.headers },
     ...(init.body !== undefined ? { body: init.body } : {}),
+  });
+  /** node:http, which sends the path as written (undici normalizes dot segments) and can use Expect. */
+  const raw = (path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}) => new Promise<{ status: number; json: any }>((resolve, reject) => {
+    const u = new URL(node.dataplane!);
+    const r = httpRequest({ host: u.hostname, port: u.port, path, method: init.method ?? 'GET', headers: { authorization: `Bearer ${requester.credential}`, ...init.headers } }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode!, json: text ? JSON.parse(text) : null }));
+    });
+    r.on('error', reject);
+    if (init.body === undefined) return void r.end();
+    // With Expect: 100-continue, the body goes only once the node says so.
+    if (init.headers?.['expect']) r.once('continue', () => r.end(init.body));
+    else r.end(init.body);
   });
   const heartbeat = (aic: string, credential: string, body: object = {}) => api(node.url, 'POST', `/v1/agents/${aic}/heartbeat`, { auth: credential, body });
   const state = async (prefix: string, aic: string) => {
@@ -176,6 +191,50 @@ describe('data plane', () => {
     expect((await send('/capability//x')).statusCode).toBe(400);
     expect((await api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: { version: 2, rules: [] } })).status).toBe(200);
     await api(node.url, 'DELETE', `/v1/agents/${d.aic}`, { auth: node.token });
+  }, 30_000);
+
+  it('sends a small body again after a refused connection, a large one once, and never blames the next instance for the request', async () => {
+    const dead = await instance('dead-body');
+    const deadPort = dead.port;
+    await dead.kill9();
+    const good = await instance('good-body');
+    const d = await register(node, key, [{ name: '/capability/body', priority: 0 }], `http://127.0.0.1:${deadPort}`);
+    const g = await register(node, key, [{ name: '/capability/body', priority: 1 }], good.url);
+    const revive = () => heartbeat(d.aic, d.credential);
+    // A POST the dead instance never got is sent to the next one, whole.
+    const small = await send('/capability/body', { method: 'POST', body: 'x'.repeat(1000) });
+    expect([small.statusCode, (await small.body.json() as any).bytes, small.headers['x-dmsc-attempts']]).toEqual([200, 1000, '2']);
+    expect(await state('/capability/body', g.aic)).toBe('up');
+    // A body too big to keep streams once: the request fails, and only the dead one is blamed.
+    await revive();
+    const large = await send('/capability/body', { method: 'POST', body: Buffer.alloc(200_000, 1) });
+    expect({ status: large.statusCode, code: (await large.body.json() as any).error.code }).toEqual({ status: 502, code: 'ERR_DMSC_UPSTREAM_FAILED' });
+    expect([await state('/capability/body', d.aic), await state('/capability/body', g.aic)]).toEqual(['down', 'up']);
+    // Expect: 100-continue is answered here; the instance gets the body, nobody is blamed.
+    await revive();
+    const expecting = await raw('/capability/body', { method: 'PUT', body: 'y'.repeat(5000), headers: { expect: '100-continue', 'content-length': '5000' } });
+    expect([expecting.status, expecting.json.bytes]).toEqual([200, 5000]);
+    expect(await state('/capability/body', g.aic)).toBe('up');
+  }, 30_000);
+
+  it('decides policy on the capability that matched, refuses paths that climb, and stops requests that come back', async () => {
+    const sub = await instance('sub');
+    await register(node, key, [{ name: '/capability/secret' }], `${sub.url}/base`);
+    const deny = { version: 10, rules: [{ id: 'no-secret', effect: 'deny', capabilities: ['/capability/secret'] }] };
+    expect((await api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: deny })).status).toBe(200);
+    const below = await send('/capability/secret/anything/below');
+    expect({ status: below.statusCode, code: (await below.body.json() as any).error.code }).toEqual({ status: 403, code: 'ERR_DMSC_FORBIDDEN' });
+    expect((await api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: { version: 11, rules: [] } })).status).toBe(200);
+    for (const path of ['/capability/secret/../../admin', '/capability/secret/%2e%2e/admin', '/capability/secret/a%2Fb']) {
+      const r = await raw(path);
+      expect({ path, status: r.status, code: r.json.error.code }).toEqual({ path, status: 400, code: 'ERR_DMSC_INVALID_NAME' });
+    }
+    const loop = await send('/capability/secret', { headers: { 'x-dmsc-via': 'other,node-1' } });
+    expect({ status: loop.statusCode, code: (await loop.body.json() as any).error.code }).toEqual({ status: 508, code: 'ERR_DMSC_LOOP' });
+    // Headers an instance sets in our name never reach the requester as ours.
+    const ok = await send('/capability/secret/x');
+    expect([ok.statusCode, (await ok.body.json() as any).path]).toEqual([200, '/base/x']);
+    expect(await hits(sub)).toBe(1);
   }, 30_000);
 
   it('streams 100 MiB each way with the node\'s memory bounded', async () => {
