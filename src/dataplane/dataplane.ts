@@ -24,8 +24,9 @@ import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { TagSet } from '../fastpath/tags.js';
 import { nameProblem } from '../fastpath/validate.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
-import type { Listen } from '../node/config.js';
-import type { Decision, PolicyEngine } from '../policy/policy.js';
+import { listenOn, type Listen } from '../node/config.js';
+import { bearer } from '../http/server.js';
+import { policyDenial, type Decision, type PolicyEngine } from '../policy/policy.js';
 
 export interface DataPlaneOptions {
   readonly listen: Listen;
@@ -120,17 +121,8 @@ export class DataPlane {
     });
     server.setTimeout(120_000, (socket) => socket.destroy());
     server.on('clientError', (_e, socket) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.#listen.port, this.#listen.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', () => {});
+    this.#address = await listenOn(server, this.#listen);
     this.#server = server;
-    const a = server.address();
-    this.#address = typeof a === 'object' && a ? { host: a.address, port: a.port } : this.#listen;
   }
 
   async stop(): Promise<void> {
@@ -156,9 +148,7 @@ export class DataPlane {
     if (DOT_SEGMENT.test(name)) throw new DmscError('ERR_DMSC_INVALID_NAME', `${name.slice(0, 200)}: dot segments and encoded slashes are not allowed`);
 
     // Who asks, and may they: before any instance is contacted.
-    const auth = req.headers.authorization;
-    const token = auth && /^bearer /i.test(auth) ? auth.slice(7).trim() : '';
-    if (!token) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'a request needs the agent credential as a Bearer token');
+    const token = bearer(req);
     const claims = await this.#deps.guard.verify(token);
     const hops = hopsLeft(req.headers[HOPS_HEADER], this.#maxHops);
     const via = typeof req.headers[VIA_HEADER] === 'string' ? (req.headers[VIA_HEADER] as string).split(',').slice(0, 64) : [];
@@ -258,7 +248,7 @@ export class DataPlane {
       last = `${failed}: answered ${refused}`;
     }
     if (res.destroyed) return;
-    if (attempts === 0 && tried.size === 0) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${decision.require.length ? ' with the required tags' : ''}`);
+    if (tried.size === 0) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${decision.require.length ? ' with the required tags' : ''}`);
     this.stats.failed++;
     throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `every instance tried for ${capability} failed (${attempts} tried; last: ${last})`, { attempts });
   }
@@ -266,7 +256,7 @@ export class DataPlane {
   /** The policy's decision for `capability`; with `before`, merged into it (deny wins, tags add up). */
   #decide(claims: AgentClaims, capability: string, before?: Decision<TagSet>): Decision<TagSet> {
     const d = this.#deps.policy.decide(claims, capability);
-    if (d.effect === 'deny') throw new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${capability} to this requester (${d.rule ? `rule '${d.rule}'` : 'the policy default'})`);
+    if (d.effect === 'deny') throw policyDenial(capability, d.rule);
     if (!before || d.require.every((t) => before.require.includes(t))) return before ?? d;
     const require = [...new Set([...before.require, ...d.require])];
     return { ...d, require, mask: this.#deps.fib.tagSet(require) };

@@ -11,7 +11,7 @@ import type { AgentClaims } from '../identity/credentials.js';
 import { signJwt } from '../identity/jwt.js';
 import type { KeyRing } from '../identity/key-ring.js';
 import { SerialAllocator } from '../identity/serials.js';
-import type { PolicyEngine } from '../policy/policy.js';
+import { policyDenial, type PolicyEngine } from '../policy/policy.js';
 import type { Store } from '../store/store.js';
 import { acsOf, Directory, peerOf, type AgentRecord, type AttributeValue, type CapabilityOffer } from './directory.js';
 
@@ -209,7 +209,7 @@ export class Gateway {
     const self = this.options.nodeId;
     if (hop.path.includes(self)) throw new DmscError('ERR_DMSC_LOOP', `discovery of ${capability} came back to ${self}`);
     const decision = this.#policy.decide(requester, capability);
-    if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
+    if (decision.effect === 'deny') throw policyDenial(capability, decision.rule);
     const need = [...new Set([...decision.require, ...require])];
     const candidates = this.directory.candidates(capability)
       .filter((c) => need.every((t) => c.tags.includes(t)) && (!hop.visible || hop.visible(c.prefix)))
@@ -244,7 +244,7 @@ export class Gateway {
     const self = this.options.nodeId;
     if (hop.path.includes(self)) throw new DmscError('ERR_DMSC_LOOP', `resolution of ${capability} came back to ${self} (path ${[...hop.path, self].join(' > ')})`);
     const decision = this.#policy.decide(requester, capability);
-    if (decision.effect === 'deny') throw this.#denied(capability, decision.rule);
+    if (decision.effect === 'deny') throw policyDenial(capability, decision.rule);
     // The policy's requirement is compiled to a TagSet once per decision; a request's own
     // extra tags are merged per call.
     const mask = require.length === 0 ? decision.mask : [...new Set([...decision.require, ...require])];
@@ -312,10 +312,6 @@ export class Gateway {
   async #drop(aic: string): Promise<void> {
     this.directory.remove(aic);
     await this.#store.durable(() => this.#agents.remove(aic));
-  }
-
-  #denied(capability: string, rule: string | null): DmscError {
-    return new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${capability} to this requester (${rule ? `rule '${rule}'` : 'the policy default'})`);
   }
 }
 

@@ -1,6 +1,7 @@
 // The HTTP conventions every dmsc listener shares: JSON bodies with a size limit, strict
 // schemas (unknown fields are errors, not silently dropped), and one error shape,
 // `{ error: { code, message } }`, whose code is the same ERR_DMSC_* the CLI and logs show.
+import type { IncomingHttpHeaders } from 'node:http';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DmscError } from '../errors.js';
@@ -85,7 +86,7 @@ export function adminOnly(token: string) {
 }
 
 /** The Bearer value of a request, or an ERR_DMSC_UNAUTHORIZED. */
-export function bearer(req: FastifyRequest): string {
+export function bearer(req: { readonly headers: IncomingHttpHeaders }): string {
   const h = req.headers.authorization;
   if (!h || !/^bearer [^\s]/i.test(h)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'missing Bearer credential');
   return h.slice(7);

@@ -96,21 +96,22 @@ function reason(e: unknown): string {
 export function peekKid(token: string): string | undefined {
   const dot = token.indexOf('.');
   if (dot <= 0 || dot > 512) return undefined;
-  try {
-    const h = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString()) as { kid?: unknown };
-    return typeof h.kid === 'string' ? h.kid : undefined;
-  } catch {
-    return undefined;
-  }
+  const kid = peekField(token.slice(0, dot), 'kid');
+  return typeof kid === 'string' ? kid : undefined;
 }
 
 /** A claim of a compact JWS without verifying it (to pick the keys that will verify it). */
 export function peekClaim(token: string, claim: string): unknown {
   const parts = token.split('.', 3);
   if (parts.length !== 3 || parts[1]!.length > 8192) return undefined;
+  return peekField(parts[1]!, claim);
+}
+
+/** A field of one base64url JSON segment of a token; undefined if it is not readable. */
+function peekField(segment: string, field: string): unknown {
   try {
-    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString()) as Record<string, unknown> | null;
-    return payload && typeof payload === 'object' ? payload[claim] : undefined;
+    const value = JSON.parse(Buffer.from(segment, 'base64url').toString()) as Record<string, unknown> | null;
+    return value && typeof value === 'object' ? value[field] : undefined;
   } catch {
     return undefined;
   }

@@ -14,7 +14,7 @@ import type { NextHop } from '../fastpath/types.js';
 import { GATEWAY_TYP, type Amc } from '../identity/amc.js';
 import { AmcTokenVerifier } from '../identity/credentials.js';
 import { peekClaim } from '../identity/jwt.js';
-import type { Listen } from '../node/config.js';
+import { listenOn, type Listen } from '../node/config.js';
 import { DEFAULT_MAX_ROUTES, DigestSync } from './csp.js';
 import { Domains, unseen, type ForeignDomain } from './domains.js';
 import { text, type Message } from './frames.js';
@@ -152,14 +152,8 @@ export class Mesh {
     });
     // A client that fails the TLS handshake is logged; the listener goes on.
     server.on('tlsClientError', (e: Error, socket: Socket) => this.#log({ msg: 'peer refused', remote: socket.remoteAddress, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }));
-    server.on('error', () => {});
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.#options.listen.port, this.#options.listen.host, () => resolve());
-    });
+    this.#address = await listenOn(server, this.#options.listen);
     this.#server = server;
-    const a = server.address();
-    this.#address = typeof a === 'object' && a ? { host: a.address, port: a.port } : this.#options.listen;
     for (const p of this.#options.peers) this.#dial(p, 0);
     if (this.#options.upstream) {
       this.#directory.setExternalHealth(peerHop(this.#options.upstream), 'down');
@@ -237,9 +231,9 @@ export class Mesh {
     }
   }
 
-  /** The domain of a session's peer, when it is not ours. */
-  #foreign(session: PeerSession): ForeignDomain | undefined {
-    return session.peer.domain === this.#options.self.domain ? undefined : this.#domains.get(session.peer.domain);
+  /** The domain of a peer, when it is not ours (undefined too for one we do not trust). */
+  #foreign(peer: Identity): ForeignDomain | undefined {
+    return peer.domain === this.#options.self.domain ? undefined : this.#domains.get(peer.domain);
   }
 
   #sessionOptions(expect?: PeerConfig) {
@@ -280,8 +274,8 @@ export class Mesh {
     const configured = this.#options.peers.find((p) => p.id === claimed.gateway);
     const expected = configured ? configured.domain ?? this.#amc.domain : this.#peerDomains.get(claimed.gateway);
     if (expected !== undefined && claimed.domain !== expected) throw new Error(`${claimed.gateway} is a gateway of domain ${expected}, not ${claimed.domain}`);
-    const foreign = claimed.domain === this.#amc.domain ? undefined : this.#domains.get(claimed.domain);
-    if (claimed.domain !== this.#amc.domain && !foreign) throw new Error(`gateway of domain ${claimed.domain}, which this node does not trust`);
+    const foreign = this.#foreign(claimed);
+    if (claimed.domain !== this.#options.self.domain && !foreign) throw new Error(`gateway of domain ${claimed.domain}, which this node does not trust`);
     const claims = await (foreign ?? this.#verifier).verify(credential, GATEWAY_TYP);
     if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`credential is for ${text(claims['sub'])}@${text(claims['dom'])}`);
   }
@@ -366,7 +360,7 @@ export class Mesh {
       if (existing.dialler !== dialler && existing.dialler === keep) return session.close();
       existing.session.close();
     }
-    const foreign = this.#foreign(session);
+    const foreign = this.#foreign(session.peer);
     const configured = this.#options.peers.find((p) => p.id === peer);
     const sync = new DigestSync(this.rib, session, {
       maxRoutes: configured?.maxRoutes ?? this.#options.maxRoutes ?? DEFAULT_MAX_ROUTES,
@@ -417,7 +411,7 @@ export class Mesh {
       const request = checkForwarded(m['request']);
       const onResolve = this.onResolve;
       if (!onResolve) throw new DmscError('ERR_DMSC_NO_ROUTE', 'this gateway does not resolve for peers');
-      const foreign = this.#foreign(session);
+      const foreign = this.#foreign(session.peer);
       // From another domain: its tags read through our table (a tag with no mapping
       // matches nothing here), within our export policy for it.
       const answer = foreign
@@ -451,7 +445,7 @@ export class Mesh {
         ? Array.isArray(answer.candidates) && answer.candidates.every((c) => typeof c === 'object' && c !== null && !Array.isArray(c))
         : typeof answer.grant === 'string' && typeof answer.target?.aic === 'string');
     if (!valid) return p.reject(new DmscError('ERR_DMSC_MALFORMED_FRAME', `${peer} sent a malformed ${p.kind} answer`));
-    const foreign = this.#foreign(session);
+    const foreign = this.#foreign(session.peer);
     if (foreign && p.kind === 'discover') {
       // Candidates from another domain are shown in our tags.
       return p.resolve({ ...answer!, candidates: answer!.candidates.map((c) => ({ ...c, tags: foreign.importTags(Array.isArray(c['tags']) ? (c['tags'] as unknown[]).filter((t): t is string => typeof t === 'string') : []) })) });

@@ -58,13 +58,16 @@ export class DmscNode {
       knownTags: () => new Set((policy.document.tags ?? []).map((t) => t.tag)),
       log: log(config.id),
     }, parts.amc, this.gateway.directory);
+    // One guard for the API and the data plane: a credential verified by either is in
+    // the cache of both.
+    const guard = new CredentialGuard(parts.amc);
     this.dataPlane = new DataPlane({
-      self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard: new CredentialGuard(parts.amc),
+      self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard,
       peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
       peerFailed: (peer) => this.mesh.holdOff(peer),
     }, { listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs });
     this.#http = createServer();
-    this.#routes(parts.token, policy, parts.grants);
+    this.#routes(parts.token, policy, parts.grants, guard);
   }
 
   /** Starts a node; on any failure what was opened is closed again. */
@@ -117,7 +120,7 @@ export class DmscNode {
     this.fib.close();
   }
 
-  #routes(token: string, policy: PolicyEngine<TagSet>, grants: KeyRing): void {
+  #routes(token: string, policy: PolicyEngine<TagSet>, grants: KeyRing, guard: CredentialGuard): void {
     const http = this.#http;
     const amc = this.#amc;
     http.get('/healthz', async () => ({ status: 'ok', node: this.config.id }));
@@ -135,7 +138,6 @@ export class DmscNode {
         });
       }
     }
-    const guard = new CredentialGuard(amc);
     agentRoutes(http, this.gateway, guard, token);
     // Requests peers pass on may come from agents of the other domains this node trusts.
     const peerGuard = this.#domains.size ? new CredentialGuard(amc, (d) => this.#domains.get(d)) : guard;

@@ -13,7 +13,7 @@
 // rule, wherever it stands, adds its tags; the union (sorted, deduplicated) is the
 // decision's `require` when the effect is 'allow', and empty when it is 'deny'.
 import { LRUCache } from 'lru-cache';
-import { DmscTypeError } from '../errors.js';
+import { DmscError, DmscTypeError } from '../errors.js';
 import { describe, MAX_TAGS, nameProblem, tagProblem } from '../fastpath/validate.js';
 import { PatternSet, patternProblem } from './pattern.js';
 
@@ -361,4 +361,9 @@ export class PolicyEngine<M = readonly string[]> {
   get stats(): { hits: number; misses: number; size: number } {
     return { hits: this.#hits, misses: this.#misses, size: this.#cache?.size ?? 0 };
   }
+}
+
+/** The error for a request the policy denies (rule `null`: the document's default). */
+export function policyDenial(capability: string, rule: string | null): DmscError {
+  return new DmscError('ERR_DMSC_FORBIDDEN', `policy denies ${capability} to this requester (${rule ? `rule '${rule}'` : 'the policy default'})`);
 }
