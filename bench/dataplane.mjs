@@ -14,13 +14,13 @@
 // errors) for dmsc and for nginx. Installs wrk and nginx with apt-get when missing.
 //   npm run bench -- dataplane [--seconds N] [--connections N] [--trials N] [--no-write]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { ensureTools } from '../scripts/debian-tools.mjs';
+import { cleanupAll, startLine, tempDir, track } from './procs.mjs';
 import { benchOptions } from './options.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -42,24 +42,8 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const progress = (m) => process.stderr.write(`  ${m}\n`);
 
 // --- processes ---------------------------------------------------------------------
-const procs = [];
-const dirs = [];
-function cleanupAll() {
-  for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-}
-process.on('exit', cleanupAll);
 process.on('SIGINT', () => process.exit(130));
 
-async function startLine(cmd, args, env = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, DMSC_HINTS: '0', ...env } });
-  procs.push(child);
-  const line = await new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`)));
-  });
-  return { child, info: JSON.parse(line) };
-}
 const upstream = (port = 0) => startLine(process.execPath, [join(here, 'upstream.mjs'), String(port)]);
 
 function nginxStart(ports, listen, dir) {
@@ -87,9 +71,7 @@ http {
     }
   }
 }`);
-  const child = spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-  procs.push(child);
-  return child;
+  return track(spawn('nginx', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] }), 'SIGTERM');
 }
 
 async function freePort() {
@@ -150,15 +132,14 @@ function paced(url, rate, headers = {}) {
 
 // --- run -----------------------------------------------------------------------------
 ensureTools([{ command: 'wrk', pkg: 'wrk' }, { command: 'nginx', pkg: 'nginx' }], 'dmsc bench dataplane');
-const dir = mkdtempSync(join(tmpdir(), 'dmsc-bench-dp-'));
-dirs.push(dir);
+const dir = tempDir('dmsc-bench-dp-');
 progress('starting three upstreams, a dmsc node and nginx');
 const ups = [await upstream(), await upstream(), await upstream()];
 const ports = ups.map((u) => u.info.port);
 const node = await startLine(process.execPath, [CLI, 'node', '--id', 'bench', '--data', join(dir, 'node'), '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0', '--heartbeat-ms', '3600000']);
 const api = `http://${node.info.api}`;
 const dp = `http://${node.info.dataplane}`;
-const token = (await import('node:fs')).readFileSync(join(dir, 'node', 'admin-token'), 'utf8').trim();
+const token = readFileSync(join(dir, 'node', 'admin-token'), 'utf8').trim();
 const call = async (method, path, body, auth = token) => {
   const r = await request(`${api}${path}`, { method, headers: { authorization: `Bearer ${auth}`, 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) });
   const text = await r.body.text();

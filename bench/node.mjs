@@ -5,15 +5,14 @@
 // medians of several trials. The node is the real `dmsc node` process; the load comes
 // from this process over loopback.
 //   npm run bench -- node [--trials N] [--registrations N] [--seconds N] [--clients N] [--no-write]
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
 import { benchOptions } from './options.mjs';
+import { cleanupAll, startLine, tempDir } from './procs.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, '..', 'dist', 'cli', 'main.js');
@@ -39,17 +38,10 @@ const CLIENTS = int('clients', 1, 1000);
 const SECONDS = int('seconds', 1, 600);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const dirs = [];
-const procs = [];
 
 async function startProc(args) {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, DMSC_HINTS: '0' } });
-  procs.push(child);
-  const line = await new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}`)));
-  });
-  return { child, url: `http://${JSON.parse(line).api}` };
+  const { child, info } = await startLine(process.execPath, args);
+  return { child, url: `http://${info.api}` };
 }
 
 async function stopProc(p) {
@@ -58,8 +50,7 @@ async function stopProc(p) {
 }
 
 async function startNode() {
-  const dir = mkdtempSync(join(tmpdir(), 'dmsc-bench-node-'));
-  dirs.push(dir);
+  const dir = tempDir('dmsc-bench-node-');
   const p = await startProc([CLI, 'node', '--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0', '--data', dir, '--heartbeat-ms', '3600000']);
   const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
   const pool = new Pool(p.url, { connections: CLIENTS });
@@ -142,8 +133,7 @@ try {
   await node.pool.close();
   await floorPool.close();
 } finally {
-  for (const c of procs) if (c.exitCode === null) c.kill('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  cleanupAll();
 }
 
 const reg = { floor: median(results.registrations.floor), dmsc: median(results.registrations.dmsc) };
