@@ -231,6 +231,10 @@ describe('data plane', () => {
     }
     const loop = await send('/capability/secret', { headers: { 'x-dmsc-via': 'other,node-1' } });
     expect({ status: loop.statusCode, code: (await loop.body.json() as any).error.code }).toEqual({ status: 508, code: 'ERR_DMSC_LOOP' });
+    for (const hops of ['many', '-1', '99']) {
+      const bad = await send('/capability/secret', { headers: { 'x-dmsc-hops': hops } });
+      expect({ hops, status: bad.statusCode, code: (await bad.body.json() as any).error.code }).toEqual({ hops, status: 400, code: 'ERR_DMSC_INVALID_ARGUMENT' });
+    }
     // Headers an instance sets in our name never reach the requester as ours.
     const ok = await send('/capability/secret/x');
     expect([ok.statusCode, (await ok.body.json() as any).path]).toEqual([200, '/base/x']);
