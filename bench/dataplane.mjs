@@ -12,7 +12,7 @@
 // the bare upstream.) Then the same wrk run
 // with one upstream killed a third of the way in: failed requests (non-2xx and socket
 // errors) for dmsc and for nginx. Installs wrk and nginx with apt-get when missing.
-//   npm run bench -- dataplane [--seconds N] [--connections N] [--trials N] [--no-write]
+//   npm run bench -- dataplane [--seconds N] [--connections N] [--trials N] [--warmup N] [--no-write]
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -29,15 +29,18 @@ const USAGE = `usage: npm run bench -- dataplane [options]
   --seconds N       length of each wrk run (default 10)
   --connections N   wrk connections (default 32)
   --trials N        peak runs per target; the median is reported (default 3)
+  --warmup N        seconds of unmeasured load on each target first (default 3)
   --no-write        do not write bench/results/dataplane.json`;
 const { opts, int } = benchOptions('dataplane', USAGE, {
   seconds: { type: 'string', default: '10' },
   connections: { type: 'string', default: '32' },
   trials: { type: 'string', default: '3' },
+  warmup: { type: 'string', default: '3' },
 });
 const SECONDS = int('seconds', 2, 600);
 const CONNECTIONS = int('connections', 1, 4096);
 const TRIALS = int('trials', 1, 20);
+const WARMUP = int('warmup', 0, 60);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const progress = (m) => process.stderr.write(`  ${m}\n`);
 
@@ -162,6 +165,12 @@ for (const t of Object.values(targets)) await waitUp(t.url, t.headers);
 
 const peak = {};
 for (const [name, t] of Object.entries(targets)) {
+  // Each target is warmed the same way before it is measured: connection pools filled
+  // and, for dmsc (and the Node upstreams), the JIT past its first tiers.
+  if (WARMUP > 0) {
+    progress(`warm-up, ${name}, ${WARMUP} s`);
+    await wrk(t.url, t.headers, WARMUP);
+  }
   const runs = [];
   for (let i = 0; i < TRIALS; i++) {
     progress(`peak, ${name}, trial ${i + 1}/${TRIALS}`);
@@ -192,7 +201,7 @@ const killed = { dmsc: await killRun('dmsc'), nginx: await killRun('nginx') };
 // --- report ----------------------------------------------------------------------------
 const f = (v, d = 1) => (Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
 const ratio = (a, b) => (b ? (a / b).toFixed(2) : 'n/a');
-console.log(`\ndmsc data-plane benchmark: wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${cpus().length} cores, medians of ${TRIALS} trials`);
+console.log(`\ndmsc data-plane benchmark: wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${cpus().length} cores, medians of ${TRIALS} trials after ${WARMUP} s of warm-up each`);
 console.log('three upstream processes; the floor is one of them asked directly; nginx: worker_processes 1, keepalive 64\n');
 console.log('peak (closed loop)            floor         dmsc        nginx   dmsc/nginx');
 console.log(`  requests/s          ${f(peak.floor.rps, 0).padStart(12)} ${f(peak.dmsc.rps, 0).padStart(12)} ${f(peak.nginx.rps, 0).padStart(12)} ${ratio(peak.dmsc.rps, peak.nginx.rps).padStart(12)}`);
@@ -215,7 +224,7 @@ console.log('\ntargets:');
 for (const [ok, what] of targetsMet) console.log(`  ${ok ? 'met   ' : 'MISSED'} ${what}`);
 if (!opts['no-write']) {
   const out = join(here, 'results', 'dataplane.json');
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, trials: TRIALS, peak, half, atHalf, killed }, null, 2) + '\n');
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, trials: TRIALS, warmup: WARMUP, peak, half, atHalf, killed }, null, 2) + '\n');
 }
 cleanupAll();
 process.exit(0);

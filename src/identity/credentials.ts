@@ -69,11 +69,25 @@ export class CredentialGuard {
 
   /** The claims of a valid, unexpired, unrevoked credential; else ERR_DMSC_UNAUTHORIZED. */
   async verify(token: string): Promise<AgentClaims> {
-    let claims = this.#verified.get(token);
-    if (!claims) {
-      claims = await this.#check(token);
-      this.#verified.set(token, claims, { ttl: Math.max(1, claims.expiresAt - Date.now()) });
-    }
+    const known = this.verified(token);
+    if (known) return known;
+    const claims = await this.#check(token);
+    this.#verified.set(token, claims, { ttl: Math.max(1, claims.expiresAt - Date.now()) });
+    return this.#usable(claims);
+  }
+
+  /**
+   * `verify` without waiting, for a credential verified before: its claims if still
+   * good, undefined when it has not been seen (then `verify` it). A per-request path
+   * (the data plane) takes this first and spends no promise on the common case.
+   * @throws ERR_DMSC_UNAUTHORIZED when it has expired or its AIC is revoked.
+   */
+  verified(token: string): AgentClaims | undefined {
+    const claims = this.#verified.get(token);
+    return claims && this.#usable(claims);
+  }
+
+  #usable(claims: AgentClaims): AgentClaims {
     if (claims.expiresAt <= Date.now()) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: expired');
     if (this.#amc.isRevoked(claims.aic)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', `credential rejected: AIC ${claims.aic} is revoked`);
     return claims;
