@@ -3,7 +3,8 @@
 // path picks (shares follow weights and load), with headers saying what happened; an
 // instance killed in the middle of a stream of requests costs no idempotent request and
 // gets no traffic until it heartbeats again; slow, resetting and 503 instances are
-// failed over; 100 MiB bodies stream both ways with the node's memory bounded; requests
+// failed over; a request whose requester goes away is called off at the instance; 100 MiB
+// bodies stream both ways with the node's memory bounded; requests
 // that are unauthenticated or denied never reach an instance; and a route toward a peer
 // gateway takes the request to that gateway's data plane.
 import { createHash } from 'node:crypto';
@@ -22,7 +23,8 @@ async function instance(name: string, mode = 'normal', port = 0, delay = 3000): 
   const s = await startScript<{ port: number }>(UPSTREAM, ['--name', name, '--mode', mode, '--port', String(port), '--delay', String(delay)]);
   return Object.assign(s, { url: `http://127.0.0.1:${s.info.port}`, port: s.info.port });
 }
-const hits = async (i: Instance) => (await (await request(`${i.url}/__stats`)).body.json() as { hits: number }).hits;
+const stats = async (i: Instance) => await (await request(`${i.url}/__stats`)).body.json() as { hits: number; abandoned: number };
+const hits = async (i: Instance) => (await stats(i)).hits;
 
 /** Peak resident memory of a process so far, in MiB (Linux). */
 async function peakRss(pid: number): Promise<number> {
@@ -163,6 +165,25 @@ describe('data plane', () => {
       }
     }
   }, 60_000);
+
+  it('calls the instance off when the requester goes away, without blaming the instance', async () => {
+    // A node that would wait a minute for the instance, and an instance that takes a
+    // minute: the instance sees its request given up within the test only if the node
+    // called it off when the requester went away.
+    const patient = await start('node', ['--heartbeat-ms', '600000', '--upstream-timeout-ms', '60000']);
+    const k = await addProvider(patient, 'acme', ['/capability/**']);
+    const who = await register(patient, k, [{ name: '/capability/requester' }]);
+    const slow = await instance('slow-cancel', 'slow', 0, 60_000);
+    const s = await register(patient, k, [{ name: '/capability/cancel' }], slow.url);
+    const gone = new AbortController();
+    const asked = request(`${patient.dataplane}/capability/cancel`, { headers: { authorization: `Bearer ${who.credential}` }, signal: gone.signal }).catch((e: Error) => e);
+    await waitFor(async () => (await hits(slow)) === 1);
+    gone.abort();
+    expect(await asked).toBeInstanceOf(Error);
+    await waitFor(async () => (await stats(slow)).abandoned === 1);
+    const fib = await api(patient.url, 'GET', `/v1/fib?prefix=${encodeURIComponent('/capability/cancel')}`, { auth: patient.token });
+    expect(fib.body.entries[0].nextHops.find((h: any) => h.id === s.aic)?.state).toBe('up');
+  });
 
   it('answers 502 when every instance fails, 404 with no route, and refuses unauthenticated and denied requests before any instance is contacted', async () => {
     const dead = await instance('dead', 'reset');

@@ -2,7 +2,8 @@
 // An agent instance for data-plane tests, as its own process: answers every request with
 // what it received (its name, method, path, body size and SHA-256, the requester the
 // gateway named), after reading the body as a stream. `GET /__stats` (asked directly,
-// not through a gateway) tells how many requests it has had. Modes: normal, slow
+// not through a gateway) tells how many requests it has had, and how many of them were
+// given up (the connection closed before the answer was sent). Modes: normal, slow
 // (headers after --delay ms), reset (destroys the connection), 503 (answers 503),
 // and `GET .../big?mb=N` streams N MiB back.
 import { createHash } from 'node:crypto';
@@ -11,9 +12,13 @@ import { parseArgs } from 'node:util';
 
 const { values: o } = parseArgs({ options: { name: { type: 'string' }, mode: { type: 'string', default: 'normal' }, port: { type: 'string', default: '0' }, delay: { type: 'string', default: '3000' } } });
 let hits = 0;
+let abandoned = 0;
 const server = createServer(async (req, res) => {
-  if (req.url === '/__stats') return res.end(JSON.stringify({ hits }));
+  if (req.url === '/__stats') return res.end(JSON.stringify({ hits, abandoned }));
   hits++;
+  res.once('close', () => {
+    if (!res.writableEnded) abandoned++;
+  });
   if (o.mode === 'reset') return req.socket.destroy();
   const hash = createHash('sha256');
   let bytes = 0;
