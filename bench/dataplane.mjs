@@ -3,15 +3,17 @@
 // (bench/upstream.mjs, each its own process); wrk (Debian's package) drives, in turn:
 //   - one upstream directly: the floor;
 //   - dmsc's data plane (one process, one event loop) in front of the three;
-//   - nginx `proxy_pass` to the same three with keepalive, `worker_processes 1`.
-// Peak: requests/s and p50/p99 with wrk's closed loop (--connections, --seconds). Then
-// added latency at half of dmsc's peak rate: wrk paced (each connection waits between
-// requests, a Lua `delay`, so the rate is about half the peak), for the floor and dmsc.
-// (An open-loop generator in Node could not keep a steady few thousand requests a
-// second on this machine: its own stalls showed as tens of milliseconds of p99 against
-// the bare upstream.) Then the same wrk run
-// with one upstream killed a third of the way in: failed requests (non-2xx and socket
-// errors) for dmsc and for nginx. Installs wrk and nginx with apt-get when missing.
+//   - nginx `proxy_pass` to the same three with keepalive, `worker_processes 1`;
+//   - for reference, bench/node-proxy.mjs: node:http and undici with no dmsc code at
+//     all, the ceiling of the runtime dmsc's data plane runs on.
+// Each is warmed for --warmup seconds first. Peak: requests/s and p50/p99 with wrk's
+// closed loop (--connections, --seconds). Then added latency at half of dmsc's peak
+// rate: wrk paced (each connection waits between requests, a Lua `delay`, so the rate is
+// about half the peak), for all four. (An open-loop generator in Node could not keep a
+// steady few thousand requests a second on this machine: its own stalls showed as tens
+// of milliseconds of p99 against the bare upstream.) Then the same wrk run with one
+// upstream killed a third of the way in: failed requests (non-2xx and socket errors) for
+// dmsc and for nginx. Installs wrk and nginx with apt-get when missing.
 //   npm run bench -- dataplane [--seconds N] [--connections N] [--trials N] [--warmup N] [--no-write]
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -156,10 +158,12 @@ const { credential } = await call('POST', '/v1/agents', { endpoint: 'http://127.
 const auth = { authorization: `Bearer ${credential}` };
 const nginxPort = await freePort();
 nginxStart(ports, nginxPort, dir);
+const reference = await startLine(process.execPath, [join(here, 'node-proxy.mjs'), ...ports.map(String)]);
 const targets = {
   floor: { url: `http://127.0.0.1:${ports[0]}/`, headers: {} },
   dmsc: { url: `${dp}/capability/echo/`, headers: auth },
   nginx: { url: `http://127.0.0.1:${nginxPort}/capability/echo/`, headers: {} },
+  node: { url: `http://127.0.0.1:${reference.info.port}/capability/echo/`, headers: auth },
 };
 for (const t of Object.values(targets)) await waitUp(t.url, t.headers);
 
@@ -180,8 +184,9 @@ for (const [name, t] of Object.entries(targets)) {
 }
 
 const half = Math.round(peak.dmsc.rps / 2);
-progress(`paced at about ${half}/s (half of dmsc's peak): floor, then dmsc`);
-const atHalf = { floor: await paced(targets.floor.url, half), dmsc: await paced(targets.dmsc.url, half, auth) };
+progress(`paced at about ${half}/s (half of dmsc's peak): floor, dmsc, nginx, node reference`);
+const atHalf = {};
+for (const [name, t] of Object.entries(targets)) atHalf[name] = await paced(t.url, half, t.headers);
 
 async function killRun(name) {
   // All three up; the first dies a third of the way in; then it is back (and its agent
@@ -202,16 +207,23 @@ const killed = { dmsc: await killRun('dmsc'), nginx: await killRun('nginx') };
 const f = (v, d = 1) => (Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
 const ratio = (a, b) => (b ? (a / b).toFixed(2) : 'n/a');
 console.log(`\ndmsc data-plane benchmark: wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${cpus().length} cores, medians of ${TRIALS} trials after ${WARMUP} s of warm-up each`);
-console.log('three upstream processes; the floor is one of them asked directly; nginx: worker_processes 1, keepalive 64\n');
-console.log('peak (closed loop)            floor         dmsc        nginx   dmsc/nginx');
-console.log(`  requests/s          ${f(peak.floor.rps, 0).padStart(12)} ${f(peak.dmsc.rps, 0).padStart(12)} ${f(peak.nginx.rps, 0).padStart(12)} ${ratio(peak.dmsc.rps, peak.nginx.rps).padStart(12)}`);
-console.log(`  p50 (ms)            ${f(peak.floor.p50, 2).padStart(12)} ${f(peak.dmsc.p50, 2).padStart(12)} ${f(peak.nginx.p50, 2).padStart(12)} ${ratio(peak.dmsc.p50, peak.nginx.p50).padStart(12)}`);
-console.log(`  p99 (ms)            ${f(peak.floor.p99, 2).padStart(12)} ${f(peak.dmsc.p99, 2).padStart(12)} ${f(peak.nginx.p99, 2).padStart(12)} ${ratio(peak.dmsc.p99, peak.nginx.p99).padStart(12)}`);
-console.log(`\npaced at about ${half}/s (half of dmsc's peak)   floor         dmsc   added`);
-console.log(`  requests/s achieved                ${f(atHalf.floor.rps, 0).padStart(9)} ${f(atHalf.dmsc.rps, 0).padStart(12)}`);
-console.log(`  p50 (ms)                           ${f(atHalf.floor.p50, 3).padStart(9)} ${f(atHalf.dmsc.p50, 3).padStart(12)} ${f(atHalf.dmsc.p50 - atHalf.floor.p50, 3).padStart(7)}`);
-console.log(`  p99 (ms)                           ${f(atHalf.floor.p99, 3).padStart(9)} ${f(atHalf.dmsc.p99, 3).padStart(12)} ${f(atHalf.dmsc.p99 - atHalf.floor.p99, 3).padStart(7)}`);
-console.log(`  failed                             ${String(atHalf.floor.failed).padStart(9)} ${String(atHalf.dmsc.failed).padStart(12)}`);
+console.log('three upstream processes; the floor is one of them asked directly; nginx: worker_processes 1, keepalive 64;');
+console.log('node ref.: node:http + undici with no dmsc code (bench/node-proxy.mjs), the runtime\'s own ceiling\n');
+const row = (label, xs, d) => console.log(`  ${label.padEnd(20)}${xs.map((x) => f(x, d).padStart(12)).join('')}`);
+const names = ['floor', 'dmsc', 'nginx', 'node'];
+console.log('peak (closed loop)          floor        dmsc       nginx   node ref.');
+row('requests/s', names.map((n) => peak[n].rps), 0);
+row('p50 (ms)', names.map((n) => peak[n].p50), 2);
+row('p99 (ms)', names.map((n) => peak[n].p99), 2);
+console.log(`  dmsc/nginx ${ratio(peak.dmsc.rps, peak.nginx.rps)}x requests/s; dmsc/node ref. ${ratio(peak.dmsc.rps, peak.node.rps)}x; node ref./nginx ${ratio(peak.node.rps, peak.nginx.rps)}x`);
+const added = (n) => atHalf[n].p99 - atHalf.floor.p99;
+console.log(`\npaced at about ${half}/s (half of dmsc's peak)`);
+console.log('                            floor        dmsc       nginx   node ref.');
+row('requests/s achieved', names.map((n) => atHalf[n].rps), 0);
+row('p50 (ms)', names.map((n) => atHalf[n].p50), 3);
+row('p99 (ms)', names.map((n) => atHalf[n].p99), 3);
+row('added p99 (ms)', names.map((n) => added(n)), 3);
+row('failed', names.map((n) => atHalf[n].failed), 0);
 console.log('\none upstream killed a third of the way in      dmsc        nginx');
 console.log(`  requests                           ${f(killed.dmsc.requests, 0).padStart(9)} ${f(killed.nginx.requests, 0).padStart(12)}`);
 console.log(`  failed                             ${String(killed.dmsc.failed).padStart(9)} ${String(killed.nginx.failed).padStart(12)}`);
