@@ -73,7 +73,8 @@ program
     const api = formatListen({ host, port });
     const peering = node.mesh.address ? formatListen(node.mesh.address) : null;
     const dataplane = node.dataPlane.address ? formatListen(node.dataPlane.address) : null;
-    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, peering, dataplane, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
+    const peerDataplane = node.dataPlane.peerAddress ? { peerDataplane: formatListen(node.dataPlane.peerAddress) } : {};
+    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, peering, dataplane, ...peerDataplane, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
     if (process.stdout.isTTY || process.env['DMSC_HINTS'] !== '0') {
       const data = config.dataDir;
       process.stdout.write([

@@ -14,7 +14,8 @@
 //
 // The listener is node:http, not fastify: a proxy streams bodies it never parses, and
 // per-request routing and validation here are one string check and one table lookup.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { Agent } from 'undici';
 import { DmscError } from '../errors.js';
 import { peerOf, type Directory } from '../directory/directory.js';
@@ -22,6 +23,7 @@ import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { TagSet } from '../fastpath/tags.js';
 import { nameProblem } from '../fastpath/validate.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
+import type { PeeringTls } from '../mesh/mesh.js';
 import { listenOn, type Listen } from '../node/config.js';
 import { bearer } from '../http/server.js';
 import { policyDenial, type Decision, type PolicyEngine } from '../policy/policy.js';
@@ -31,6 +33,13 @@ export { FLOW_HEADER, HOPS_HEADER, VIA_HEADER, type DataPlaneStats } from './exc
 
 export interface DataPlaneOptions {
   readonly listen: Listen;
+  /**
+   * A second listener, for requests from peer gateways, over the peering TLS (`tls`,
+   * mutual when it requires client certificates).
+   */
+  readonly peerListen?: Listen;
+  /** The peering TLS: served on `peerListen`, and used to reach peers' data planes. */
+  readonly tls?: PeeringTls;
   /** Instances tried per request, the first included (default 3). */
   readonly attempts?: number;
   readonly connectTimeoutMs?: number;
@@ -50,7 +59,7 @@ export interface DataPlaneDeps {
   readonly directory: Directory;
   readonly policy: PolicyEngine<TagSet>;
   readonly guard: CredentialGuard;
-  /** The data-plane address of a peer gateway of our domain, if it has told us one. */
+  /** The data-plane origin (`https://HOST:PORT` or `http://…`) of a peer gateway of our domain, if it has told us one. */
   readonly peerDataPlane: (peer: string) => string | undefined;
   /** A request to (or toward) a peer gateway failed: keep it out of choices for a moment. */
   readonly peerFailed: (peer: string) => void;
@@ -75,21 +84,37 @@ export class DataPlane {
   readonly #maxHops: number;
   readonly #replayBytes: number;
   readonly #listen: Listen;
+  readonly #peerListen: Listen | undefined;
+  readonly #tls: PeeringTls | undefined;
   readonly #agent: Agent;
+  /** Connections to peers' data planes: the peering TLS, its CA rather than the system's. */
+  readonly #peerAgent: Agent;
   readonly #host: ExchangeHost;
   readonly #endpoints = new Map<string, Endpoint | null>();
-  #server: Server | undefined;
+  #servers: Server[] = [];
   #address: Listen | undefined;
+  #peerAddress: Listen | undefined;
 
   constructor(deps: DataPlaneDeps, options: DataPlaneOptions) {
     this.#deps = deps;
     this.#listen = options.listen;
+    this.#peerListen = options.peerListen;
+    this.#tls = options.tls;
+    if (this.#peerListen && !this.#tls) throw new DmscError('ERR_DMSC_INVALID_CONFIG', 'a data-plane listener for peers needs the peering TLS');
     this.#maxHops = options.maxHops ?? 8;
     this.#replayBytes = options.replayBytes ?? 64 * 1024;
     // One pool of keep-alive connections per instance (origin).
     this.#agent = new Agent({
       connections: 256,
       connect: { timeout: options.connectTimeoutMs ?? 2000 },
+      headersTimeout: options.headersTimeoutMs ?? 30_000,
+      bodyTimeout: options.bodyTimeoutMs ?? 30_000,
+      keepAliveTimeout: 30_000,
+    });
+    const t = options.tls;
+    this.#peerAgent = new Agent({
+      connections: 256,
+      connect: { timeout: options.connectTimeoutMs ?? 2000, ...(t ? { cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) } : {}) },
       headersTimeout: options.headersTimeoutMs ?? 30_000,
       bodyTimeout: options.bodyTimeoutMs ?? 30_000,
       keepAliveTimeout: 30_000,
@@ -104,8 +129,8 @@ export class DataPlane {
       decide: (claims, capability, before) => this.#decide(claims, capability, before),
       agentTarget: (aic, rest, query) => this.#agentTarget(aic, rest, query),
       peerTarget: (peer, pathAndQuery) => {
-        const address = deps.peerDataPlane(peer);
-        return address ? { origin: `http://${address}`, path: pathAndQuery } : undefined;
+        const origin = deps.peerDataPlane(peer);
+        return origin ? { origin, path: pathAndQuery, dispatcher: this.#peerAgent } : undefined;
       },
       down: (nextHop) => {
         const peer = peerOf(nextHop);
@@ -120,23 +145,42 @@ export class DataPlane {
     return this.#address;
   }
 
+  /** Where requests from peer gateways are taken over TLS, when configured. */
+  get peerAddress(): Listen | undefined {
+    return this.#peerAddress;
+  }
+
   async start(): Promise<void> {
+    const handle: RequestListener = (req, res) => this.#onRequest(req, res);
     // No limit on a whole request (bodies may be large), but a connection idle for 2 min
     // is closed, so a client trickling nothing cannot hold it (and an instance's) forever.
-    const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => this.#onRequest(req, res));
+    const limits = { keepAliveTimeout: 30_000, requestTimeout: 0 };
+    this.#address = await this.#serve(createServer(limits, handle), this.#listen);
+    const t = this.#tls;
+    if (this.#peerListen && t) {
+      const secure = createTlsServer({
+        ...limits, cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}),
+        requestCert: !!t.requireClientCert, rejectUnauthorized: !!t.requireClientCert, handshakeTimeout: 10_000,
+      }, handle);
+      this.#peerAddress = await this.#serve(secure, this.#peerListen);
+    }
+  }
+
+  async #serve(server: Server, at: Listen): Promise<Listen> {
     server.setTimeout(120_000, (socket) => socket.destroy());
     server.on('clientError', (_e, socket) => socket.destroy());
-    this.#address = await listenOn(server, this.#listen);
-    this.#server = server;
+    const bound = await listenOn(server, at);
+    this.#servers.push(server);
+    return bound;
   }
 
   async stop(): Promise<void> {
-    const server = this.#server;
-    if (server) {
+    await Promise.all(this.#servers.map((server) => {
       server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    }
-    await this.#agent.close().catch(() => {});
+      return new Promise((r) => server.close(r));
+    }));
+    this.#servers = [];
+    await Promise.all([this.#agent.close().catch(() => {}), this.#peerAgent.close().catch(() => {})]);
   }
 
   // The common case (a credential seen before, no body or a streamed one) runs through

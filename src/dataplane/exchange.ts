@@ -44,6 +44,8 @@ export interface Ask {
 export interface Target {
   readonly origin: string;
   readonly path: string;
+  /** The pool to send it with, when not the instances' one. */
+  readonly dispatcher?: Dispatcher;
 }
 
 /** What an exchange uses of its data plane. */
@@ -219,7 +221,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.#controller = undefined;
       this.#answered = false;
       this.#refused = 0;
-      host.dispatcher.dispatch({ origin: target.origin, path: target.path, method: this.#method as Dispatcher.HttpMethod, headers: this.#requestHeaders(), body: this.#body }, this);
+      (target.dispatcher ?? host.dispatcher).dispatch({ origin: target.origin, path: target.path, method: this.#method as Dispatcher.HttpMethod, headers: this.#requestHeaders(), body: this.#body }, this);
       return true;
     }
     return false;

@@ -57,8 +57,11 @@ export interface MeshOptions {
   /** Routes one peer may hold here, unless its own config says otherwise (default 100,000). */
   readonly maxRoutes?: number;
   readonly tls?: PeeringTls;
-  /** This gateway's data-plane address (HOST:PORT), told to peers in the OPEN. */
-  readonly dataplane?: () => string | undefined;
+  /**
+   * Where this gateway takes requests from peers (HOST:PORT), told to them in the OPEN,
+   * and whether that listener speaks TLS.
+   */
+  readonly dataplane?: () => { readonly address: string; readonly tls: boolean } | undefined;
   readonly log?: (event: Record<string, unknown>) => void;
 }
 
@@ -162,20 +165,25 @@ export class Mesh {
   }
 
   /**
-   * The data-plane address a peer of our domain gave in its OPEN (none across domains).
-   * A wildcard or loopback host from a peer that is not on this host is taken as the
-   * address its session comes from, with the port it gave.
+   * The origin (`https://HOST:PORT`, or `http://` on a mesh without TLS) of the data
+   * plane a peer of our domain gave in its OPEN; none across domains. A mesh with TLS
+   * sends requests (and the credentials in them) over TLS only: a peer that offers a
+   * clear-text data plane gets none. A wildcard or loopback host from a peer that is not
+   * on this host is taken as the address its session comes from, with the port it gave.
    */
   dataPlaneOf(peer: string): string | undefined {
     const session = this.#sessions.get(peer)?.session;
     const given = session && session.peer.domain === this.#options.self.domain ? session.peer.dataplane : undefined;
     if (!given || !session) return undefined;
+    const secure = session.peer.dataplaneTls === true;
+    if (this.#options.tls && !secure) return undefined;
+    const scheme = secure ? 'https' : 'http';
     const at = given.lastIndexOf(':');
     const host = given.slice(0, at).replace(/^\[|\]$/g, '');
     const remote = session.remoteAddress?.replace(/^::ffff:/, '');
     const local = (h: string) => h === '0.0.0.0' || h === '::' || h === '::1' || h.startsWith('127.') || h === 'localhost';
-    if (!local(host) || !remote || local(remote)) return given;
-    return `${remote.includes(':') ? `[${remote}]` : remote}${given.slice(at)}`;
+    if (!local(host) || !remote || local(remote)) return `${scheme}://${given}`;
+    return `${scheme}://${remote.includes(':') ? `[${remote}]` : remote}${given.slice(at)}`;
   }
 
   /**
@@ -239,7 +247,7 @@ export class Mesh {
   #sessionOptions(expect?: PeerConfig) {
     const dataplane = this.#options.dataplane?.();
     return {
-      local: dataplane ? { ...this.#options.self, dataplane } : this.#options.self,
+      local: dataplane ? { ...this.#options.self, dataplane: dataplane.address, ...(dataplane.tls ? { dataplaneTls: true } : {}) } : this.#options.self,
       credential: () => this.#ownCredential(),
       verify: (credential: string, claimed: Identity) => this.#verify(credential, claimed),
       holdMs: this.#options.holdMs ?? 9000,

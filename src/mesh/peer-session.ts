@@ -17,6 +17,8 @@ export interface Identity {
   readonly domain: string;
   /** Where the gateway's data plane listens (HOST:PORT), for requests sent on to it. */
   readonly dataplane?: string;
+  /** That listener speaks TLS (the peering TLS: its certificate, its CA). */
+  readonly dataplaneTls?: boolean;
 }
 
 export interface SessionOptions {
@@ -89,7 +91,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
       };
       const timer = setTimeout(() => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `no OPEN within ${options.openTimeoutMs ?? 5000} ms`)), options.openTimeoutMs ?? 5000);
       const openSent = Promise.resolve().then(() => options.credential()).then((credential) => {
-        if (!settled) socket.write(encodeFrame({ type: 'OPEN', version: PROTOCOL_VERSION, gateway: options.local.gateway, domain: options.local.domain, credential, holdMs: proposed, ...(options.local.dataplane ? { dataplane: options.local.dataplane } : {}) }, maxFrame));
+        if (!settled) socket.write(encodeFrame({ type: 'OPEN', version: PROTOCOL_VERSION, gateway: options.local.gateway, domain: options.local.domain, credential, holdMs: proposed, ...(options.local.dataplane ? { dataplane: options.local.dataplane, ...(options.local.dataplaneTls ? { dataplaneTls: true } : {}) } : {}) }, maxFrame));
       });
       // Wire order from the peer: OPEN, then OPEN_OK once it accepted ours (or NOTIFY if
       // it did not), then session messages. Both checks must pass before we resolve.
@@ -121,7 +123,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
             if (m.type !== 'OPEN') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN, got ${text(m.type, 32)}`));
             const problem = openProblem(m, options.expect);
             if (problem) return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', problem));
-            peer = { gateway: m['gateway'] as string, domain: m['domain'] as string, ...(typeof m['dataplane'] === 'string' ? { dataplane: m['dataplane'] } : {}) };
+            peer = { gateway: m['gateway'] as string, domain: m['domain'] as string, ...(typeof m['dataplane'] === 'string' ? { dataplane: m['dataplane'], ...(m['dataplaneTls'] === true ? { dataplaneTls: true } : {}) } : {}) };
             peerHold = m['holdMs'] as number;
             const claimed = peer;
             // OPEN_OK goes after our own OPEN, whose credential may still be on its way.
@@ -242,8 +244,9 @@ function openProblem(open: Message, expect: string | undefined): string | null {
   if (typeof domain !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(domain)) return 'OPEN without a valid domain';
   if (typeof credential !== 'string' || credential.length === 0 || credential.length > 8192) return 'OPEN without a credential';
   if (typeof holdMs !== 'number' || !Number.isInteger(holdMs) || holdMs < 300 || holdMs > 3_600_000) return 'OPEN with a hold time outside 300 ms .. 1 h';
-  const { dataplane } = open as Record<string, unknown>;
+  const { dataplane, dataplaneTls } = open as Record<string, unknown>;
   if (dataplane !== undefined && (typeof dataplane !== 'string' || !/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/.test(dataplane))) return 'OPEN with a data-plane address that is not HOST:PORT';
+  if (dataplaneTls !== undefined && typeof dataplaneTls !== 'boolean') return 'OPEN with a dataplaneTls that is not true or false';
   if (expect !== undefined && gateway !== expect) return `expected gateway ${expect}, got ${gateway}`;
   return null;
 }

@@ -183,6 +183,7 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     ...(mesh?.maxRoutes !== undefined ? { maxRoutes: mesh.maxRoutes } : {}),
     ...(mesh?.holdMs !== undefined ? { holdMs: mesh.holdMs } : {}),
     ...(mesh?.tls ? { tls: mesh.tls } : {}),
+    ...(mesh?.peerDataplane ? { peerDataplane: mesh.peerDataplane } : {}),
     ...(amc ? { amc } : {}),
   };
 }

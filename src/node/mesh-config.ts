@@ -12,7 +12,7 @@ import { tagProblem } from '../fastpath/validate.js';
 import { jwksOf, type DomainConfig } from '../mesh/domains.js';
 import type { PeerConfig, PeeringTls } from '../mesh/mesh.js';
 import { patternProblem } from '../policy/pattern.js';
-import { checkId, parseListen } from './config.js';
+import { checkId, parseListen, type Listen } from './config.js';
 
 export interface MeshConfig {
   /** Peers this node dials. */
@@ -26,6 +26,8 @@ export interface MeshConfig {
   /** Peering hold time proposed to peers. */
   readonly holdMs?: number;
   readonly tls?: PeeringTls;
+  /** The data plane's listener for requests from peer gateways, over `tls`. */
+  readonly peerDataplane?: Listen;
 }
 
 const ID = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' };
@@ -70,6 +72,7 @@ const schema = {
         },
       },
     },
+    peerDataplane: { type: 'string', maxLength: 300 },
     tls: {
       type: 'object',
       additionalProperties: false,
@@ -88,6 +91,7 @@ interface RawFile {
   holdMs?: number;
   domains?: { domain: string; jwks: string; export?: string[]; exportTags?: string[]; import?: string[]; tags?: Record<string, string> }[];
   tls?: { cert: string; key: string; ca?: string; requireClientCert?: boolean };
+  peerDataplane?: string;
 }
 
 /** Reads and checks a mesh config file. */
@@ -187,11 +191,23 @@ export function readMeshConfig(path: string): MeshConfig {
     }
   }
 
+  // Requests from peers carry their requesters' credentials: never in clear text.
+  let peerDataplane: Listen | undefined;
+  if (file.peerDataplane !== undefined) {
+    if (!tls) throw invalid('/peerDataplane needs /tls: requests between gateways carry credentials and go over TLS only');
+    try {
+      peerDataplane = parseListen(file.peerDataplane, '/peerDataplane');
+    } catch (e) {
+      throw invalid((e as Error).message);
+    }
+  }
+
   return {
     peers, domains,
     ...(file.upstream !== undefined ? { upstream: checkId(file.upstream, 'upstream') } : {}),
     ...(file.maxRoutesPerPeer !== undefined ? { maxRoutes: file.maxRoutesPerPeer } : {}),
     ...(file.holdMs !== undefined ? { holdMs: file.holdMs } : {}),
     ...(tls ? { tls } : {}),
+    ...(peerDataplane ? { peerDataplane } : {}),
   };
 }

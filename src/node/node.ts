@@ -54,7 +54,12 @@ export class DmscNode {
       ...(config.maxRoutes !== undefined ? { maxRoutes: config.maxRoutes } : {}),
       ...(config.holdMs !== undefined ? { holdMs: config.holdMs } : {}),
       ...(config.tls ? { tls: config.tls } : {}),
-      dataplane: () => (this.dataPlane.address ? formatListen(this.dataPlane.address) : undefined),
+      // Peers are told the TLS listener when there is one.
+      dataplane: () => {
+        const secure = this.dataPlane.peerAddress;
+        const plain = this.dataPlane.address;
+        return secure ? { address: formatListen(secure), tls: true } : plain ? { address: formatListen(plain), tls: false } : undefined;
+      },
       knownTags: () => new Set((policy.document.tags ?? []).map((t) => t.tag)),
       log: log(config.id),
     }, parts.amc, this.gateway.directory);
@@ -65,7 +70,11 @@ export class DmscNode {
       self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard,
       peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
       peerFailed: (peer) => this.mesh.holdOff(peer),
-    }, { listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs });
+    }, {
+      listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs,
+      ...(config.peerDataplane ? { peerListen: config.peerDataplane } : {}),
+      ...(config.tls ? { tls: config.tls } : {}),
+    });
     this.#http = createServer();
     this.#routes(parts.token, policy, parts.grants, guard);
   }

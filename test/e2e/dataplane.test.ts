@@ -8,13 +8,15 @@
 // that are unauthenticated or denied never reach an instance; and a route toward a peer
 // gateway takes the request to that gateway's data plane.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addProvider, api, cleanup, dmsc, register, start, startScript, tempDir, waitFor, type Proc } from './harness.js';
+import { addProvider, api, cleanup, dmsc, makeCerts, register, start, startScript, tempDir, waitFor, type Proc } from './harness.js';
 
 const UPSTREAM = new URL('./upstream.mjs', import.meta.url).pathname;
 type Instance = Awaited<ReturnType<typeof startScript<{ port: number }>>> & { url: string; port: number };
@@ -310,5 +312,60 @@ describe('data plane', () => {
     const spent = await request(`${b.dataplane}/capability/far`, { headers: { authorization: `Bearer ${asker.credential}`, 'x-dmsc-hops': '0' } });
     expect({ status: spent.statusCode, code: (await spent.body.json() as any).error.code }).toEqual({ status: 508, code: 'ERR_DMSC_TTL_EXPIRED' });
     expect(await hits(far)).toBe(1);
+  }, 60_000);
+
+  it('sends requests between gateways over mutual TLS on a mesh with TLS, and never in clear text', async () => {
+    // A and B take requests from peers on a TLS listener of their own; C is on the same
+    // mesh TLS but offers only its clear-text data plane, so A sends it nothing.
+    const amc = await start('amc', ['--domain', 'dpt']);
+    const dir = await tempDir();
+    const certs = await makeCerts(dir);
+    const tls = { cert: certs.cert, key: certs.key, ca: certs.ca, requireClientCert: true };
+    const gateway = async (id: string, mesh: object) => {
+      const add = dmsc('amc', 'gateway', 'add', id, '--url', amc.url, '--data', amc.dataDir);
+      await writeFile(join(dir, id), add.stdout);
+      await writeFile(join(dir, `${id}.json`), JSON.stringify({ tls, ...mesh }));
+      return start('node', ['--id', id, '--amc', amc.url, '--amc-key-file', join(dir, id), '--heartbeat-ms', '600000', '--mesh-config', join(dir, `${id}.json`)]);
+    };
+    const b = await gateway('B', { peerDataplane: '127.0.0.1:0' });
+    const c = await gateway('C', {});
+    const a = await gateway('A', { peerDataplane: '127.0.0.1:0', peers: [{ id: 'B', address: b.peering }, { id: 'C', address: c.peering }] });
+    expect(b.peerDataplane).toMatch(/^127\.0\.0\.1:\d+$/);
+    const pk = JSON.parse(dmsc('provider', 'add', 'acme', '--scope', '/capability/**', '--url', amc.url, '--data', amc.dataDir).stdout).key;
+    const atB = await instance('tls-far');
+    const atC = await instance('clear-far');
+    const agent = await register(b, pk, [{ name: '/capability/tls-far' }], atB.url);
+    await register(c, pk, [{ name: '/capability/clear-far' }], atC.url);
+    const asker = await register(a, pk, [{ name: '/capability/asker' }]);
+    const routed = async (name: string) => (await api(a.url, 'GET', `/v1/fib?prefix=${name}`, { auth: a.token })).body.entries.length > 0;
+    await waitFor(async () => (await routed('/capability/tls-far')) && (await routed('/capability/clear-far')));
+
+    const r = await request(`${a.dataplane}/capability/tls-far/x`, { headers: { authorization: `Bearer ${asker.credential}` } });
+    const body = await r.body.json() as any;
+    expect({ status: r.statusCode, name: body.name, requester: body.requester, instance: r.headers['x-dmsc-instance'], path: r.headers['x-dmsc-path'] })
+      .toEqual({ status: 200, name: 'tls-far', requester: asker.aic, instance: agent.aic, path: 'A,B' });
+
+    // C offered clear text only: the credential does not go there.
+    const clear = await request(`${a.dataplane}/capability/clear-far`, { headers: { authorization: `Bearer ${asker.credential}` } });
+    const refused = await clear.body.json() as any;
+    expect([clear.statusCode, refused.error.code]).toEqual([502, 'ERR_DMSC_UPSTREAM_FAILED']);
+    expect(refused.error.message).toContain('peer:C: no address');
+    expect(await hits(atC)).toBe(0);
+
+    // B's listener for peers speaks only TLS, and only to holders of a certificate of the CA.
+    const [host, port] = b.peerDataplane!.split(':');
+    const plain = await request(`http://${b.peerDataplane}/capability/tls-far`, { headers: { authorization: `Bearer ${asker.credential}` } }).then((x) => x.statusCode, (e: Error) => e);
+    expect(plain).toBeInstanceOf(Error);
+    const anonymous = await new Promise<Error | string>((resolve) => {
+      const s = tlsConnect({ host, port: Number(port), ca: readFileSync(certs.ca) }, () => {
+        s.write('GET /capability/tls-far HTTP/1.1\r\nhost: x\r\n\r\n');
+      });
+      let got = '';
+      s.on('data', (d) => (got += d));
+      s.on('error', (e) => resolve(e));
+      s.on('close', () => resolve(got));
+    });
+    expect(anonymous instanceof Error || !anonymous.startsWith('HTTP/1.1 ')).toBe(true);
+    expect(await hits(atB)).toBe(1);
   }, 60_000);
 });

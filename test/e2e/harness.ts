@@ -18,6 +18,8 @@ export interface Proc {
   readonly peering?: string;
   /** URL of a node's data plane. */
   readonly dataplane?: string;
+  /** HOST:PORT of a node's TLS data-plane listener for peers, when it has one. */
+  readonly peerDataplane?: string;
   /** What the process has logged so far (its last 1 MiB). */
   stderr(): string;
   /** SIGKILL, no chance to clean up. */
@@ -67,11 +69,12 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
     rl.once('line', resolve);
     child.once('exit', (code) => reject(new Error(`dmsc ${command} exited ${code}: ${stderr}`)));
   });
-  const info = JSON.parse(line) as { msg: string; api: string; peering?: string; dataplane?: string };
+  const info = JSON.parse(line) as { msg: string; api: string; peering?: string; dataplane?: string; peerDataplane?: string };
   if (info.msg !== 'listening') throw new Error(`unexpected first line: ${line}`);
   const token = (await readFile(join(dir, 'admin-token'), 'utf8')).trim();
   return {
     url: `http://${info.api}`, dataDir: dir, child, token, ...(info.peering ? { peering: info.peering } : {}), ...(info.dataplane ? { dataplane: `http://${info.dataplane}` } : {}),
+    ...(info.peerDataplane ? { peerDataplane: info.peerDataplane } : {}),
     stderr: () => stderr,
     async kill9() {
       child.kill('SIGKILL');

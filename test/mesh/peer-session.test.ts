@@ -221,17 +221,20 @@ describe('PeerSession against hostile input', () => {
     const server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as { port: number }).port;
-    for (const bad of [
+    for (const [bad, why] of [
       { type: 'OPEN', version: { toString: 1 }, gateway: 'x', domain: 'd1', credential: 'c', holdMs: 900 },
       { type: 'NOTIFY', code: { toString: 1 }, message: { toString: 1 } },
       { type: { toString: 1 } },
-    ]) {
+      // A good credential: only the data-plane fields are wrong.
+      { type: 'OPEN', version: 1, gateway: 'gw-a', domain: 'd1', credential: await credentialOf('gw-a'), holdMs: 900, dataplane: 'not an address' },
+      { type: 'OPEN', version: 1, gateway: 'gw-a', domain: 'd1', credential: await credentialOf('gw-a'), holdMs: 900, dataplane: '127.0.0.1:7443', dataplaneTls: 'yes' },
+    ].map((m, i, all) => [m, i >= all.length - 2 ? /data-plane address|dataplaneTls/ : /./] as const)) {
       const refused = new Promise((resolve) => server.once('connection', (s) => PeerSession.establish(s, options('gw-b')).then(() => resolve('opened'), resolve)));
       const socket = connect(port, '127.0.0.1');
       await new Promise((r) => socket.once('connect', r));
       socket.on('data', () => {});
       socket.write(encodeFrame(bad as unknown as Message));
-      expect(await refused).toMatchObject({ code: expect.stringMatching(/^ERR_DMSC_(BAD_HANDSHAKE|MALFORMED_FRAME)$/) });
+      expect(await refused).toMatchObject({ code: expect.stringMatching(/^ERR_DMSC_(BAD_HANDSHAKE|MALFORMED_FRAME)$/), message: expect.stringMatching(why) });
       socket.destroy();
     }
     await new Promise((r) => server.close(r));

@@ -34,7 +34,7 @@ describe('mesh config file', () => {
         peers: [{ id: 'b1', address: '127.0.0.1:7201', domain: 'beta', maxRoutes: 500 }],
         upstream: 'b1', maxRoutesPerPeer: 1000, holdMs: 3000,
         domains: [{ domain: 'beta', jwks: 'beta.json', export: ['/capability/ocr/**'], exportTags: ['gdpr'], import: ['/capability/**'], tags: { 'eu-privacy': 'gdpr' } }],
-        tls: { cert: 'node.pem', key: 'node.key' },
+        tls: { cert: 'node.pem', key: 'node.key' }, peerDataplane: '0.0.0.0:7443',
       }),
     });
     expect(config.peers).toEqual([
@@ -45,6 +45,7 @@ describe('mesh config file', () => {
     expect(config.domains).toEqual([{ domain: 'beta', jwks: join(dir, 'beta.json'), export: ['/capability/ocr/**'], exportTags: ['gdpr'], import: ['/capability/**'], tags: { 'eu-privacy': 'gdpr' } }]);
     expect([config.maxRoutes, config.holdMs]).toEqual([1000, 3000]);
     expect(config.tls).toEqual(pem);
+    expect(config.peerDataplane).toEqual({ host: '0.0.0.0', port: 7443 });
     // A URL is kept as it is, to be fetched when needed; nothing is exported, shown or imported unless listed.
     for (const url of ['https://keys.beta.example/v1/amc/jwks', 'http://127.0.0.1:7270/v1/amc/jwks']) {
       const byUrl = nodeConfig({ meshConfig: await file({ domains: [{ domain: 'beta', jwks: url }] }) });
@@ -72,6 +73,8 @@ describe('mesh config file', () => {
       [{ tls: { cert: 'cert.pem' } }, /\/tls must have required property 'key'/],
       [{ tls: { cert: 'cert.pem', key: 'key.pem', requireClientCert: true } }, /requireClientCert needs a ca/],
       [{ holdMs: 10 }, /\/holdMs must be >= 300/],
+      [{ peerDataplane: '127.0.0.1:7443' }, /\/peerDataplane needs \/tls/],
+      [{ peerDataplane: 'nowhere', tls: { cert: 'node.pem', key: 'node.key' } }, /\/peerDataplane must be HOST:PORT/],
     ];
     for (const [body, message, peer] of cases) {
       const path = await file(body);
