@@ -77,7 +77,12 @@ const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', '
 /** Failures where the request never reached the instance. */
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 /** Failures that are the instance's (or the way to it): reason to mark it down. */
-const INSTANCE_CODES = new Set([...CONNECT_CODES, 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED']);
+const INSTANCE_CODES = new Set([
+  ...CONNECT_CODES, 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  // An answer that is not HTTP, or one we cannot pass on.
+  'UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'ERR_DMSC_BAD_ANSWER',
+]);
+const instanceFailure = (e: Error, code: string) => INSTANCE_CODES.has(code) || e instanceof undiciErrors.HTTPParserError;
 const gone = () => new Error('the requester went away');
 
 export class Exchange implements Dispatcher.DispatchHandler {
@@ -125,6 +130,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   // --- the undici dispatch handler ------------------------------------------------------
+  // undici turns a throw from these into an 'error' event nobody listens to, which would
+  // end the process: none may throw.
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
@@ -141,9 +148,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
         return;
       }
     }
-    this.#answered = true;
     const res = this.#res;
-    res.writeHead(statusCode, this.#responseHeaders(headers));
+    try {
+      res.writeHead(statusCode, this.#responseHeaders(headers));
+    } catch (e) {
+      // A status or header Node will not send: the instance's fault, like a bad answer.
+      return controller.abort(Object.assign(new Error(`an answer that cannot be passed on (${(e as Error).message})`), { code: 'ERR_DMSC_BAD_ANSWER' }));
+    }
+    this.#answered = true;
     if (!this.#drainHooked) {
       this.#drainHooked = true;
       res.on('drain', () => this.#controller?.resume());
@@ -160,22 +172,30 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return this.#next();
     }
     this.#host.stats.forwarded++;
-    this.#res.end();
+    try {
+      this.#res.end();
+    } catch {
+      this.#res.destroy();
+    }
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, e: Error): void {
     const res = this.#res;
-    // Once our answer has begun, a failure can only cut it short.
-    if (this.#answered || res.destroyed || this.#cancelled) return void res.destroy();
-    const failed = this.#hit!.nextHop;
-    const code = (e as NodeJS.ErrnoException).code ?? '';
-    // Only a failure of the instance (or of the way to it) counts against it; one of the
-    // request itself (its body, a header undici refuses) is the request's answer.
-    if (!INSTANCE_CODES.has(code)) return this.#host.fail(res, new DmscError('ERR_DMSC_UPSTREAM_FAILED', `the request could not be sent to ${failed}: ${describeFailure(e)}`));
-    this.#last = `${failed}: ${describeFailure(e)}`;
-    this.#down();
-    if (this.#again(CONNECT_CODES.has(code))) this.#next();
-    else this.#finish();
+    try {
+      // Once our answer has begun, a failure can only cut it short.
+      if (this.#answered || res.destroyed || this.#cancelled) return void res.destroy();
+      const failed = this.#hit!.nextHop;
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      // Only a failure of the instance (or of the way to it) counts against it; one of
+      // the request itself (its body, a header undici refuses) is the request's answer.
+      if (!instanceFailure(e, code)) return this.#host.fail(res, new DmscError('ERR_DMSC_UPSTREAM_FAILED', `the request could not be sent to ${failed}: ${describeFailure(e)}`));
+      this.#last = `${failed}: ${describeFailure(e)}`;
+      this.#down();
+      if (this.#again(CONNECT_CODES.has(code))) this.#next();
+      else this.#finish();
+    } catch {
+      res.destroy();
+    }
   }
 
   // --- choosing and failing over ---------------------------------------------------------
@@ -245,9 +265,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return this.#body !== this.#req && (RETRYABLE_METHODS.has(this.#method) || nothingSent);
   }
 
-  /** Passive health: down in the fast path now; a heartbeat (for a peer, a short while with its session up) brings it back. */
+  /**
+   * Passive health: down in the fast path now; a heartbeat (for a peer, a short while
+   * with its session up) brings it back. A table that cannot take the change (closed,
+   * out of memory) does not stop the failover: the request goes on to the next choice.
+   */
   #down(): void {
-    this.#host.down(this.#hit!.nextHop);
+    try {
+      this.#host.down(this.#hit!.nextHop);
+    } catch {
+      // The next lookup may choose it again; `#tried` keeps this request off it.
+    }
   }
 
   // --- headers -------------------------------------------------------------------------
@@ -273,7 +301,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /**
    * The answer's headers, and what the requester is told: the capability matched, the
    * instance, the gateways passed, and the attempts made here. Through a peer, the far
-   * gateway's word on the first three; an instance's own x-dmsc-* headers are never taken.
+   * gateway's word on the first three; no other x-dmsc-* header, a peer's or an
+   * instance's, is passed on.
    */
   #responseHeaders(headers: IncomingHttpHeaders): string[] {
     const out: string[] = [];

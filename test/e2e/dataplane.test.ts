@@ -139,8 +139,8 @@ describe('data plane', () => {
     for (const a of agents) await api(node.url, 'DELETE', `/v1/agents/${a.aic}`, { auth: node.token });
   }, 60_000);
 
-  it('fails over from a slow, a resetting and a 503 instance, marking each down', async () => {
-    for (const mode of ['slow', 'reset', '503']) {
+  it('fails over from a slow, a resetting, a 503 and a garbage-speaking instance, marking each down', async () => {
+    for (const mode of ['slow', 'reset', '503', 'garbage']) {
       const bad = await instance(`bad-${mode}`, mode, 0, 3000);
       const good = await instance(`good-${mode}`);
       const name = `/capability/fo-${mode}`;

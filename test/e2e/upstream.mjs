@@ -5,6 +5,7 @@
 // not through a gateway) tells how many requests it has had, and how many of them were
 // given up (the connection closed before the answer was sent). Modes: normal, slow
 // (headers after --delay ms), reset (destroys the connection), 503 (answers 503),
+// garbage (answers bytes that are not HTTP),
 // and `GET .../big?mb=N` streams N MiB back.
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -20,6 +21,7 @@ const server = createServer(async (req, res) => {
     if (!res.writableEnded) abandoned++;
   });
   if (o.mode === 'reset') return req.socket.destroy();
+  if (o.mode === 'garbage') return req.socket.end('HTTP/1.1 200 OK\r\nx-bad\u0001: 1\r\n\r\n');
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const chunk of req) {
