@@ -87,7 +87,6 @@ export class DataPlane {
   readonly #peerListen: Listen | undefined;
   readonly #tls: PeeringTls | undefined;
   readonly #agent: Agent;
-  /** Connections to peers' data planes: the peering TLS, its CA rather than the system's. */
   readonly #peerAgent: Agent;
   readonly #host: ExchangeHost;
   readonly #endpoints = new Map<string, Endpoint | null>();
@@ -103,29 +102,24 @@ export class DataPlane {
     if (this.#peerListen && !this.#tls) throw new DmscError('ERR_DMSC_INVALID_CONFIG', 'a data-plane listener for peers needs the peering TLS');
     this.#maxHops = options.maxHops ?? 8;
     this.#replayBytes = options.replayBytes ?? 64 * 1024;
-    // One pool of keep-alive connections per instance (origin).
-    this.#agent = new Agent({
+    // Keep-alive connection pools, one per origin: the instances', and the peers' (with
+    // the peering TLS: its certificate, and its CA rather than the system's).
+    const pools = (tls: Record<string, string> = {}) => new Agent({
       connections: 256,
-      connect: { timeout: options.connectTimeoutMs ?? 2000 },
+      connect: { timeout: options.connectTimeoutMs ?? 2000, ...tls },
       headersTimeout: options.headersTimeoutMs ?? 30_000,
       bodyTimeout: options.bodyTimeoutMs ?? 30_000,
       keepAliveTimeout: 30_000,
     });
     const t = options.tls;
-    this.#peerAgent = new Agent({
-      connections: 256,
-      connect: { timeout: options.connectTimeoutMs ?? 2000, ...(t ? { cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) } : {}) },
-      headersTimeout: options.headersTimeoutMs ?? 30_000,
-      bodyTimeout: options.bodyTimeoutMs ?? 30_000,
-      keepAliveTimeout: 30_000,
-    });
-    const flowless = (require: TagSet) => ({ require });
+    this.#agent = pools();
+    this.#peerAgent = pools(t ? { cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}) } : {});
     this.#host = {
       dispatcher: this.#agent,
       self: deps.self,
       attempts: options.attempts ?? 3,
       stats: this.stats,
-      lookup: (capability, require, flow) => deps.fib.lookup(capability, flow === undefined ? flowless(require) : { require, flow }),
+      lookup: (capability, require, flow) => deps.fib.lookup(capability, flow === undefined ? { require } : { require, flow }),
       decide: (claims, capability, before) => this.#decide(claims, capability, before),
       agentTarget: (aic, rest, query) => this.#agentTarget(aic, rest, query),
       peerTarget: (peer, pathAndQuery) => {
