@@ -8,6 +8,7 @@
         "native/core/table.cpp",
         "native/core/lookup.cpp",
         "native/core/batch.cpp",
+        "native/core/relay.cpp",
         "native/binding/addon.cpp"
       ],
       "include_dirs": [

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "relay.hpp"
 #include "table.hpp"
 
 namespace {
@@ -50,6 +51,7 @@ class ShareRegistry {
 };
 
 class TableWrap;
+class RelayWrap;
 
 // Per-environment state (main thread or one worker): the class constructor, the error
 // factory, and the live wrappers whose reader slots must be released at teardown.
@@ -57,6 +59,7 @@ struct EnvState {
   Napi::FunctionReference ctor;
   Napi::FunctionReference error_factory;
   std::unordered_set<TableWrap*> live;
+  std::unordered_set<RelayWrap*> relays;  // their threads are stopped at teardown
   ~EnvState();
 };
 
@@ -426,9 +429,6 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
   EnvState* state_ = nullptr;
 };
 
-EnvState::~EnvState() {
-  for (TableWrap* w : live) w->Detach();
-}
 
 Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
@@ -461,12 +461,154 @@ Napi::Value IsTable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), info[0].IsObject() && info[0].As<Napi::Object>().CheckTypeTag(&kTableTag));
 }
 
+
+// The native relay (native/core/relay.hpp): the data plane's listener on its own thread,
+// over a table shared by token id.
+class RelayWrap : public Napi::ObjectWrap<RelayWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeRelay", {
+      InstanceMethod<&RelayWrap::Start>("start"),
+      InstanceMethod<&RelayWrap::Stop>("stop"),
+      InstanceMethod<&RelayWrap::Learn>("learn"),
+      InstanceMethod<&RelayWrap::Endpoint>("endpoint"),
+      InstanceMethod<&RelayWrap::Forget>("forget"),
+      InstanceMethod<&RelayWrap::Clear>("clear"),
+      InstanceMethod<&RelayWrap::TakeDown>("takeDown"),
+      InstanceMethod<&RelayWrap::Counters>("counters"),
+    });
+  }
+
+  // new NativeRelay(shareId, { host, port, fallbackPort, self, attempts, connectTimeoutMs,
+  //   headersTimeoutMs, bodyTimeoutMs, clientIdleMs, replayBytes, cacheMs })
+  explicit RelayWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RelayWrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !info[1].IsObject()) throw_code(env, "ERR_DMSC_INVALID_ARGUMENT", "new NativeRelay(shareId, options)");
+    auto table = ShareRegistry::get().find(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!table || table->closed.load(std::memory_order_acquire)) throw_code(env, "ERR_DMSC_CLOSED", "the shared table is closed");
+    Napi::Object o = info[1].As<Napi::Object>();
+    dmsc::RelayConfig c;
+    auto str = [&](const char* k, std::string& out) {
+      Napi::Value v = o.Get(k);
+      if (v.IsString()) out = v.As<Napi::String>().Utf8Value();
+    };
+    auto num = [&](const char* k, uint32_t& out, uint32_t max) {
+      Napi::Value v = o.Get(k);
+      if (v.IsUndefined()) return;
+      if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 || v.As<Napi::Number>().DoubleValue() > max)
+        throw_code(env, "ERR_DMSC_OUT_OF_RANGE", std::string(k) + " is out of range");
+      out = v.As<Napi::Number>().Uint32Value();
+    };
+    str("host", c.host);
+    str("self", c.self);
+    uint32_t port = 0, fallback = 0;
+    num("port", port, 65535);
+    num("fallbackPort", fallback, 65535);
+    c.port = static_cast<uint16_t>(port);
+    c.fallback_port = static_cast<uint16_t>(fallback);
+    num("attempts", c.attempts, 16);
+    num("connectTimeoutMs", c.connect_timeout_ms, 86400000);
+    num("headersTimeoutMs", c.headers_timeout_ms, 86400000);
+    num("bodyTimeoutMs", c.body_timeout_ms, 86400000);
+    num("clientIdleMs", c.client_idle_ms, 86400000);
+    num("replayBytes", c.replay_bytes, 64 * 1024 * 1024);
+    num("cacheMs", c.cache_ms, 86400000);
+    relay_ = std::make_unique<dmsc::Relay>(std::move(table), std::move(c));
+    state_ = env.GetInstanceData<EnvState>();
+    state_->relays.insert(this);
+  }
+  ~RelayWrap() override {
+    if (state_) state_->relays.erase(this);
+    Halt();
+  }
+  // Stops the loop and joins its thread (at stop(), finalization or teardown).
+  void Halt() {
+    if (relay_) relay_->stop();
+    relay_.reset();
+  }
+
+ private:
+  dmsc::Relay& live(Napi::Env env) {
+    if (!relay_) throw_code(env, "ERR_DMSC_CLOSED", "the relay is stopped");
+    return *relay_;
+  }
+  static std::string arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+    if (!info[i].IsString()) throw_code(info.Env(), "ERR_DMSC_INVALID_ARGUMENT", std::string(what) + " must be a string");
+    return info[i].As<Napi::String>().Utf8Value();
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    uint16_t port = 0;
+    dmsc::Status s = live(info.Env()).start(&port);
+    if (!s.ok()) throw_code(info.Env(), code_name(s.code), s.message);
+    return Napi::Number::New(info.Env(), port);
+  }
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    Halt();
+    return info.Env().Undefined();
+  }
+  // learn(token, aic, expiresAtMs, capability)
+  Napi::Value Learn(const Napi::CallbackInfo& info) {
+    dmsc::Relay& r = live(info.Env());
+    if (!info[2].IsNumber()) throw_code(info.Env(), "ERR_DMSC_INVALID_ARGUMENT", "expiresAt must be a number");
+    r.learn(arg(info, 0, "token"), arg(info, 1, "aic"), info[2].As<Napi::Number>().Int64Value(), arg(info, 3, "capability"));
+    return info.Env().Undefined();
+  }
+  // endpoint(aic, ip, port, base, search)
+  Napi::Value Endpoint(const Napi::CallbackInfo& info) {
+    dmsc::Relay& r = live(info.Env());
+    uint32_t port = u32(info, 2, "port");
+    if (port == 0 || port > 65535) throw_code(info.Env(), "ERR_DMSC_OUT_OF_RANGE", "port is out of range");
+    r.endpoint(arg(info, 0, "aic"), arg(info, 1, "ip"), static_cast<uint16_t>(port), arg(info, 3, "base"), arg(info, 4, "search"));
+    return info.Env().Undefined();
+  }
+  Napi::Value Forget(const Napi::CallbackInfo& info) {
+    live(info.Env()).forget(arg(info, 0, "aic"));
+    return info.Env().Undefined();
+  }
+  Napi::Value Clear(const Napi::CallbackInfo& info) {
+    live(info.Env()).clear();
+    return info.Env().Undefined();
+  }
+  Napi::Value TakeDown(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<std::string> down = live(env).take_down();
+    Napi::Array out = Napi::Array::New(env, down.size());
+    for (size_t i = 0; i < down.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, down[i]));
+    return out;
+  }
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const dmsc::RelayCounters& c = live(env).counters();
+    Napi::Object o = Napi::Object::New(env);
+    auto put = [&](const char* k, const std::atomic<uint64_t>& v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v.load(std::memory_order_relaxed)))); };
+    put("requests", c.requests);
+    put("served", c.served);
+    put("handed", c.handed);
+    put("tunnels", c.tunnels);
+    put("forwarded", c.forwarded);
+    put("retries", c.retries);
+    put("markedDown", c.marked_down);
+    put("failed", c.failed);
+    return o;
+  }
+
+  std::unique_ptr<dmsc::Relay> relay_;
+  EnvState* state_ = nullptr;
+};
+
+EnvState::~EnvState() {
+  for (TableWrap* w : live) w->Detach();
+  for (RelayWrap* r : relays) r->Halt();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* st = new EnvState();
   env.SetInstanceData<EnvState>(st);
   Napi::Function ctor = TableWrap::Define(env);
   st->ctor = Napi::Persistent(ctor);
   exports.Set("NativeTable", ctor);
+  exports.Set("NativeRelay", RelayWrap::Define(env));
   exports.Set("noop", Napi::Function::New(env, Noop, "noop"));
   exports.Set("noopString", Napi::Function::New(env, NoopString, "noopString"));
   exports.Set("nativeHeapBytes", Napi::Function::New(env, NativeHeapBytes, "nativeHeapBytes"));

@@ -190,6 +190,16 @@ bool Table::set_health(const uint8_t* id, size_t len, int state, int loadq) {
   return true;
 }
 
+bool Table::mark_down(uint32_t index, uint64_t epoch) {
+  if (index >= nhs_.high_water() || id_epoch.load(std::memory_order_acquire) != epoch) return false;
+  std::atomic<uint32_t>& health = nhs_.health(index);
+  uint32_t cur = health.load(std::memory_order_relaxed);
+  while (health_state(cur) != kDown &&
+         !health.compare_exchange_weak(cur, pack_health(kDown, health_loadq(cur)), std::memory_order_release, std::memory_order_relaxed)) {
+  }
+  return true;
+}
+
 ReaderSlot* Table::acquire_reader() {
   for (uint32_t i = 1; i < kMaxReaders; ++i) {
     bool expected = false;

@@ -148,6 +148,10 @@ class Table {
   void discard();
   // state: -1 keeps it; loadq: -1 keeps it. False for an id no entry references.
   bool set_health(const uint8_t* id, size_t len, int state, int loadq);
+  // Any thread: a next hop a lookup returned (its index, and the id epoch of that
+  // lookup) is down, unless its index was given to another since. Heartbeats bring it
+  // back through set_health.
+  bool mark_down(uint32_t index, uint64_t epoch);
   Stats stats(size_t top);  // also frees what no reader can see any more
   std::vector<EntryView> entries() const;  // the current generation, in index order
   uint64_t size() const { return live_keys_.load(std::memory_order_relaxed); }

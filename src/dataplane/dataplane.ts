@@ -12,14 +12,23 @@
 // whose body was not read yet. A route toward a peer gateway sends the request on to
 // that gateway's data plane, with a hop limit.
 //
-// The listener is node:http, not fastify: a proxy streams bodies it never parses, and
-// per-request routing and validation here are one string check and one table lookup.
+// The listener is the native relay (native/core/relay.hpp) when the addon is there: an
+// HTTP/1.1 proxy on its own thread, next to the table it looks up. It serves requests
+// whose credential, policy decision and instance address this data plane has already
+// established (taught to it below, held `nativeCacheMs`), and hands every other request
+// to the listener here, on an internal loopback port. Without the relay, that listener
+// is the data plane's own.
+//
+// The listener here is node:http, not fastify: a proxy streams bodies it never parses,
+// and per-request routing and validation here are one string check and one table lookup.
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
+import { isIP } from 'node:net';
 import { Agent } from 'undici';
 import { DmscError } from '../errors.js';
 import { peerOf, type Directory } from '../directory/directory.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
+import { loadNative, type NativeRelay, type NativeRelayCounters } from '../fastpath/native.js';
 import type { TagSet } from '../fastpath/tags.js';
 import { nameProblem } from '../fastpath/validate.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
@@ -51,6 +60,10 @@ export interface DataPlaneOptions {
   readonly maxHops?: number;
   /** Bodies of retryable methods up to this size are kept to send again (default 64 KiB). */
   readonly replayBytes?: number;
+  /** The native relay as the listener, when the addon has it (default true). */
+  readonly native?: boolean;
+  /** How long the relay holds what it was taught (credential, decision, address; default 1 s). */
+  readonly nativeCacheMs?: number;
 }
 
 export interface DataPlaneDeps {
@@ -63,6 +76,8 @@ export interface DataPlaneDeps {
   readonly peerDataPlane: (peer: string) => string | undefined;
   /** A request to (or toward) a peer gateway failed: keep it out of choices for a moment. */
   readonly peerFailed: (peer: string) => void;
+  /** Calls back with AICs as they are revoked (what the native relay was taught of them goes). */
+  readonly onRevoked?: (listener: (aics: string[]) => void) => void;
 }
 
 /** Path components that would climb out of an instance's base path, as written or encoded. */
@@ -72,14 +87,20 @@ const ENDPOINTS_KEPT = 10_000;
 
 interface Endpoint {
   readonly origin: string;
+  /** A numeric address and port the native relay can reach it at, if it has one. */
+  readonly ip: string | undefined;
+  readonly port: number;
   /** The endpoint's path without trailing slashes. */
   readonly base: string;
   /** The endpoint's own query, with its '?', or ''. */
   readonly search: string;
 }
 
+/** How often what the relay marked down reaches the directory, and policy changes the relay. */
+const RELAY_POLL_MS = 50;
+
 export class DataPlane {
-  readonly stats: DataPlaneStats = { requests: 0, forwarded: 0, retries: 0, markedDown: 0, refused: 0, failed: 0 };
+  readonly #stats: DataPlaneStats = { requests: 0, forwarded: 0, retries: 0, markedDown: 0, refused: 0, failed: 0 };
   readonly #deps: DataPlaneDeps;
   readonly #maxHops: number;
   readonly #replayBytes: number;
@@ -90,12 +111,17 @@ export class DataPlane {
   readonly #peerAgent: Agent;
   readonly #host: ExchangeHost;
   readonly #endpoints = new Map<string, Endpoint | null>();
+  readonly #options: DataPlaneOptions;
   #servers: Server[] = [];
+  #relay: NativeRelay | undefined;
+  #relayPoll: NodeJS.Timeout | undefined;
+  #policyVersion = -1;
   #address: Listen | undefined;
   #peerAddress: Listen | undefined;
 
   constructor(deps: DataPlaneDeps, options: DataPlaneOptions) {
     this.#deps = deps;
+    this.#options = options;
     this.#listen = options.listen;
     this.#peerListen = options.peerListen;
     this.#tls = options.tls;
@@ -118,7 +144,7 @@ export class DataPlane {
       dispatcher: this.#agent,
       self: deps.self,
       attempts: options.attempts ?? 3,
-      stats: this.stats,
+      stats: this.#stats,
       lookup: (capability, require, flow) => deps.fib.lookup(capability, flow === undefined ? { require } : { require, flow }),
       decide: (claims, capability, before) => this.#decide(claims, capability, before),
       agentTarget: (aic, rest, query) => this.#agentTarget(aic, rest, query),
@@ -129,14 +155,34 @@ export class DataPlane {
       down: (nextHop) => {
         const peer = peerOf(nextHop);
         if (peer) deps.peerFailed(peer);
-        else if (deps.directory.markDown(nextHop)) this.stats.markedDown++;
+        else if (deps.directory.markDown(nextHop)) this.#stats.markedDown++;
       },
+      teach: (ask, claims, prefix, aic) => this.#teach(ask, claims, prefix, aic),
       fail: (res, e) => this.#fail(res, e),
     };
   }
 
   get address(): Listen | undefined {
     return this.#address;
+  }
+
+  /** Counters since start, the relay's included. */
+  get stats(): DataPlaneStats {
+    const s = { ...this.#stats };
+    const r = this.relayCounters;
+    if (r) {
+      // Requests the relay answered itself; those it handed on are counted here already.
+      s.requests += r.served;
+      s.forwarded += r.forwarded;
+      s.retries += r.retries;
+      s.failed += r.failed;
+    }
+    return s;
+  }
+
+  /** The native relay's own counters, when it is the listener. */
+  get relayCounters(): NativeRelayCounters | undefined {
+    return this.#relay?.counters();
   }
 
   /** Where requests from peer gateways are taken over TLS, when configured. */
@@ -149,7 +195,13 @@ export class DataPlane {
     // No limit on a whole request (bodies may be large), but a connection idle for 2 min
     // is closed, so a client trickling nothing cannot hold it (and an instance's) forever.
     const limits = { keepAliveTimeout: 30_000, requestTimeout: 0 };
-    this.#address = await this.#serve(createServer(limits, handle), this.#listen);
+    const relayed = this.#options.native !== false && isIP(this.#listen.host) !== 0 && this.#relayable();
+    if (relayed) {
+      const inner = await this.#serve(createServer(limits, handle), { host: '127.0.0.1', port: 0 });
+      this.#startRelay(inner.port);
+    } else {
+      this.#address = await this.#serve(createServer(limits, handle), this.#listen);
+    }
     const t = this.#tls;
     if (this.#peerListen && t) {
       const secure = createTlsServer({
@@ -168,7 +220,85 @@ export class DataPlane {
     return bound;
   }
 
+  /** Whether the addon (with its relay) and a table it can share are there. */
+  #relayable(): boolean {
+    try {
+      return typeof loadNative().NativeRelay === 'function' && this.#deps.fib.share().id > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  #startRelay(fallbackPort: number): void {
+    const o = this.#options;
+    const relay = new (loadNative().NativeRelay)(this.#deps.fib.share().id, {
+      host: this.#listen.host, port: this.#listen.port, fallbackPort, self: this.#deps.self,
+      attempts: o.attempts ?? 3, connectTimeoutMs: o.connectTimeoutMs ?? 2000,
+      headersTimeoutMs: o.headersTimeoutMs ?? 30_000, bodyTimeoutMs: o.bodyTimeoutMs ?? 30_000,
+      replayBytes: this.#replayBytes, cacheMs: o.nativeCacheMs ?? 1000,
+    });
+    let port: number;
+    try {
+      port = relay.start();
+    } catch (e) {
+      relay.stop();
+      throw e;
+    }
+    this.#relay = relay;
+    this.#address = { host: this.#listen.host, port };
+    this.#policyVersion = this.#deps.policy.version;
+    this.#deps.onRevoked?.((aics) => {
+      for (const aic of aics) this.#relay?.forget(aic);
+    });
+    // What the relay marked down reaches the directory (which brings it back on a
+    // heartbeat); a new policy voids every decision the relay holds.
+    this.#relayPoll = setInterval(() => {
+      if (!this.#relay) return;
+      if (this.#deps.policy.version !== this.#policyVersion) {
+        this.#policyVersion = this.#deps.policy.version;
+        this.#relay.clear();
+      }
+      for (const aic of this.#relay.takeDown()) {
+        try {
+          if (this.#deps.directory.markDown(aic)) this.#stats.markedDown++;
+        } catch {
+          // The table has it down already; the directory catches up on the next change.
+        }
+      }
+    }, RELAY_POLL_MS);
+    this.#relayPoll.unref();
+  }
+
+  /** A new policy is in effect: the relay's decisions are void. */
+  policyChanged(): void {
+    this.#policyVersion = this.#deps.policy.version;
+    this.#relay?.clear();
+  }
+
+  /**
+   * A request this data plane admitted is going to a local instance with no tag the
+   * policy requires: the relay may send the next ones like it itself.
+   */
+  #teach(ask: Ask, claims: AgentClaims, prefix: string, aic: string): void {
+    const relay = this.#relay;
+    if (!relay) return;
+    const endpoint = this.#deps.directory.get(aic)?.endpoint;
+    const e = endpoint ? this.#endpoint(endpoint) : null;
+    if (!e || e.ip === undefined || !e.origin.startsWith('http:')) return;
+    relay.endpoint(aic, e.ip, e.port, e.base, e.search);
+    relay.learn(ask.token, claims.aic, claims.expiresAt, ask.capability);
+    if (prefix === ask.capability) return;
+    relay.learn(ask.token, claims.aic, claims.expiresAt, prefix);
+    // Below the prefix, when no rule tells those names apart, one decision holds for all
+    // (`prefix/` stands for every name below it): `/capability/ocr/jobs/1`, `/2`, ... do
+    // not each need the data plane here first.
+    if (this.#deps.policy.uniformBelow(prefix)) relay.learn(ask.token, claims.aic, claims.expiresAt, `${prefix}/`);
+  }
+
   async stop(): Promise<void> {
+    if (this.#relayPoll) clearInterval(this.#relayPoll);
+    this.#relay?.stop();
+    this.#relay = undefined;
     await Promise.all(this.#servers.map((server) => {
       server.closeAllConnections();
       return new Promise((r) => server.close(r));
@@ -181,7 +311,7 @@ export class DataPlane {
   // to the instance without a promise: the credential's claims and the policy's decision
   // come from their caches.
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    this.stats.requests++;
+    this.#stats.requests++;
     try {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
@@ -251,7 +381,9 @@ export class DataPlane {
     if (e !== undefined) return e;
     try {
       const u = new URL(endpoint);
-      e = { origin: u.origin, base: u.pathname.replace(/\/+$/, ''), search: u.search };
+      const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+      const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+      e = { origin: u.origin, ip: isIP(host) ? host : undefined, port, base: u.pathname.replace(/\/+$/, ''), search: u.search };
     } catch {
       e = null;
     }
@@ -262,7 +394,7 @@ export class DataPlane {
 
   #fail(res: ServerResponse, e: unknown): void {
     const err = e instanceof DmscError ? e : new DmscError('ERR_DMSC_INTERNAL', 'internal error');
-    if (err.code === 'ERR_DMSC_UNAUTHORIZED' || err.code === 'ERR_DMSC_FORBIDDEN') this.stats.refused++;
+    if (err.code === 'ERR_DMSC_UNAUTHORIZED' || err.code === 'ERR_DMSC_FORBIDDEN') this.#stats.refused++;
     if (res.headersSent) return void res.destroy();
     if (res.destroyed) return;
     const body = JSON.stringify({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } });

@@ -64,6 +64,8 @@ export interface ExchangeHost {
   peerTarget(peer: string, pathAndQuery: string): Target | undefined;
   /** Passive health: a next hop failed. */
   down(nextHop: string): void;
+  /** The request is going to a local instance, as admitted with no required tag. */
+  teach?(ask: Ask, claims: AgentClaims, prefix: string, aic: string): void;
   /** The error answer (or a cut connection, once the answer has begun). */
   fail(res: ServerResponse, e: unknown): void;
 }
@@ -238,6 +240,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       }
       this.#attempts++;
       if (this.#attempts > 1) host.stats.retries++;
+      if (!peer && this.#decision.require.length === 0) host.teach?.(ask, this.#claims, hit.prefix, hit.nextHop);
       this.#controller = undefined;
       this.#answered = false;
       this.#refused = 0;

@@ -46,8 +46,47 @@ export interface NativeStats {
   nextHopSelections: Array<[string, number]>;
 }
 
+/** The addon's relay class (native/core/relay.hpp): the data plane's native listener. */
+export interface NativeRelay {
+  /** Binds and starts its thread; returns the bound port. */
+  start(): number;
+  stop(): void;
+  learn(token: string, aic: string, expiresAt: number, capability: string): void;
+  endpoint(aic: string, ip: string, port: number, base: string, search: string): void;
+  forget(aic: string): void;
+  clear(): void;
+  takeDown(): string[];
+  counters(): NativeRelayCounters;
+}
+
+export interface NativeRelayCounters {
+  requests: number;
+  served: number;
+  handed: number;
+  tunnels: number;
+  forwarded: number;
+  retries: number;
+  markedDown: number;
+  failed: number;
+}
+
+export interface NativeRelayOptions {
+  host: string;
+  port: number;
+  fallbackPort: number;
+  self: string;
+  attempts?: number;
+  connectTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+  clientIdleMs?: number;
+  replayBytes?: number;
+  cacheMs?: number;
+}
+
 export interface NativeAddon {
   NativeTable: new (tokenId?: number) => NativeTable;
+  NativeRelay: new (tableShareId: number, options: NativeRelayOptions) => NativeRelay;
   noop(): void;
   noopString(name: string): number;
   nativeHeapBytes(): number;

@@ -70,6 +70,9 @@ export class DmscNode {
       self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard,
       peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
       peerFailed: (peer) => this.mesh.holdOff(peer),
+      onRevoked: (listener) => parts.amc.onChange(({ revoked }) => {
+        if (revoked.length) listener(revoked);
+      }),
     }, {
       listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs,
       ...(config.peerDataplane ? { peerListen: config.peerDataplane } : {}),
@@ -183,7 +186,17 @@ export class DmscNode {
         if (current.version > 0) back.load(current);
         this.gateway.directory.retag((a) => back.tagsFor(a));
       };
-    }, () => this.mesh.reprogram());
+    }, () => {
+      // Decisions the relay holds were made under the policy just replaced.
+      this.dataPlane.policyChanged();
+      this.mesh.reprogram();
+    });
+    http.get('/v1/dataplane', { onRequest: adminOnly(token) }, async () => ({
+      node: this.config.id,
+      listener: this.dataPlane.relayCounters ? 'native' : 'node',
+      stats: this.dataPlane.stats,
+      ...(this.dataPlane.relayCounters ? { relay: this.dataPlane.relayCounters } : {}),
+    }));
     http.get('/v1/peers', { onRequest: adminOnly(token) }, async () => ({
       node: this.config.id, domain: amc.domain, peers: this.mesh.peers(),
       configured: this.config.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.port}`, ...(p.domain ? { domain: p.domain } : {}) })),

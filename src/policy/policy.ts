@@ -320,6 +320,26 @@ export class PolicyEngine<M = readonly string[]> {
   }
 
   /**
+   * Whether every name strictly below `name` gets the same resolve decision from this
+   * policy, whoever asks: true when no rule's pattern names anything below it (such a
+   * pattern would match some of those names and not others).
+   *
+   * @example
+   * engine.load({ version: 1, rules: [{ id: 'r', effect: 'deny', capabilities: ['/capability/ocr/secret'] }] });
+   * engine.uniformBelow('/capability/ocr');        // false
+   * engine.uniformBelow('/capability/ocr/secret'); // true
+   */
+  uniformBelow(name: string): boolean {
+    if (name === '/' || nameProblem(name) !== null) return false;
+    const below = name + '/';
+    for (const r of this.#compiled.doc.rules) {
+      if (!(r.on ?? ['resolve']).includes('resolve')) continue;
+      for (const p of r.capabilities) if ((p.endsWith('/**') ? p.slice(0, -3) : p).startsWith(below)) return false;
+    }
+    return true;
+  }
+
+  /**
    * Checks a registration: each capability is decided with action 'register'.
    *
    * @example

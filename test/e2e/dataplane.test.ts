@@ -6,7 +6,8 @@
 // failed over; a request whose requester goes away is called off at the instance; 100 MiB
 // bodies stream both ways with the node's memory bounded; requests
 // that are unauthenticated or denied never reach an instance; and a route toward a peer
-// gateway takes the request to that gateway's data plane.
+// gateway takes the request to that gateway's data plane. Requests the node has admitted
+// once are served by the native relay, where a new policy or a revocation holds at once.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -262,6 +263,42 @@ describe('data plane', () => {
     const ok = await send('/capability/secret/x');
     expect([ok.statusCode, (await ok.body.json() as any).path]).toEqual([200, '/base/x']);
     expect(await hits(sub)).toBe(1);
+  }, 30_000);
+
+  it('serves what it has admitted from the native relay; a new policy and a revocation hold there at once', async () => {
+    const u = await instance('relayed');
+    const a = await register(node, key, [{ name: '/capability/relayed' }], u.url);
+    const asker = await register(node, key, [{ name: '/capability/asker' }]);
+    const dataplane = async () => (await api(node.url, 'GET', '/v1/dataplane', { auth: node.token })).body;
+    const before = await dataplane();
+    expect(before.listener).toBe('native');
+    for (let i = 0; i < 50; i++) {
+      const r = await send(`/capability/relayed/${i}`, { auth: asker.credential });
+      expect([r.statusCode, r.headers['x-dmsc-instance'], (await r.body.json() as any).path]).toEqual([200, a.aic, `/${i}`]);
+    }
+    const after = await dataplane();
+    // The node's own data plane admitted the first request of each path; it taught the
+    // relay, which served the rest itself.
+    expect(after.relay.forwarded - before.relay.forwarded).toBeGreaterThanOrEqual(1);
+    expect(after.relay.handed - before.relay.handed).toBeGreaterThanOrEqual(1);
+    for (let i = 0; i < 20; i++) await (await send('/capability/relayed', { auth: asker.credential })).body.dump();
+    const warm = await dataplane();
+    expect(warm.relay.forwarded - after.relay.forwarded).toBeGreaterThanOrEqual(19);
+    // A policy that denies it: the very next request is refused, the instance never sees it.
+    const seen = await hits(u);
+    const deny = { version: 20, rules: [{ id: 'no-relayed', effect: 'deny', capabilities: ['/capability/relayed'] }] };
+    expect((await api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: deny })).status).toBe(200);
+    const denied = await send('/capability/relayed', { auth: asker.credential });
+    expect({ status: denied.statusCode, code: (await denied.body.json() as any).error.code }).toEqual({ status: 403, code: 'ERR_DMSC_FORBIDDEN' });
+    expect(await hits(u)).toBe(seen);
+    expect((await api(node.url, 'PUT', '/v1/policies', { auth: node.token, body: { version: 21, rules: [] } })).status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await send('/capability/relayed', { auth: asker.credential })).statusCode).toBe(200);
+    // A revoked credential: refused at once.
+    const out = dmsc('agent', 'revoke', asker.aic, '--url', node.url, '--data', node.dataDir, '--reason', 'test');
+    expect(out.status, out.stderr).toBe(0);
+    const revoked = await send('/capability/relayed', { auth: asker.credential });
+    expect({ status: revoked.statusCode, code: (await revoked.body.json() as any).error.code }).toEqual({ status: 401, code: 'ERR_DMSC_UNAUTHORIZED' });
+    await api(node.url, 'DELETE', `/v1/agents/${a.aic}`, { auth: node.token });
   }, 30_000);
 
   it('streams 100 MiB each way with the node\'s memory bounded', async () => {

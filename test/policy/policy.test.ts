@@ -77,6 +77,43 @@ describe('patterns', () => {
   });
 });
 
+describe('uniformBelow', () => {
+  const component = fc.constantFrom('a', 'b', 'ab');
+  const name = fc.array(component, { minLength: 1, maxLength: 4 }).map((cs) => '/' + cs.join('/'));
+  const pattern = fc.oneof(name, name.map((n) => n + '/**'), fc.constant('/**'));
+  const policy = fc.array(fc.record({
+    effect: fc.constantFrom('allow', 'deny', 'require'),
+    capabilities: fc.array(pattern, { minLength: 1, maxLength: 3 }),
+  }), { maxLength: 5 }).map((rules) => ({
+    version: 1,
+    default: 'deny' as const,
+    rules: rules.map((r, i) => ({ id: `r${i}`, ...r, ...(r.effect === 'require' ? { tags: [`t${i}`] } : {}) })),
+  }));
+
+  it('holds only where every name below gets the same decision', () => {
+    fc.assert(
+      fc.property(policy, name, fc.array(component, { minLength: 1, maxLength: 3 }), fc.array(component, { minLength: 1, maxLength: 3 }), (doc, base, x, y) => {
+        const engine = new PolicyEngine();
+        engine.load(doc);
+        if (!engine.uniformBelow(base)) return;
+        const one = engine.decide(alice, `${base}/${x.join('/')}`);
+        const other = engine.decide(alice, `${base}/${y.join('/')}`);
+        expect([other.effect, other.rule, other.require]).toEqual([one.effect, one.rule, one.require]);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('is false where a rule names something below, and for the root', () => {
+    const engine = new PolicyEngine();
+    engine.load(docWith(rule({ capabilities: ['/capability/ocr/secret/**'] })));
+    expect(engine.uniformBelow('/capability/ocr')).toBe(false);
+    expect(engine.uniformBelow('/capability/ocr/secret')).toBe(true);
+    expect(engine.uniformBelow('/capability/asr')).toBe(true);
+    expect(engine.uniformBelow('/')).toBe(false);
+  });
+});
+
 describe('validation', () => {
   it('accepts a valid document and returns a frozen normalized copy', () => {
     const input = {
