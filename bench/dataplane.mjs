@@ -2,10 +2,11 @@
 // The data-plane benchmark, side by side with nginx in one run. Three upstream instances
 // (bench/upstream.mjs, each its own process); wrk (Debian's package) drives, in turn:
 //   - one upstream directly: the floor;
-//   - dmsc's data plane (one process, one event loop) in front of the three;
+//   - dmsc's data plane in front of the three: its native relay (one thread, one epoll
+//     loop) serves what the node's own data plane admitted once;
 //   - nginx `proxy_pass` to the same three with keepalive, `worker_processes 1`;
 //   - for reference, bench/node-proxy.mjs: node:http and undici with no dmsc code at
-//     all, the ceiling of the runtime dmsc's data plane runs on.
+//     all, what a proxy on Node alone reaches here.
 // Each is warmed for --warmup seconds first. Peak: requests/s and p50/p99 with wrk's
 // closed loop (--connections, --seconds). Then added latency at half of dmsc's peak
 // rate: wrk paced (each connection waits between requests, a Lua `delay`, so the rate is
@@ -208,7 +209,7 @@ const f = (v, d = 1) => (Number.isFinite(v) ? v.toLocaleString('en-US', { minimu
 const ratio = (a, b) => (b ? (a / b).toFixed(2) : 'n/a');
 console.log(`\ndmsc data-plane benchmark: wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${cpus().length} cores, medians of ${TRIALS} trials after ${WARMUP} s of warm-up each`);
 console.log('three upstream processes; the floor is one of them asked directly; nginx: worker_processes 1, keepalive 64;');
-console.log('node ref.: node:http + undici with no dmsc code (bench/node-proxy.mjs), the runtime\'s own ceiling\n');
+console.log('node ref.: node:http + undici with no dmsc code (bench/node-proxy.mjs), a proxy on Node alone\n');
 const row = (label, xs, d) => console.log(`  ${label.padEnd(20)}${xs.map((x) => f(x, d).padStart(12)).join('')}`);
 const names = ['floor', 'dmsc', 'nginx', 'node'];
 console.log('peak (closed loop)          floor        dmsc       nginx   node ref.');
@@ -227,6 +228,11 @@ row('failed', names.map((n) => atHalf[n].failed), 0);
 console.log('\none upstream killed a third of the way in      dmsc        nginx');
 console.log(`  requests                           ${f(killed.dmsc.requests, 0).padStart(9)} ${f(killed.nginx.requests, 0).padStart(12)}`);
 console.log(`  failed                             ${String(killed.dmsc.failed).padStart(9)} ${String(killed.nginx.failed).padStart(12)}`);
+// Who served dmsc's requests: the relay, or the node's own data plane it hands to.
+const served = (await (await request(`${api}/v1/dataplane`, { headers: { authorization: `Bearer ${token}` } })).body.json());
+if (served.relay) {
+  console.log(`\ndmsc's listener: the native relay; it served ${f(served.relay.forwarded, 0)} requests itself and handed ${f(served.relay.handed, 0)} to the node's data plane`);
+}
 const targetsMet = [
   [peak.dmsc.rps >= 0.5 * peak.nginx.rps, `throughput >= 0.5x nginx (${ratio(peak.dmsc.rps, peak.nginx.rps)}x)`],
   [atHalf.dmsc.p99 - atHalf.floor.p99 <= 1, `added p99 over direct <= 1 ms at half of peak (${f(atHalf.dmsc.p99 - atHalf.floor.p99, 3)} ms)`],
@@ -236,7 +242,7 @@ console.log('\ntargets:');
 for (const [ok, what] of targetsMet) console.log(`  ${ok ? 'met   ' : 'MISSED'} ${what}`);
 if (!opts['no-write']) {
   const out = join(here, 'results', 'dataplane.json');
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, trials: TRIALS, warmup: WARMUP, peak, half, atHalf, killed }, null, 2) + '\n');
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cores: cpus().length, seconds: SECONDS, connections: CONNECTIONS, trials: TRIALS, warmup: WARMUP, peak, half, atHalf, killed, relay: served.relay ?? null }, null, 2) + '\n');
 }
 cleanupAll();
 process.exit(0);

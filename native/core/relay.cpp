@@ -43,6 +43,7 @@ constexpr size_t kMaxIdlePerPool = 64;
 constexpr int kDefaultKeepAliveMs = 4000;  // an instance that names no keep-alive timeout
 constexpr int kSweepMs = 100;
 constexpr int64_t kRefreshMs = 100;
+constexpr size_t kMaxClients = 16384;
 constexpr uint32_t kOut = EPOLLOUT;
 
 int64_t mono_ms() {
@@ -137,6 +138,10 @@ uint32_t flow_key(std::string_view v) {
     h = (h ^ 0u) * 0x01000193u;
   }
   return h;
+}
+
+bool known_method(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "POST" || m == "PUT" || m == "DELETE" || m == "PATCH" || m == "OPTIONS" || m == "TRACE";
 }
 
 bool retryable_method(std::string_view m) {
@@ -265,6 +270,12 @@ struct Relay::Impl {
   // Loop-owned.
   std::unordered_set<Sock*> socks;
   std::vector<Sock*> graveyard;
+  // Requesters whose exchange ended, for their next request: taken by the loop, not
+  // from inside the exchange's own calls (a run of pipelined requests failing at once
+  // would otherwise nest one call per request).
+  std::vector<Client*> ready;
+  size_t clients = 0;
+  bool accepting = true;
   std::unordered_map<std::string, std::unique_ptr<Pool>> pools;
   std::unique_ptr<Pool> fallback_pool;
   int64_t now = 0;
@@ -283,12 +294,14 @@ struct Relay::Impl {
 
   // --- epoll bookkeeping -----------------------------------------------------------------
 
+  // Sets what a socket is watched for; 0 takes it out of the set.
   void watch(Sock* s, uint32_t events) {
     if (s->dead || s->events == events) return;
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = s;
-    epoll_ctl(ep, s->events == 0 && events != 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s->fd, &ev);
+    int op = events == 0 ? EPOLL_CTL_DEL : s->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    epoll_ctl(ep, op, s->fd, op == EPOLL_CTL_DEL ? nullptr : &ev);
     s->events = events;
   }
 
@@ -307,6 +320,7 @@ struct Relay::Impl {
       s->fd = -1;
     }
     socks.erase(s);
+    if (s->kind == kClient) --clients;
     graveyard.push_back(s);
   }
 
@@ -413,8 +427,10 @@ struct Relay::Impl {
           case kTunnel: on_tunnel(static_cast<Tunnel*>(s), e); break;
         }
       }
+      drain_ready();
       if (now >= next_sweep) {
         sweep();
+        drain_ready();
         next_sweep = now + kSweepMs;
       }
       bury();
@@ -423,10 +439,32 @@ struct Relay::Impl {
     bury();
   }
 
+  void drain_ready() {
+    while (!ready.empty()) {
+      std::vector<Client*> now_ready;
+      now_ready.swap(ready);
+      for (Client* c : now_ready)
+        if (!c->dead) process(c);
+    }
+  }
+
+  // Accepting stops at the connection cap, or when descriptors run out (a listener left
+  // readable would spin the loop); the sweep starts it again.
+  void pause_accepting() {
+    if (!accepting) return;
+    accepting = false;
+    watch(&listener_sock, 0);
+  }
+
   void on_accept() {
     for (int k = 0; k < 64; ++k) {
+      if (clients >= kMaxClients) return pause_accepting();
       int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) pause_accepting();
+        return;
+      }
+      ++clients;
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       auto* c = new Client();
@@ -447,8 +485,10 @@ struct Relay::Impl {
     if (c->dead) return;
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       if (c->tunnel) return tunnel_from_client(c);
-      if (c->ex && c->in.size() >= http1::kMaxHeadBytes) {
-        // A request under way and more bytes than a next head: only a close matters now.
+      // Input is bounded: a head and a kept body when a request is being read; a next
+      // head while one is under way; nothing once the connection is to close.
+      size_t cap = c->ex ? http1::kMaxHeadBytes : http1::kMaxHeadBytes + cfg.replay_bytes;
+      if (c->in.size() >= cap || (c->close_after && !c->ex)) {
         if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) return drop_client(c);
         return watch(c, c->events & ~EPOLLIN);
       }
@@ -495,6 +535,10 @@ struct Relay::Impl {
   // Takes the next request from the requester's buffer, when a whole one is there.
   void process(Client* c) {
     while (!c->dead && !c->ex && !c->tunnel && !c->close_after) {
+      // Empty lines before a request line are ignored (RFC 9112 §2.2).
+      size_t blank = 0;
+      while (blank + 1 < c->in.size() && c->in[blank] == '\r' && c->in[blank + 1] == '\n') blank += 2;
+      if (blank) c->in.erase(0, blank);
       if (c->in.empty()) return watch(c, (c->events | EPOLLIN | EPOLLRDHUP));
       http1::Head h;
       long used = http1::parse_head(c->in.data(), c->in.size(), true, h);
@@ -533,6 +577,13 @@ struct Relay::Impl {
   bool admit(const http1::Head& h, Exchange& ex) {
     ex.method.assign(h.method);
     ex.head_method = h.method == "HEAD";
+    // HTTP/1.0 (no chunked answers), methods outside RFC 9110's and PATCH, a request
+    // without Host: the Node listener answers those as it does.
+    if (h.minor == 0 || !known_method(h.method)) return false;
+    bool host = false;
+    for (size_t i = 0; i < h.nheaders; ++i)
+      if (iequals(h.headers[i].name, "host")) host = true;
+    if (!host) return false;
     std::string_view target = h.target;
     size_t q = target.find('?');
     std::string_view name = q == std::string_view::npos ? target : target.substr(0, q);
@@ -671,9 +722,9 @@ struct Relay::Impl {
     dispatch(c, ex, fallback_pool.get(), ex->raw);
   }
 
-  void dispatch(Client* c, Exchange* ex, Pool* pool, const std::string& bytes) {
+  void dispatch(Client* c, Exchange* ex, Pool* pool, const std::string& bytes, bool fresh = false) {
     Upstream* up = nullptr;
-    while (!pool->idle.empty()) {
+    while (!fresh && !pool->idle.empty()) {
       Upstream* u = pool->idle.back();
       pool->idle.pop_back();
       if (!u->dead && u->idle_until > now) {
@@ -765,13 +816,13 @@ struct Relay::Impl {
     }
     // End of stream, or a failure.
     if (!up->head_done) {
-      if (up->reused && up->in.empty() && !ex->fresh_retry) {
-        // A kept-alive connection the instance had closed: the request goes again on a
-        // new one, with no blame.
+      if (up->reused && up->in.empty() && !ex->fresh_retry && can_again(*ex, false)) {
+        // A kept-alive connection the instance had closed: a request that may go again
+        // does, on a new connection, with no blame.
         ex->fresh_retry = true;
         Pool* pool = up->pool;
         release_upstream(up, false);
-        return dispatch(c, ex, pool, ex->handed ? ex->raw : ex->sent);
+        return dispatch(c, ex, pool, ex->handed ? ex->raw : ex->sent, true);
       }
       return attempt_failed(c, ex, up, r == 0 ? "connection closed before an answer" : "connection reset", false, true);
     }
@@ -909,6 +960,9 @@ struct Relay::Impl {
 
   // The answer has been passed on whole.
   void complete(Client* c, Exchange* ex, Upstream* up) {
+    // An answer before the whole request went (an early 413, say): the rest of the
+    // request must never reach the instance as the start of another one.
+    if (pending(up->out, up->out_off) > 0) up->reusable = false;
     if (!ex->handed) {
       counters.forwarded.fetch_add(1, std::memory_order_relaxed);
       counters.served.fetch_add(1, std::memory_order_relaxed);
@@ -917,7 +971,7 @@ struct Relay::Impl {
     c->ex.reset();
     c->idle_until = now + cfg.client_idle_ms;
     if (!write_client(c)) return;
-    process(c);
+    ready.push_back(c);
   }
 
   // Back to its pool (kept alive) or closed.
@@ -991,7 +1045,7 @@ struct Relay::Impl {
     c->ex.reset();
     c->idle_until = now + cfg.client_idle_ms;
     if (!write_client(c)) return;
-    process(c);
+    ready.push_back(c);
   }
 
   // An answer that cannot be finished: the requester's connection is closed.
@@ -1060,11 +1114,14 @@ struct Relay::Impl {
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       int r = fill(t->fd, c->out);
       if (r <= 0) {
-        // The data plane closed: what it wrote goes out, then the requester's connection closes.
+        // The data plane closed: what it wrote goes out, then the requester's connection
+        // closes (write_client closes it once its output is drained).
         kill(t);
         c->tunnel = nullptr;
-        flush(c->fd, c->out, c->out_off);
-        return kill(c);
+        c->close_after = true;
+        watch(c, EPOLLRDHUP | EPOLLOUT);
+        write_client(c);
+        return;
       }
       if (!write_client(c)) return;
       if (pending(c->out, c->out_off) > kHighWater) watch(t, t->events & ~EPOLLIN);
@@ -1074,6 +1131,10 @@ struct Relay::Impl {
   // --- timers --------------------------------------------------------------------------
 
   void sweep() {
+    if (!accepting && clients < kMaxClients) {
+      accepting = true;
+      watch(&listener_sock, EPOLLIN);
+    }
     std::vector<Sock*> all(socks.begin(), socks.end());
     for (Sock* s : all) {
       if (s->dead) continue;

@@ -194,8 +194,15 @@ bool Table::mark_down(uint32_t index, uint64_t epoch) {
   if (index >= nhs_.high_water() || id_epoch.load(std::memory_order_acquire) != epoch) return false;
   std::atomic<uint32_t>& health = nhs_.health(index);
   uint32_t cur = health.load(std::memory_order_relaxed);
-  while (health_state(cur) != kDown &&
-         !health.compare_exchange_weak(cur, pack_health(kDown, health_loadq(cur)), std::memory_order_release, std::memory_order_relaxed)) {
+  uint32_t down = 0;
+  do {
+    if (health_state(cur) == kDown) return true;
+    down = pack_health(kDown, health_loadq(cur));
+  } while (!health.compare_exchange_weak(cur, down, std::memory_order_acq_rel, std::memory_order_relaxed));
+  // The index went to another next hop meanwhile: that one is left as it was.
+  if (id_epoch.load(std::memory_order_acquire) != epoch) {
+    health.compare_exchange_strong(down, cur, std::memory_order_acq_rel, std::memory_order_relaxed);
+    return false;
   }
   return true;
 }

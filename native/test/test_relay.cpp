@@ -96,8 +96,10 @@ long read_message(int fd, std::string& buf, bool request, http1::Head& h, std::s
 // send back, or "" to close the connection without an answer.
 class Server {
  public:
-  explicit Server(std::function<std::string(const std::string& head, const std::string& body)> answer)
-      : answer_(std::move(answer)) {
+  // early: answers on the head alone, then reads the body and drops it (an instance that
+  // refuses a request before reading it, keeping the connection).
+  explicit Server(std::function<std::string(const std::string& head, const std::string& body)> answer, bool early = false)
+      : answer_(std::move(answer)), early_(early) {
     fd_ = listen_any(&port_);
     accept_ = std::thread([this] { accept_loop(); });
   }
@@ -125,6 +127,31 @@ class Server {
     while (!stop_) {
       if (buf.empty() && !wait_readable(c, 50)) continue;
       http1::Head h;
+      if (early_) {
+        long used = http1::parse_head(buf.data(), buf.size(), true, h);
+        if (used < 0) break;
+        if (used == 0) {
+          char tmp[65536];
+          if (!wait_readable(c, 5000)) break;
+          ssize_t r = ::recv(c, tmp, sizeof(tmp), 0);
+          if (r <= 0) break;
+          buf.append(tmp, static_cast<size_t>(r));
+          continue;
+        }
+        requests_++;
+        size_t rest = static_cast<size_t>(used) + static_cast<size_t>(h.content_length > 0 ? h.content_length : 0);
+        std::string out = answer_(buf.substr(0, static_cast<size_t>(used)), "");
+        ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
+        while (buf.size() < rest) {
+          char tmp[65536];
+          if (!wait_readable(c, 5000)) break;
+          ssize_t r = ::recv(c, tmp, sizeof(tmp), 0);
+          if (r <= 0) break;
+          buf.append(tmp, static_cast<size_t>(r));
+        }
+        buf.erase(0, std::min(rest, buf.size()));
+        continue;
+      }
       std::string body, head;
       long used = read_message(c, buf, true, h, body, head);
       if (used == 0) break;
@@ -137,6 +164,7 @@ class Server {
   }
 
   std::function<std::string(const std::string&, const std::string&)> answer_;
+  bool early_ = false;
   int fd_;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
@@ -185,7 +213,7 @@ struct Rig {
   std::shared_ptr<Table> table = std::make_shared<Table>();
   std::unique_ptr<Relay> relay;
   uint16_t port = 0;
-  Rig(uint16_t fallback, std::vector<std::pair<std::string, uint16_t>> instances) {
+  Rig(uint16_t fallback, std::vector<std::pair<std::string, uint16_t>> instances, uint32_t replay_bytes = 64 * 1024) {
     std::vector<HopDef> hops;
     for (auto& i : instances) hops.emplace_back(i.first);
     CHECK(BatchBuilder().upsert("/capability/echo", hops).apply(*table).ok());
@@ -194,6 +222,7 @@ struct Rig {
     c.self = "gw1";
     c.cache_ms = 60000;
     c.headers_timeout_ms = 3000;
+    c.replay_bytes = replay_bytes;
     relay = std::make_unique<Relay>(table, c);
     CHECK(relay->start(&port).ok());
     for (auto& i : instances) relay->endpoint(i.first, "127.0.0.1", i.second, "/base", "?k=v");
@@ -237,15 +266,15 @@ TEST(relay_hands_what_it_was_not_taught_to_the_data_plane) {
   Rig rig(fallback().port(), {{"a1", inst.port()}});
   Requester r(rig.port);
   std::string body;
-  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\nauthorization: Bearer other\r\n\r\n", nullptr, &body), 200);
+  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer other\r\n\r\n", nullptr, &body), 200);
   CHECK(body == "handed");
-  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\n\r\n", nullptr, &body), 200);  // no credential
+  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\nhost: gw\r\n\r\n", nullptr, &body), 200);  // no credential
   CHECK(body == "handed");
-  CHECK_EQ(r.ask("GET /capability/e%63ho HTTP/1.1\r\nauthorization: Bearer tok\r\n\r\n", nullptr, &body), 200);
+  CHECK_EQ(r.ask("GET /capability/e%63ho HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\n\r\n", nullptr, &body), 200);
   CHECK(body == "handed");
-  CHECK_EQ(r.ask("GET /capability/echo/../x HTTP/1.1\r\nauthorization: Bearer tok\r\n\r\n", nullptr, &body), 200);
+  CHECK_EQ(r.ask("GET /capability/echo/../x HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\n\r\n", nullptr, &body), 200);
   CHECK(body == "handed");
-  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\nauthorization: Bearer tok\r\nx-dmsc-hops: 3\r\n\r\n", nullptr, &body), 200);
+  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\nx-dmsc-hops: 3\r\n\r\n", nullptr, &body), 200);
   CHECK(body == "handed");
   CHECK_EQ(inst.requests(), 0);
   CHECK_EQ(r.ask(kGet, nullptr, &body), 200);
@@ -285,7 +314,7 @@ TEST(relay_retries_a_503_for_a_get_but_passes_it_on_for_a_post) {
     Rig rig(fallback().port(), {{"busy", busy.port()}});
     Requester r(rig.port);
     std::string body;
-    CHECK_EQ(r.ask("POST /capability/echo HTTP/1.1\r\nauthorization: Bearer tok\r\ncontent-length: 3\r\n\r\nabc", nullptr, &body), 503);
+    CHECK_EQ(r.ask("POST /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\ncontent-length: 3\r\n\r\nabc", nullptr, &body), 503);
     CHECK(body == "busy");
   }
 }
@@ -319,7 +348,7 @@ TEST(relay_hands_a_streamed_body_over_with_its_connection) {
   Rig rig(tunnel_end.port(), {{"a1", inst.port()}});
   Requester r(rig.port);
   std::string body;
-  CHECK_EQ(r.ask("POST /capability/echo HTTP/1.1\r\nauthorization: Bearer tok\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", nullptr, &body), 200);
+  CHECK_EQ(r.ask("POST /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", nullptr, &body), 200);
   CHECK(body == "POST3\r\nabc\r\n0\r\n\r\n");
   CHECK_EQ(rig.relay->counters().tunnels.load(), 1u);
   CHECK_EQ(inst.requests(), 0);
@@ -341,11 +370,58 @@ TEST(relay_grant_below_a_name_covers_every_name_below_it_only) {
   Requester r(rig.port);
   std::string body;
   for (const char* path : {"/capability/echo/a", "/capability/echo/b/c", "/capability/echo"}) {
-    CHECK_EQ(r.ask(std::string("GET ") + path + " HTTP/1.1\r\nauthorization: Bearer sub\r\n\r\n", nullptr, &body), 200);
+    CHECK_EQ(r.ask(std::string("GET ") + path + " HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer sub\r\n\r\n", nullptr, &body), 200);
     CHECK(body == "instance");
   }
   // Above the name it was taught for: not covered.
   rig.relay->learn("up", "requester-3", INT64_MAX / 2, "/capability/echo/deep/");
-  CHECK_EQ(r.ask("GET /capability/echo/other HTTP/1.1\r\nauthorization: Bearer up\r\n\r\n", nullptr, &body), 200);
+  CHECK_EQ(r.ask("GET /capability/echo/other HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer up\r\n\r\n", nullptr, &body), 200);
   CHECK(body == "handed");
+}
+
+TEST(relay_never_reuses_a_connection_the_request_did_not_finish_on) {
+  // The instance refuses a large body before reading it; the rest of that body must not
+  // reach it as the start of the next request.
+  Server inst([](const std::string& head, const std::string&) {
+    return head.compare(0, 3, "PUT") == 0 ? std::string("HTTP/1.1 413 Too Large\r\ncontent-length: 0\r\n\r\n") : ok("fine");
+  }, true);
+  Rig rig(fallback().port(), {{"a1", inst.port()}}, 16 * 1024 * 1024);
+  Requester r(rig.port);
+  std::string big(8 * 1024 * 1024, 'x');
+  CHECK_EQ(r.ask("PUT /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\ncontent-length: " + std::to_string(big.size()) + "\r\n\r\n" + big), 413);
+  Requester next(rig.port);
+  std::string body;
+  CHECK_EQ(next.ask(kGet, nullptr, &body), 200);
+  CHECK(body == "fine");
+  CHECK(rig.relay->take_down().empty());
+}
+
+TEST(relay_sends_a_post_once_even_on_a_kept_connection_that_closed) {
+  std::atomic<int> posts{0};
+  Server inst([&](const std::string& head, const std::string&) {
+    if (head.compare(0, 4, "POST") == 0) {
+      posts++;
+      return std::string();  // closes without an answer
+    }
+    return ok("fine");
+  });
+  Rig rig(fallback().port(), {{"a1", inst.port()}});
+  Requester r(rig.port);
+  CHECK_EQ(r.ask(kGet), 200);  // leaves a kept connection in the pool
+  CHECK_EQ(r.ask("POST /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\ncontent-length: 1\r\n\r\nx"), 502);
+  CHECK_EQ(posts.load(), 1);
+}
+
+TEST(relay_hands_http_1_0_and_unknown_methods_to_the_data_plane) {
+  Server inst([](const std::string&, const std::string&) { return ok("instance"); });
+  Rig rig(fallback().port(), {{"a1", inst.port()}});
+  std::string body;
+  Requester r(rig.port);
+  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.0\r\nhost: gw\r\nconnection: keep-alive\r\nauthorization: Bearer tok\r\n\r\n", nullptr, &body), 200);
+  CHECK(body == "handed");
+  CHECK_EQ(r.ask("BREW /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\n\r\n", nullptr, &body), 200);
+  CHECK(body == "handed");
+  CHECK_EQ(r.ask("\r\nGET /capability/echo HTTP/1.1\r\nauthorization: Bearer tok\r\n\r\n", nullptr, &body), 200);  // no Host
+  CHECK(body == "handed");
+  CHECK_EQ(inst.requests(), 0);
 }

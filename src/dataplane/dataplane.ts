@@ -116,6 +116,8 @@ export class DataPlane {
   #relay: NativeRelay | undefined;
   #relayPoll: NodeJS.Timeout | undefined;
   #policyVersion = -1;
+  /** Moves on with each new policy and revocation: a decision made before is not taught. */
+  #generation = 0;
   #address: Listen | undefined;
   #peerAddress: Listen | undefined;
 
@@ -248,16 +250,14 @@ export class DataPlane {
     this.#address = { host: this.#listen.host, port };
     this.#policyVersion = this.#deps.policy.version;
     this.#deps.onRevoked?.((aics) => {
+      this.#generation++;
       for (const aic of aics) this.#relay?.forget(aic);
     });
     // What the relay marked down reaches the directory (which brings it back on a
     // heartbeat); a new policy voids every decision the relay holds.
     this.#relayPoll = setInterval(() => {
       if (!this.#relay) return;
-      if (this.#deps.policy.version !== this.#policyVersion) {
-        this.#policyVersion = this.#deps.policy.version;
-        this.#relay.clear();
-      }
+      if (this.#deps.policy.version !== this.#policyVersion) this.policyChanged();
       for (const aic of this.#relay.takeDown()) {
         try {
           if (this.#deps.directory.markDown(aic)) this.#stats.markedDown++;
@@ -272,6 +272,7 @@ export class DataPlane {
   /** A new policy is in effect: the relay's decisions are void. */
   policyChanged(): void {
     this.#policyVersion = this.#deps.policy.version;
+    this.#generation++;
     this.#relay?.clear();
   }
 
@@ -281,7 +282,9 @@ export class DataPlane {
    */
   #teach(ask: Ask, claims: AgentClaims, prefix: string, aic: string): void {
     const relay = this.#relay;
-    if (!relay) return;
+    // A request admitted before a new policy or a revocation (its body was being read,
+    // or it is on a later attempt) teaches nothing: its decision may be void now.
+    if (!relay || ask.generation !== this.#generation) return;
     const endpoint = this.#deps.directory.get(aic)?.endpoint;
     const e = endpoint ? this.#endpoint(endpoint) : null;
     if (!e || e.ip === undefined || !e.origin.startsWith('http:')) return;
@@ -344,7 +347,7 @@ export class DataPlane {
       if (via.includes(this.#deps.self)) throw new DmscError('ERR_DMSC_LOOP', `the request came back to ${this.#deps.self} (via ${via.join(',')})`);
       const decision = this.#decide(claims, capability);
       const flow = headers[FLOW_HEADER];
-      const ask: Ask = { name, query, capability, token, hops, via, flow: typeof flow === 'string' && flow !== '' ? flow : undefined };
+      const ask: Ask = { name, query, capability, token, hops, via, flow: typeof flow === 'string' && flow !== '' ? flow : undefined, generation: this.#generation };
       const exchange = new Exchange(this.#host, req, res, ask, claims, decision);
       const length = Number(headers['content-length'] ?? 0);
       const chunked = headers['transfer-encoding'] !== undefined;

@@ -39,6 +39,8 @@ export interface Ask {
   /** Gateways it passed already. */
   readonly via: readonly string[];
   readonly flow: string | undefined;
+  /** The data plane's decision generation when it was admitted (see DataPlane#teach). */
+  readonly generation?: number;
 }
 
 export interface Target {
