@@ -92,7 +92,14 @@ inline bool parse_u64(std::string_view s, int64_t& out) {
 // Parses a message head at the start of [p, p+n): the bytes it took (through the blank
 // line), or a Parse value. `request` picks the start line's grammar.
 inline long parse_head(const char* p, size_t n, bool request, Head& h) {
-  h = Head{};
+  // Every field but the header array (written as far as nheaders says) starts afresh.
+  h.method = h.target = h.reason = std::string_view();
+  h.status = 0;
+  h.minor = 1;
+  h.nheaders = 0;
+  h.content_length = -1;
+  h.transfer_encoding = h.chunked = h.close = h.connection_tokens = false;
+  h.keep_alive_timeout = -1;
   size_t limit = n < kMaxHeadBytes ? n : kMaxHeadBytes;
   size_t i = 0;
   auto line_end = [&](size_t from) -> long {

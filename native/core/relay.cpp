@@ -358,20 +358,19 @@ struct Relay::Impl {
     return true;
   }
 
+  char chunk[kReadChunk];  // the loop's read buffer
+
   // Reads what is there into `in`; 1: some, 0: end of stream, -1: failure, 2: nothing yet.
-  static int fill(int fd, std::string& in) {
+  int fill(int fd, std::string& in) {
     int got = 2;
     for (int rounds = 0; rounds < 4; ++rounds) {
-      size_t at = in.size();
-      in.resize(at + kReadChunk);
-      ssize_t n = ::recv(fd, &in[at], kReadChunk, 0);
+      ssize_t n = ::recv(fd, chunk, kReadChunk, 0);
       if (n > 0) {
-        in.resize(at + static_cast<size_t>(n));
+        in.append(chunk, static_cast<size_t>(n));
         got = 1;
         if (static_cast<size_t>(n) < kReadChunk) return got;
         continue;
       }
-      in.resize(at);
       if (n == 0) return got == 1 ? 1 : 0;
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return got;
@@ -543,7 +542,10 @@ struct Relay::Impl {
       http1::Head h;
       long used = http1::parse_head(c->in.data(), c->in.size(), true, h);
       if (used == 0) return watch(c, (c->events | EPOLLIN | EPOLLRDHUP));
-      if (used < 0) return kill_client_now(c);  // as the TypeScript listener does: no answer
+      // Too large a head: the Node listener answers it under its own limits. Not HTTP:
+      // closed, as the Node listener does, with no answer.
+      if (used == static_cast<long>(http1::Parse::kTooLarge)) return tunnel(c);
+      if (used < 0) return kill_client_now(c);
       counters.requests.fetch_add(1, std::memory_order_relaxed);
       bool has_expect = false, has_upgrade = false;
       for (size_t i = 0; i < h.nheaders; ++i) {

@@ -425,3 +425,39 @@ TEST(relay_hands_http_1_0_and_unknown_methods_to_the_data_plane) {
   CHECK(body == "handed");
   CHECK_EQ(inst.requests(), 0);
 }
+
+TEST(relay_hands_a_head_too_large_for_it_over_with_its_connection) {
+  // The far end reads raw bytes: a head over the relay's limits is the Node listener's
+  // to judge (under its own), so it must arrive there whole.
+  uint16_t port;
+  int lfd = listen_any(&port);
+  std::string got;
+  std::thread far([&] {
+    int c = ::accept(lfd, nullptr, nullptr);
+    char tmp[65536];
+    while (got.find("\r\n\r\n") == std::string::npos && wait_readable(c, 5000)) {
+      ssize_t n = ::recv(c, tmp, sizeof(tmp), 0);
+      if (n <= 0) break;
+      got.append(tmp, static_cast<size_t>(n));
+    }
+    std::string out = ok("far");
+    ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
+    ::close(c);
+  });
+  Server inst([](const std::string&, const std::string&) { return ok("instance"); });
+  {
+    Rig rig(port, {{"a1", inst.port()}});
+    Requester r(rig.port);
+    std::string many = "GET /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\n";
+    for (int i = 0; i < 150; ++i) many += "x-h" + std::to_string(i) + ": 1\r\n";
+    many += "\r\n";
+    std::string body;
+    CHECK_EQ(r.ask(many, nullptr, &body), 200);
+    CHECK(body == "far");
+    CHECK(got == many);
+    CHECK_EQ(rig.relay->counters().tunnels.load(), 1u);
+    CHECK_EQ(inst.requests(), 0);
+  }
+  far.join();
+  ::close(lfd);
+}
