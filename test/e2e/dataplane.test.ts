@@ -104,6 +104,15 @@ describe('data plane', () => {
     const flows = new Set<string>();
     for (let i = 0; i < 20; i++) flows.add((await send('/capability/echo', { headers: { 'x-dmsc-flow': 'session-7' } })).headers['x-dmsc-instance'] as string);
     expect(flows.size).toBe(1);
+    // The relay (these requests) and the node's own data plane (a request it hands over,
+    // as it does any carrying x-dmsc-via) pick the same instance for the same flow key.
+    for (let k = 0; k < 8; k++) {
+      const flow = `session-${k}-é`;
+      const relayed = await send('/capability/echo', { headers: { 'x-dmsc-flow': flow } });
+      const handed = await send('/capability/echo', { headers: { 'x-dmsc-flow': flow, 'x-dmsc-via': 'elsewhere' } });
+      expect(handed.headers['x-dmsc-instance']).toBe(relayed.headers['x-dmsc-instance']);
+      await Promise.all([relayed.body.dump(), handed.body.dump()]);
+    }
     await Promise.all([api(node.url, 'DELETE', `/v1/agents/${a1.aic}`, { auth: node.token }), api(node.url, 'DELETE', `/v1/agents/${a2.aic}`, { auth: node.token })]);
   }, 60_000);
 
