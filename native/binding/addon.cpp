@@ -473,6 +473,7 @@ class RelayWrap : public Napi::ObjectWrap<RelayWrap> {
       InstanceMethod<&RelayWrap::Learn>("learn"),
       InstanceMethod<&RelayWrap::Endpoint>("endpoint"),
       InstanceMethod<&RelayWrap::Forget>("forget"),
+      InstanceMethod<&RelayWrap::DropEndpoint>("dropEndpoint"),
       InstanceMethod<&RelayWrap::Clear>("clear"),
       InstanceMethod<&RelayWrap::TakeDown>("takeDown"),
       InstanceMethod<&RelayWrap::Counters>("counters"),
@@ -564,6 +565,10 @@ class RelayWrap : public Napi::ObjectWrap<RelayWrap> {
   }
   Napi::Value Forget(const Napi::CallbackInfo& info) {
     live(info.Env()).forget(arg(info, 0, "aic"));
+    return info.Env().Undefined();
+  }
+  Napi::Value DropEndpoint(const Napi::CallbackInfo& info) {
+    live(info.Env()).drop_endpoint(arg(info, 0, "aic"));
     return info.Env().Undefined();
   }
   Napi::Value Clear(const Napi::CallbackInfo& info) {

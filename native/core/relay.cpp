@@ -1255,6 +1255,12 @@ void Relay::forget(const std::string& aic) {
   for (auto it = m.creds.begin(); it != m.creds.end();) it = it->second.aic == aic ? m.creds.erase(it) : std::next(it);
 }
 
+void Relay::drop_endpoint(const std::string& aic) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.endpoints.erase(aic);
+}
+
 void Relay::clear() {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.mu);

@@ -36,7 +36,7 @@ struct RelayConfig {
   uint32_t body_timeout_ms = 30000;
   uint32_t client_idle_ms = 30000;
   uint32_t replay_bytes = 64 * 1024;
-  uint32_t cache_ms = 1000;        // how long a taught credential, grant or endpoint holds
+  uint32_t cache_ms = 60000;       // how long a taught credential, grant or endpoint holds
 };
 
 struct RelayCounters {
@@ -67,6 +67,7 @@ class Relay {
   void learn(const std::string& token, const std::string& aic, int64_t expires_ms, const std::string& capability);
   void endpoint(const std::string& aic, const std::string& ip, uint16_t port, const std::string& base, const std::string& search);
   void forget(const std::string& aic);  // its credentials and its endpoint
+  void drop_endpoint(const std::string& aic);
   void clear();                         // everything taught
   // Next hops marked down here since the last call.
   std::vector<std::string> take_down();

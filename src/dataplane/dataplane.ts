@@ -62,7 +62,12 @@ export interface DataPlaneOptions {
   readonly replayBytes?: number;
   /** The native relay as the listener, when the addon has it (default true). */
   readonly native?: boolean;
-  /** How long the relay holds what it was taught (credential, decision, address; default 1 s). */
+  /**
+   * How long the relay holds what it was taught (credential, decision, address; default
+   * 60 s) before one request goes to this data plane to renew it. A new policy, a
+   * revocation, new credential keys and a changed agent void it at once; this is the
+   * bound for anything else.
+   */
   readonly nativeCacheMs?: number;
 }
 
@@ -76,8 +81,11 @@ export interface DataPlaneDeps {
   readonly peerDataPlane: (peer: string) => string | undefined;
   /** A request to (or toward) a peer gateway failed: keep it out of choices for a moment. */
   readonly peerFailed: (peer: string) => void;
-  /** Calls back with AICs as they are revoked (what the native relay was taught of them goes). */
-  readonly onRevoked?: (listener: (aics: string[]) => void) => void;
+  /**
+   * Calls back with AICs as they are revoked, and when the credential keys change: what
+   * the native relay was taught of them goes.
+   */
+  readonly onCredentialChange?: (listener: (change: { revoked: string[]; keys: boolean }) => void) => void;
 }
 
 /** Path components that would climb out of an instance's base path, as written or encoded. */
@@ -237,7 +245,7 @@ export class DataPlane {
       host: this.#listen.host, port: this.#listen.port, fallbackPort, self: this.#deps.self,
       attempts: o.attempts ?? 3, connectTimeoutMs: o.connectTimeoutMs ?? 2000,
       headersTimeoutMs: o.headersTimeoutMs ?? 30_000, bodyTimeoutMs: o.bodyTimeoutMs ?? 30_000,
-      replayBytes: this.#replayBytes, cacheMs: o.nativeCacheMs ?? 1000,
+      replayBytes: this.#replayBytes, cacheMs: o.nativeCacheMs ?? 60_000,
     });
     let port: number;
     try {
@@ -249,10 +257,14 @@ export class DataPlane {
     this.#relay = relay;
     this.#address = { host: this.#listen.host, port };
     this.#policyVersion = this.#deps.policy.version;
-    this.#deps.onRevoked?.((aics) => {
+    this.#deps.onCredentialChange?.(({ revoked, keys }) => {
+      if (!revoked.length && !keys) return;
       this.#generation++;
-      for (const aic of aics) this.#relay?.forget(aic);
+      if (keys) this.#relay?.clear();
+      else for (const aic of revoked) this.#relay?.forget(aic);
     });
+    // An agent registered again, changed or gone: its address is taught again when used.
+    this.#deps.directory.onAgentChange((aic) => this.#relay?.dropEndpoint(aic));
     // What the relay marked down reaches the directory (which brings it back on a
     // heartbeat); a new policy voids every decision the relay holds.
     this.#relayPoll = setInterval(() => {

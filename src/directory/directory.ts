@@ -79,6 +79,7 @@ export class Directory {
   /** Health of next hops that are not agents (peer gateways). */
   readonly #external = new Map<string, HealthState>();
   readonly #localListeners: ((prefixes: ReadonlySet<string>) => void)[] = [];
+  readonly #agentListeners: ((aic: string) => void)[] = [];
   readonly #agents = new Map<string, AgentRecord>();
   readonly #offers = new Map<string, Map<string, CapabilityOffer>>();
   readonly #liveness = new Map<string, Liveness>();
@@ -115,6 +116,7 @@ export class Directory {
     const now = Date.now();
     for (const r of records) {
       this.#agents.set(r.aic, r);
+      this.#agentChanged(r.aic);
       this.#liveness.set(r.aic, { state: alive ? 'up' : 'down', load: 0, lastSeen: alive ? now : 0, missed: !alive });
       for (const c of r.capabilities) {
         let m = this.#offers.get(c.name);
@@ -137,6 +139,7 @@ export class Directory {
     const r = this.#agents.get(aic);
     if (!r) return undefined;
     const touched = this.#forget(r);
+    this.#agentChanged(aic);
     this.#program(touched);
     this.#localChanged(touched);
     return r;
@@ -157,7 +160,9 @@ export class Directory {
   }
 
   replace(record: AgentRecord): void {
-    if (this.#agents.has(record.aic)) this.#agents.set(record.aic, record);
+    if (!this.#agents.has(record.aic)) return;
+    this.#agents.set(record.aic, record);
+    this.#agentChanged(record.aic);
   }
 
   /** Records a heartbeat; returns false for an unknown AIC. */
@@ -209,6 +214,15 @@ export class Directory {
     this.#program(new Set(this.#offers.keys()), tagsFor);
     this.#tagsFor = tagsFor;
     this.#localChanged(new Set(this.#offers.keys()));
+  }
+
+  /** Calls `listener` with the AIC of an agent whose record was added, replaced or removed. */
+  onAgentChange(listener: (aic: string) => void): void {
+    this.#agentListeners.push(listener);
+  }
+
+  #agentChanged(aic: string): void {
+    for (const l of this.#agentListeners) l(aic);
   }
 
   /** Calls `listener` with the capability names whose local agents (or their tags) changed. */

@@ -54,6 +54,7 @@ export interface NativeRelay {
   learn(token: string, aic: string, expiresAt: number, capability: string): void;
   endpoint(aic: string, ip: string, port: number, base: string, search: string): void;
   forget(aic: string): void;
+  dropEndpoint(aic: string): void;
   clear(): void;
   takeDown(): string[];
   counters(): NativeRelayCounters;

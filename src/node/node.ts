@@ -70,9 +70,7 @@ export class DmscNode {
       self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard,
       peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
       peerFailed: (peer) => this.mesh.holdOff(peer),
-      onRevoked: (listener) => parts.amc.onChange(({ revoked }) => {
-        if (revoked.length) listener(revoked);
-      }),
+      onCredentialChange: (listener) => parts.amc.onChange(listener),
     }, {
       listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs,
       ...(config.peerDataplane ? { peerListen: config.peerDataplane } : {}),

@@ -167,6 +167,19 @@ describe('data plane', () => {
       await next.body.dump();
       expect(next.headers['x-dmsc-attempts']).toBe('1');
       expect(await hits(bad)).toBe(1);
+      // Back again (a heartbeat): now the relay, taught both instances by the requests
+      // above, meets the bad one, fails over itself and marks it down.
+      await heartbeat(b.aic, b.credential);
+      const relay = async () => (await api(node.url, 'GET', '/v1/dataplane', { auth: node.token })).body.relay;
+      const before = await relay();
+      const again = await send(name);
+      const againBody = await again.body.json() as any;
+      expect({ mode, status: again.statusCode, name: againBody.name, attempts: again.headers['x-dmsc-attempts'] })
+        .toEqual({ mode, status: 200, name: `good-${mode}`, attempts: '2' });
+      const after = await relay();
+      expect([after.retries - before.retries, after.handed - before.handed]).toEqual([1, 0]);
+      await waitFor(async () => (await state(name, b.aic)) === 'down');
+      expect(await hits(bad)).toBe(2);
       // A POST whose body was sent is not sent twice: the 503 goes back as it is.
       if (mode === '503') {
         await heartbeat(b.aic, b.credential);
