@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Runs the libFuzzer target over the native core (name parser and table operations) for a
-// bounded time, starting from the checked-in corpus in native/fuzz/corpus.
-//   npm run fuzz -- --seconds 60 [--jobs 2]
+// Runs a libFuzzer target over the native core for a bounded time, from its checked-in
+// corpus: `table` (name parser and table operations, native/fuzz/corpus) or `http1` (the
+// relay's HTTP/1.1 heads and chunked framing, native/fuzz/corpus-http1).
+//   npm run fuzz -- --seconds 60 [--jobs 2] [--target table|http1]
 // libFuzzer needs clang; on Debian this script installs clang and its runtime if missing.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync } from 'node:fs';
@@ -16,18 +17,26 @@ try {
     options: {
       seconds: { type: 'string', default: '60' },
       jobs: { type: 'string', default: '1' },
+      target: { type: 'string', default: 'table' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }).values;
 } catch (e) {
-  console.error(`dmsc fuzz: ${e.message}\nusage: npm run fuzz -- [--seconds N] [--jobs N]`);
+  console.error(`dmsc fuzz: ${e.message}\nusage: npm run fuzz -- [--seconds N] [--jobs N] [--target table|http1]`);
   process.exit(2);
 }
 if (opts.help) {
-  console.log('usage: npm run fuzz -- [--seconds N] [--jobs N]\n\n' +
-    'Fuzzes the native core for N seconds (default 60) with libFuzzer + ASan + UBSan.\n' +
-    'Crashes are written to build/fuzz/ as crash-*; new corpus inputs to build/fuzz/corpus.');
+  console.log('usage: npm run fuzz -- [--seconds N] [--jobs N] [--target table|http1]\n\n' +
+    'Fuzzes the native core for N seconds (default 60) with libFuzzer + ASan + UBSan:\n' +
+    'the table (default) or the relay\'s HTTP/1.1 parsing (--target http1).\n' +
+    'Crashes are written to build/fuzz/ as crash-*; new corpus inputs to build/fuzz/corpus (table) or build/fuzz/corpus-http1.');
   process.exit(0);
+}
+const targets = { table: { bin: 'fuzz_table', corpus: 'corpus', maxLen: 512 }, http1: { bin: 'fuzz_http1', corpus: 'corpus-http1', maxLen: 4096 } };
+const target = targets[opts.target];
+if (!target) {
+  console.error(`dmsc fuzz: --target must be one of ${Object.keys(targets).join(', ')}`);
+  process.exit(2);
 }
 const seconds = Number(opts.seconds);
 const jobs = Number(opts.jobs);
@@ -62,20 +71,20 @@ if (!haveLibFuzzer()) {
 }
 
 const dir = join(root, 'build', 'fuzz');
-const corpus = join(dir, 'corpus');
+const corpus = join(dir, target.corpus);
 mkdirSync(corpus, { recursive: true });
-cpSync(join(root, 'native', 'fuzz', 'corpus'), corpus, { recursive: true });
+cpSync(join(root, 'native', 'fuzz', target.corpus), corpus, { recursive: true });
 if (sh('cmake', ['-S', join(root, 'native'), '-B', dir, '-DDMSC_FUZZ=ON', '-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DCMAKE_CXX_COMPILER=clang++']) !== 0 ||
-    sh('cmake', ['--build', dir, '--target', 'fuzz_table', '--parallel', '2']) !== 0) {
+    sh('cmake', ['--build', dir, '--target', target.bin, '--parallel', '2']) !== 0) {
   console.error('dmsc fuzz: build failed');
   process.exit(1);
 }
-const bin = join(dir, 'fuzz_table');
+const bin = join(dir, target.bin);
 if (!existsSync(bin)) {
   console.error(`dmsc fuzz: ${bin} was not built`);
   process.exit(1);
 }
 console.log(`dmsc fuzz: fuzzing for ${seconds}s with ${jobs} job(s)`);
-const args = [`-max_total_time=${seconds}`, '-print_final_stats=1', '-max_len=512', `-artifact_prefix=${dir}/`];
+const args = [`-max_total_time=${seconds}`, '-print_final_stats=1', `-max_len=${target.maxLen}`, `-artifact_prefix=${dir}/`];
 if (jobs > 1) args.push(`-jobs=${jobs}`, `-workers=${jobs}`);
 process.exit(sh(bin, [...args, corpus], dir));
