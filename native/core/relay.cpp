@@ -818,9 +818,11 @@ struct Relay::Impl {
     }
     // End of stream, or a failure.
     if (!up->head_done) {
-      if (up->reused && up->in.empty() && !ex->fresh_retry && can_again(*ex, false)) {
-        // A kept-alive connection the instance had closed: a request that may go again
-        // does, on a new connection, with no blame.
+      if (up->reused && up->in.empty() && !ex->fresh_retry) {
+        // A kept-alive connection the instance had closed, most likely while it was idle:
+        // no blame. A request that may go again does, on a new connection; any other
+        // might have reached the instance, so it fails rather than go twice.
+        if (!can_again(*ex, false)) return attempt_failed(c, ex, up, "kept connection closed", false, false);
         ex->fresh_retry = true;
         Pool* pool = up->pool;
         release_upstream(up, false);
@@ -1121,6 +1123,7 @@ struct Relay::Impl {
         kill(t);
         c->tunnel = nullptr;
         c->close_after = true;
+        c->idle_until = now + cfg.client_idle_ms;  // the time it has to take the rest
         watch(c, EPOLLRDHUP | EPOLLOUT);
         write_client(c);
         return;

@@ -410,6 +410,7 @@ TEST(relay_sends_a_post_once_even_on_a_kept_connection_that_closed) {
   CHECK_EQ(r.ask(kGet), 200);  // leaves a kept connection in the pool
   CHECK_EQ(r.ask("POST /capability/echo HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer tok\r\ncontent-length: 1\r\n\r\nx"), 502);
   CHECK_EQ(posts.load(), 1);
+  CHECK(rig.relay->take_down().empty());  // a kept connection closing is no sign of a failed instance
 }
 
 TEST(relay_hands_http_1_0_and_unknown_methods_to_the_data_plane) {

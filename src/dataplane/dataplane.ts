@@ -64,9 +64,9 @@ export interface DataPlaneOptions {
   readonly native?: boolean;
   /**
    * How long the relay holds what it was taught (credential, decision, address; default
-   * 60 s) before one request goes to this data plane to renew it. A new policy, a
-   * revocation, new credential keys and a changed agent void it at once; this is the
-   * bound for anything else.
+   * 60 s); for as long again it is still used while one request every 100 ms goes to
+   * this data plane to renew it. A new policy, a revocation, new credential keys and a
+   * changed agent void it at once; twice this is the bound for anything else.
    */
   readonly nativeCacheMs?: number;
 }

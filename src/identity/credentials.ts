@@ -65,6 +65,10 @@ export class CredentialGuard {
     this.#amc = amc;
     this.#tokens = new AmcTokenVerifier(amc);
     this.#foreign = foreign;
+    // New keys: a credential verified under the old ones is verified again.
+    amc.onChange(({ keys }) => {
+      if (keys) this.#verified.clear();
+    });
   }
 
   /** The claims of a valid, unexpired, unrevoked credential; else ERR_DMSC_UNAUTHORIZED. */
