@@ -545,7 +545,7 @@ struct Relay::Impl {
       // Too large a head: the Node listener answers it under its own limits. Not HTTP:
       // closed, as the Node listener does, with no answer.
       if (used == static_cast<long>(http1::Parse::kTooLarge)) return tunnel(c);
-      if (used < 0) return kill_client_now(c);
+      if (used < 0) return drop_client(c);
       counters.requests.fetch_add(1, std::memory_order_relaxed);
       bool has_expect = false, has_upgrade = false;
       for (size_t i = 0; i < h.nheaders; ++i) {
@@ -573,8 +573,6 @@ struct Relay::Impl {
     }
   }
 
-  void kill_client_now(Client* c) { drop_client(c); }
-
   // Whether the request can be served here: reads what it needs from the head into `ex`.
   bool admit(const http1::Head& h, Exchange& ex) {
     ex.method.assign(h.method);
@@ -582,10 +580,6 @@ struct Relay::Impl {
     // HTTP/1.0 (no chunked answers), methods outside RFC 9110's and PATCH, a request
     // without Host: the Node listener answers those as it does.
     if (h.minor == 0 || !known_method(h.method)) return false;
-    bool host = false;
-    for (size_t i = 0; i < h.nheaders; ++i)
-      if (iequals(h.headers[i].name, "host")) host = true;
-    if (!host) return false;
     std::string_view target = h.target;
     size_t q = target.find('?');
     std::string_view name = q == std::string_view::npos ? target : target.substr(0, q);
@@ -598,8 +592,10 @@ struct Relay::Impl {
     ex.query.assign(q == std::string_view::npos ? std::string_view() : target.substr(q));
     ex.capability.assign(capability);
     int auths = 0, flows = 0;
+    bool host = false;
     for (size_t i = 0; i < h.nheaders; ++i) {
       const http1::Header& hd = h.headers[i];
+      if (iequals(hd.name, "host")) host = true;
       if (iequals(hd.name, "authorization")) {
         ++auths;
         if (hd.value.size() < 8 || !istarts(hd.value, "bearer ") || hd.value[7] == ' ' || hd.value[7] == '\t') return false;
@@ -617,7 +613,7 @@ struct Relay::Impl {
       if (drop_request(hd.name)) continue;
       ex.headers.append(hd.name.data(), hd.name.size()).append(": ").append(hd.value.data(), hd.value.size()).append("\r\n");
     }
-    if (auths != 1 || flows > 1) return false;
+    if (!host || auths != 1 || flows > 1) return false;
     std::lock_guard<std::mutex> lock(mu);
     auto it = creds.find(ex.token);
     if (it == creds.end() || it->second.expires_ms <= wall_ms()) return false;
@@ -713,7 +709,6 @@ struct Relay::Impl {
 
   // The request goes to the TypeScript data plane as it came, and its answer comes back as is.
   void hand(Client* c, Exchange* ex) {
-    if (ex->answered) return cut(c);
     ex->handed = true;
     counters.handed.fetch_add(1, std::memory_order_relaxed);
     if (!fallback_pool) {
@@ -810,7 +805,7 @@ struct Relay::Impl {
     if (r == 1) {
       up->deadline = now + (up->head_done ? cfg.body_timeout_ms : cfg.headers_timeout_ms);
       if (!answer(c, ex, up)) return;
-      if (r == 1 && !(e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+      if (!(e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
       // The instance also closed: read what is left as the end of the stream.
       r = fill(up->fd, up->in);
       if (r == 1 && !answer(c, ex, up)) return;
@@ -972,6 +967,12 @@ struct Relay::Impl {
       counters.served.fetch_add(1, std::memory_order_relaxed);
     }
     release_upstream(up, up->reusable);
+    next_request(c);
+  }
+
+  // The exchange is over: its answer goes out, and the requester's next request is
+  // taken by the loop.
+  void next_request(Client* c) {
     c->ex.reset();
     c->idle_until = now + cfg.client_idle_ms;
     if (!write_client(c)) return;
@@ -1009,7 +1010,7 @@ struct Relay::Impl {
     if (ex->answered) return cut(c);
     if (ex->handed) {
       // Our own TypeScript data plane could not be reached: nothing can be tried.
-      return error(c, ex, 502, "ERR_DMSC_INTERNAL", "the data plane could not take the request");
+      return fail(c, "ERR_DMSC_INTERNAL", "the data plane could not take the request");
     }
     if (blame) mark_down(ex);
     ex->last = ex->nh_id + ": " + why;
@@ -1022,34 +1023,22 @@ struct Relay::Impl {
     // No route at all: the TypeScript data plane gives the full answer (and its reasons).
     if (ex->tried.empty()) return hand(c, ex);
     counters.failed.fetch_add(1, std::memory_order_relaxed);
-    std::string msg = "every instance tried for " + ex->capability + " failed (" + std::to_string(ex->attempts) + " tried; last: " + ex->last + ")";
-    std::string body = "{\"error\":{\"code\":\"ERR_DMSC_UPSTREAM_FAILED\",\"message\":\"";
-    json_escape(body, msg);
-    body += "\",\"details\":{\"attempts\":" + std::to_string(ex->attempts) + "}}}";
-    error(c, ex, 502, nullptr, body);
+    fail(c, "ERR_DMSC_UPSTREAM_FAILED",
+         "every instance tried for " + ex->capability + " failed (" + std::to_string(ex->attempts) + " tried; last: " + ex->last + ")",
+         "{\"attempts\":" + std::to_string(ex->attempts) + "}");
   }
 
-  // An error answer: `code` and `message`, or (code null) `message` as the whole body.
-  void error(Client* c, Exchange* ex, int status, const char* code, const std::string& message) {
-    (void)ex;
-    std::string body;
-    if (code) {
-      body = std::string("{\"error\":{\"code\":\"") + code + "\",\"message\":\"";
-      json_escape(body, message);
-      body += "\"}}";
-    } else {
-      body = message;
-    }
+  // A 502 with the JSON error body (DESIGN §4); `details`, when given, is a JSON value.
+  void fail(Client* c, const char* code, const std::string& message, const std::string& details = std::string()) {
+    std::string body = std::string("{\"error\":{\"code\":\"") + code + "\",\"message\":\"";
+    json_escape(body, message);
+    body += details.empty() ? "\"}}" : "\",\"details\":" + details + "}}";
     counters.served.fetch_add(1, std::memory_order_relaxed);
-    std::string s = "HTTP/1.1 " + std::to_string(status) + (status == 502 ? " Bad Gateway" : " Error") +
-                    "\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: " + std::to_string(body.size()) + "\r\n";
-    if (c->close_after) s += "connection: close\r\n";
-    s += "\r\n" + body;
-    c->out.append(s);
-    c->ex.reset();
-    c->idle_until = now + cfg.client_idle_ms;
-    if (!write_client(c)) return;
-    ready.push_back(c);
+    c->out.append("HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ");
+    c->out.append(std::to_string(body.size())).append("\r\n");
+    if (c->close_after) c->out.append("connection: close\r\n");
+    c->out.append("\r\n").append(body);
+    next_request(c);
   }
 
   // An answer that cannot be finished: the requester's connection is closed.

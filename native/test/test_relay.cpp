@@ -45,6 +45,16 @@ bool wait_readable(int fd, int ms) {
   return ::poll(&p, 1, ms) > 0;
 }
 
+// Appends what arrives within 5 s to buf; false on close, failure or timeout.
+bool recv_more(int fd, std::string& buf) {
+  char tmp[65536];
+  if (!wait_readable(fd, 5000)) return false;
+  ssize_t r = ::recv(fd, tmp, sizeof(tmp), 0);
+  if (r <= 0) return false;
+  buf.append(tmp, static_cast<size_t>(r));
+  return true;
+}
+
 // Reads one whole message (head and content-length or chunked body) from fd, through buf.
 // Returns the head length, 0 on close or timeout; h views `head`.
 long read_message(int fd, std::string& buf, bool request, http1::Head& h, std::string& body, std::string& head) {
@@ -64,11 +74,7 @@ long read_message(int fd, std::string& buf, bool request, http1::Head& h, std::s
           if (n < 0) return 0;
           at += static_cast<size_t>(n);
           if (c.done()) break;
-          char tmp[65536];
-          if (!wait_readable(fd, 5000)) return 0;
-          ssize_t r = ::recv(fd, tmp, sizeof(tmp), 0);
-          if (r <= 0) return 0;
-          buf.append(tmp, static_cast<size_t>(r));
+          if (!recv_more(fd, buf)) return 0;
         }
         body = buf.substr(static_cast<size_t>(used), at - static_cast<size_t>(used));
         keep(used);
@@ -84,11 +90,7 @@ long read_message(int fd, std::string& buf, bool request, http1::Head& h, std::s
     } else if (used < 0) {
       return 0;
     }
-    char tmp[65536];
-    if (!wait_readable(fd, 5000)) return 0;
-    ssize_t r = ::recv(fd, tmp, sizeof(tmp), 0);
-    if (r <= 0) return 0;
-    buf.append(tmp, static_cast<size_t>(r));
+    if (!recv_more(fd, buf)) return 0;
   }
 }
 
@@ -131,23 +133,14 @@ class Server {
         long used = http1::parse_head(buf.data(), buf.size(), true, h);
         if (used < 0) break;
         if (used == 0) {
-          char tmp[65536];
-          if (!wait_readable(c, 5000)) break;
-          ssize_t r = ::recv(c, tmp, sizeof(tmp), 0);
-          if (r <= 0) break;
-          buf.append(tmp, static_cast<size_t>(r));
+          if (!recv_more(c, buf)) break;
           continue;
         }
         requests_++;
         size_t rest = static_cast<size_t>(used) + static_cast<size_t>(h.content_length > 0 ? h.content_length : 0);
         std::string out = answer_(buf.substr(0, static_cast<size_t>(used)), "");
         ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
-        while (buf.size() < rest) {
-          char tmp[65536];
-          if (!wait_readable(c, 5000)) break;
-          ssize_t r = ::recv(c, tmp, sizeof(tmp), 0);
-          if (r <= 0) break;
-          buf.append(tmp, static_cast<size_t>(r));
+        while (buf.size() < rest && recv_more(c, buf)) {
         }
         buf.erase(0, std::min(rest, buf.size()));
         continue;
@@ -435,11 +428,7 @@ TEST(relay_hands_a_head_too_large_for_it_over_with_its_connection) {
   std::string got;
   std::thread far([&] {
     int c = ::accept(lfd, nullptr, nullptr);
-    char tmp[65536];
-    while (got.find("\r\n\r\n") == std::string::npos && wait_readable(c, 5000)) {
-      ssize_t n = ::recv(c, tmp, sizeof(tmp), 0);
-      if (n <= 0) break;
-      got.append(tmp, static_cast<size_t>(n));
+    while (got.find("\r\n\r\n") == std::string::npos && recv_more(c, got)) {
     }
     std::string out = ok("far");
     ::send(c, out.data(), out.size(), MSG_NOSIGNAL);

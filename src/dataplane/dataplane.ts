@@ -104,7 +104,7 @@ interface Endpoint {
   readonly search: string;
 }
 
-/** How often what the relay marked down reaches the directory, and policy changes the relay. */
+/** How often what the relay marked down reaches the directory. */
 const RELAY_POLL_MS = 50;
 
 export class DataPlane {
@@ -123,7 +123,6 @@ export class DataPlane {
   #servers: Server[] = [];
   #relay: NativeRelay | undefined;
   #relayPoll: NodeJS.Timeout | undefined;
-  #policyVersion = -1;
   /** Moves on with each new policy and revocation: a decision made before is not taught. */
   #generation = 0;
   #address: Listen | undefined;
@@ -205,10 +204,10 @@ export class DataPlane {
     // No limit on a whole request (bodies may be large), but a connection idle for 2 min
     // is closed, so a client trickling nothing cannot hold it (and an instance's) forever.
     const limits = { keepAliveTimeout: 30_000, requestTimeout: 0 };
-    const relayed = this.#options.native !== false && isIP(this.#listen.host) !== 0 && this.#relayable();
-    if (relayed) {
+    const table = this.#options.native !== false && isIP(this.#listen.host) !== 0 ? this.#relayTable() : undefined;
+    if (table !== undefined) {
       const inner = await this.#serve(createServer(limits, handle), { host: '127.0.0.1', port: 0 });
-      this.#startRelay(inner.port);
+      this.#startRelay(table, inner.port);
     } else {
       this.#address = await this.#serve(createServer(limits, handle), this.#listen);
     }
@@ -230,18 +229,20 @@ export class DataPlane {
     return bound;
   }
 
-  /** Whether the addon (with its relay) and a table it can share are there. */
-  #relayable(): boolean {
+  /** The share id of the FIB for the relay, when the addon (with its relay) is there. */
+  #relayTable(): number | undefined {
     try {
-      return typeof loadNative().NativeRelay === 'function' && this.#deps.fib.share().id > 0;
+      if (typeof loadNative().NativeRelay !== 'function') return undefined;
+      const { id } = this.#deps.fib.share();
+      return id > 0 ? id : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   }
 
-  #startRelay(fallbackPort: number): void {
+  #startRelay(table: number, fallbackPort: number): void {
     const o = this.#options;
-    const relay = new (loadNative().NativeRelay)(this.#deps.fib.share().id, {
+    const relay = new (loadNative().NativeRelay)(table, {
       host: this.#listen.host, port: this.#listen.port, fallbackPort, self: this.#deps.self,
       attempts: o.attempts ?? 3, connectTimeoutMs: o.connectTimeoutMs ?? 2000,
       headersTimeoutMs: o.headersTimeoutMs ?? 30_000, bodyTimeoutMs: o.bodyTimeoutMs ?? 30_000,
@@ -256,7 +257,6 @@ export class DataPlane {
     }
     this.#relay = relay;
     this.#address = { host: this.#listen.host, port };
-    this.#policyVersion = this.#deps.policy.version;
     this.#deps.onCredentialChange?.(({ revoked, keys }) => {
       if (!revoked.length && !keys) return;
       this.#generation++;
@@ -266,10 +266,9 @@ export class DataPlane {
     // An agent registered again, changed or gone: its address is taught again when used.
     this.#deps.directory.onAgentChange((aic) => this.#relay?.dropEndpoint(aic));
     // What the relay marked down reaches the directory (which brings it back on a
-    // heartbeat); a new policy voids every decision the relay holds.
+    // heartbeat).
     this.#relayPoll = setInterval(() => {
       if (!this.#relay) return;
-      if (this.#deps.policy.version !== this.#policyVersion) this.policyChanged();
       for (const aic of this.#relay.takeDown()) {
         try {
           if (this.#deps.directory.markDown(aic)) this.#stats.markedDown++;
@@ -281,9 +280,8 @@ export class DataPlane {
     this.#relayPoll.unref();
   }
 
-  /** A new policy is in effect: the relay's decisions are void. */
+  /** A new policy is in effect (the node calls this as it loads one): the relay's decisions are void. */
   policyChanged(): void {
-    this.#policyVersion = this.#deps.policy.version;
     this.#generation++;
     this.#relay?.clear();
   }
