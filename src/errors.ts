@@ -42,6 +42,16 @@ export type DmscErrorCode =
   | 'ERR_DMSC_LOOP'
   | 'ERR_DMSC_PEER_TIMEOUT'
   | 'ERR_DMSC_UPSTREAM_FAILED'
+  | 'ERR_DMSC_GRANT_INVALID'
+  | 'ERR_DMSC_GRANT_EXPIRED'
+  | 'ERR_DMSC_GRANT_WRONG_TARGET'
+  | 'ERR_DMSC_GRANT_REPLAYED'
+  | 'ERR_DMSC_SESSION_REJECTED'
+  | 'ERR_DMSC_SESSION_CLOSED'
+  | 'ERR_DMSC_SESSION_TIMEOUT'
+  | 'ERR_DMSC_SESSION_PROTOCOL'
+  | 'ERR_DMSC_TIMEOUT'
+  | 'ERR_DMSC_CANCELLED'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -84,6 +94,16 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_LOOP: { kind: 'error', status: 508 },
   ERR_DMSC_PEER_TIMEOUT: { kind: 'error', status: 504 },
   ERR_DMSC_UPSTREAM_FAILED: { kind: 'error', status: 502 },
+  ERR_DMSC_GRANT_INVALID: { kind: 'error', status: 401 },
+  ERR_DMSC_GRANT_EXPIRED: { kind: 'error', status: 401 },
+  ERR_DMSC_GRANT_WRONG_TARGET: { kind: 'error', status: 403 },
+  ERR_DMSC_GRANT_REPLAYED: { kind: 'error', status: 409 },
+  ERR_DMSC_SESSION_REJECTED: { kind: 'error', status: 403 },
+  ERR_DMSC_SESSION_CLOSED: { kind: 'error', status: 410 },
+  ERR_DMSC_SESSION_TIMEOUT: { kind: 'error', status: 504 },
+  ERR_DMSC_SESSION_PROTOCOL: { kind: 'error', status: 400 },
+  ERR_DMSC_TIMEOUT: { kind: 'error', status: 504 },
+  ERR_DMSC_CANCELLED: { kind: 'error', status: 409 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

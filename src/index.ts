@@ -1,7 +1,7 @@
 /**
  * dmsc: a node of the DMSC architecture: the native capability forwarding table and its
  * pure-TypeScript reference, the node (Agent Gateway with an embedded or remote AMC), the
- * standalone AMC, AIC helpers and the policy engine.
+ * standalone AMC, AIC helpers, the policy engine, and the agent SDK with A2ASP sessions.
  */
 export { ForwardingTable, isCapabilityName } from './fastpath/forwarding-table.js';
 export { ReferenceTable } from './fastpath/reference-table.js';
@@ -22,3 +22,10 @@ export { AmcServer } from './identity/amc-server.js';
 export type { AmcConfig } from './identity/amc-server.js';
 export { PolicyEngine, validatePolicy } from './policy/policy.js';
 export type { Decision, PolicyDocument, PolicyRule, Requester, TagMapping } from './policy/policy.js';
+export { Agent, AgentReply, SESSION_PATH } from './sdk/agent.js';
+export type { AgentOptions, AgentState, CapabilityDeclaration, IncomingCall, ResolveRequest, ServeHandlers } from './sdk/agent.js';
+export { Session, SessionAcceptor, openSession, checkParams, A2ASP_VERSION } from './session/session.js';
+export type { AcceptorOptions, OpenOptions, SessionClose, SessionParams, SessionRequest } from './session/session.js';
+export { GrantVerifier } from './session/grants.js';
+export type { TrustedAmc, VerifiedGrant } from './session/grants.js';
+export type { ResolveAnswer, ResolveTarget } from './directory/gateway.js';

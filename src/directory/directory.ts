@@ -26,6 +26,8 @@ export interface AgentRecord {
   readonly domain: string;
   readonly name?: string;
   readonly endpoint: string;
+  /** Where the agent takes A2ASP sessions (ws://, wss:// or tcp://). */
+  readonly session?: string;
   /** Granted capabilities only. */
   readonly capabilities: readonly CapabilityOffer[];
   readonly denied: readonly Denial[];
@@ -52,7 +54,7 @@ export function acsOf(r: AgentRecord, kid: string | undefined): Record<string, u
     gateway: r.gateway,
     domain: r.domain,
     capabilities: r.capabilities.map((c) => ({ name: c.name, attributes: c.attributes, weight: c.weight, priority: c.priority })),
-    endpoints: [{ url: r.endpoint }],
+    endpoints: [{ url: r.endpoint }, ...(r.session !== undefined ? [{ url: r.session, protocol: 'a2asp' }] : [])],
     security: { credential: 'jwt', alg: 'EdDSA', ...(kid ? { kid } : {}), issuer: `dmsc-amc:${r.domain}` },
     createdAt: new Date(r.registeredAt).toISOString(),
   };

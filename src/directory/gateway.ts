@@ -27,6 +27,8 @@ export interface Hop {
   readonly credential?: string;
   /** Time left for the whole request, in ms; each hop leaves some for the way back. */
   readonly budgetMs?: number;
+  /** AICs the requester has already tried (a fallback asks for the next candidate). */
+  readonly exclude?: readonly string[];
   /**
    * The prefixes the requester may see (another domain's, under our export policy): a
    * match outside them is answered as no match at all, before anything is forwarded.
@@ -54,11 +56,21 @@ export interface ForwardedResolve {
   readonly ttl: number;
   readonly path: string[];
   readonly budgetMs: number;
+  /** AICs to pass over (a task's fallback). */
+  readonly exclude?: string[];
+}
+
+export interface ResolveTarget {
+  readonly aic: string;
+  readonly endpoint: string;
+  readonly gateway: string;
+  /** Where the agent takes A2ASP sessions (ws://, wss:// or tcp://), when it does. */
+  readonly session?: string;
 }
 
 export interface ResolveAnswer {
   readonly capability: string;
-  readonly target: { readonly aic: string; readonly endpoint: string; readonly gateway: string };
+  readonly target: ResolveTarget;
   readonly path: readonly string[];
   readonly failover: boolean;
   readonly grant: string;
@@ -68,6 +80,7 @@ export interface ResolveAnswer {
 export interface RegistrationRequest {
   readonly name?: string;
   readonly endpoint: string;
+  readonly session?: string;
   readonly capabilities: readonly { name: string; attributes?: Record<string, AttributeValue>; weight?: number; priority?: number }[];
 }
 
@@ -92,6 +105,9 @@ export class Gateway {
   readonly #serials: SerialAllocator;
   readonly #agents: ReturnType<Store['db']>;
   #sweep: NodeJS.Timeout | undefined;
+  /** The AMC's certificate of our grant key, sent in every grant (`gwc`). */
+  #grantCert: { token: string; kid: string; expiresAt: number } | undefined;
+  #certTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: { amc: Amc; store: Store; fib: ForwardingTable; policy: PolicyEngine<TagSet>; grants: KeyRing }, options: GatewayOptions) {
     this.#amc = deps.amc;
@@ -123,11 +139,39 @@ export class Gateway {
     const every = Math.max(10, Math.floor(this.options.heartbeatMs / 4));
     this.#sweep = setInterval(() => this.directory.expire(Date.now() - this.options.misses * this.options.heartbeatMs), every);
     this.#sweep.unref();
+    await this.#certify();
   }
 
   stop(): void {
     clearInterval(this.#sweep);
+    clearTimeout(this.#certTimer);
+    this.#certTimer = undefined;
   }
+
+  /**
+   * Has the AMC certify the active grant key, and again at half the certificate's life
+   * (a minute later after a failure, keeping the one held until it expires).
+   */
+  async #certify(): Promise<void> {
+    const key = this.#grants.active;
+    const { credential, expiresAt } = await this.#amc.certifyGrantKey(this.options.nodeId, key.publicJwk);
+    this.#grantCert = { token: credential, kid: key.kid, expiresAt };
+    this.#renewCert(Math.max(1000, (expiresAt - Date.now()) / 2));
+  }
+
+  #renewCert(inMs: number): void {
+    clearTimeout(this.#certTimer);
+    this.#certTimer = setTimeout(() => {
+      this.#certify().catch((e) => {
+        this.onLog?.({ msg: 'grant key certificate renewal failed', code: (e as DmscError).code, error: (e as Error).message });
+        this.#renewCert(60_000);
+      });
+    }, Math.min(inMs, 2 ** 31 - 1));
+    this.#certTimer.unref();
+  }
+
+  /** Where the gateway reports what it cannot tell a caller. */
+  onLog: ((event: Record<string, unknown>) => void) | undefined;
 
   async register(providerKey: string, req: RegistrationRequest): Promise<{ record: AgentRecord; credential: string; expiresAt: number; denied: Denial[] }> {
     const names = req.capabilities.map((c) => c.name);
@@ -149,7 +193,7 @@ export class Gateway {
     const record: AgentRecord = {
       aic, provider: auth.provider, gateway: this.options.nodeId, domain: this.#amc.domain,
       ...(req.name !== undefined ? { name: req.name } : {}),
-      endpoint: req.endpoint, capabilities, denied, registeredAt: Date.now(), credentialExpiresAt: expiresAt, serial,
+      endpoint: req.endpoint, ...(req.session !== undefined ? { session: req.session } : {}), capabilities, denied, registeredAt: Date.now(), credentialExpiresAt: expiresAt, serial,
     };
     // Into the FIB first: the table may refuse it (tags), and then nothing is stored. A
     // crash before the store commits loses only an unacknowledged registration.
@@ -250,24 +294,61 @@ export class Gateway {
     const mask = require.length === 0 ? decision.mask : [...new Set([...decision.require, ...require])];
     const found = this.#fib.lookup(capability, flow === undefined ? { require: mask } : { require: mask, flow });
     const hit = found && (!hop.visible || hop.visible(found.prefix)) ? found : undefined;
+    const need = decision.require.length === 0 ? require : [...new Set([...decision.require, ...require])];
+    const excluded = hop.exclude?.length ? new Set(hop.exclude) : undefined;
+    // The fast path's choice was tried already: the next local candidate, or the peers.
+    if (hit && excluded?.has(hit.nextHop)) {
+      const next = this.#nextCandidate(capability, need, excluded, hop.visible);
+      if (next) return this.#grant(requester, next.record, next.prefix, capability, hop, false);
+      const peers = this.peersFor?.(hit.prefix) ?? [];
+      if (peers.length === 0) throw new DmscError('ERR_DMSC_NO_ROUTE', `no untried agent offers ${capability}`);
+      if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `resolution of ${capability} ran out of hops at ${self}`);
+      return this.#viaPeers(hit.prefix, peers[0]!, 'resolve', capability, need, flow, hop) as Promise<ResolveAnswer>;
+    }
     const peer = hit && peerOf(hit.nextHop);
     if (hit && peer) {
       if (hop.ttl <= 1) throw new DmscError('ERR_DMSC_TTL_EXPIRED', `resolution of ${capability} ran out of hops at ${self}`);
       // What our policy requires goes along: the next hop answers under it too.
-      const need = decision.require.length === 0 ? require : [...new Set([...decision.require, ...require])];
       return this.#viaPeers(hit.prefix, peer, 'resolve', capability, need, flow, hop) as Promise<ResolveAnswer>;
     }
     const target = hit ? this.directory.get(hit.nextHop) : undefined;
     if (!hit || !target) throw new DmscError('ERR_DMSC_NO_ROUTE', `no reachable agent offers ${capability}${decision.require.length || require.length ? ' with the required tags' : ''}`);
+    return this.#grant(requester, target, hit.prefix, capability, hop, hit.failover);
+  }
+
+  /**
+   * The best local agent for `capability` not in `excluded`, by the fast path's order:
+   * longest prefix, then priority, then up before degraded, then effective weight.
+   */
+  #nextCandidate(capability: string, need: readonly string[], excluded: ReadonlySet<string>, visible: Hop['visible']): { record: AgentRecord; prefix: string } | undefined {
+    const rank = (c: ReturnType<Directory['candidates']>[number]) => [c.offer.priority, c.liveness.state === 'up' ? 0 : 1, -c.offer.weight * (1 - c.liveness.load)];
+    const usable = this.directory.candidates(capability).filter((c) =>
+      !excluded.has(c.record.aic) && c.liveness.state !== 'down' && c.offer.weight > 0 && need.every((t) => c.tags.includes(t)) && (!visible || visible(c.prefix)));
+    if (usable.length === 0) return undefined;
+    const longest = usable.filter((c) => c.prefix.length === usable[0]!.prefix.length);
+    longest.sort((a, b) => {
+      const [x, y] = [rank(a), rank(b)];
+      return x[0]! - y[0]! || x[1]! - y[1]! || x[2]! - y[2]!;
+    });
+    return { record: longest[0]!.record, prefix: longest[0]!.prefix };
+  }
+
+  /** Signs a session grant for `target`, with the AMC's certificate of the signing key. */
+  async #grant(requester: Requester, target: AgentRecord, prefix: string, capability: string, hop: Hop, failover: boolean): Promise<ResolveAnswer> {
+    const cert = this.#grantCert;
+    const key = this.#grants.active;
+    if (!cert || cert.kid !== key.kid || cert.expiresAt <= Date.now()) {
+      throw new DmscError('ERR_DMSC_NOT_READY', 'this gateway holds no valid AMC certificate for its grant key');
+    }
     const exp = Math.ceil((Date.now() + this.options.grantTtlMs) / 1000);
-    const grant = await signJwt(this.#grants.active, GRANT_TYP, {
-      iss: `dmsc-gw:${this.options.nodeId}`, sub: requester.aic, aud: target.aic, cap: hit.prefix, req: capability, exp,
+    const grant = await signJwt(key, GRANT_TYP, {
+      iss: `dmsc-gw:${this.options.nodeId}`, sub: requester.aic, aud: target.aic, cap: prefix, req: capability, exp, gwc: cert.token,
     });
     return {
-      capability: hit.prefix,
-      target: { aic: target.aic, endpoint: target.endpoint, gateway: target.gateway },
-      path: [...hop.path, self],
-      failover: hit.failover,
+      capability: prefix,
+      target: { aic: target.aic, endpoint: target.endpoint, gateway: target.gateway, ...(target.session !== undefined ? { session: target.session } : {}) },
+      path: [...hop.path, this.options.nodeId],
+      failover,
       grant,
       grantExpiresAt: exp * 1000,
     };
@@ -292,6 +373,7 @@ export class Gateway {
       try {
         return await this.forward(peer, {
           kind, capability, require: [...require], ...(flow !== undefined ? { flow } : {}), credential: hop.credential,
+          ...(hop.exclude?.length ? { exclude: [...hop.exclude] } : {}),
           ttl: hop.ttl - 1, path: [...hop.path, this.options.nodeId], budgetMs: Math.max(0, slot - RETURN_MARGIN_MS),
         }, slot);
       } catch (e) {

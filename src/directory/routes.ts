@@ -21,6 +21,7 @@ const registerBody = {
   properties: {
     name: { type: 'string', minLength: 1, maxLength: 128 },
     endpoint: { type: 'string', minLength: 8, maxLength: 512, pattern: '^https?://[^\\s]+$' },
+    session: { type: 'string', minLength: 8, maxLength: 512, pattern: '^(wss?|tcp)://[^\\s]+$' },
     capabilities: {
       type: 'array', minItems: 1, maxItems: 64,
       items: {
@@ -57,7 +58,10 @@ const resolveBody = {
   type: 'object',
   additionalProperties: false,
   required: ['capability'],
-  properties: { capability: capabilityName, require: tagList, flow: { type: 'string', minLength: 1, maxLength: 256 } },
+  properties: {
+    capability: capabilityName, require: tagList, flow: { type: 'string', minLength: 1, maxLength: 256 },
+    exclude: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 200 } },
+  },
 } as const;
 
 const discoverQuery = {
@@ -136,9 +140,10 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     return { capability: req.query.capability, candidates, path };
   });
 
-  http.post<{ Body: { capability: string; require?: string[]; flow?: string } }>('/v1/resolve', { schema: { body: resolveBody } }, async (req) => {
+  http.post<{ Body: { capability: string; require?: string[]; flow?: string; exclude?: string[] } }>('/v1/resolve', { schema: { body: resolveBody } }, async (req) => {
     const claims = await agent(req);
     checkName(req.body.capability, 'body.capability');
-    return gw.resolve(claims, req.body.capability, req.body.require ?? [], req.body.flow, { ttl: DEFAULT_TTL, path: [], credential: bearer(req) });
+    const exclude = req.body.exclude ?? [];
+    return gw.resolve(claims, req.body.capability, req.body.require ?? [], req.body.flow, { ttl: DEFAULT_TTL, path: [], credential: bearer(req), ...(exclude.length ? { exclude } : {}) });
   });
 }

@@ -3,7 +3,7 @@
 // embedded in a node or standalone by `dmsc amc`; `RemoteAmc` (remote-amc.ts) is how a
 // node reaches a standalone one. Both implement `Amc`, which is all a gateway sees.
 import { createHash, randomBytes } from 'node:crypto';
-import type { JSONWebKeySet } from 'jose';
+import type { JSONWebKeySet, JWK } from 'jose';
 import { DmscError, DmscTypeError } from '../errors.js';
 import { nameProblem } from '../fastpath/validate.js';
 import { matchesAny, patternProblem } from '../policy/pattern.js';
@@ -15,6 +15,12 @@ import { signJwt } from './jwt.js';
 export const CREDENTIAL_TYP = 'dmsc-credential+jwt';
 /** A gateway's own credential, presented when it opens a peering session. */
 export const GATEWAY_TYP = 'dmsc-gateway+jwt';
+/**
+ * The AMC's word that a public key is a gateway's session-grant key: claims `sub` (the
+ * gateway), `dom` and `cnf.jwk`. A grant carries it, so an agent that knows only its
+ * AMC's keys can check the grant offline.
+ */
+export const GRANT_KEY_TYP = 'dmsc-grant-key+jwt';
 
 export interface Denial {
   readonly capability: string;
@@ -55,6 +61,8 @@ export interface Amc {
   isRevoked(aic: string): boolean;
   /** A credential naming `gateway` as a gateway of this domain, for peering. */
   gatewayCredential(gateway: string): Promise<string>;
+  /** Certifies `jwk` (an Ed25519 public key) as the grant-signing key of `gateway`. */
+  certifyGrantKey(gateway: string, jwk: JWK): Promise<Issued>;
   /** The keys credentials are verified with. */
   jwks(): JSONWebKeySet;
   /** Re-reads keys and revocations now (a remote AMC); resolves when done. */
@@ -110,6 +118,15 @@ export function checkProvider(name: unknown, scopes: unknown): string[] {
     if (p) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `scope[${i}] ${JSON.stringify(s)}: ${p}`);
   });
   return [...new Set(scopes as string[])];
+}
+
+/** An Ed25519 public JWK with a `kid`, reduced to its public members; else ERR_DMSC_INVALID_ARGUMENT. */
+export function checkGrantKey(jwk: unknown): JWK {
+  const k = (jwk ?? {}) as Record<string, unknown>;
+  const ok = typeof jwk === 'object' && !Array.isArray(jwk) && k['kty'] === 'OKP' && k['crv'] === 'Ed25519' &&
+    typeof k['x'] === 'string' && /^[A-Za-z0-9_-]{43}$/.test(k['x']) && typeof k['kid'] === 'string' && k['kid'].length > 0 && k['kid'].length <= 128 && k['d'] === undefined;
+  if (!ok) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'a grant key must be an Ed25519 public JWK (kty OKP, crv Ed25519, x, kid) without private members');
+  return { kty: 'OKP', crv: 'Ed25519', x: k['x'] as string, kid: k['kid'] as string, alg: 'EdDSA', use: 'sig' };
 }
 
 export class LocalAmc implements Amc {
@@ -274,6 +291,13 @@ export class LocalAmc implements Amc {
   gatewayCredential(gateway: string): Promise<string> {
     const exp = Math.ceil((Date.now() + this.#ttlMs) / 1000);
     return signJwt(this.#keys.active, GATEWAY_TYP, { iss: this.issuer, sub: gateway, dom: this.domain, exp });
+  }
+
+  async certifyGrantKey(gateway: string, jwk: JWK): Promise<Issued> {
+    const key = checkGrantKey(jwk);
+    const exp = Math.ceil((Date.now() + this.#ttlMs) / 1000);
+    const certificate = await signJwt(this.#keys.active, GRANT_KEY_TYP, { iss: this.issuer, sub: gateway, dom: this.domain, cnf: { jwk: key }, exp });
+    return { credential: certificate, expiresAt: exp * 1000 };
   }
 
   jwks(): JSONWebKeySet {

@@ -1,7 +1,7 @@
 // A standalone AMC reached over HTTP. The gateway authenticates with its gateway key and
 // polls for revocations and key changes, so a revocation reaches every gateway of the
 // domain within one poll interval (200 ms by default).
-import type { JSONWebKeySet } from 'jose';
+import type { JSONWebKeySet, JWK } from 'jose';
 import { Pool } from 'undici';
 import { DmscError } from '../errors.js';
 import { callJson } from '../http/client.js';
@@ -72,6 +72,10 @@ export class RemoteAmc implements Amc {
 
   async gatewayCredential(_gateway: string): Promise<string> {
     return (await this.#call<{ credential: string }>('POST', '/v1/amc/gateway-credential', {})).credential;
+  }
+
+  certifyGrantKey(_gateway: string, jwk: JWK): Promise<Issued> {
+    return this.#call<Issued>('POST', '/v1/amc/grant-key', { jwk });
   }
 
   isRevoked(aic: string): boolean {

@@ -81,6 +81,10 @@ export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc, adminToke
   http.post('/v1/amc/gateway-credential', { schema: { body: { type: ['object', 'null'], additionalProperties: false } } }, async (req) => ({
     credential: await amc.gatewayCredential(gatewayOf(req)),
   }));
+  // The gateway's session-grant key, certified so agents can check grants offline.
+  http.post<{ Body: { jwk: Record<string, unknown> } }>('/v1/amc/grant-key', {
+    schema: { body: { type: 'object', additionalProperties: false, required: ['jwk'], properties: { jwk: { type: 'object', maxProperties: 16 } } } },
+  }, async (req) => amc.certifyGrantKey(gatewayOf(req), req.body.jwk));
   http.get<{ Querystring: { since?: number } }>('/v1/amc/updates', {
     schema: { querystring: { type: 'object', additionalProperties: false, properties: { since: { type: 'integer', minimum: 0 } } } },
   }, async (req) => {

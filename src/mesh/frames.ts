@@ -38,11 +38,14 @@ export function encodeFrame(message: Message, maxFrame = DEFAULT_MAX_FRAME): Buf
 /** Cuts a byte stream into messages. */
 export class FrameDecoder {
   readonly #maxFrame: number;
+  readonly #binary: boolean;
   #chunks: Buffer[] = [];
   #buffered = 0;
 
-  constructor(maxFrame = DEFAULT_MAX_FRAME) {
+  /** With `binary`, byte strings are allowed in messages (A2ASP data); peering refuses them. */
+  constructor(maxFrame = DEFAULT_MAX_FRAME, binary = false) {
     this.#maxFrame = maxFrame;
+    this.#binary = binary;
   }
 
   /** Bytes held waiting for the rest of a frame. */
@@ -62,7 +65,7 @@ export class FrameDecoder {
       if (length > this.#maxFrame) throw new DmscRangeError('ERR_DMSC_FRAME_TOO_LARGE', `peer announced a ${length}-byte frame; the limit is ${this.#maxFrame}`);
       if (this.#buffered < HEADER + length) break;
       const frame = this.#take(HEADER + length);
-      out.push(decodeBody(frame.subarray(HEADER)));
+      out.push(decodeMessage(frame.subarray(HEADER), this.#binary));
     }
     return out;
   }
@@ -82,7 +85,13 @@ export class FrameDecoder {
   }
 }
 
-function decodeBody(body: Buffer): Message {
+/** Packs one message (no length prefix): a WebSocket message carries one. */
+export function packMessage(message: Message): Buffer {
+  return packr.pack(message);
+}
+
+/** One message from msgpack bytes, checked as a frame body is. */
+export function decodeMessage(body: Uint8Array, binary = false): Message {
   let value: unknown;
   try {
     value = unpackr.unpack(body);
@@ -92,7 +101,7 @@ function decodeBody(body: Buffer): Message {
   if (typeof value !== 'object' || value === null || Array.isArray(value) || typeof (value as { type?: unknown }).type !== 'string') {
     throw new DmscTypeError('ERR_DMSC_MALFORMED_FRAME', 'a frame must hold a message object with a string type');
   }
-  const problem = notPlain(value, 0);
+  const problem = notPlain(value, 0, binary);
   if (problem) throw new DmscTypeError('ERR_DMSC_MALFORMED_FRAME', `a frame may hold only maps, arrays, strings, numbers, booleans and nil; found ${problem}`);
   return value as Message;
 }
@@ -105,7 +114,7 @@ const MAX_DEPTH = 16;
  * sets, regular expressions, errors, big integers, binary) whatever the options say; a
  * peer must not make us build those, so a frame holding one is refused.
  */
-function notPlain(v: unknown, depth: number): string | null {
+function notPlain(v: unknown, depth: number, binary: boolean): string | null {
   switch (typeof v) {
     case 'string':
     case 'boolean':
@@ -114,16 +123,17 @@ function notPlain(v: unknown, depth: number): string | null {
     case 'object': {
       if (v === null) return null;
       if (depth >= MAX_DEPTH) return `nesting deeper than ${MAX_DEPTH}`;
+      if (binary && v instanceof Uint8Array) return null;
       if (Array.isArray(v)) {
         for (const x of v) {
-          const p = notPlain(x, depth + 1);
+          const p = notPlain(x, depth + 1, binary);
           if (p) return p;
         }
         return null;
       }
       if (Object.getPrototypeOf(v) !== Object.prototype) return `a ${Object.prototype.toString.call(v).slice(8, -1)}`;
       for (const k in v) {
-        const p = notPlain((v as Record<string, unknown>)[k], depth + 1);
+        const p = notPlain((v as Record<string, unknown>)[k], depth + 1, binary);
         if (p) return p;
       }
       return null;

@@ -502,8 +502,11 @@ function checkForwarded(v: unknown): ForwardedResolve {
   if (typeof budget !== 'number' || !Number.isInteger(budget) || budget < 0 || budget > 60_000) throw bad('budgetMs');
   const kind = r['kind'] ?? 'resolve';
   if (kind !== 'resolve' && kind !== 'discover') throw bad('kind');
+  const exclude = r['exclude'];
+  if (exclude !== undefined && (!Array.isArray(exclude) || exclude.length > 64 || !exclude.every((a) => typeof a === 'string' && a.length <= 200))) throw bad('exclude');
   return {
     kind, capability: r['capability'], require: r['require'] as string[], ...(r['flow'] !== undefined ? { flow: r['flow'] as string } : {}),
+    ...(exclude !== undefined ? { exclude: exclude as string[] } : {}),
     credential: r['credential'], ttl: r['ttl'], path: r['path'] as string[], budgetMs: budget,
   };
 }

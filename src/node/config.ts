@@ -23,7 +23,11 @@ export interface NodeConfig extends MeshConfig {
   /** The trust domain of the embedded AMC. */
   readonly domain: string;
   readonly credentialTtlMs: number;
+  /** Lifetime of the session grants the gateway signs on resolution. */
+  readonly grantTtlMs: number;
   readonly heartbeatMs: number;
+  /** The task decomposition rules file (TIP); the built-in rules without it. */
+  readonly taskRules?: string;
   /** The peering listener (gateway-to-gateway sessions). */
   readonly peering: Listen;
   /** The data-plane listener (requests addressed by capability). */
@@ -41,7 +45,9 @@ export interface NodeOptions {
   fib?: string;
   domain?: string;
   credentialTtl?: string;
+  grantTtl?: string;
   heartbeat?: string;
+  taskRules?: string;
   amc?: string;
   amcKeyFile?: string;
   amcPollMs?: string;
@@ -173,7 +179,9 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     ...(options.fib !== undefined ? { fibFile: resolve(options.fib) } : {}),
     domain: checkId(options.domain ?? 'local', '--domain'),
     credentialTtlMs: parseIntFlag(options.credentialTtl, '--credential-ttl', 3600, 1, 30 * 86400) * 1000,
+    grantTtlMs: parseIntFlag(options.grantTtl, '--grant-ttl', 60, 1, 3600) * 1000,
     heartbeatMs: parseIntFlag(options.heartbeat, '--heartbeat-ms', 1000, 20, 3_600_000),
+    ...(options.taskRules !== undefined ? { taskRules: resolve(options.taskRules) } : {}),
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
     dataplane: options.dataplane === undefined ? DEFAULT_DATAPLANE : parseListen(options.dataplane, '--dataplane'),
     upstreamTimeoutMs: parseIntFlag(options.upstreamTimeout, '--upstream-timeout-ms', 30_000, 10, 3_600_000),

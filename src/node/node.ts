@@ -19,6 +19,11 @@ import { Domains } from '../mesh/domains.js';
 import { Mesh } from '../mesh/mesh.js';
 import { DataPlane } from '../dataplane/dataplane.js';
 import { Store } from '../store/store.js';
+import { DEFAULT_TTL } from '../directory/gateway.js';
+import { RuleBook } from '../task/decompose.js';
+import { DEFAULT_RULES } from '../task/default-rules.js';
+import { TaskEngine } from '../task/engine.js';
+import { taskInvoker, taskRoutes } from '../task/routes.js';
 import { loadAdminToken } from './admin-token.js';
 import { formatListen, readFibFile, type Listen, type NodeConfig } from './config.js';
 
@@ -31,6 +36,8 @@ export class DmscNode {
   readonly gateway: Gateway;
   readonly mesh: Mesh;
   readonly dataPlane: DataPlane;
+  readonly tasks: TaskEngine;
+  readonly #invoker: ReturnType<typeof taskInvoker>;
   #ready = false;
   #address: Listen | undefined;
 
@@ -45,8 +52,9 @@ export class DmscNode {
     const policy = new PolicyEngine<TagSet>({ compileTags: (tags) => parts.fib.tagSet(tags) });
     loadPolicy(parts.store, policy);
     this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, grants: parts.grants }, {
-      nodeId: config.id, heartbeatMs: config.heartbeatMs, misses: 3, grantTtlMs: 60_000,
+      nodeId: config.id, heartbeatMs: config.heartbeatMs, misses: 3, grantTtlMs: config.grantTtlMs,
     });
+    this.gateway.onLog = log(config.id);
     this.mesh = new Mesh({
       self: { gateway: config.id, domain: parts.amc.domain }, listen: config.peering, peers: config.peers,
       ...(config.upstream ? { upstream: config.upstream } : {}),
@@ -76,8 +84,19 @@ export class DmscNode {
       ...(config.peerDataplane ? { peerListen: config.peerDataplane } : {}),
       ...(config.tls ? { tls: config.tls } : {}),
     });
+    // Tasks (TIP): each sub-task is resolved for the requester as its own resolution
+    // would be, then its chosen agent is called.
+    const rules = new RuleBook(config.taskRules, DEFAULT_RULES, log(config.id));
+    this.#invoker = taskInvoker({ self: config.id });
+    this.tasks = new TaskEngine({
+      store: parts.store, verify: (credential) => guard.verify(credential), invoke: this.#invoker.invoke, rules: () => rules.rules, log: log(config.id),
+      resolve: (requester, credential, capability, require, exclude) => this.gateway.resolve(requester, capability, require, undefined, {
+        ttl: DEFAULT_TTL, path: [], credential, ...(exclude.length ? { exclude } : {}),
+      }),
+    });
     this.#http = createServer();
     this.#routes(parts.token, policy, parts.grants, guard);
+    taskRoutes(this.#http, this.tasks, guard, parts.token);
   }
 
   /** Starts a node; on any failure what was opened is closed again. */
@@ -92,13 +111,15 @@ export class DmscNode {
       amc = config.amc
         ? await RemoteAmc.connect({ url: config.amc.url, gatewayKey: config.amc.gatewayKey, gatewayId: config.id, pollMs: config.amc.pollMs })
         : await LocalAmc.open(store, { domain: config.domain, credentialTtlMs: config.credentialTtlMs });
-      const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, 120_000);
+      // Retired grant keys verify until the last grant they signed has expired.
+      const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, config.grantTtlMs + 60_000);
       node = new DmscNode(config, { fib, store, amc, grants, token, domains: trustedDomains(config, amc.domain) });
       await node.#domains.load(log(config.id));
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.gateway.start();
       await node.dataPlane.start();
       await node.mesh.start();
+      await node.tasks.start();
       await node.#http.listen({ host: config.api.host, port: config.api.port });
     } catch (e) {
       if (node) await node.stop();
@@ -121,6 +142,8 @@ export class DmscNode {
 
   async stop(): Promise<void> {
     this.#ready = false;
+    await this.tasks.stop();
+    await this.#invoker.close();
     this.gateway.stop();
     await this.dataPlane.stop();
     await this.mesh.stop();
@@ -158,7 +181,7 @@ export class DmscNode {
     this.mesh.onResolve = async (request, _from, peerVisible) => {
       const claims = await peerGuard.verify(request.credential);
       const answer = (r: ForwardedResolve, requester: { aic: string; provider: string; domain: string }, visible = peerVisible) => {
-        const hop = { ttl: r.ttl, path: r.path, credential: r.credential, budgetMs: r.budgetMs, ...(visible ? { visible } : {}) };
+        const hop = { ttl: r.ttl, path: r.path, credential: r.credential, budgetMs: r.budgetMs, ...(r.exclude ? { exclude: r.exclude } : {}), ...(visible ? { visible } : {}) };
         return r.kind === 'discover'
           ? this.gateway.discover(requester, r.capability, r.require, hop)
           : this.gateway.resolve(requester, r.capability, r.require, r.flow, hop);
