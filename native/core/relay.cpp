@@ -691,6 +691,8 @@ struct Relay::Impl {
     else s.append(!e.search.empty() ? e.search : ex.query);
     s.append(" HTTP/1.1\r\nhost: ").append(e.hostport).append("\r\n").append(ex.headers);
     s.append("x-dmsc-requester: ").append(ex.aic).append("\r\n");
+    // The path goes on below the prefix; the agent learns which capability it serves.
+    s.append("x-dmsc-capability: ").append(ex.prefix).append("\r\n");
     if (!ex.body.empty() || ex.method == "POST" || ex.method == "PUT" || ex.method == "PATCH")
       s.append("content-length: ").append(std::to_string(ex.body.size())).append("\r\n");
     s.append("\r\n").append(ex.body);

@@ -243,6 +243,7 @@ TEST(relay_forwards_a_taught_request_itself) {
   CHECK_EQ(r.ask(kGet, &head, &body), 200);
   CHECK(has(body, "GET /base/x?k=v&q=1 HTTP/1.1\r\n"));  // the endpoint's base and query, then the request's
   CHECK(has(body, "x-dmsc-requester: requester-1"));
+  CHECK(has(body, "x-dmsc-capability: /capability/echo\r\n"));
   CHECK(has(body, "x-other: 1"));
   CHECK(!has(body, "authorization"));
   CHECK(has(head, "x-dmsc-instance: a1"));  // the instance's own x-dmsc-* is not passed on

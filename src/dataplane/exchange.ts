@@ -295,7 +295,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (typeof v === 'string') out.push(k, v);
       else for (const one of v) out.push(k, one);
     }
-    out.push('x-dmsc-requester', this.#claims.aic);
+    // The path goes on below the prefix; the agent learns which capability it serves.
+    out.push('x-dmsc-requester', this.#claims.aic, 'x-dmsc-capability', this.#hit!.prefix);
     if (this.#peer !== undefined) {
       const { token, hops, via } = this.#ask;
       out.push('authorization', `Bearer ${token}`, HOPS_HEADER, String(hops - 1), VIA_HEADER, via.length ? `${via.join(',')},${this.#host.self}` : this.#host.self);

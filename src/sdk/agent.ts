@@ -69,7 +69,7 @@ export interface AgentOptions {
 /** A data-plane request for one of the agent's capabilities. */
 export interface IncomingCall {
   readonly method: string;
-  /** Path and query as the gateway sent them. */
+  /** Path and query as the gateway sent them: what follows the capability's name. */
   readonly url: string;
   /** The served capability the path falls under. */
   readonly capability: string;
@@ -370,14 +370,19 @@ export class Agent extends EventEmitter {
     }
   }
 
-  #handlersFor(capability: string): ServeHandlers | undefined {
-    for (let name = capability; ; ) {
-      const h = this.#served.get(name);
-      if (h) return h;
-      if (name === '/' || name === '') return undefined;
-      const cut = name.lastIndexOf('/');
-      name = cut <= 0 ? '/' : name.slice(0, cut);
+  /** The served capability `name` falls under (the longest), if any. */
+  #servedFor(name: string): string | undefined {
+    for (let n = name; ; ) {
+      if (this.#served.has(n)) return n;
+      if (n === '/' || n === '') return undefined;
+      const cut = n.lastIndexOf('/');
+      n = cut <= 0 ? '/' : n.slice(0, cut);
     }
+  }
+
+  #handlersFor(capability: string): ServeHandlers | undefined {
+    const served = this.#servedFor(capability);
+    return served === undefined ? undefined : this.#served.get(served);
   }
 
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -386,17 +391,20 @@ export class Agent extends EventEmitter {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code, message } }));
     };
     const url = req.url ?? '/';
-    let path: string;
+    // The data plane sends the path below the capability it matched, and names that
+    // capability; a caller that comes straight here names it by the path.
+    const named = req.headers['x-dmsc-capability'];
+    let name: string;
     try {
-      path = decodeURIComponent(url.split('?')[0]!).replace(/\/+$/, '') || '/';
+      name = typeof named === 'string' ? named : decodeURIComponent(url.split('?')[0]!).replace(/\/+$/, '') || '/';
     } catch {
       return fail(400, 'ERR_DMSC_INVALID_NAME', 'the path is not valid percent-encoding');
     }
-    const capability = [...this.#served.keys()].filter((c) => path === c || c === '/' || path.startsWith(`${c}/`)).sort((a, b) => b.length - a.length)[0];
+    const capability = this.#servedFor(name);
     const handler = capability !== undefined ? this.#served.get(capability)!.request : undefined;
     if (capability === undefined || !handler) {
       req.resume();
-      return fail(404, 'ERR_DMSC_NO_ROUTE', `this agent serves no requests for ${path}`);
+      return fail(404, 'ERR_DMSC_NO_ROUTE', `this agent serves no requests for ${name.slice(0, 200)}`);
     }
     const limit = this.options.maxBodyBytes ?? 16 << 20;
     const chunks: Buffer[] = [];

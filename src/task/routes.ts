@@ -119,10 +119,12 @@ export function taskInvoker(options: { self: string; connectTimeoutMs?: number }
       throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `${target.aic} has an endpoint that is not a URL`);
     }
     const base = url.pathname.replace(/\/+$/, '');
+    // As the data plane sends it: the path below the prefix that matched.
+    const rest = subtask.capability.slice(resolution.capability === '/' ? 0 : resolution.capability.length);
     let res;
     try {
       res = await dispatcher.request({
-        origin: url.origin, path: `${base}${subtask.capability}`, method: 'POST', signal,
+        origin: url.origin, path: `${base}${rest || (base ? '' : '/')}${url.search}`, method: 'POST', signal,
         headers: {
           'content-type': 'application/json',
           'x-dmsc-requester': task.requester.aic,
