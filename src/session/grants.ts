@@ -7,6 +7,7 @@
 //   - covers the capability asked for, has not expired, and
 //   - has never been presented before (its `jti` is kept until the grant expires).
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { DmscError, type DmscErrorCode } from '../errors.js';
 import { CREDENTIAL_TYP, GRANT_KEY_TYP, checkGrantKey } from '../identity/amc.js';
 import { GRANT_TYP } from '../directory/gateway.js';
@@ -43,6 +44,13 @@ export class GrantVerifier {
   readonly #seen = new Map<string, number>();
   readonly #maxSeen: number;
   #lastRefresh = 0;
+  /**
+   * What was checked before, until it expires or the AMC's keys change: every grant of a
+   * gateway carries the same certificate, and an initiator opens many sessions with one
+   * credential, so a session costs one signature check, not three.
+   */
+  readonly #certs = new LRUCache<string, { gateway: string; keys: ReturnType<typeof createLocalJWKSet> }>({ max: 256, ttlAutopurge: false });
+  readonly #credentials = new LRUCache<string, string>({ max: 10_000, ttlAutopurge: false });
 
   /** `self` is the target's own AIC (it changes when the agent registers again). */
   constructor(self: () => string | undefined, amc: TrustedAmc, options: { maxSeen?: number } = {}) {
@@ -72,21 +80,11 @@ export class GrantVerifier {
     // The gateway's key, as the AMC certified it.
     const cert = peekClaim(grant, 'gwc');
     if (typeof cert !== 'string') throw invalid('it carries no gateway key certificate');
-    const certified = await this.#amcVerify(cert, GRANT_KEY_TYP).catch((e: Error) => {
-      throw invalid(`its gateway key is not certified by this agent's AMC (${e.message.replace(/^credential rejected: /, '')})`);
-    });
-    const gateway = certified['sub'];
-    let jwk: JWK;
-    try {
-      jwk = checkGrantKey((certified['cnf'] as { jwk?: unknown } | undefined)?.jwk);
-    } catch {
-      throw invalid('its gateway key certificate holds no usable key');
-    }
-    if (typeof gateway !== 'string') throw invalid('its gateway key certificate names no gateway');
+    const { gateway, keys } = await this.#certified(cert, invalid);
 
     let claims: Record<string, unknown>;
     try {
-      ({ payload: claims } = await jwtVerify(grant, createLocalJWKSet({ keys: [jwk] }), { algorithms: ['EdDSA'], typ: GRANT_TYP, issuer: `dmsc-gw:${gateway}` }));
+      ({ payload: claims } = await jwtVerify(grant, keys, { algorithms: ['EdDSA'], typ: GRANT_TYP, issuer: `dmsc-gw:${gateway}` }));
     } catch (e) {
       if (e instanceof joseErrors.JWTExpired) throw invalid('expired', 'ERR_DMSC_GRANT_EXPIRED');
       if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWSSignatureVerificationFailed) throw invalid(`not signed by the key of gateway ${gateway}`);
@@ -116,6 +114,26 @@ export class GrantVerifier {
     for (const [id, until] of this.#seen) if (until <= now) this.#seen.delete(id);
   }
 
+  async #certified(cert: string, invalid: (why: string) => DmscError): Promise<{ gateway: string; keys: ReturnType<typeof createLocalJWKSet> }> {
+    this.#syncKeys();
+    const known = this.#certs.get(cert);
+    if (known) return known;
+    const certified = await this.#amcVerify(cert, GRANT_KEY_TYP).catch((e: Error) => {
+      throw invalid(`its gateway key is not certified by this agent's AMC (${e.message.replace(/^credential rejected: /, '')})`);
+    });
+    const gateway = certified['sub'];
+    let jwk: JWK;
+    try {
+      jwk = checkGrantKey((certified['cnf'] as { jwk?: unknown } | undefined)?.jwk);
+    } catch {
+      throw invalid('its gateway key certificate holds no usable key');
+    }
+    if (typeof gateway !== 'string') throw invalid('its gateway key certificate names no gateway');
+    const entry = { gateway, keys: createLocalJWKSet({ keys: [jwk] }) };
+    this.#certs.set(cert, entry, { ttl: Math.max(1, (certified['exp'] as number) * 1000 - Date.now()) });
+    return entry;
+  }
+
   // The credential must be the initiator's own, from the same AMC. An agent of another
   // trust domain (`<domain>/<aic>` in the grant) cannot be checked here: its gateway
   // checked its credential under the mesh's trust before signing the grant, and the
@@ -128,10 +146,16 @@ export class GrantVerifier {
       if (`${String(dom)}/${String(aic)}` !== sub) throw invalid(`the credential is not that of ${sub}, the grant's initiator`);
       return;
     }
-    const c = await this.#amcVerify(credential, CREDENTIAL_TYP).catch((e: Error) => {
-      throw invalid(`the initiator credential is not valid (${e.message.replace(/^credential rejected: /, '')})`);
-    });
-    if (c['sub'] !== sub) throw invalid(`the credential is not that of ${sub}, the grant's initiator`);
+    this.#syncKeys();
+    let aic = this.#credentials.get(credential);
+    if (aic === undefined) {
+      const c = await this.#amcVerify(credential, CREDENTIAL_TYP).catch((e: Error) => {
+        throw invalid(`the initiator credential is not valid (${e.message.replace(/^credential rejected: /, '')})`);
+      });
+      aic = String(c['sub']);
+      this.#credentials.set(credential, aic, { ttl: Math.max(1, (c['exp'] as number) * 1000 - Date.now()) });
+    }
+    if (aic !== sub) throw invalid(`the credential is not that of ${sub}, the grant's initiator`);
   }
 
   // A token the AMC signed; an unknown kid makes one refresh of the keys (at most one a
@@ -153,6 +177,9 @@ export class GrantVerifier {
     if (text !== this.#keysText) {
       this.#verifier.setKeys(keys);
       this.#keysText = text;
+      // Checked under the keys before: check again.
+      this.#certs.clear();
+      this.#credentials.clear();
     }
   }
 }
