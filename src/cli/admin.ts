@@ -1,7 +1,7 @@
 // Operator commands against a running node or AMC: providers, agents, AICs, the FIB,
 // policies, gateway keys and key rotation.
 import { readFile } from 'node:fs/promises';
-import { Option, type Command } from 'commander';
+import { Argument, Option, type Command } from 'commander';
 import { DmscTypeError } from '../errors.js';
 import { aicProblem, parseAic } from '../identity/aic.js';
 import { call, callPublic, print, withServer, type ClientOptions } from './client.js';
@@ -32,6 +32,38 @@ export function adminCommands(program: Command): void {
       process.stderr.write('Keep the key: it is shown only this once. Agents present it as `Authorization: Bearer <key>` to POST /v1/agents.\n');
     });
   withServer(provider.command('list')).description('list providers and their scopes').action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/providers')));
+
+  const task = program.command('task').description('tasks (TIP) at a node: see them, cancel them, decide on escalated ones');
+  const taskId = (id: string) => {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `a task id is up to 64 letters, digits, _ or -, got ${JSON.stringify(id.slice(0, 80))}`);
+    return id;
+  };
+  withServer(task.command('list'))
+    .description('list the newest tasks')
+    .option('--limit <n>', 'how many (1 to 1000)', '100')
+    .action(async (o: ClientOptions & { limit: string }) => print(await call(o, 'GET', `/v1/tasks?limit=${encodeURIComponent(o.limit)}`)));
+  withServer(task.command('show'))
+    .description('show a task and each sub-task: state, attempts, outputs, timings')
+    .argument('<id>', 'task id')
+    .action(async (id: string, o: ClientOptions) => print(await call(o, 'GET', `/v1/tasks/${taskId(id)}`)));
+  withServer(task.command('cancel'))
+    .description('cancel a task: running sub-tasks are stopped, pending ones never start')
+    .argument('<id>', 'task id')
+    .action(async (id: string, o: ClientOptions) => print(await call(o, 'DELETE', `/v1/tasks/${taskId(id)}`)));
+  withServer(task.command('decide'))
+    .description('decide on an escalated task: retry (every candidate again), skip (dependents read null), or abort')
+    .argument('<id>', 'task id')
+    .addArgument(new Argument('<decision>', 'what to do').choices(['retry', 'skip', 'abort']))
+    .option('--subtask <id>', 'only this escalated sub-task')
+    .action(async (id: string, decision: string, o: ClientOptions & { subtask?: string }) => {
+      print(await call(o, 'POST', `/v1/tasks/${taskId(id)}/decision`, { decision, ...(o.subtask !== undefined ? { subtask: o.subtask } : {}) }));
+    });
+  task.command('rules')
+    .description('print the built-in decomposition rules, to copy, edit and give to `dmsc node --task-rules`')
+    .action(async () => {
+      const { DEFAULT_RULES } = await import('../task/default-rules.js');
+      process.stdout.write(JSON.stringify(DEFAULT_RULES, null, 2) + '\n');
+    });
 
   const agent = program.command('agent').description('registered agents of a node');
   withServer(agent.command('list')).description('list the agents registered at the node').action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/agents')));

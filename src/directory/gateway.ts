@@ -143,10 +143,13 @@ export class Gateway {
   }
 
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#sweep);
     clearTimeout(this.#certTimer);
     this.#certTimer = undefined;
   }
+
+  #stopped = false;
 
   /**
    * Has the AMC certify the active grant key, and again at half the certificate's life
@@ -161,6 +164,7 @@ export class Gateway {
 
   #renewCert(inMs: number): void {
     clearTimeout(this.#certTimer);
+    if (this.#stopped) return;
     this.#certTimer = setTimeout(() => {
       this.#certify().catch((e) => {
         this.onLog?.({ msg: 'grant key certificate renewal failed', code: (e as DmscError).code, error: (e as Error).message });

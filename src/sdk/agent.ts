@@ -236,9 +236,11 @@ export class Agent extends EventEmitter {
     if (!resolution || typeof resolution !== 'object' || typeof resolution.grant !== 'string' || typeof resolution.target?.aic !== 'string') {
       throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'openSession() takes the answer of resolve()');
     }
+    // The grant is for the name resolved (its `req`), which may be below the prefix matched.
+    const req = peekClaim(resolution.grant, 'req');
     const session = await openSession({
       target: resolution.target, grant: resolution.grant, credential: this.#requireCredential(),
-      capability: resolution.capability, ...options,
+      capability: typeof req === 'string' ? req : resolution.capability, ...options,
     });
     this.#outgoing.add(session);
     session.once('close', () => this.#outgoing.delete(session));

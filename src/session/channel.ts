@@ -10,10 +10,11 @@ import { decodeMessage, encodeFrame, FrameDecoder, packMessage, type Message } f
 export interface Channel {
   /**
    * Queues a message; `written` runs once it is handed to the kernel.
-   * @throws ERR_DMSC_PAYLOAD_TOO_LARGE above `maxMessage` bytes (nothing is sent).
+   * @throws ERR_DMSC_PAYLOAD_TOO_LARGE for a DATA message over `maxMessage` bytes, or a
+   *   control message over `CONTROL_LIMIT` (nothing is sent).
    */
   send(message: Message, written?: (err?: Error | null) => void): void;
-  /** The largest message this side sends, encoded (the session lowers it to the agreed one). */
+  /** The largest DATA payload this side sends (the session lowers it to the agreed one). */
   maxMessage: number;
   /** Bytes queued and not yet written. */
   readonly buffered: number;
@@ -39,6 +40,7 @@ export function transportOf(url: string): 'ws' | 'tcp' {
 
 /** Connects to a session endpoint; rejects with ERR_DMSC_SESSION_CLOSED when it cannot. */
 export function connectChannel(url: string, maxMessage: number, timeoutMs: number, signal?: AbortSignal): Promise<Channel> {
+  if (signal?.aborted) return Promise.reject(new DmscError('ERR_DMSC_CANCELLED', `connecting to ${url} was cancelled`));
   return transportOf(url) === 'ws' ? connectWs(url, maxMessage, timeoutMs, signal) : connectTcp(url, maxMessage, timeoutMs, signal);
 }
 
@@ -99,8 +101,12 @@ function tooLarge(max: number): DmscRangeError {
 
 /** Room for the envelope (type, seq) around a data message's payload. */
 export const ENVELOPE = 64;
-/** What a side reads in one message: its data limit, but room for a SESSION_INIT (grant, credential) at least. */
-export const readLimit = (maxMessage: number) => Math.max(maxMessage, 32_768) + ENVELOPE;
+/** The largest control message (SESSION_INIT with its grant and credential, the others far less). */
+export const CONTROL_LIMIT = 32_768;
+/** What a side reads in one message: its data limit, but room for a control message at least. */
+export const readLimit = (maxMessage: number) => Math.max(maxMessage, CONTROL_LIMIT) + ENVELOPE;
+/** The most `m` may take on the wire: the data limit binds DATA only. */
+const limitOf = (m: Message, maxMessage: number) => (m.type === 'DATA' ? maxMessage : CONTROL_LIMIT) + ENVELOPE;
 
 /**
  * What both transports share. One connection-long listener delivers messages to one
@@ -164,7 +170,7 @@ export function wsChannel(ws: WebSocket, maxMessage: number): Channel {
     maxMessage,
     send(m, written) {
       const bytes = packMessage(m);
-      if (bytes.length > this.maxMessage + ENVELOPE) throw tooLarge(this.maxMessage);
+      if (bytes.length > limitOf(m, this.maxMessage)) throw tooLarge(this.maxMessage);
       ws.send(bytes, { binary: true }, written);
     },
     get buffered() {
@@ -204,7 +210,7 @@ export function tcpChannel(socket: Socket, maxMessage: number): Channel {
     send(m, written) {
       let frame: Buffer;
       try {
-        frame = encodeFrame(m, this.maxMessage + ENVELOPE);
+        frame = encodeFrame(m, limitOf(m, this.maxMessage));
       } catch {
         throw tooLarge(this.maxMessage);
       }

@@ -4,7 +4,8 @@
 // only its AMC's published keys; it accepts a grant that
 //   - is signed by a gateway key its AMC certified,
 //   - names it as the target (`aud`) and the initiator as the subject (`sub`),
-//   - covers the capability asked for, has not expired, and
+//   - is for the very name asked for (the one the gateway's policy decided on),
+//   - has not expired, and
 //   - has never been presented before (its `jti` is kept until the grant expires).
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
@@ -93,9 +94,9 @@ export class GrantVerifier {
     const { sub, aud, cap, req, jti, exp } = claims;
     if (typeof sub !== 'string' || typeof cap !== 'string' || typeof jti !== 'string' || typeof exp !== 'number') throw invalid('claims missing');
     if (aud !== self) throw invalid(`it names ${typeof aud === 'string' ? aud : 'no one'} as the target, not ${self}`, 'ERR_DMSC_GRANT_WRONG_TARGET');
-    if (capability !== req && capability !== cap && !(cap === '/' || capability.startsWith(`${cap}/`))) {
-      throw invalid(`it is for ${cap}, not ${capability}`);
-    }
+    // The name the gateway's policy decided on, and no other: a name below the matched
+    // prefix may be one the policy treats otherwise.
+    if (capability !== req) throw invalid(`it is for ${typeof req === 'string' ? req : cap}, not ${capability}`);
     await this.#checkInitiator(sub, credential, invalid);
 
     const now = Date.now();

@@ -171,7 +171,7 @@ export class Session extends EventEmitter {
         return this.#deliver(m['data']);
       }
       case 'PING':
-        return this.#channel.send({ type: 'PONG', t: typeof m['t'] === 'number' ? m['t'] : 0 });
+        return this.#control({ type: 'PONG', t: typeof m['t'] === 'number' ? m['t'] : 0 });
       case 'PONG':
         return;
       case 'SESSION_TERMINATE':
@@ -195,8 +195,18 @@ export class Session extends EventEmitter {
     }
   }
 
+  // A control message never throws into a socket's event handler: one that cannot go
+  // (the connection is failing) is dropped, and the close will tell.
+  #control(m: Message): void {
+    try {
+      this.#channel.send(m);
+    } catch {
+      this.#channel.destroy();
+    }
+  }
+
   #protocolError(why: string): void {
-    this.#channel.send({ type: 'SESSION_TERMINATE', reason: `protocol error: ${why}` });
+    this.#control({ type: 'SESSION_TERMINATE', reason: `protocol error: ${why}`.slice(0, 256) });
     this.#end({ by: 'error', reason: why, code: 'ERR_DMSC_SESSION_PROTOCOL' }, false);
   }
 
@@ -210,7 +220,7 @@ export class Session extends EventEmitter {
     }
     if (now - this.#lastSent >= this.params.keepaliveMs) {
       this.#lastSent = now;
-      this.#channel.send({ type: 'PING', t: now });
+      this.#control({ type: 'PING', t: now });
     }
   }
 
@@ -220,7 +230,7 @@ export class Session extends EventEmitter {
     if (this.#closed) return;
     this.#closed = close;
     clearInterval(this.#tick);
-    if (terminate) this.#channel.send({ type: 'SESSION_TERMINATE', reason: close.reason });
+    if (terminate) this.#control({ type: 'SESSION_TERMINATE', reason: close.reason });
     this.#channel.end();
     // A peer that does not close its side is dropped.
     const force = setTimeout(() => this.#channel.destroy(), 2000);
@@ -281,13 +291,14 @@ export async function openSession(options: OpenOptions): Promise<Session> {
     };
     const abort = () => fail(new DmscError('ERR_DMSC_CANCELLED', 'opening the session was cancelled'));
     options.signal?.addEventListener('abort', abort, { once: true });
+    if (options.signal?.aborted) return abort();
     const timer = setTimeout(() => fail(new DmscError('ERR_DMSC_SESSION_TIMEOUT', `${options.target.aic} did not accept within ${timeoutMs} ms`)), Math.max(1, deadline - Date.now()));
     let session: Session | undefined;
     channel.onClose(() => fail(new DmscError('ERR_DMSC_SESSION_CLOSED', `${url} closed the connection before accepting`)));
     channel.onMessage((m) => {
       if (session || settled) return;
       if (m.type === 'SESSION_REJECT') {
-        const code = typeof m['code'] === 'string' && /^ERR_DMSC_(GRANT_[A-Z_]+|BUSY)$/.test(m['code']) ? m['code'] : 'ERR_DMSC_SESSION_REJECTED';
+        const code = typeof m['code'] === 'string' && /^ERR_DMSC_(GRANT_[A-Z_]+|SESSION_[A-Z_]+|BUSY)$/.test(m['code']) ? m['code'] : 'ERR_DMSC_SESSION_REJECTED';
         return fail(dmscError(code, `${options.target.aic} rejected the session: ${text(m['reason'], 300)}`));
       }
       if (m.type !== 'SESSION_ACCEPT' || typeof m['session'] !== 'string') return fail(new DmscError('ERR_DMSC_SESSION_PROTOCOL', `expected SESSION_ACCEPT, got ${text(m.type, 40)}`));
@@ -297,6 +308,10 @@ export async function openSession(options: OpenOptions): Promise<Session> {
       } catch {
         return fail(new DmscError('ERR_DMSC_SESSION_PROTOCOL', 'SESSION_ACCEPT carried bad parameters'));
       }
+      // A target may lower the limits, never raise them.
+      if (agreed.idleTimeoutMs > proposed.idleTimeoutMs || agreed.keepaliveMs > proposed.keepaliveMs || agreed.maxMessageBytes > proposed.maxMessageBytes) {
+        return fail(new DmscError('ERR_DMSC_SESSION_PROTOCOL', 'SESSION_ACCEPT raised a limit above the one proposed'));
+      }
       settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', abort);
@@ -304,9 +319,11 @@ export async function openSession(options: OpenOptions): Promise<Session> {
       session = new Session(channel, { id: m['session'].slice(0, 64), role: 'initiator', peer: options.target.aic, capability: options.capability, params: agreed });
       resolve(session);
     });
-    // Room for the grant and credential whatever data limit is proposed.
-    channel.maxMessage = Math.max(proposed.maxMessageBytes, 32_768);
-    channel.send({ type: 'SESSION_INIT', v: A2ASP_VERSION, grant: options.grant, credential: options.credential, capability: options.capability, params: proposed });
+    try {
+      channel.send({ type: 'SESSION_INIT', v: A2ASP_VERSION, grant: options.grant, credential: options.credential, capability: options.capability, params: proposed });
+    } catch (e) {
+      fail(e as Error);
+    }
   });
 }
 
@@ -369,13 +386,17 @@ export class SessionAcceptor {
     if (this.#closing) return channel.destroy();
     this.#pending.add(channel);
     let done = false;
-    const timer = setTimeout(() => finish(), this.#options.initTimeoutMs ?? 5000);
+    const timer = setTimeout(() => finish({ code: 'ERR_DMSC_SESSION_TIMEOUT', reason: 'no SESSION_INIT in time' }), this.#options.initTimeoutMs ?? 5000);
     const finish = (reject?: { code: string; reason: string }) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       this.#pending.delete(channel);
-      if (reject) channel.send({ type: 'SESSION_REJECT', code: reject.code, reason: reject.reason });
+      try {
+        if (reject) channel.send({ type: 'SESSION_REJECT', code: reject.code, reason: reject.reason.slice(0, 300) });
+      } catch {
+        // Cannot say why: the close says enough.
+      }
       channel.end();
       const force = setTimeout(() => channel.destroy(), 2000);
       force.unref();
@@ -400,7 +421,12 @@ export class SessionAcceptor {
         clearTimeout(timer);
         this.#pending.delete(channel);
         if (this.#closing) return void channel.destroy();
-        channel.send({ type: 'SESSION_ACCEPT', session: ok.id, params: ok.params });
+        try {
+          channel.send({ type: 'SESSION_ACCEPT', session: ok.id, params: ok.params });
+        } catch {
+          // Agreed application parameters too large to send.
+          return void channel.destroy();
+        }
         const session = new Session(channel, { id: ok.id, role: 'target', peer: ok.request.initiator, capability: ok.request.capability, params: ok.params });
         this.#open.add(session);
         session.once('close', () => this.#open.delete(session));

@@ -96,6 +96,7 @@ export function checkSubtasks(subtasks: readonly SubtaskSpec[], where = 'task.su
     const at = `${where}[${i}]`;
     const deps = s.dependsOn ?? [];
     for (const d of deps) if (!ids.has(d) || d === s.id) throw invalid(`${at}.dependsOn`, `${JSON.stringify(d)} is not another sub-task of this task`);
+    if (new Set(deps).size !== deps.length) throw invalid(`${at}.dependsOn`, 'names a sub-task twice');
     for (const ref of templateRefs([s.input, s.capability])) {
       const head = ref.split('.')[0]!;
       if (head === 'input' || head === 'text' || head === 'match') continue;

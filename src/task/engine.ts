@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { DmscError, type DmscErrorCode } from '../errors.js';
 import type { ResolveAnswer } from '../directory/gateway.js';
 import type { AgentClaims } from '../identity/credentials.js';
+import { nameProblem } from '../fastpath/validate.js';
 import type { Store } from '../store/store.js';
 import { checkSubtasks, decompose, fill, type RuleSet, type SubtaskSpec, type TaskConstraints, type TaskSpec } from './decompose.js';
 
@@ -82,8 +83,9 @@ export interface TaskEngineDeps {
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_ATTEMPTS = 3;
-/** Active (unfinished) tasks a node runs at once. */
+/** Active (unfinished) tasks a node runs at once, and of one requester. */
 const MAX_ACTIVE = 1000;
+const MAX_ACTIVE_PER_REQUESTER = 100;
 /** Finished tasks are kept this long, and at most this many. */
 const KEEP_MS = 24 * 3600_000;
 const KEEP_MAX = 10_000;
@@ -100,7 +102,9 @@ const errorOf = (e: unknown): { code: string; message: string } => {
 export class TaskEngine {
   readonly #deps: TaskEngineDeps;
   readonly #db: ReturnType<Store['db']>;
+  /** Unfinished tasks; finished ones are read from the store. */
   readonly #tasks = new Map<string, TaskRecord>();
+  #lastPrune = 0;
   /** Per running task: aborts its running sub-tasks. */
   readonly #controllers = new Map<string, AbortController>();
   readonly #deadlines = new Map<string, NodeJS.Timeout>();
@@ -120,10 +124,11 @@ export class TaskEngine {
     const interrupted: TaskRecord[] = [];
     for (const { value } of this.#db.getRange()) {
       const t = value as TaskRecord;
-      this.#tasks.set(t.id, t);
       if (FINAL_TASK.has(t.state)) continue;
+      this.#tasks.set(t.id, t);
       for (const s of t.subtasks) {
-        if (s.state === 'running' || s.state === 'resolving') {
+        // Cancelled in an unfinished task: stopped with the node, not by a person.
+        if (s.state === 'running' || s.state === 'resolving' || s.state === 'cancelled') {
           for (const a of s.attempts) if (a.outcome === 'running') Object.assign(a, { outcome: 'failed', endedAt: Date.now(), error: { code: 'ERR_DMSC_CANCELLED', message: 'the node stopped during this attempt' } });
           s.state = 'escalated';
           s.error = { code: 'ERR_DMSC_CANCELLED', message: 'the node stopped while this sub-task ran; it may or may not have taken effect' };
@@ -161,8 +166,11 @@ export class TaskEngine {
       rule = { rule: d.rule, match: d.match };
     } else throw new DmscError('ERR_DMSC_INVALID_BODY', 'a task has subtasks or text');
     checkSubtasks(subtasks);
-    const active = [...this.#tasks.values()].filter((t) => !FINAL_TASK.has(t.state)).length;
-    if (active >= MAX_ACTIVE) throw new DmscError('ERR_DMSC_BUSY', `${MAX_ACTIVE} tasks are active on this node; try again later`);
+    if (this.#tasks.size >= MAX_ACTIVE) throw new DmscError('ERR_DMSC_BUSY', `${MAX_ACTIVE} tasks are active on this node; try again later`);
+    const own = [...this.#tasks.values()].filter((t) => t.requester.aic === requester.aic).length;
+    if (own >= MAX_ACTIVE_PER_REQUESTER) {
+      throw new DmscError('ERR_DMSC_BUSY', `${requester.aic} has ${MAX_ACTIVE_PER_REQUESTER} unfinished tasks (escalated ones count); cancel or decide on some first`);
+    }
     const now = Date.now();
     const task: TaskRecord = {
       id: `t-${now.toString(36)}-${randomBytes(6).toString('base64url')}`,
@@ -177,7 +185,10 @@ export class TaskEngine {
     };
     await this.#deps.store.durable(() => {
       this.#db.put(task.id, task);
-      this.#prune(now);
+      if (now - this.#lastPrune > 60_000) {
+        this.#lastPrune = now;
+        this.#prune(now);
+      }
     });
     this.#tasks.set(task.id, task);
     this.#drive(task);
@@ -185,18 +196,24 @@ export class TaskEngine {
   }
 
   get(id: string): TaskRecord | undefined {
-    return this.#tasks.get(id);
+    return this.#tasks.get(id) ?? (this.#db.get(id) as TaskRecord | undefined);
   }
 
-  /** Tasks, newest first; of one requester when given. */
+  /** Tasks, newest first (ids begin with their creation time); of one requester when given. */
   list(requester?: string, limit = 100): TaskRecord[] {
-    return [...this.#tasks.values()].filter((t) => requester === undefined || t.requester.aic === requester).sort((a, b) => b.createdAt - a.createdAt).slice(0, limit);
+    const out: TaskRecord[] = [];
+    for (const { key } of this.#db.getRange({ reverse: true })) {
+      const t = this.get(String(key));
+      if (t && (requester === undefined || t.requester.aic === requester)) out.push(t);
+      if (out.length >= limit) break;
+    }
+    return out;
   }
 
   /** Cancels a task: its running sub-tasks are stopped, its pending ones never start. */
   async cancel(id: string, by: string): Promise<TaskRecord> {
     const task = this.#need(id);
-    if (FINAL_TASK.has(task.state)) throw new DmscError('ERR_DMSC_CONFLICT', `task ${id} is already ${task.state}`);
+    if (FINAL_TASK.has(task.state) || !this.#tasks.has(id)) throw new DmscError('ERR_DMSC_CONFLICT', `task ${id} is already ${task.state}`);
     await this.#finish(task, 'cancelled', { code: 'ERR_DMSC_CANCELLED', message: `cancelled by ${by}` });
     return task;
   }
@@ -208,7 +225,7 @@ export class TaskEngine {
    */
   async decide(id: string, decision: Decision, by: string, subtask?: string): Promise<TaskRecord> {
     const task = this.#need(id);
-    if (task.state !== 'escalated') throw new DmscError('ERR_DMSC_CONFLICT', `task ${id} is ${task.state}; only an escalated task takes a decision`);
+    if (task.state !== 'escalated' || !this.#tasks.has(id)) throw new DmscError('ERR_DMSC_CONFLICT', `task ${id} is ${task.state}; only an escalated task takes a decision`);
     const escalated = task.subtasks.filter((s) => s.state === 'escalated' && (subtask === undefined || s.id === subtask));
     if (subtask !== undefined && escalated.length === 0) throw new DmscError('ERR_DMSC_NOT_FOUND', `task ${id} has no escalated sub-task ${subtask}`);
     task.decisions.push({ decision, ...(subtask !== undefined ? { subtask } : {}), by, at: Date.now() });
@@ -237,7 +254,7 @@ export class TaskEngine {
   }
 
   #need(id: string): TaskRecord {
-    const t = this.#tasks.get(id);
+    const t = this.get(id);
     if (!t) throw new DmscError('ERR_DMSC_NOT_FOUND', `no task ${id}`);
     return t;
   }
@@ -283,6 +300,10 @@ export class TaskEngine {
 
   async #run(task: TaskRecord, s: SubtaskRecord): Promise<void> {
     const controller = this.#controllers.get(task.id)!;
+    // After every wait: a task cancelled, finished or stopped meanwhile goes no further.
+    const live = () => {
+      if (controller.signal.aborted || FINAL_TASK.has(task.state) || this.#stopped) throw controller.signal.reason ?? new DmscError('ERR_DMSC_CANCELLED', 'stopped');
+    };
     const c = task.constraints;
     const timeoutMs = s.spec.timeoutMs ?? c.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const maxAttempts = s.spec.maxAttempts ?? c.maxAttempts ?? DEFAULT_ATTEMPTS;
@@ -294,21 +315,28 @@ export class TaskEngine {
     try {
       const context: Record<string, unknown> = { input: task.input ?? null, text: task.text ?? '', match: task.match ?? {} };
       for (const d of s.spec.dependsOn ?? []) context[d] = { output: task.subtasks.find((x) => x.id === d)!.output ?? null };
-      s.capability = String(fill(s.spec.capability, context));
+      const capability = fill(s.spec.capability, context);
+      // A template may have put anything there (an upstream agent's output).
+      const problem = typeof capability === 'string' ? nameProblem(capability) : 'not a string';
+      if (problem) throw new DmscError('ERR_DMSC_INVALID_NAME', `the capability of sub-task ${s.id} filled in to ${JSON.stringify(capability).slice(0, 200)}: ${problem}`);
+      s.capability = capability as string;
       const input = fill(s.spec.input ?? null, context);
       while (tries < maxAttempts) {
-        if (controller.signal.aborted) throw controller.signal.reason;
+        live();
         s.state = 'resolving';
         this.#touch(task);
         const claims = await this.#deps.verify(task.credential);
+        live();
         let resolution: ResolveAnswer;
         try {
           resolution = await this.#deps.resolve(claims, task.credential, s.capability, require, s.excluded);
         } catch (e) {
+          live();
           last = errorOf(e);
           // No candidate left (or none at all): the fallback is over.
           break;
         }
+        live();
         tries++;
         const attempt: Attempt = { target: { aic: resolution.target.aic, gateway: resolution.target.gateway }, via, startedAt: Date.now(), outcome: 'running' };
         s.attempts.push(attempt);
@@ -316,10 +344,17 @@ export class TaskEngine {
         // On disk before the agent is called: after a crash the record tells a person
         // this attempt may have had its effect.
         await this.#save(task, true);
+        try {
+          live();
+        } catch (e) {
+          Object.assign(attempt, { outcome: 'cancelled', endedAt: Date.now() });
+          throw e;
+        }
         const timeout = AbortSignal.timeout(timeoutMs);
         const signal = AbortSignal.any([controller.signal, timeout]);
         try {
           const output = await this.#deps.invoke({ task, subtask: s, resolution, input, via, signal });
+          live();
           Object.assign(attempt, { outcome: 'succeeded', endedAt: Date.now() });
           s.output = output;
           s.state = 'succeeded';
@@ -328,9 +363,9 @@ export class TaskEngine {
           await this.#save(task, false);
           return;
         } catch (e) {
-          if (controller.signal.aborted) {
+          if (controller.signal.aborted || FINAL_TASK.has(task.state) || this.#stopped) {
             Object.assign(attempt, { outcome: 'cancelled', endedAt: Date.now() });
-            throw controller.signal.reason;
+            throw e;
           }
           last = timeout.aborted ? { code: 'ERR_DMSC_TIMEOUT', message: `${resolution.target.aic} did not answer within ${timeoutMs} ms` } : errorOf(e);
           Object.assign(attempt, { outcome: 'failed', endedAt: Date.now(), error: last });
@@ -339,6 +374,7 @@ export class TaskEngine {
           if (DEFINITE.has(last.code) && last.code !== 'ERR_DMSC_NO_ROUTE') break;
         }
       }
+      live();
       const reason = last
         ? `${tries} candidate(s) tried; the last error: ${last.code}: ${last.message}`
         : `no candidate was tried`;
@@ -348,6 +384,9 @@ export class TaskEngine {
       this.#deps.log?.({ msg: 'task escalated', task: task.id, subtask: s.id, reason });
       await this.#save(task, true);
     } catch (e) {
+      // The node is stopping: the sub-task stays as it is on disk, and comes back
+      // escalated at the next start.
+      if (this.#stopped) return;
       if (FINAL_TASK.has(task.state) || controller.signal.aborted) {
         if (!FINAL_SUB.has(s.state)) {
           s.state = 'cancelled';
@@ -381,6 +420,7 @@ export class TaskEngine {
       s.finishedAt = Date.now();
     }
     await this.#save(task, true);
+    this.#tasks.delete(task.id);
     this.#deps.log?.({ msg: 'task finished', task: task.id, state, ...(error ? { code: error.code } : {}) });
   }
 
@@ -391,21 +431,24 @@ export class TaskEngine {
   // Progress is written as it happens; what changes the task's course (escalation, a
   // decision, the end) is durable before it is reported.
   async #save(task: TaskRecord, durable: boolean): Promise<void> {
+    // Once stopping, what is on disk stays: the next start judges it.
+    if (this.#stopped) return;
     task.updatedAt = Date.now();
     if (durable) await this.#deps.store.durable(() => this.#db.put(task.id, task));
     else await this.#db.put(task.id, task);
   }
 
-  // Drops finished tasks past their keeping time, and the oldest past the count.
+  // Drops finished tasks past their keeping time, and the oldest past the count (called
+  // inside a write transaction, at most once a minute).
   #prune(now: number): void {
-    const finished = [...this.#tasks.values()].filter((t) => FINAL_TASK.has(t.state)).sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0));
-    const over = Math.max(0, finished.length - KEEP_MAX);
-    for (const [i, t] of finished.entries()) {
-      if (i < over || (t.finishedAt ?? now) < now - KEEP_MS) {
-        this.#db.remove(t.id);
-        this.#tasks.delete(t.id);
-      }
+    const finished: { id: string; at: number }[] = [];
+    for (const { key, value } of this.#db.getRange()) {
+      const t = value as TaskRecord;
+      if (FINAL_TASK.has(t.state)) finished.push({ id: String(key), at: t.finishedAt ?? t.updatedAt });
     }
+    finished.sort((a, b) => a.at - b.at);
+    const over = Math.max(0, finished.length - KEEP_MAX);
+    for (const [i, t] of finished.entries()) if (i < over || t.at < now - KEEP_MS) this.#db.remove(t.id);
   }
 }
 

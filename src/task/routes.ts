@@ -104,7 +104,8 @@ export function taskInvoker(options: { self: string; connectTimeoutMs?: number }
         const answer = new Promise<unknown>((resolve, reject) => {
           session.once('message', resolve);
           session.once('close', (c: { reason: string }) => reject(new DmscError('ERR_DMSC_SESSION_CLOSED', `${target.aic} closed the session without an answer: ${c.reason}`)));
-          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+          if (signal.aborted) reject(signal.reason);
+          else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
         });
         await session.send({ task: task.id, subtask: subtask.id, input });
         return await answer;

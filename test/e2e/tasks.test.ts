@@ -182,10 +182,15 @@ describe('tasks (TIP) across two gateways', () => {
     expect(skipped.subtasks.map((s: any) => s.state)).toEqual(['skipped', 'succeeded']);
     const abort = await task({ task: { subtasks: [{ id: 'f', capability: '/capability/flaky' }] } });
     await settled(abort.body.id, ['escalated']);
-    const a = await api(gw['A']!.url, 'POST', `/v1/tasks/${abort.body.id}/decision`, { auth: gw['A']!.token, body: { decision: 'abort' } });
-    expect(a.body).toMatchObject({ state: 'failed', error: { code: 'ERR_DMSC_CANCELLED' } });
-    const again = await api(gw['A']!.url, 'POST', `/v1/tasks/${abort.body.id}/decision`, { auth: gw['A']!.token, body: { decision: 'retry' } });
-    expect(again.status).toBe(409);
+    // The operator's way: the CLI, with the node's admin token.
+    const cli = (...args: string[]) => dmsc('task', ...args, '--url', gw['A']!.url, '--data', gw['A']!.dataDir);
+    expect(JSON.parse(cli('show', abort.body.id).stdout)).toMatchObject({ state: 'escalated' });
+    const a = cli('decide', abort.body.id, 'abort');
+    expect(JSON.parse(a.stdout)).toMatchObject({ state: 'failed', error: { code: 'ERR_DMSC_CANCELLED' } });
+    const again = cli('decide', abort.body.id, 'retry');
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain('ERR_DMSC_CONFLICT');
+    expect(cli('decide', abort.body.id, 'maybe').status).toBe(2);
   });
 
   it('decomposes a text task by the rules file, and picks up an edit to it without a restart', async () => {

@@ -42,41 +42,42 @@ describe('GrantVerifier', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('passes a grant once, for the capability granted or a name below the prefix', async () => {
+  it('passes a grant once, for the very name resolved and no other (not the prefix, not another name below it)', async () => {
     const v = verifier();
     await expect(v.verify(await grant(), credential, '/capability/ocr/fast')).resolves.toMatchObject({ initiator, gateway: 'g1', capability: '/capability/ocr/fast' });
-    await expect(v.verify(await grant(), credential, '/capability/ocr/other')).resolves.toMatchObject({ capability: '/capability/ocr/other' });
-    await expect(v.verify(await grant(), credential, '/capability/ocrx')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /it is for \/capability\/ocr/ });
+    for (const other of ['/capability/ocr/other', '/capability/ocr', '/capability/ocr/fast/x', '/capability/ocrx']) {
+      await expect(v.verify(await grant(), credential, other)).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /it is for \/capability\/ocr\/fast/ });
+    }
     const once = await grant();
-    await v.verify(once, credential, '/capability/ocr');
-    await expect(v.verify(once, credential, '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_REPLAYED' });
+    await v.verify(once, credential, '/capability/ocr/fast');
+    await expect(v.verify(once, credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_REPLAYED' });
   });
 
   it('refuses a grant without a certificate, with a certificate that is not the AMC\'s grant-key kind, or from another gateway name', async () => {
     const v = verifier();
-    await expect(v.verify(await grant({ gwc: undefined }), credential, '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /no gateway key certificate/ });
+    await expect(v.verify(await grant({ gwc: undefined }), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /no gateway key certificate/ });
     // A gateway credential is signed by the AMC too, but it certifies no key.
     const gatewayCred = await amc.gatewayCredential('g1');
-    await expect(v.verify(await grant({ gwc: gatewayCred }), credential, '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /not certified/ });
-    await expect(v.verify(await grant({ iss: 'dmsc-gw:g2' }), credential, '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
+    await expect(v.verify(await grant({ gwc: gatewayCred }), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /not certified/ });
+    await expect(v.verify(await grant({ iss: 'dmsc-gw:g2' }), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
     const other = signingKey(newSigningKey('gw-g1'));
-    await expect(v.verify(await grant({}, other), credential, '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
-    await expect(v.verify(await grant(), 'not-a-jwt', '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /initiator credential/ });
-    await expect(v.verify(42, credential, '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
+    await expect(v.verify(await grant({}, other), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
+    await expect(v.verify(await grant(), 'not-a-jwt', '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /initiator credential/ });
+    await expect(v.verify(42, credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
   });
 
   it('takes an initiator of another domain on the grant\'s word, if the credential claims that identity', async () => {
     const v = verifier();
     const foreign = (claims: object) => `${Buffer.from('{"alg":"EdDSA"}').toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`;
-    await expect(v.verify(await grant({ sub: 'metro/m1:acme:1:zz' }), foreign({ sub: 'm1:acme:1:zz', dom: 'metro' }), '/capability/ocr')).resolves.toMatchObject({ initiator: 'metro/m1:acme:1:zz' });
-    await expect(v.verify(await grant({ sub: 'metro/m1:acme:1:zz' }), foreign({ sub: 'm1:acme:1:other', dom: 'metro' }), '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
+    await expect(v.verify(await grant({ sub: 'metro/m1:acme:1:zz' }), foreign({ sub: 'm1:acme:1:zz', dom: 'metro' }), '/capability/ocr/fast')).resolves.toMatchObject({ initiator: 'metro/m1:acme:1:zz' });
+    await expect(v.verify(await grant({ sub: 'metro/m1:acme:1:zz' }), foreign({ sub: 'm1:acme:1:other', dom: 'metro' }), '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
   });
 
   it('refuses new grants rather than forget unexpired ones when its replay store is full', async () => {
     const v = verifier(2);
-    await v.verify(await grant(), credential, '/capability/ocr');
-    await v.verify(await grant(), credential, '/capability/ocr');
-    await expect(v.verify(await grant(), credential, '/capability/ocr')).rejects.toMatchObject({ code: 'ERR_DMSC_BUSY' });
+    await v.verify(await grant(), credential, '/capability/ocr/fast');
+    await v.verify(await grant(), credential, '/capability/ocr/fast');
+    await expect(v.verify(await grant(), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_BUSY' });
     expect(v.remembered).toBe(2);
   });
 });

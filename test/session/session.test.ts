@@ -31,14 +31,14 @@ async function target(onSession: (s: Session) => void = () => {}, options: Parti
 }
 
 /** A peer that speaks raw frames: answers INIT with ACCEPT, then does what `then` says. */
-async function rawTarget(then: (send: (m: Message) => void, socket: Socket) => void): Promise<string> {
+async function rawTarget(then: (send: (m: Message) => void, socket: Socket) => void, agreed: Record<string, unknown> = {}): Promise<string> {
   return listen((socket) => {
     const decoder = new FrameDecoder(1 << 20, true);
     socket.on('data', (chunk) => {
       for (const m of decoder.push(chunk)) {
         if (m.type === 'SESSION_INIT') {
           const send = (x: Message) => socket.write(encodeFrame(x));
-          send({ type: 'SESSION_ACCEPT', session: 's1', params: m['params'] as Record<string, unknown> });
+          send({ type: 'SESSION_ACCEPT', session: 's1', params: { ...(m['params'] as Record<string, unknown>), ...agreed } });
           then(send, socket);
         }
       }
@@ -88,6 +88,21 @@ describe('A2ASP sessions', () => {
     expect(got).toEqual(['one']);
   });
 
+  it('survives a peer that agrees a tiny size and then sends junk, on either side', async () => {
+    const url = await rawTarget((send) => send({ type: 'DATA', seq: 'A'.repeat(200), data: 1 }), { maxMessageBytes: 64 });
+    const s = await openSession({ target: { aic: 'b1', session: url }, grant: 'g', credential: 'c', capability: '/capability/x', params: {} });
+    expect(await closed(s)).toMatchObject({ code: 'ERR_DMSC_SESSION_PROTOCOL' });
+    // A target with a small limit answers an oversized, odd SESSION_INIT with a rejection.
+    const t = await target(() => {}, { limits: { maxMessageBytes: 128 } });
+    const socket = connect(Number(new URL(t.url).port), '127.0.0.1');
+    const decoder = new FrameDecoder(1 << 20, true);
+    const got: Message[] = [];
+    socket.on('data', (c) => got.push(...decoder.push(c)));
+    socket.write(encodeFrame({ type: 'SESSION_INIT', v: 'v'.repeat(200) }));
+    await new Promise((r) => socket.once('close', r));
+    expect(got).toMatchObject([{ type: 'SESSION_REJECT', code: 'ERR_DMSC_SESSION_PROTOCOL' }]);
+  });
+
   it('refuses a message over the agreed size without closing the session', async () => {
     const echo: unknown[] = [];
     const t = await target((s) => s.on('message', (m) => echo.push(m)), { limits: { maxMessageBytes: 1024 } });
@@ -113,7 +128,7 @@ describe('A2ASP sessions', () => {
     expect(got).toEqual(Array.from({ length: n }, (_, i) => i));
   });
 
-  it('rejects a connection whose first message is not SESSION_INIT, and drops one that says nothing', async () => {
+  it('rejects a connection whose first message is not SESSION_INIT, and one that says nothing in time', async () => {
     const t = await target(() => {}, { initTimeoutMs: 100 });
     const port = Number(new URL(t.url).port);
     const talk = async (first?: Message) => {
@@ -127,7 +142,7 @@ describe('A2ASP sessions', () => {
     };
     expect(await talk({ type: 'DATA', seq: 1, data: 1 })).toMatchObject([{ type: 'SESSION_REJECT', code: 'ERR_DMSC_SESSION_PROTOCOL' }]);
     expect(await talk({ type: 'SESSION_INIT', v: 99 })).toMatchObject([{ type: 'SESSION_REJECT', reason: expect.stringContaining('version 99') }]);
-    expect(await talk()).toEqual([]);
+    expect(await talk()).toMatchObject([{ type: 'SESSION_REJECT', code: 'ERR_DMSC_SESSION_TIMEOUT' }]);
   });
 
   it('passes a rejection by the target on as a typed error', async () => {
