@@ -10,6 +10,7 @@ const ROUTES: [string, string][] = [
   ['POST', '/v1/agents'], ['GET', '/v1/agents/:aic'], ['DELETE', '/v1/agents/:aic'], ['POST', '/v1/agents/:aic/heartbeat'],
   ['POST', '/v1/agents/:aic/renew'], ['GET', '/v1/discover'], ['POST', '/v1/resolve'], ['PUT', '/v1/policies'],
   ['GET', '/v1/policies'], ['POST', '/v1/providers'], ['POST', '/v1/revocations'], ['POST', '/v1/gateways'], ['GET', '/v1/fib'],
+  ['POST', '/v1/tasks'], ['GET', '/v1/tasks'], ['GET', '/v1/tasks/:aic'], ['DELETE', '/v1/tasks/:aic'], ['POST', '/v1/tasks/:aic/decision'],
 ];
 
 describe('random input against every route', () => {
@@ -29,6 +30,15 @@ describe('random input against every route', () => {
       fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
       fc.record({ endpoint: text, capabilities: fc.array(fc.record({ name: text, weight: fc.jsonValue(), attributes: fc.jsonValue() }, { requiredKeys: [] }), { maxLength: 3 }) }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
       fc.record({ capability: text, require: fc.jsonValue(), flow: fc.jsonValue(), version: fc.jsonValue(), rules: fc.jsonValue() }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
+      fc.record({
+        task: fc.record({
+          text,
+          input: fc.jsonValue({ maxDepth: 2 }),
+          subtasks: fc.array(fc.record({ id: fc.constantFrom('a', 'b', 'input', '', text), capability: fc.oneof(text, fc.constant('{{a.output.x}}')), dependsOn: fc.array(fc.constantFrom('a', 'b', 'c'), { maxLength: 3 }), input: fc.jsonValue({ maxDepth: 2 }), via: fc.jsonValue() }, { requiredKeys: [] }), { maxLength: 3 }),
+          constraints: fc.jsonValue({ maxDepth: 2 }),
+        }, { requiredKeys: [] }),
+        decision: fc.constantFrom('retry', 'skip', 'abort', 'x'),
+      }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
       fc.string({ maxLength: 60 }),
     );
     const auth = fc.constantFrom<'none' | 'admin' | 'agent' | 'provider' | 'junk'>('none', 'admin', 'agent', 'provider', 'junk');
