@@ -179,6 +179,9 @@ describe('data plane', () => {
       const after = await relay();
       expect([after.retries - before.retries, after.handed - before.handed]).toEqual([1, 0]);
       await waitFor(async () => (await state(name, b.aic)) === 'down');
+      // The relay marks the FIB at once and tells the directory within 50 ms; the heartbeat
+      // below must come after the directory has heard, or that news would undo it.
+      await waitFor(async () => (await api(node.url, 'GET', `/v1/agents/${b.aic}`, { auth: node.token })).body.health.state === 'down');
       expect(await hits(bad)).toBe(2);
       // A POST whose body was sent is not sent twice: the 503 goes back as it is.
       if (mode === '503') {
