@@ -52,6 +52,9 @@ export type DmscErrorCode =
   | 'ERR_DMSC_SESSION_PROTOCOL'
   | 'ERR_DMSC_TIMEOUT'
   | 'ERR_DMSC_CANCELLED'
+  | 'ERR_DMSC_UNKNOWN_CAPABILITY'
+  | 'ERR_DMSC_NO_MATCH'
+  | 'ERR_DMSC_AMBIGUOUS_INTENT'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -104,6 +107,9 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_SESSION_PROTOCOL: { kind: 'error', status: 400 },
   ERR_DMSC_TIMEOUT: { kind: 'error', status: 504 },
   ERR_DMSC_CANCELLED: { kind: 'error', status: 409 },
+  ERR_DMSC_UNKNOWN_CAPABILITY: { kind: 'error', status: 400 },
+  ERR_DMSC_NO_MATCH: { kind: 'error', status: 404 },
+  ERR_DMSC_AMBIGUOUS_INTENT: { kind: 'error', status: 409 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

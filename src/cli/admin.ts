@@ -33,6 +33,36 @@ export function adminCommands(program: Command): void {
     });
   withServer(provider.command('list')).description('list providers and their scopes').action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/providers')));
 
+  withServer(program.command('intent'))
+    .description('show how the node reads an intent: capability candidates with their confidence, and the answer (match, no-match, ambiguous)')
+    .argument('<text...>', 'the intent, in words')
+    .option('--limit <n>', 'candidates to show (1 to 20)', '5')
+    .option('--json', 'print the JSON answer')
+    .action(async (text: string[], o: ClientOptions & { limit: string; json?: boolean }) => {
+      const limit = Number(o.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 20) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', '--limit is an integer from 1 to 20');
+      const a = (await call(o, 'POST', '/v1/intents', { intent: text.join(' '), limit })) as {
+        status: string; capability?: string; threshold: number; taxonomy: string;
+        candidates: { capability: string; label: string; confidence: number; score: number; ranker: string; matched: string[] }[];
+      };
+      if (o.json) return print(a);
+      process.stdout.write(`${a.status}${a.capability ? ` ${a.capability}` : ''}   (threshold ${a.threshold}, taxonomy ${a.taxonomy})\n`);
+      for (const c of a.candidates) {
+        process.stdout.write(`  ${c.confidence.toFixed(3)}  ${c.capability.padEnd(40)} ${c.label}  [${c.ranker}: ${c.matched.join(', ')}; bm25 ${c.score}]\n`);
+      }
+    });
+  const taxonomy = program.command('taxonomy').description('the capability taxonomy');
+  withServer(taxonomy.command('show'))
+    .description("print the node's taxonomy (or, with --default, the built-in one, to copy and edit for --taxonomy)")
+    .option('--default', 'the built-in taxonomy, without asking a node')
+    .action(async (o: ClientOptions & { default?: boolean }) => {
+      if (o.default) {
+        const { DEFAULT_TAXONOMY } = await import('../semantic/default-taxonomy.js');
+        return print(DEFAULT_TAXONOMY);
+      }
+      print(await callPublic(o, '/v1/taxonomy'));
+    });
+
   const task = program.command('task').description('tasks (TIP) at a node: see them, cancel them, decide on escalated ones');
   const taskId = (id: string) => {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `a task id is up to 64 letters, digits, _ or -, got ${JSON.stringify(id.slice(0, 80))}`);

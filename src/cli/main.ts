@@ -56,6 +56,7 @@ program
   .option('--credential-ttl <seconds>', 'lifetime of agent credentials (embedded AMC)', '3600')
   .option('--heartbeat-ms <ms>', 'heartbeat interval given to agents; 3 missed ones mark an agent down', '1000')
   .option('--grant-ttl <seconds>', 'lifetime of the session grants signed on resolution', '60')
+  .option('--taxonomy <file>', 'JSON capability taxonomy (re-read when the file changes; the built-in one without it)')
   .option('--task-rules <file>', 'JSON rules for decomposing text tasks (re-read when the file changes; built-in rules without it)')
   .option('--amc <url>', 'use the standalone AMC at this URL instead of the embedded one')
   .option('--amc-key-file <file>', "this gateway's key at that AMC (or set DMSC_AMC_KEY)")
@@ -66,7 +67,7 @@ program
   .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
   .option('--upstream <id>', 'the peer (one of the peers) to ask for names with no route here')
   .option('--mesh-config <file>', 'JSON file: peers, upstream, other trust domains (keys, export policy, tag table), route limits, hold time, TLS')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; upstreamTimeoutMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; taxonomy?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; upstreamTimeoutMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs, upstreamTimeout: opts.upstreamTimeoutMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');

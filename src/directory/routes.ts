@@ -10,6 +10,7 @@ import { adminOnly, bearer } from '../http/server.js';
 import { bearerMatches } from '../node/admin-token.js';
 import { acsOf } from './directory.js';
 import { DEFAULT_TTL, type Gateway, type RegistrationRequest } from './gateway.js';
+import type { SemanticLayer } from '../semantic/semantic.js';
 
 const capabilityName = { type: 'string', minLength: 1, maxLength: 1024 } as const;
 const tagList = { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 64 } } as const;
@@ -57,11 +58,17 @@ const heartbeatBody = {
 const resolveBody = {
   type: 'object',
   additionalProperties: false,
-  required: ['capability'],
   properties: {
-    capability: capabilityName, require: tagList, flow: { type: 'string', minLength: 1, maxLength: 256 },
+    capability: capabilityName, intent: { type: 'string', minLength: 1, maxLength: 1000 },
+    require: tagList, flow: { type: 'string', minLength: 1, maxLength: 256 },
     exclude: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 200 } },
   },
+  oneOf: [{ required: ['capability'], not: { required: ['intent'] } }, { required: ['intent'], not: { required: ['capability'] } }],
+} as const;
+
+const intentBody = {
+  type: 'object', additionalProperties: false, required: ['intent'],
+  properties: { intent: { type: 'string', minLength: 1, maxLength: 1000 }, limit: { type: 'integer', minimum: 1, maximum: 20 } },
 } as const;
 
 const discoverQuery = {
@@ -71,7 +78,7 @@ const discoverQuery = {
   properties: { capability: capabilityName, require: { type: 'string', maxLength: 1024 } },
 } as const;
 
-export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: CredentialGuard, adminToken: string): void {
+export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: CredentialGuard, adminToken: string, semantic: SemanticLayer): void {
   const agent = (req: FastifyRequest) => guard.verify(bearer(req));
   // The agent itself, or an operator with the admin token.
   const selfOrAdmin = async (req: FastifyRequest, aic: string): Promise<void> => {
@@ -87,13 +94,16 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
   http.post<{ Body: RegistrationRequest }>('/v1/agents', { schema: { body: registerBody } }, async (req, reply) => {
     const key = bearer(req);
     req.body.capabilities.forEach((c, i) => checkName(c.name, `body.capabilities[${i}].name`));
-    const { record, credential, expiresAt, denied } = await gw.register(key, req.body);
+    // In the taxonomy's names: aliases replaced, attributes checked, unknown names out.
+    const { capabilities, normalized, unknown } = semantic.normalize(req.body.capabilities);
+    const { record, credential, expiresAt, denied } = await gw.register(key, { ...req.body, capabilities });
     return reply.status(201).send({
       aic: record.aic,
       credential,
       expiresAt: new Date(expiresAt).toISOString(),
       acs: acsOf(record, undefined),
-      denied,
+      denied: [...unknown, ...denied],
+      ...(normalized.length ? { normalized: normalized.map((n) => ({ declared: n.declared, name: n.name })) } : {}),
       heartbeat: { intervalMs: gw.options.heartbeatMs, misses: gw.options.misses },
     });
   });
@@ -140,10 +150,33 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     return { capability: req.query.capability, candidates, path };
   });
 
-  http.post<{ Body: { capability: string; require?: string[]; flow?: string; exclude?: string[] } }>('/v1/resolve', { schema: { body: resolveBody } }, async (req) => {
+  http.post<{ Body: { capability?: string; intent?: string; require?: string[]; flow?: string; exclude?: string[] } }>('/v1/resolve', { schema: { body: resolveBody } }, async (req) => {
     const claims = await agent(req);
-    checkName(req.body.capability, 'body.capability');
     const exclude = req.body.exclude ?? [];
-    return gw.resolve(claims, req.body.capability, req.body.require ?? [], req.body.flow, { ttl: DEFAULT_TTL, path: [], credential: bearer(req), ...(exclude.length ? { exclude } : {}) });
+    const hop = { ttl: DEFAULT_TTL, path: [], credential: bearer(req), ...(exclude.length ? { exclude } : {}) };
+    if (req.body.intent === undefined) {
+      checkName(req.body.capability!, 'body.capability');
+      return gw.resolve(claims, req.body.capability!, req.body.require ?? [], req.body.flow, hop);
+    }
+    // An intent: ranked against the taxonomy; only a clear match is resolved.
+    const answer = semantic.resolveIntent(req.body.intent);
+    const intent = { status: answer.status, candidates: answer.candidates, threshold: answer.threshold, taxonomy: answer.taxonomy };
+    if (answer.status === 'no-match') throw new DmscError('ERR_DMSC_NO_MATCH', `no capability matches the intent with confidence ${answer.threshold} or more`, { intent });
+    if (answer.status === 'ambiguous') {
+      const [a, b] = answer.candidates;
+      throw new DmscError('ERR_DMSC_AMBIGUOUS_INTENT', `the intent fits ${a!.capability} (${a!.confidence}) and ${b!.capability} (${b!.confidence}) about as well; say which`, { intent });
+    }
+    return { ...(await gw.resolve(claims, answer.capability!, req.body.require ?? [], req.body.flow, hop)), intent };
+  });
+
+  // The ranking alone, for a person or an agent to see how an intent is read.
+  http.post<{ Body: { intent: string; limit?: number } }>('/v1/intents', { schema: { body: intentBody } }, async (req) => {
+    if (!bearerMatches(req.headers.authorization, adminToken)) await agent(req);
+    return semantic.resolveIntent(req.body.intent, req.body.limit ?? 5);
+  });
+
+  http.get('/v1/taxonomy', async () => {
+    const t = semantic.taxonomy;
+    return { version: t.version, source: semantic.source, unknownNames: t.unknownNames, entries: t.entries };
   });
 }

@@ -28,6 +28,8 @@ export interface NodeConfig extends MeshConfig {
   readonly heartbeatMs: number;
   /** The task decomposition rules file (TIP); the built-in rules without it. */
   readonly taskRules?: string;
+  /** The capability taxonomy file; the built-in taxonomy without it. */
+  readonly taxonomy?: string;
   /** The peering listener (gateway-to-gateway sessions). */
   readonly peering: Listen;
   /** The data-plane listener (requests addressed by capability). */
@@ -48,6 +50,7 @@ export interface NodeOptions {
   grantTtl?: string;
   heartbeat?: string;
   taskRules?: string;
+  taxonomy?: string;
   amc?: string;
   amcKeyFile?: string;
   amcPollMs?: string;
@@ -182,6 +185,7 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     grantTtlMs: parseIntFlag(options.grantTtl, '--grant-ttl', 60, 1, 3600) * 1000,
     heartbeatMs: parseIntFlag(options.heartbeat, '--heartbeat-ms', 1000, 20, 3_600_000),
     ...(options.taskRules !== undefined ? { taskRules: resolve(options.taskRules) } : {}),
+    ...(options.taxonomy !== undefined ? { taxonomy: resolve(options.taxonomy) } : {}),
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
     dataplane: options.dataplane === undefined ? DEFAULT_DATAPLANE : parseListen(options.dataplane, '--dataplane'),
     upstreamTimeoutMs: parseIntFlag(options.upstreamTimeout, '--upstream-timeout-ms', 30_000, 10, 3_600_000),

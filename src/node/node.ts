@@ -23,6 +23,7 @@ import { DEFAULT_TTL } from '../directory/gateway.js';
 import { RuleBook } from '../task/decompose.js';
 import { DEFAULT_RULES } from '../task/default-rules.js';
 import { TaskEngine } from '../task/engine.js';
+import { SemanticLayer } from '../semantic/semantic.js';
 import { taskInvoker, taskRoutes } from '../task/routes.js';
 import { loadAdminToken } from './admin-token.js';
 import { formatListen, readFibFile, type Listen, type NodeConfig } from './config.js';
@@ -37,6 +38,7 @@ export class DmscNode {
   readonly mesh: Mesh;
   readonly dataPlane: DataPlane;
   readonly tasks: TaskEngine;
+  readonly semantic: SemanticLayer;
   readonly #invoker: ReturnType<typeof taskInvoker>;
   #ready = false;
   #address: Listen | undefined;
@@ -87,6 +89,7 @@ export class DmscNode {
     // Tasks (TIP): each sub-task is resolved for the requester as its own resolution
     // would be, then its chosen agent is called.
     const rules = new RuleBook(config.taskRules, DEFAULT_RULES, log(config.id));
+    this.semantic = new SemanticLayer(config.taxonomy, log(config.id));
     this.#invoker = taskInvoker({ self: config.id });
     this.tasks = new TaskEngine({
       store: parts.store, verify: (credential) => guard.verify(credential), invoke: this.#invoker.invoke, rules: () => rules.rules, log: log(config.id),
@@ -171,7 +174,7 @@ export class DmscNode {
         });
       }
     }
-    agentRoutes(http, this.gateway, guard, token);
+    agentRoutes(http, this.gateway, guard, token, this.semantic);
     // Requests peers pass on may come from agents of the other domains this node trusts.
     const peerGuard = this.#domains.size ? new CredentialGuard(amc, (d) => this.#domains.get(d)) : guard;
     // Resolution across gateways (SRRP): every hop checks the requester's credential and

@@ -15,9 +15,9 @@
 // capability) read the task's `input`, its `text`, the pattern's named groups (`match`),
 // and the output of a sub-task it depends on (`<id>.output...`). A string that is one
 // template alone takes the value as it is (an object stays an object).
-import { readFileSync, statSync } from 'node:fs';
 import { DmscError, DmscTypeError } from '../errors.js';
 import { nameProblem } from '../fastpath/validate.js';
+import { WatchedFile } from '../node/watched-file.js';
 
 /** How a sub-task is invoked: set per sub-task, or for all of them in the task's constraints. */
 export interface Invocation {
@@ -208,61 +208,19 @@ export function decompose(rules: RuleSet, text: string): { rule: string; subtask
  * before it and is reported), or the built-in ones.
  */
 export class RuleBook {
-  readonly #file: string | undefined;
-  #rules: RuleSet;
-  #mtime = 0;
-  readonly #log: (event: Record<string, unknown>) => void;
+  readonly #file: WatchedFile<RuleSet> | undefined;
+  readonly #builtIn: RuleSet;
 
   constructor(file: string | undefined, builtIn: RuleSet, log: (event: Record<string, unknown>) => void = () => {}) {
-    this.#file = file;
-    this.#log = log;
-    this.#rules = builtIn;
-    if (file !== undefined) this.#rules = this.#read(true)!;
+    this.#builtIn = builtIn;
+    this.#file = file === undefined ? undefined : new WatchedFile(file, 'task rules', checkRules, log);
   }
 
   get rules(): RuleSet {
-    if (this.#file !== undefined) {
-      try {
-        const m = statSync(this.#file).mtimeMs;
-        if (m !== this.#mtime) this.#rules = this.#read(false) ?? this.#rules;
-      } catch (e) {
-        this.#log({ msg: 'task rules unreadable; keeping the rules loaded before', file: this.#file, error: (e as Error).message });
-      }
-    }
-    return this.#rules;
+    return this.#file?.value ?? this.#builtIn;
   }
 
   get source(): string {
-    return this.#file ?? 'built-in';
-  }
-
-  #read(first: boolean): RuleSet | undefined {
-    const file = this.#file!;
-    try {
-      const m = statSync(file).mtimeMs;
-      let doc: unknown;
-      try {
-        doc = JSON.parse(readFileSync(file, 'utf8'));
-      } catch (e) {
-        throw new DmscTypeError('ERR_DMSC_INVALID_CONFIG', `task rules ${file}: ${(e as Error).message}`);
-      }
-      const rules = checkRules(doc, `task rules ${file}`);
-      this.#mtime = m;
-      if (!first) this.#log({ msg: 'task rules reloaded', file, rules: rules.rules.length });
-      return rules;
-    } catch (e) {
-      if (first) throw e instanceof DmscTypeError ? e : new DmscTypeError('ERR_DMSC_INVALID_CONFIG', `task rules ${file}: ${(e as Error).message}`);
-      this.#mtime = statSafe(file);
-      this.#log({ msg: 'task rules rejected; keeping the rules loaded before', file, code: (e as DmscError).code, error: (e as Error).message });
-      return undefined;
-    }
-  }
-}
-
-function statSafe(file: string): number {
-  try {
-    return statSync(file).mtimeMs;
-  } catch {
-    return 0;
+    return this.#file?.file ?? 'built-in';
   }
 }

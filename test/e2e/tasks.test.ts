@@ -209,7 +209,7 @@ describe('tasks (TIP) across two gateways', () => {
     await writeFile(rulesFile, '{ not json');
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect((await task({ task: { text: 'whisper again' } })).status).toBe(202);
-    await waitFor(() => /task rules rejected; keeping the rules loaded before/.test(gw['A']!.stderr()));
+    await waitFor(() => /task rules rejected; keeping the one loaded before/.test(gw['A']!.stderr()));
     // A node does not start on a broken rules file (the restart below needs a good one).
     await writeFile(rulesFile, JSON.stringify({ version: 1, rules: [] }));
   });
@@ -225,8 +225,10 @@ describe('tasks (TIP) across two gateways', () => {
   });
 
   it('brings a task a crash interrupted back escalated, for a person to decide', async () => {
+    const started = seen.slowStarted;
     const r = await task({ task: { subtasks: [{ id: 'slow', capability: '/capability/slow', timeoutMs: 2000, maxAttempts: 1 }] } });
-    await waitFor(async () => (await get(r.body.id)).body.subtasks[0].state === 'running');
+    // The agent has the request: the attempt was on disk before it was sent.
+    await waitFor(() => seen.slowStarted === started + 1);
     await gw['A']!.kill9();
     gw['A'] = await start('node', await gatewayArgs('A'), gw['A']!.dataDir);
     const t = (await get(r.body.id)).body;

@@ -1,0 +1,156 @@
+// Natural-language intent normalization (MACP §6: "text to intent, confidence and
+// ambiguity"): an intent is ranked against the taxonomy's entries and answered with
+// capability candidates, each with a confidence. Below the threshold the answer is "no
+// match" rather than a guess; when the top two are within the margin it is "ambiguous",
+// with both.
+//
+// Ranking is lexical, offline and deterministic: BM25 (minisearch) over each entry's
+// label, synonyms, description and utterances, with Porter stemming (stemmer) and stop
+// words removed; and exact keyword rules (a keyword found whole in the intent). Rankers
+// are pluggable (`IntentRanker`): a deployment can add an embedding model beside the
+// lexical one, and the candidates are merged by their best confidence.
+import MiniSearch from 'minisearch';
+import { stemmer } from 'stemmer';
+import type { Taxonomy, TaxonomyEntry } from './taxonomy.js';
+
+export interface IntentCandidate {
+  readonly capability: string;
+  readonly label: string;
+  /** 0..1: how sure the ranker is. */
+  readonly confidence: number;
+  /** The ranker's own score (BM25 for the lexical one). */
+  readonly score: number;
+  /** The intent's words (stemmed) this entry matched, or the keyword that fired. */
+  readonly matched: readonly string[];
+  readonly ranker: string;
+}
+
+export interface IntentRanker {
+  readonly name: string;
+  rank(intent: string, limit: number): IntentCandidate[];
+}
+
+export interface IntentAnswer {
+  readonly intent: string;
+  readonly status: 'match' | 'no-match' | 'ambiguous';
+  /** The capability chosen (with `status: match`). */
+  readonly capability?: string;
+  readonly candidates: readonly IntentCandidate[];
+  readonly threshold: number;
+  readonly taxonomy: string;
+}
+
+export interface IntentOptions {
+  /** Below this confidence the best candidate is not taken (default 0.45, tuned on the tuning part of the labelled set). */
+  readonly threshold?: number;
+  /** When the second is within this much of the first, the answer is ambiguous (default 0.02). */
+  readonly margin?: number;
+  /** Rankers besides the lexical one. */
+  readonly rankers?: readonly IntentRanker[];
+}
+
+// Words that say nothing about a capability.
+const STOP = new Set((
+  'a an the this that these those it its is are was were be been being am do does did done doing have has had having i me my we our you your he she they them ' +
+  'their his her to of in on at by for with from into onto about as and or but if then so than too very can could would should will shall may might must ' +
+  'please pls kindly just some any all each every what which who whom whose when where why how there here up down out over under again further once ' +
+  'need needs want wants like get got make made help let lets use using via me mine ours yours also need someone something thing things stuff one'
+).split(/\s+/));
+
+/** Lower case, words only, stop words out, stemmed. */
+export function terms(text: string): string[] {
+  return text.toLowerCase().normalize('NFKD').replace(/[\u0300-\u036f]/g, '').split(/[^a-z0-9]+/).filter((w) => w.length > 1 && !STOP.has(w)).map((w) => stemmer(w));
+}
+
+/** The BM25 ranker over the taxonomy's text. */
+export class LexicalRanker implements IntentRanker {
+  readonly name = 'lexical';
+  readonly #index: MiniSearch<{ id: string; label: string; synonyms: string; description: string; utterances: string }>;
+  readonly #entries = new Map<string, TaxonomyEntry>();
+  readonly #keywords: { phrase: RegExp; words: string; capability: string }[] = [];
+  /** Score at which a full match reaches half confidence, tuned on the tuning set. */
+  readonly #scale: number;
+
+  constructor(taxonomy: Taxonomy, scale = 6) {
+    this.#scale = scale;
+    this.#index = new MiniSearch({
+      fields: ['label', 'synonyms', 'description', 'utterances'],
+      idField: 'id',
+      tokenize: (text) => text.split(/[^A-Za-z0-9\u00C0-\u024F]+/),
+      processTerm: (term) => {
+        const t = term.toLowerCase();
+        return t.length > 1 && !STOP.has(t) ? stemmer(t) : null;
+      },
+      searchOptions: { boost: { label: 3, synonyms: 2.5, utterances: 1.2, description: 0.8 }, combineWith: 'OR' },
+    });
+    const docs = taxonomy.entries.filter((e) => e.utterances?.length || e.synonyms?.length).map((e) => ({
+      id: e.name, label: e.label, synonyms: (e.synonyms ?? []).join(' | '), description: e.description ?? '', utterances: (e.utterances ?? []).join(' | '),
+    }));
+    this.#index.addAll(docs);
+    for (const e of taxonomy.entries) {
+      this.#entries.set(e.name, e);
+      for (const k of e.keywords ?? []) {
+        const words = k.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean).join(' ');
+        if (words) this.#keywords.push({ phrase: new RegExp(`(?:^| )${words.replace(/ /g, ' ')}(?: |$)`), words, capability: e.name });
+      }
+    }
+  }
+
+  rank(intent: string, limit: number): IntentCandidate[] {
+    const query = terms(intent);
+    const out = new Map<string, IntentCandidate>();
+    if (query.length > 0) {
+      for (const r of this.#index.search(query.join(' '))) {
+        // The share of the intent's words this entry explains, and how strongly.
+        const matched = [...new Set(Object.keys(r.match))];
+        const coverage = query.filter((q) => matched.includes(q)).length / query.length;
+        const strength = r.score / (r.score + this.#scale);
+        const confidence = round(Math.sqrt(coverage) * strength);
+        out.set(r.id, { capability: r.id, label: this.#entries.get(r.id)!.label, confidence, score: round(r.score), matched, ranker: this.name });
+      }
+    }
+    // Keyword rules: a keyword found whole is near-certain.
+    const flat = ` ${intent.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean).join(' ')} `;
+    for (const k of this.#keywords) {
+      if (!k.phrase.test(flat)) continue;
+      const prev = out.get(k.capability);
+      if (!prev || prev.confidence < 0.95) {
+        out.set(k.capability, { capability: k.capability, label: this.#entries.get(k.capability)!.label, confidence: 0.95, score: prev?.score ?? 0, matched: [k.words], ranker: 'keyword' });
+      }
+    }
+    return [...out.values()].sort((a, b) => b.confidence - a.confidence || b.score - a.score || (a.capability < b.capability ? -1 : 1)).slice(0, limit);
+  }
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+export class IntentResolver {
+  readonly taxonomy: Taxonomy;
+  readonly threshold: number;
+  readonly margin: number;
+  readonly #rankers: readonly IntentRanker[];
+
+  constructor(taxonomy: Taxonomy, options: IntentOptions = {}) {
+    this.taxonomy = taxonomy;
+    this.threshold = options.threshold ?? 0.45;
+    this.margin = options.margin ?? 0.02;
+    this.#rankers = [new LexicalRanker(taxonomy), ...(options.rankers ?? [])];
+  }
+
+  /** Ranks an intent; at most `limit` candidates (default 5). */
+  resolve(intent: string, limit = 5): IntentAnswer {
+    const merged = new Map<string, IntentCandidate>();
+    for (const r of this.#rankers) {
+      for (const c of r.rank(intent, limit * 2)) {
+        const prev = merged.get(c.capability);
+        if (!prev || c.confidence > prev.confidence) merged.set(c.capability, c);
+      }
+    }
+    const candidates = [...merged.values()].sort((a, b) => b.confidence - a.confidence || b.score - a.score || (a.capability < b.capability ? -1 : 1)).slice(0, limit);
+    const base = { intent, candidates, threshold: this.threshold, taxonomy: this.taxonomy.version };
+    const [first, second] = candidates;
+    if (!first || first.confidence < this.threshold) return { ...base, status: 'no-match' };
+    if (second && second.confidence >= this.threshold && first.confidence - second.confidence < this.margin) return { ...base, status: 'ambiguous' };
+    return { ...base, status: 'match', capability: first.capability };
+  }
+}

@@ -1,0 +1,185 @@
+// The capability taxonomy (MACP §6, semantic layer: ontology, validation rules): a
+// versioned set of hierarchical capability names, each with a label, a description,
+// synonyms, example utterances, the aliases it replaces, keyword rules for intents and
+// the types of its attributes. Registration normalizes declared names against it;
+// intent resolution ranks its entries.
+//
+//   { "version": "2026.11", "unknownNames": "reject",
+//     "entries": [
+//       { "name": "/capability/vision/ocr", "label": "Optical character recognition",
+//         "description": "...", "synonyms": ["text recognition"], "aliases": ["/capability/ocr"],
+//         "utterances": ["read the text in this scan"], "keywords": ["ocr"], "open": true,
+//         "attributes": { "languages": { "type": "string[]" }, "dpi": { "type": "number", "min": 72 } } } ] }
+//
+// A name is known when an entry has it, or when it is below an entry marked `open`
+// (variants: `/capability/vision/ocr/high-precision`). `unknownNames: "allow"` takes
+// any valid name as it is (aliases are still replaced).
+import { DmscTypeError } from '../errors.js';
+import { nameProblem } from '../fastpath/validate.js';
+
+export type AttributeKind = 'string' | 'number' | 'boolean' | 'string[]';
+
+export interface AttributeType {
+  readonly type: AttributeKind;
+  readonly enum?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export interface TaxonomyEntry {
+  readonly name: string;
+  readonly label: string;
+  readonly description?: string;
+  readonly synonyms?: readonly string[];
+  readonly utterances?: readonly string[];
+  /** Names registrations may use for this one (replaced by it). */
+  readonly aliases?: readonly string[];
+  /** Words or phrases that, found whole in an intent, point at this entry for certain. */
+  readonly keywords?: readonly string[];
+  /** Names below this one are accepted as variants of it. */
+  readonly open?: boolean;
+  readonly attributes?: Readonly<Record<string, AttributeType>>;
+}
+
+export interface TaxonomyDocument {
+  readonly version: string;
+  /** `reject` (default): only known names register; `allow`: any valid name does. */
+  readonly unknownNames?: 'reject' | 'allow';
+  readonly entries: readonly TaxonomyEntry[];
+}
+
+/** How a declared name was taken. */
+export interface Normalized {
+  readonly name: string;
+  readonly declared: string;
+  readonly via: 'exact' | 'alias' | 'variant' | 'unknown-allowed';
+}
+
+const KINDS: ReadonlySet<string> = new Set(['string', 'number', 'boolean', 'string[]']);
+
+export class Taxonomy {
+  readonly version: string;
+  readonly unknownNames: 'reject' | 'allow';
+  readonly entries: readonly TaxonomyEntry[];
+  readonly #byName = new Map<string, TaxonomyEntry>();
+  readonly #aliases = new Map<string, string>();
+
+  private constructor(doc: TaxonomyDocument) {
+    this.version = doc.version;
+    this.unknownNames = doc.unknownNames ?? 'reject';
+    this.entries = doc.entries;
+    for (const e of doc.entries) this.#byName.set(e.name, e);
+    for (const e of doc.entries) for (const a of e.aliases ?? []) this.#aliases.set(a, e.name);
+  }
+
+  /** Checks a taxonomy document. @throws ERR_DMSC_INVALID_CONFIG naming the fault. */
+  static from(doc: unknown, source = 'taxonomy'): Taxonomy {
+    const bad = (why: string) => new DmscTypeError('ERR_DMSC_INVALID_CONFIG', `${source}: ${why}`);
+    const d = doc as Partial<TaxonomyDocument> | null;
+    if (!d || typeof d !== 'object' || typeof d.version !== 'string' || d.version.length === 0 || d.version.length > 64 || !Array.isArray(d.entries)) {
+      throw bad('expected { "version": "...", "entries": [...] }');
+    }
+    if (d.unknownNames !== undefined && d.unknownNames !== 'reject' && d.unknownNames !== 'allow') throw bad('unknownNames is "reject" or "allow"');
+    if (d.entries.length > 10_000) throw bad('at most 10,000 entries');
+    const names = new Set<string>();
+    const aliases = new Set<string>();
+    const texts = (v: unknown, at: string, max: number) => {
+      if (v === undefined) return;
+      if (!Array.isArray(v) || v.length > max || !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 300)) throw bad(`${at} must be a list of up to ${max} non-empty strings`);
+    };
+    for (const [i, e] of d.entries.entries()) {
+      const at = `entries[${i}]`;
+      const p = typeof e?.name === 'string' ? nameProblem(e.name) : 'missing';
+      if (p) throw bad(`${at}.name: ${p}`);
+      if (names.has(e.name)) throw bad(`${at}: ${e.name} is listed twice`);
+      names.add(e.name);
+      if (typeof e.label !== 'string' || e.label.length === 0 || e.label.length > 120) throw bad(`${at}.label must be 1 to 120 characters`);
+      if (e.description !== undefined && (typeof e.description !== 'string' || e.description.length > 2000)) throw bad(`${at}.description must be a string up to 2000 characters`);
+      texts(e.synonyms, `${at}.synonyms`, 64);
+      texts(e.utterances, `${at}.utterances`, 256);
+      texts(e.keywords, `${at}.keywords`, 64);
+      texts(e.aliases, `${at}.aliases`, 64);
+      for (const a of e.aliases ?? []) {
+        const ap = nameProblem(a);
+        if (ap) throw bad(`${at}.aliases: ${a}: ${ap}`);
+        if (aliases.has(a)) throw bad(`${at}.aliases: ${a} is an alias of two entries`);
+        aliases.add(a);
+      }
+      if (e.open !== undefined && typeof e.open !== 'boolean') throw bad(`${at}.open must be true or false`);
+      if (e.attributes !== undefined) {
+        if (typeof e.attributes !== 'object' || e.attributes === null || Array.isArray(e.attributes)) throw bad(`${at}.attributes must be an object`);
+        for (const [k, t] of Object.entries(e.attributes as Record<string, AttributeType>)) {
+          if (!t || typeof t !== 'object' || !KINDS.has(t.type)) throw bad(`${at}.attributes.${k}.type is string, number, boolean or string[]`);
+          if (t.enum !== undefined && (!Array.isArray(t.enum) || !t.enum.every((x) => typeof x === 'string'))) throw bad(`${at}.attributes.${k}.enum must list strings`);
+          for (const b of ['min', 'max'] as const) if (t[b] !== undefined && typeof t[b] !== 'number') throw bad(`${at}.attributes.${k}.${b} must be a number`);
+        }
+      }
+    }
+    for (const a of aliases) if (names.has(a)) throw bad(`alias ${a} is also the name of an entry`);
+    return new Taxonomy(d as TaxonomyDocument);
+  }
+
+  get(name: string): TaxonomyEntry | undefined {
+    return this.#byName.get(name);
+  }
+
+  /**
+   * The canonical form of a declared name: an entry's own, an alias replaced, a variant
+   * below an open entry, or (with `unknownNames: allow`) the name as it is; undefined
+   * when the taxonomy does not know it.
+   */
+  normalize(declared: string): Normalized | undefined {
+    if (this.#byName.has(declared)) return { name: declared, declared, via: 'exact' };
+    // An alias, or a variant below an alias: the alias part is replaced.
+    for (let prefix = declared; prefix.length > 1; prefix = prefix.slice(0, Math.max(1, prefix.lastIndexOf('/')))) {
+      const canonical = this.#aliases.get(prefix);
+      if (canonical !== undefined) {
+        const name = canonical + declared.slice(prefix.length);
+        if (name === canonical || this.#openAbove(name)) return { name, declared, via: 'alias' };
+        break;
+      }
+    }
+    if (this.#openAbove(declared)) return { name: declared, declared, via: 'variant' };
+    return this.unknownNames === 'allow' ? { name: declared, declared, via: 'unknown-allowed' } : undefined;
+  }
+
+  /** The entry a name falls under (itself, or the nearest open entry above). */
+  entryFor(name: string): TaxonomyEntry | undefined {
+    for (let prefix = name; ; ) {
+      const e = this.#byName.get(prefix);
+      if (e && (prefix === name || e.open)) return e;
+      if (prefix === '/' || prefix.lastIndexOf('/') <= 0) return undefined;
+      prefix = prefix.slice(0, prefix.lastIndexOf('/'));
+    }
+  }
+
+  /** What is wrong with these attributes for `name` under the taxonomy's types, or null. */
+  attributeProblem(name: string, attributes: Readonly<Record<string, unknown>>): string | null {
+    const types = this.entryFor(name)?.attributes;
+    if (!types) return null;
+    for (const [k, v] of Object.entries(attributes)) {
+      const t = types[k];
+      if (!t) continue;
+      const ok = t.type === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === t.type;
+      if (!ok) return `attribute ${k} must be ${t.type === 'string[]' ? 'a list of strings' : `a ${t.type}`}`;
+      if (t.enum) {
+        const values = Array.isArray(v) ? v : [v];
+        const off = values.find((x) => !t.enum!.includes(x as string));
+        if (off !== undefined) return `attribute ${k} is one of ${t.enum.join(', ')}, not ${JSON.stringify(off)}`;
+      }
+      if (typeof v === 'number' && ((t.min !== undefined && v < t.min) || (t.max !== undefined && v > t.max))) {
+        return `attribute ${k} must be within ${t.min ?? '-∞'}..${t.max ?? '∞'}`;
+      }
+    }
+    return null;
+  }
+
+  #openAbove(name: string): boolean {
+    for (let prefix = name; prefix.lastIndexOf('/') > 0; ) {
+      prefix = prefix.slice(0, prefix.lastIndexOf('/'));
+      const e = this.#byName.get(prefix);
+      if (e) return e.open === true;
+    }
+    return false;
+  }
+}

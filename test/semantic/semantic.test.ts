@@ -1,0 +1,100 @@
+// The taxonomy (names, aliases, variants, attribute types, validation) and intent
+// resolution (threshold, ambiguity, keyword rules, pluggable rankers), on small
+// taxonomies made for each case and on the built-in one.
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_TAXONOMY } from '../../src/semantic/default-taxonomy.js';
+import { IntentResolver, terms, type IntentRanker } from '../../src/semantic/intent.js';
+import { Taxonomy, type TaxonomyDocument } from '../../src/semantic/taxonomy.js';
+
+const doc: TaxonomyDocument = {
+  version: 't1', unknownNames: 'reject',
+  entries: [
+    { name: '/capability/vision', label: 'Vision' },
+    { name: '/capability/vision/ocr', label: 'Optical character recognition', synonyms: ['text recognition', 'read scanned text'], utterances: ['read the words in this scanned page'], aliases: ['/capability/ocr'], keywords: ['ocr'], open: true,
+      attributes: { dpi: { type: 'number', min: 72, max: 2400 }, languages: { type: 'string[]' }, mode: { type: 'string', enum: ['fast', 'accurate'] } } },
+    { name: '/capability/text/translate', label: 'Translation', synonyms: ['translate text into another language'], utterances: ['translate this letter into french'] },
+    { name: '/capability/text/interpret', label: 'Translation', synonyms: ['translate text into another language'], utterances: ['translate this letter into french'] },
+  ],
+};
+
+describe('taxonomy', () => {
+  const t = Taxonomy.from(doc);
+  it('keeps known names, replaces aliases (and variants below them), takes variants below open entries', () => {
+    expect(t.normalize('/capability/vision/ocr')).toMatchObject({ name: '/capability/vision/ocr', via: 'exact' });
+    expect(t.normalize('/capability/ocr')).toMatchObject({ name: '/capability/vision/ocr', via: 'alias' });
+    expect(t.normalize('/capability/ocr/fast')).toMatchObject({ name: '/capability/vision/ocr/fast', via: 'alias' });
+    expect(t.normalize('/capability/vision/ocr/handwriting')).toMatchObject({ name: '/capability/vision/ocr/handwriting', via: 'variant' });
+  });
+
+  it('rejects unknown names, and names below an entry that is not open; or takes them all with unknownNames: allow', () => {
+    expect(t.normalize('/capability/weather')).toBeUndefined();
+    expect(t.normalize('/capability/text/translate/fast')).toBeUndefined();
+    expect(t.normalize('/capability/vision/detect')).toBeUndefined();
+    const open = Taxonomy.from({ ...doc, unknownNames: 'allow' });
+    expect(open.normalize('/capability/weather')).toMatchObject({ name: '/capability/weather', via: 'unknown-allowed' });
+    expect(open.normalize('/capability/ocr')).toMatchObject({ name: '/capability/vision/ocr', via: 'alias' });
+  });
+
+  it('checks attributes against the types declared, for variants too', () => {
+    expect(t.attributeProblem('/capability/vision/ocr', { dpi: 300, languages: ['en'], mode: 'fast', other: { any: 1 } })).toBeNull();
+    expect(t.attributeProblem('/capability/vision/ocr/x', { dpi: '300' })).toMatch(/dpi must be a number/);
+    expect(t.attributeProblem('/capability/vision/ocr', { dpi: 10 })).toMatch(/dpi must be within 72..2400/);
+    expect(t.attributeProblem('/capability/vision/ocr', { languages: 'en' })).toMatch(/list of strings/);
+    expect(t.attributeProblem('/capability/vision/ocr', { mode: 'slow' })).toMatch(/one of fast, accurate/);
+  });
+
+  it('refuses a bad document, naming the fault', () => {
+    const bad = (d: unknown, fault: RegExp) => expect(() => Taxonomy.from(d)).toThrow(expect.objectContaining({ code: 'ERR_DMSC_INVALID_CONFIG', message: expect.stringMatching(fault) }));
+    bad({ entries: [] }, /version/);
+    bad({ version: 'x', entries: [{ name: 'nope', label: 'x' }] }, /entries\[0\]\.name/);
+    bad({ version: 'x', entries: [{ name: '/a', label: 'x' }, { name: '/a', label: 'y' }] }, /listed twice/);
+    bad({ version: 'x', entries: [{ name: '/a', label: 'x', aliases: ['/b'] }, { name: '/c', label: 'y', aliases: ['/b'] }] }, /alias of two entries/);
+    bad({ version: 'x', entries: [{ name: '/a', label: 'x', aliases: ['/c'] }, { name: '/c', label: 'y' }] }, /also the name of an entry/);
+    bad({ version: 'x', entries: [{ name: '/a', label: 'x', attributes: { k: { type: 'date' } } }] }, /attributes\.k\.type/);
+    bad({ version: 'x', unknownNames: 'maybe', entries: [] }, /unknownNames/);
+  });
+
+  it('the built-in taxonomy is valid and takes any name, with no aliases', () => {
+    const d = Taxonomy.from(DEFAULT_TAXONOMY);
+    expect(d.entries.length).toBeGreaterThan(50);
+    expect(d.normalize('/capability/echo')).toMatchObject({ name: '/capability/echo' });
+    expect(d.normalize('/capability/ocr')).toMatchObject({ name: '/capability/ocr' });
+  });
+});
+
+describe('intent resolution', () => {
+  const r = new IntentResolver(Taxonomy.from(doc));
+  it('matches with a confidence, and says no match below the threshold rather than guessing', () => {
+    const a = r.resolve('please read the words on this scanned receipt');
+    expect(a).toMatchObject({ status: 'match', capability: '/capability/vision/ocr', taxonomy: 't1' });
+    expect(a.candidates[0]!.confidence).toBeGreaterThanOrEqual(r.threshold);
+    const none = r.resolve('what is the weather tomorrow');
+    expect(none.status).toBe('no-match');
+    expect(none.capability).toBeUndefined();
+  });
+
+  it('reports ambiguity with both when the top two are too close', () => {
+    const a = r.resolve('translate this letter into french');
+    expect(a.status).toBe('ambiguous');
+    expect(a.candidates.slice(0, 2).map((c) => c.capability).sort()).toEqual(['/capability/text/interpret', '/capability/text/translate']);
+  });
+
+  it('takes a keyword found whole as near-certain, and only whole', () => {
+    expect(r.resolve('run OCR on it')).toMatchObject({ status: 'match', capability: '/capability/vision/ocr' });
+    expect(r.resolve('run OCR on it').candidates[0]!.ranker).toBe('keyword');
+    expect(r.resolve('the procress went fine').status).toBe('no-match');
+  });
+
+  it('merges a pluggable ranker by its best confidence', () => {
+    const embedding: IntentRanker = { name: 'embedding', rank: (intent) => (intent.includes('forecast') ? [{ capability: '/capability/text/translate', label: 'Translation', confidence: 0.9, score: 0.9, matched: [], ranker: 'embedding' }] : []) };
+    const withModel = new IntentResolver(Taxonomy.from(doc), { rankers: [embedding] });
+    expect(withModel.resolve('forecast the weather')).toMatchObject({ status: 'match', capability: '/capability/text/translate' });
+    expect(withModel.resolve('forecast the weather').candidates[0]!.ranker).toBe('embedding');
+  });
+
+  it('is deterministic, and stems and drops stop words', () => {
+    expect(terms('Please read the Scanned invoices')).toEqual(['read', 'scan', 'invoic']);
+    const d = new IntentResolver(Taxonomy.from(DEFAULT_TAXONOMY));
+    expect(d.resolve('transcribe the meeting recording')).toEqual(d.resolve('transcribe the meeting recording'));
+  });
+});
