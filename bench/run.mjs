@@ -10,6 +10,7 @@ const BENCHES = {
   node: { file: 'node.mjs', what: 'node: durable registrations/s, resolve latency under 50 clients' },
   mesh: { file: 'mesh.mjs', what: 'mesh: digest convergence and bytes per change against a full-state flood' },
   dataplane: { file: 'dataplane.mjs', what: 'data plane: requests/s and latency beside nginx and the bare upstream; failures across a kill' },
+  intent: { file: 'intent.mjs', what: 'intent resolution: precision@1/@3 and out-of-scope rejection on a labelled set, time per intent' },
   session: { file: 'session.mjs', what: 'A2ASP: session setup and message round trip across one and two gateways, beside bare WebSocket' },
 };
 
