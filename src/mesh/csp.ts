@@ -32,6 +32,8 @@ export interface DigestSyncOptions {
   readonly imports?: (name: string) => boolean;
   /** Maps the peer's tags to ours, dropping those with no mapping (a domain boundary). */
   readonly importTags?: (tags: readonly string[]) => string[];
+  /** Their names as ours (across a domain boundary). */
+  readonly importName?: (name: string) => string;
   /** The peer is of another domain: its routes are marked as such (`ext`). */
   readonly external?: boolean;
   /** Routes the peer may hold here at once; past it they go and the session ends (default 100,000). */
@@ -166,7 +168,7 @@ export class DigestSync {
         if (!added || !updated || !withdrawn) return this.#resync('delta does not validate'), true;
         if (!this.#withinLimit([...added, ...updated])) return true;
         this.#rib.learn(this.#peer, [...added, ...updated]);
-        this.#rib.withdraw(this.#peer, withdrawn);
+        this.#rib.withdraw(this.#peer, this.#options.importName ? withdrawn.map(this.#options.importName) : withdrawn);
         this.#theirs = version;
         this.#link.send({ type: 'CSP_ACK', version });
         return true;
@@ -313,9 +315,11 @@ export class DigestSync {
       if (!Array.isArray(path) || path.length < 1 || path.length > MAX_PATH || !path.every((g) => typeof g === 'string' && GATEWAY.test(g))) return undefined;
       // The advertiser names itself first; the cost counts the hops after it.
       if (path[0] !== this.#peer || cost !== path.length - 1) return undefined;
-      if (this.#options.imports && !this.#options.imports(name)) continue;
+      // In our words first: the import policy is written in them.
+      const local = this.#options.importName ? this.#options.importName(name) : name;
+      if (this.#options.imports && !this.#options.imports(local)) continue;
       const ours = this.#options.importTags ? this.#options.importTags(tags as string[]) : (tags as string[]);
-      out.push({ name, tags: [...new Set(ours)].sort(), cost: cost as number, path: path as string[], ...(ext === true || this.#options.external ? { ext: true } : {}) });
+      out.push({ name: local, tags: [...new Set(ours)].sort(), cost: cost as number, path: path as string[], ...(ext === true || this.#options.external ? { ext: true } : {}) });
     }
     return out;
   }

@@ -5,9 +5,11 @@
 //   for it (anything else is answered as if nobody offered it), and which of our tags
 //   it may see;
 // - an import policy decides which of its names we take routes for;
-// - a translation table maps its tags to ours. Everything crosses the boundary in the
-//   sender's words and the receiver translates: a tag in a digest or an answer with no
-//   mapping is dropped; a request requiring a tag with no mapping finds nothing.
+// - a translation table maps its tags to ours, and the taxonomy's alignment for it maps
+//   its capability names to ours. Everything crosses the boundary in the sender's words
+//   and the receiver translates: a tag in a digest or an answer with no mapping is
+//   dropped; a request requiring a tag with no mapping finds nothing; a name with no
+//   mapping is taken as it is.
 import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
 import type { JSONWebKeySet } from 'jose';
@@ -125,6 +127,18 @@ export class ForeignDomain {
     return a;
   }
 
+  /**
+   * How a name of theirs reads in our vocabulary (the taxonomy's alignment for this
+   * domain); set by the node. Without it, or for a name it does not cover, names are
+   * the same on both sides.
+   */
+  aligner: ((name: string) => { name: string; confidence: number } | undefined) | undefined;
+
+  /** Their name (in a digest, a request or an answer) as ours. */
+  importName(name: string): string {
+    return this.aligner?.(name)?.name ?? name;
+  }
+
   /** Their tags as ours (what they advertise or show); tags without a mapping are dropped. */
   importTags(tags: readonly string[]): string[] {
     return translate(this.#toOurs, tags, false)!;
@@ -229,6 +243,11 @@ export class Domains {
 
   get size(): number {
     return this.#byName.size;
+  }
+
+  /** How each domain's names read in ours (the node's taxonomy, which may change). */
+  setAligner(align: (domain: string, name: string) => { name: string; confidence: number } | undefined): void {
+    for (const d of this.#byName.values()) d.aligner = (name) => align(d.name, name);
   }
 
   /** Reads every domain's keys; a domain whose keys cannot be had now is tried again on use. */

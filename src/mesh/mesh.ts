@@ -376,6 +376,7 @@ export class Mesh {
         external: true,
         exports: (name: string) => foreign.exports(name), shownTags: (tags: readonly string[]) => foreign.shownTags(tags),
         imports: (name: string) => foreign.imports(name), importTags: (tags: readonly string[]) => foreign.importTags(tags),
+        importName: (name: string) => foreign.importName(name),
       } : {}),
     });
     this.#peerDomains.set(peer, session.peer.domain);
@@ -416,10 +417,12 @@ export class Mesh {
   async #answer(session: PeerSession, m: Message): Promise<void> {
     const id = typeof m['id'] === 'string' ? m['id'].slice(0, 64) : '';
     try {
-      const request = checkForwarded(m['request']);
+      const asked = checkForwarded(m['request']);
       const onResolve = this.onResolve;
       if (!onResolve) throw new DmscError('ERR_DMSC_NO_ROUTE', 'this gateway does not resolve for peers');
       const foreign = this.#foreign(session.peer);
+      // A name of another domain's vocabulary is read in ours (the taxonomy's alignment).
+      const request = foreign ? { ...asked, capability: foreign.importName(asked.capability) } : asked;
       // From another domain: its tags read through our table (a tag with no mapping
       // matches nothing here), within our export policy for it.
       const answer = foreign
@@ -455,9 +458,16 @@ export class Mesh {
     if (!valid) return p.reject(new DmscError('ERR_DMSC_MALFORMED_FRAME', `${peer} sent a malformed ${p.kind} answer`));
     const foreign = this.#foreign(session.peer);
     if (foreign && p.kind === 'discover') {
-      // Candidates from another domain are shown in our tags.
-      return p.resolve({ ...answer!, candidates: answer!.candidates.map((c) => ({ ...c, tags: foreign.importTags(Array.isArray(c['tags']) ? (c['tags'] as unknown[]).filter((t): t is string => typeof t === 'string') : []) })) });
+      // Candidates from another domain are shown in our tags and our names.
+      return p.resolve({
+        ...answer!,
+        candidates: answer!.candidates.map((c) => ({
+          ...c, ...(typeof c['capability'] === 'string' ? { capability: foreign.importName(c['capability']) } : {}),
+          tags: foreign.importTags(Array.isArray(c['tags']) ? (c['tags'] as unknown[]).filter((t): t is string => typeof t === 'string') : []),
+        })),
+      });
     }
+    if (foreign && typeof answer!.capability === 'string') return p.resolve({ ...answer!, capability: foreign.importName(answer!.capability) });
     p.resolve(answer!);
   }
 

@@ -41,11 +41,32 @@ export interface TaxonomyEntry {
   readonly attributes?: Readonly<Record<string, AttributeType>>;
 }
 
+/**
+ * A mapping from another vocabulary into this one: `source` is `domain:<name>` (what
+ * that trust domain's gateways advertise and ask for) or `version:<v>` (an earlier
+ * version of this taxonomy). A name maps by its longest `from` prefix; what follows the
+ * prefix is kept. Mappings below `minConfidence` (default 0.5) are not used.
+ */
+export interface Alignment {
+  readonly source: string;
+  readonly minConfidence?: number;
+  readonly map: readonly { readonly from: string; readonly to: string; readonly confidence: number }[];
+}
+
 export interface TaxonomyDocument {
   readonly version: string;
   /** `reject` (default): only known names register; `allow`: any valid name does. */
   readonly unknownNames?: 'reject' | 'allow';
   readonly entries: readonly TaxonomyEntry[];
+  readonly alignments?: readonly Alignment[];
+}
+
+/** A name read through an alignment. */
+export interface Aligned {
+  readonly name: string;
+  readonly from: string;
+  readonly confidence: number;
+  readonly source: string;
 }
 
 /** How a declared name was taken. */
@@ -63,6 +84,7 @@ export class Taxonomy {
   readonly entries: readonly TaxonomyEntry[];
   readonly #byName = new Map<string, TaxonomyEntry>();
   readonly #aliases = new Map<string, string>();
+  readonly #alignments = new Map<string, { min: number; map: Map<string, { to: string; confidence: number }> }>();
 
   private constructor(doc: TaxonomyDocument) {
     this.version = doc.version;
@@ -70,6 +92,9 @@ export class Taxonomy {
     this.entries = doc.entries;
     for (const e of doc.entries) this.#byName.set(e.name, e);
     for (const e of doc.entries) for (const a of e.aliases ?? []) this.#aliases.set(a, e.name);
+    for (const a of doc.alignments ?? []) {
+      this.#alignments.set(a.source, { min: a.minConfidence ?? 0.5, map: new Map(a.map.map((m) => [m.from, { to: m.to, confidence: m.confidence }])) });
+    }
   }
 
   /** Checks a taxonomy document. @throws ERR_DMSC_INVALID_CONFIG naming the fault. */
@@ -116,7 +141,51 @@ export class Taxonomy {
       }
     }
     for (const a of aliases) if (names.has(a)) throw bad(`alias ${a} is also the name of an entry`);
+    if (d.alignments !== undefined) {
+      if (!Array.isArray(d.alignments) || d.alignments.length > 64) throw bad('alignments must be a list of up to 64');
+      const sources = new Set<string>();
+      for (const [i, a] of d.alignments.entries()) {
+        const at = `alignments[${i}]`;
+        if (typeof a?.source !== 'string' || !/^(domain|version):[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(a.source)) throw bad(`${at}.source is domain:<name> or version:<v>`);
+        if (sources.has(a.source)) throw bad(`${at}: ${a.source} is aligned twice`);
+        sources.add(a.source);
+        if (a.minConfidence !== undefined && (typeof a.minConfidence !== 'number' || a.minConfidence < 0 || a.minConfidence > 1)) throw bad(`${at}.minConfidence must be within 0..1`);
+        if (!Array.isArray(a.map) || a.map.length > 10_000) throw bad(`${at}.map must be a list`);
+        const froms = new Set<string>();
+        const tos = new Set<string>();
+        for (const [j, m] of a.map.entries()) {
+          const mp = typeof m?.from === 'string' ? nameProblem(m.from) : 'missing';
+          const tp = typeof m?.to === 'string' ? nameProblem(m.to) : 'missing';
+          if (mp || tp) throw bad(`${at}.map[${j}]: ${mp ? `from: ${mp}` : `to: ${tp}`}`);
+          if (typeof m.confidence !== 'number' || !(m.confidence >= 0 && m.confidence <= 1)) throw bad(`${at}.map[${j}].confidence must be within 0..1`);
+          // One to one: two of their names on one of ours would mix two routes into one.
+          if (froms.has(m.from) || tos.has(m.to)) throw bad(`${at}.map[${j}]: ${froms.has(m.from) ? m.from : m.to} is mapped twice`);
+          froms.add(m.from);
+          tos.add(m.to);
+        }
+      }
+    }
     return new Taxonomy(d as TaxonomyDocument);
+  }
+
+  /**
+   * A name of another vocabulary (`source`) in this one, by its longest mapped prefix;
+   * undefined when no mapping (at or above the alignment's minimum confidence) covers it.
+   */
+  align(source: string, name: string): Aligned | undefined {
+    const a = this.#alignments.get(source);
+    if (!a) return undefined;
+    for (let prefix = name; ; ) {
+      const m = a.map.get(prefix);
+      if (m) {
+        if (m.confidence < a.min) return undefined;
+        const rest = prefix === '/' ? (name === '/' ? '' : name) : name.slice(prefix.length);
+        return { name: (m.to === '/' ? '' : m.to) + rest || '/', from: prefix, confidence: m.confidence, source };
+      }
+      if (prefix === '/') return undefined;
+      const cut = prefix.lastIndexOf('/');
+      prefix = cut <= 0 ? '/' : prefix.slice(0, cut);
+    }
   }
 
   get(name: string): TaxonomyEntry | undefined {

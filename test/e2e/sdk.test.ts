@@ -2,19 +2,11 @@
 // is renewed before it expires, a node restart is survived (the same registration when
 // the node kept its state, a new one when it lost it), close deregisters, and an agent
 // that has closed leaves nothing behind that keeps the process alive.
-import { createServer } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/index.js';
-import { addProvider, api, cleanup, dmsc, start, startScript, tempDir, waitFor, type Proc } from './harness.js';
-
-const freePort = () => new Promise<number>((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
-  });
-});
+import { addProvider, api, cleanup, dmsc, freePort, start, startScript, tempDir, waitFor, type Proc } from './harness.js';
 
 describe('agent SDK lifecycle', () => {
   let amc: Proc;

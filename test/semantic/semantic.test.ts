@@ -54,6 +54,31 @@ describe('taxonomy', () => {
     bad({ version: 'x', unknownNames: 'maybe', entries: [] }, /unknownNames/);
   });
 
+  it('aligns another vocabulary by the longest mapped prefix, above the minimum confidence only', () => {
+    const a = Taxonomy.from({
+      ...doc,
+      alignments: [
+        { source: 'domain:metro', map: [
+          { from: '/skills/ocr', to: '/capability/vision/ocr', confidence: 0.9 },
+          { from: '/skills/ocr/hand', to: '/capability/vision/ocr/handwriting', confidence: 0.7 },
+          { from: '/skills/guess', to: '/capability/text/translate', confidence: 0.4 },
+        ] },
+        { source: 'version:t0', minConfidence: 0.2, map: [{ from: '/', to: '/capability', confidence: 0.3 }] },
+      ],
+    });
+    expect(a.align('domain:metro', '/skills/ocr/fast')).toEqual({ name: '/capability/vision/ocr/fast', from: '/skills/ocr', confidence: 0.9, source: 'domain:metro' });
+    expect(a.align('domain:metro', '/skills/ocr/hand/cursive')).toMatchObject({ name: '/capability/vision/ocr/handwriting/cursive', confidence: 0.7 });
+    expect(a.align('domain:metro', '/skills/guess')).toBeUndefined();
+    expect(a.align('domain:metro', '/other')).toBeUndefined();
+    expect(a.align('domain:unknown', '/skills/ocr')).toBeUndefined();
+    expect(a.align('version:t0', '/ocr')).toMatchObject({ name: '/capability/ocr', confidence: 0.3 });
+    const bad = (alignments: unknown, fault: RegExp) => expect(() => Taxonomy.from({ ...doc, alignments })).toThrow(expect.objectContaining({ code: 'ERR_DMSC_INVALID_CONFIG', message: expect.stringMatching(fault) }));
+    bad([{ source: 'metro', map: [] }], /source is domain/);
+    bad([{ source: 'domain:m', map: [{ from: '/a', to: '/b', confidence: 0.5 }, { from: '/c', to: '/b', confidence: 0.5 }] }], /mapped twice/);
+    bad([{ source: 'domain:m', map: [{ from: '/a', to: '/b', confidence: 2 }] }], /confidence/);
+    bad([{ source: 'domain:m', map: [] }, { source: 'domain:m', map: [] }], /aligned twice/);
+  });
+
   it('the built-in taxonomy is valid and takes any name, with no aliases', () => {
     const d = Taxonomy.from(DEFAULT_TAXONOMY);
     expect(d.entries.length).toBeGreaterThan(50);
