@@ -177,6 +177,6 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
 
   http.get('/v1/taxonomy', async () => {
     const t = semantic.taxonomy;
-    return { version: t.version, source: semantic.source, unknownNames: t.unknownNames, entries: t.entries };
+    return { version: t.version, source: semantic.source, unknownNames: t.unknownNames, entries: t.entries, alignments: t.alignments };
   });
 }

@@ -32,8 +32,8 @@ export interface DigestSyncOptions {
   readonly imports?: (name: string) => boolean;
   /** Maps the peer's tags to ours, dropping those with no mapping (a domain boundary). */
   readonly importTags?: (tags: readonly string[]) => string[];
-  /** Their names as ours (across a domain boundary). */
-  readonly importName?: (name: string) => string;
+  /** Their names as ours (across a domain boundary); undefined: a name not to take. */
+  readonly importName?: (name: string) => string | undefined;
   /** The peer is of another domain: its routes are marked as such (`ext`). */
   readonly external?: boolean;
   /** Routes the peer may hold here at once; past it they go and the session ends (default 100,000). */
@@ -90,6 +90,9 @@ export class DigestSync {
   #inSnapshot = false;
   /** Names the snapshot in progress announced; at its end, the peer's others go. */
   #seen = new Set<string>();
+  /** Across a domain boundary: their name → ours, and back, as learned this session. */
+  readonly #localOf = new Map<string, string>();
+  readonly #theirOf = new Map<string, string>();
   /** We asked for a snapshot: everything until it begins is ignored, and not asked again. */
   #awaiting = false;
   #closed = false;
@@ -135,6 +138,10 @@ export class DigestSync {
         this.#inSnapshot = true;
         this.#theirs = -1;
         this.#seen = new Set();
+        // Read afresh (the alignment may have changed): what is not re-announced under
+        // the same name of ours goes at the end of the snapshot.
+        this.#localOf.clear();
+        this.#theirOf.clear();
         this.#snapshotDue();
         return true;
       case 'CSP_ROUTES': {
@@ -168,7 +175,7 @@ export class DigestSync {
         if (!added || !updated || !withdrawn) return this.#resync('delta does not validate'), true;
         if (!this.#withinLimit([...added, ...updated])) return true;
         this.#rib.learn(this.#peer, [...added, ...updated]);
-        this.#rib.withdraw(this.#peer, this.#options.importName ? withdrawn.map(this.#options.importName) : withdrawn);
+        this.#rib.withdraw(this.#peer, this.#options.importName ? this.#forget(withdrawn) : withdrawn);
         this.#theirs = version;
         this.#link.send({ type: 'CSP_ACK', version });
         return true;
@@ -303,6 +310,33 @@ export class DigestSync {
     this.stats.entriesSent += added.length + updated.length + withdrawn.length;
   }
 
+  /**
+   * Their name as ours, remembered for this session: a withdrawal then removes what was
+   * learned even if the alignment changed meanwhile, and two of their names that would
+   * read as one of ours do not merge (the first keeps it; the other is not taken).
+   */
+  #learn(name: string): string | undefined {
+    const known = this.#localOf.get(name);
+    if (known !== undefined) return known;
+    const local = this.#options.importName!(name);
+    if (local === undefined || this.#theirOf.has(local)) return undefined;
+    this.#localOf.set(name, local);
+    this.#theirOf.set(local, name);
+    return local;
+  }
+
+  #forget(names: readonly string[]): string[] {
+    const out: string[] = [];
+    for (const n of names) {
+      const local = this.#localOf.get(n);
+      if (local === undefined) continue;
+      this.#localOf.delete(n);
+      this.#theirOf.delete(local);
+      out.push(local);
+    }
+    return out;
+  }
+
   /** Entries from the peer, checked; undefined if any is malformed. */
   #entries(value: unknown): DigestEntry[] | undefined {
     if (!Array.isArray(value) || value.length > 100_000) return undefined;
@@ -316,8 +350,8 @@ export class DigestSync {
       // The advertiser names itself first; the cost counts the hops after it.
       if (path[0] !== this.#peer || cost !== path.length - 1) return undefined;
       // In our words first: the import policy is written in them.
-      const local = this.#options.importName ? this.#options.importName(name) : name;
-      if (this.#options.imports && !this.#options.imports(local)) continue;
+      const local = this.#options.importName ? this.#learn(name) : name;
+      if (local === undefined || (this.#options.imports && !this.#options.imports(local))) continue;
       const ours = this.#options.importTags ? this.#options.importTags(tags as string[]) : (tags as string[]);
       out.push({ name: local, tags: [...new Set(ours)].sort(), cost: cost as number, path: path as string[], ...(ext === true || this.#options.external ? { ext: true } : {}) });
     }

@@ -17,6 +17,7 @@ import { DmscError } from '../errors.js';
 import type { DiscoverAnswer, ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
 import { JwtVerifier, peekKid } from '../identity/jwt.js';
 import { PatternSet } from '../policy/pattern.js';
+import { nameProblem } from '../fastpath/validate.js';
 
 export interface DomainConfig {
   readonly domain: string;
@@ -134,9 +135,14 @@ export class ForeignDomain {
    */
   aligner: ((name: string) => { name: string; confidence: number } | undefined) | undefined;
 
-  /** Their name (in a digest, a request or an answer) as ours. */
-  importName(name: string): string {
-    return this.aligner?.(name)?.name ?? name;
+  /**
+   * Their name (in a digest, a request or an answer) as ours; undefined when its mapping
+   * makes a name that is not valid here (too deep, too long), which then crosses not at all.
+   */
+  importName(name: string): string | undefined {
+    const aligned = this.aligner?.(name);
+    if (!aligned) return name;
+    return nameProblem(aligned.name) ? undefined : aligned.name;
   }
 
   /** Their tags as ours (what they advertise or show); tags without a mapping are dropped. */

@@ -422,7 +422,9 @@ export class Mesh {
       if (!onResolve) throw new DmscError('ERR_DMSC_NO_ROUTE', 'this gateway does not resolve for peers');
       const foreign = this.#foreign(session.peer);
       // A name of another domain's vocabulary is read in ours (the taxonomy's alignment).
-      const request = foreign ? { ...asked, capability: foreign.importName(asked.capability) } : asked;
+      const local = foreign ? foreign.importName(asked.capability) : asked.capability;
+      if (local === undefined) throw unseen(asked.capability);
+      const request = local === asked.capability ? asked : { ...asked, capability: local };
       // From another domain: its tags read through our table (a tag with no mapping
       // matches nothing here), within our export policy for it.
       const answer = foreign
@@ -462,12 +464,12 @@ export class Mesh {
       return p.resolve({
         ...answer!,
         candidates: answer!.candidates.map((c) => ({
-          ...c, ...(typeof c['capability'] === 'string' ? { capability: foreign.importName(c['capability']) } : {}),
+          ...c, ...(typeof c['capability'] === 'string' ? { capability: foreign.importName(c['capability']) ?? c['capability'] } : {}),
           tags: foreign.importTags(Array.isArray(c['tags']) ? (c['tags'] as unknown[]).filter((t): t is string => typeof t === 'string') : []),
         })),
       });
     }
-    if (foreign && typeof answer!.capability === 'string') return p.resolve({ ...answer!, capability: foreign.importName(answer!.capability) });
+    if (foreign && typeof answer!.capability === 'string') return p.resolve({ ...answer!, capability: foreign.importName(answer!.capability) ?? answer!.capability });
     p.resolve(answer!);
   }
 

@@ -91,7 +91,7 @@ export class DmscNode {
     const rules = new RuleBook(config.taskRules, DEFAULT_RULES, log(config.id));
     this.semantic = new SemanticLayer(config.taxonomy, log(config.id));
     // Another domain's capability names, read in ours where the taxonomy aligns them.
-    parts.domains.setAligner((domain, name) => this.semantic.taxonomy.align(`domain:${domain}`, name));
+    parts.domains.setAligner((domain, name) => this.semantic.align(domain, name));
     this.#invoker = taskInvoker({ self: config.id });
     this.tasks = new TaskEngine({
       store: parts.store, verify: (credential) => guard.verify(credential), invoke: this.#invoker.invoke, rules: () => rules.rules, log: log(config.id),

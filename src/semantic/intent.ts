@@ -57,9 +57,19 @@ const STOP = new Set((
   'need needs want wants like get got make made help let lets use using via me mine ours yours also need someone something thing things stuff one'
 ).split(/\s+/));
 
-/** Lower case, words only, stop words out, stemmed. */
+/** Lower case, accents off, words only (what the index and the query are cut into). */
+function words(text: string): string[] {
+  return text.toLowerCase().normalize('NFKD').replace(/[\u0300-\u036f]/g, '').split(/[^a-z0-9]+/);
+}
+
+/** A word as the index holds it: stemmed, or null for a stop word. */
+function term(word: string): string | null {
+  return word.length > 1 && !STOP.has(word) ? stemmer(word) : null;
+}
+
+/** Lower case, words only, stop words out, stemmed: the terms of an intent. */
 export function terms(text: string): string[] {
-  return text.toLowerCase().normalize('NFKD').replace(/[\u0300-\u036f]/g, '').split(/[^a-z0-9]+/).filter((w) => w.length > 1 && !STOP.has(w)).map((w) => stemmer(w));
+  return words(text).map(term).filter((t): t is string => t !== null);
 }
 
 /** The BM25 ranker over the taxonomy's text. */
@@ -76,11 +86,10 @@ export class LexicalRanker implements IntentRanker {
     this.#index = new MiniSearch({
       fields: ['label', 'synonyms', 'description', 'utterances'],
       idField: 'id',
-      tokenize: (text) => text.split(/[^A-Za-z0-9\u00C0-\u024F]+/),
-      processTerm: (term) => {
-        const t = term.toLowerCase();
-        return t.length > 1 && !STOP.has(t) ? stemmer(t) : null;
-      },
+      // The same cutting and stemming for the index and the query (the query is given
+      // as text, so its words are stemmed once).
+      tokenize: words,
+      processTerm: (word) => term(word),
       searchOptions: { boost: { label: 3, synonyms: 2.5, utterances: 1.2, description: 0.8 }, combineWith: 'OR' },
     });
     const docs = taxonomy.entries.filter((e) => e.utterances?.length || e.synonyms?.length).map((e) => ({
@@ -100,7 +109,7 @@ export class LexicalRanker implements IntentRanker {
     const query = terms(intent);
     const out = new Map<string, IntentCandidate>();
     if (query.length > 0) {
-      for (const r of this.#index.search(query.join(' '))) {
+      for (const r of this.#index.search(intent)) {
         // The share of the intent's words this entry explains, and how strongly.
         const matched = [...new Set(Object.keys(r.match))];
         const coverage = query.filter((q) => matched.includes(q)).length / query.length;

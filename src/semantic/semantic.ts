@@ -18,6 +18,8 @@ export class SemanticLayer {
   readonly #rankers: readonly IntentRanker[];
   #taxonomy: Taxonomy;
   #resolver: IntentResolver;
+  /** The file is looked at no more than once a second (alignment asks per route). */
+  #checkedAt = 0;
 
   constructor(file: string | undefined, log: (event: Record<string, unknown>) => void = () => {}, rankers: readonly IntentRanker[] = []) {
     this.#file = file === undefined ? undefined : new WatchedFile(file, 'taxonomy', (doc, source) => Taxonomy.from(doc, source), log);
@@ -59,15 +61,29 @@ export class SemanticLayer {
       const problem = taxonomy.attributeProblem(n.name, d.attributes ?? {});
       if (problem) throw new DmscError('ERR_DMSC_INVALID_BODY', `body.capabilities[${i}] (${n.name}): ${problem}`);
       if (n.via === 'alias') normalized.push(n);
+      // An alias declared beside its canonical name (during a rename): the first one counts.
+      if (capabilities.some((c) => c.name === n.name)) continue;
       capabilities.push(n.name === d.name ? d : { ...d, name: n.name });
     }
     if (capabilities.length === 0) throw new DmscError('ERR_DMSC_UNKNOWN_CAPABILITY', `no declared capability is in taxonomy ${taxonomy.version}`, { unknown });
     return { capabilities, normalized, unknown };
   }
 
+  /**
+   * A name of another domain's vocabulary in ours, by the taxonomy's alignment for that
+   * domain; undefined when no mapping applies.
+   */
+  align(domain: string, name: string): { name: string; confidence: number } | undefined {
+    this.#refresh();
+    return this.#taxonomy.align(`domain:${domain}`, name);
+  }
+
   // A new taxonomy from the file: the index is built again.
   #refresh(): void {
-    const current = this.#file?.value;
+    const now = Date.now();
+    if (!this.#file || now - this.#checkedAt < 1000) return;
+    this.#checkedAt = now;
+    const current = this.#file.value;
     if (current && current !== this.#taxonomy) {
       this.#taxonomy = current;
       this.#resolver = new IntentResolver(current, { rankers: this.#rankers });

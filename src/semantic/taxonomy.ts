@@ -82,6 +82,7 @@ export class Taxonomy {
   readonly version: string;
   readonly unknownNames: 'reject' | 'allow';
   readonly entries: readonly TaxonomyEntry[];
+  readonly alignments: readonly Alignment[];
   readonly #byName = new Map<string, TaxonomyEntry>();
   readonly #aliases = new Map<string, string>();
   readonly #alignments = new Map<string, { min: number; map: Map<string, { to: string; confidence: number }> }>();
@@ -90,6 +91,7 @@ export class Taxonomy {
     this.version = doc.version;
     this.unknownNames = doc.unknownNames ?? 'reject';
     this.entries = doc.entries;
+    this.alignments = doc.alignments ?? [];
     for (const e of doc.entries) this.#byName.set(e.name, e);
     for (const e of doc.entries) for (const a of e.aliases ?? []) this.#aliases.set(a, e.name);
     for (const a of doc.alignments ?? []) {
@@ -123,9 +125,11 @@ export class Taxonomy {
       texts(e.synonyms, `${at}.synonyms`, 64);
       texts(e.utterances, `${at}.utterances`, 256);
       texts(e.keywords, `${at}.keywords`, 64);
+      // Intents are matched on ASCII words: a keyword of other characters would never fire whole.
+      for (const k of e.keywords ?? []) if (!/^[A-Za-z0-9][A-Za-z0-9 -]*$/.test(k)) throw bad(`${at}.keywords: ${JSON.stringify(k)} must be ASCII letters, digits, spaces and hyphens`);
       texts(e.aliases, `${at}.aliases`, 64);
       for (const a of e.aliases ?? []) {
-        const ap = nameProblem(a);
+        const ap = a === '/' ? 'the root cannot be an alias' : nameProblem(a);
         if (ap) throw bad(`${at}.aliases: ${a}: ${ap}`);
         if (aliases.has(a)) throw bad(`${at}.aliases: ${a} is an alias of two entries`);
         aliases.add(a);
@@ -204,6 +208,7 @@ export class Taxonomy {
       const canonical = this.#aliases.get(prefix);
       if (canonical !== undefined) {
         const name = canonical + declared.slice(prefix.length);
+        if (nameProblem(name)) break;
         if (name === canonical || this.#openAbove(name)) return { name, declared, via: 'alias' };
         break;
       }
@@ -212,14 +217,12 @@ export class Taxonomy {
     return this.unknownNames === 'allow' ? { name: declared, declared, via: 'unknown-allowed' } : undefined;
   }
 
-  /** The entry a name falls under (itself, or the nearest open entry above). */
+  /** The entry a name falls under: itself, or the nearest entry above when that one is open. */
   entryFor(name: string): TaxonomyEntry | undefined {
-    for (let prefix = name; ; ) {
-      const e = this.#byName.get(prefix);
-      if (e && (prefix === name || e.open)) return e;
-      if (prefix === '/' || prefix.lastIndexOf('/') <= 0) return undefined;
-      prefix = prefix.slice(0, prefix.lastIndexOf('/'));
-    }
+    const own = this.#byName.get(name);
+    if (own) return own;
+    const above = this.#nearestAbove(name);
+    return above?.open ? above : undefined;
   }
 
   /** What is wrong with these attributes for `name` under the taxonomy's types, or null. */
@@ -227,8 +230,8 @@ export class Taxonomy {
     const types = this.entryFor(name)?.attributes;
     if (!types) return null;
     for (const [k, v] of Object.entries(attributes)) {
-      const t = types[k];
-      if (!t) continue;
+      if (!Object.hasOwn(types, k)) continue;
+      const t = types[k]!;
       const ok = t.type === 'string[]' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === t.type;
       if (!ok) return `attribute ${k} must be ${t.type === 'string[]' ? 'a list of strings' : `a ${t.type}`}`;
       if (t.enum) {
@@ -244,11 +247,17 @@ export class Taxonomy {
   }
 
   #openAbove(name: string): boolean {
-    for (let prefix = name; prefix.lastIndexOf('/') > 0; ) {
-      prefix = prefix.slice(0, prefix.lastIndexOf('/'));
+    return this.#nearestAbove(name)?.open === true;
+  }
+
+  /** The nearest entry strictly above `name`, the root included. */
+  #nearestAbove(name: string): TaxonomyEntry | undefined {
+    for (let prefix = name; prefix !== '/'; ) {
+      const cut = prefix.lastIndexOf('/');
+      prefix = cut <= 0 ? '/' : prefix.slice(0, cut);
       const e = this.#byName.get(prefix);
-      if (e) return e.open === true;
+      if (e) return e;
     }
-    return false;
+    return undefined;
   }
 }

@@ -411,3 +411,53 @@ describe('routes from another domain', () => {
     expect(net.rib('B').countFrom('A')).toBe(0);
   });
 });
+
+describe('digest sync with names read through an alignment', () => {
+  // B reads A's names through a mapping that may change while the session is up.
+  const setup = () => {
+    const net = new Net();
+    const mapping = new Map<string, string>([['/skills/ocr', '/capability/vision/ocr'], ['/skills/legacy-ocr', '/capability/vision/ocr'], ['/d', '/c'.repeat(34)]]);
+    const importName = (name: string) => {
+      const to = mapping.get(name);
+      if (to === undefined) return name;
+      // As ForeignDomain.importName does: a mapped name that is not valid crosses not at all.
+      return to.split('/').length - 1 > 32 ? undefined : to;
+    };
+    net.connect('A', 'B', { 'B>A': { external: true, importName } });
+    return { net, mapping, names: () => [...net.rib('B').names()].sort() };
+  };
+
+  it('learns names in its own words, takes nothing for a name that maps to an invalid one, and never resyncs over it', async () => {
+    const { net, names } = setup();
+    net.rib('A').setLocal('/skills/ocr', []);
+    net.rib('A').setLocal('/d', []);
+    await net.settle();
+    expect(names()).toEqual(['/capability/vision/ocr']);
+    expect(net.syncs.get('B>A')!.stats.resyncsAsked).toBe(0);
+  });
+
+  it('does not merge two of their names into one route: the first keeps it, and the other\'s withdrawal leaves it', async () => {
+    const { net, names } = setup();
+    net.rib('A').setLocal('/skills/ocr', []);
+    await net.settle();
+    net.rib('A').setLocal('/skills/legacy-ocr', []);
+    await net.settle();
+    expect(names()).toEqual(['/capability/vision/ocr']);
+    net.rib('A').setLocal('/skills/legacy-ocr', null);
+    await net.settle();
+    expect(names()).toEqual(['/capability/vision/ocr']);
+    net.rib('A').setLocal('/skills/ocr', null);
+    await net.settle();
+    expect(names()).toEqual([]);
+  });
+
+  it('withdraws what it learned even when the alignment changed in between', async () => {
+    const { net, mapping, names } = setup();
+    net.rib('A').setLocal('/skills/ocr', []);
+    await net.settle();
+    mapping.set('/skills/ocr', '/capability/ocr-renamed');
+    net.rib('A').setLocal('/skills/ocr', null);
+    await net.settle();
+    expect(names()).toEqual([]);
+  });
+});

@@ -52,6 +52,18 @@ describe('taxonomy', () => {
     bad({ version: 'x', entries: [{ name: '/a', label: 'x', aliases: ['/c'] }, { name: '/c', label: 'y' }] }, /also the name of an entry/);
     bad({ version: 'x', entries: [{ name: '/a', label: 'x', attributes: { k: { type: 'date' } } }] }, /attributes\.k\.type/);
     bad({ version: 'x', unknownNames: 'maybe', entries: [] }, /unknownNames/);
+    bad({ version: 'x', entries: [{ name: '/a', label: 'x', aliases: ['/'] }] }, /root cannot be an alias/);
+    bad({ version: 'x', entries: [{ name: '/a', label: 'x', keywords: ['c++'] }] }, /ASCII/);
+  });
+
+  it('takes variants below an open root, and reads attribute types only from the nearest entry', () => {
+    const rooted = Taxonomy.from({ version: 'r', entries: [{ name: '/', label: 'all', open: true }, { name: '/x', label: 'x', attributes: { n: { type: 'number' } } }, { name: '/x/closed', label: 'c' }] });
+    expect(rooted.normalize('/anything/here')).toMatchObject({ via: 'variant' });
+    // /x/closed/deeper is refused (closed), and /x's types do not leak through it.
+    const strict = Taxonomy.from({ version: 's', entries: [{ name: '/x', label: 'x', open: true, attributes: { n: { type: 'number' } } }, { name: '/x/closed', label: 'c' }] });
+    expect(strict.normalize('/x/closed/deeper')).toBeUndefined();
+    expect(strict.entryFor('/x/closed/deeper')).toBeUndefined();
+    expect(strict.attributeProblem('/x/other', { constructor: 'fine', toString: 1 })).toBeNull();
   });
 
   it('aligns another vocabulary by the longest mapped prefix, above the minimum confidence only', () => {
