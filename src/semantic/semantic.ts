@@ -60,9 +60,11 @@ export class SemanticLayer {
       }
       const problem = taxonomy.attributeProblem(n.name, d.attributes ?? {});
       if (problem) throw new DmscError('ERR_DMSC_INVALID_BODY', `body.capabilities[${i}] (${n.name}): ${problem}`);
+      // An alias declared beside its canonical name (during a rename): the first one
+      // counts. The same name declared twice is still the client's error.
+      const aliased = n.via === 'alias' || normalized.some((x) => x.name === n.name);
       if (n.via === 'alias') normalized.push(n);
-      // An alias declared beside its canonical name (during a rename): the first one counts.
-      if (capabilities.some((c) => c.name === n.name)) continue;
+      if (aliased && capabilities.some((c) => c.name === n.name)) continue;
       capabilities.push(n.name === d.name ? d : { ...d, name: n.name });
     }
     if (capabilities.length === 0) throw new DmscError('ERR_DMSC_UNKNOWN_CAPABILITY', `no declared capability is in taxonomy ${taxonomy.version}`, { unknown });
