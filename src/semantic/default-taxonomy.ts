@@ -116,7 +116,7 @@ const LEAVES: Leaf[] = [
   ['/capability/data/extract/invoice', 'Invoice data extraction', 'Read the fields of an invoice or receipt: vendor, dates, lines, totals, tax.',
     ['invoice parsing', 'receipt extraction', 'bill processing', 'accounts payable capture'],
     ['pull the total and due date from this invoice', 'get the vendor name and line items off the bill', 'extract the VAT amount from the receipt'],
-    { keywords: ['invoice', 'invoices', 'receipt', 'receipts'] }],
+    {}],
   ['/capability/data/extract/form', 'Form and document field extraction', 'Fill structured fields from forms, IDs, contracts and other documents.',
     ['document parsing', 'form recognition', 'key value extraction', 'structured extraction', 'id card reading'],
     ['read the fields of this application form into JSON', 'get the name and date of birth from the passport scan', 'extract the parties and dates from the contract'],
