@@ -6,6 +6,7 @@
 import { DmscTypeError } from '../errors.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { FibOp, HealthState, NextHop } from '../fastpath/types.js';
+import { prefixesOf } from '../fastpath/validate.js';
 import type { Denial } from '../identity/amc.js';
 
 /** Attribute values an agent may declare for a capability. */
@@ -301,16 +302,10 @@ export class Directory {
    */
   candidates(name: string): { prefix: string; record: AgentRecord; offer: CapabilityOffer; tags: string[]; liveness: Liveness }[] {
     const out = [];
-    for (let prefix = name; ; ) {
-      const m = this.#offers.get(prefix);
-      if (m) {
-        for (const [aic, offer] of m) {
-          out.push({ prefix, record: this.#agents.get(aic)!, offer, tags: this.#tagsFor(offer.attributes), liveness: this.#liveness.get(aic)! });
-        }
+    for (const prefix of prefixesOf(name)) {
+      for (const [aic, offer] of this.#offers.get(prefix) ?? []) {
+        out.push({ prefix, record: this.#agents.get(aic)!, offer, tags: this.#tagsFor(offer.attributes), liveness: this.#liveness.get(aic)! });
       }
-      if (prefix === '/') break;
-      const cut = prefix.lastIndexOf('/');
-      prefix = cut === 0 ? '/' : prefix.slice(0, cut);
     }
     return out;
   }

@@ -21,6 +21,19 @@ export const STATE_CODE: Readonly<Record<HealthState, number>> = { up: 0, degrad
 // compiled regular expression; anything else takes the careful path below.
 const SIMPLE_NAME = /^(?:\/[\x21-\x2e\x30-\x7e]+){1,32}$/;
 
+/**
+ * A name, then each shorter prefix at a component boundary, then '/': the order in which
+ * a longest-prefix match tries them (`/a/b/c`, `/a/b`, `/a`, `/`).
+ */
+export function* prefixesOf(name: string): Generator<string, void, undefined> {
+  for (let prefix = name; ; ) {
+    yield prefix;
+    if (prefix === '/') return;
+    const cut = prefix.lastIndexOf('/');
+    prefix = cut <= 0 ? '/' : prefix.slice(0, cut);
+  }
+}
+
 /** Why a string is not a capability name, or null when it is one. */
 export function nameProblem(name: string): string | null {
   const n = name.length;

@@ -15,7 +15,7 @@
 // (variants: `/capability/vision/ocr/high-precision`). `unknownNames: "allow"` takes
 // any valid name as it is (aliases are still replaced).
 import { DmscTypeError } from '../errors.js';
-import { nameProblem } from '../fastpath/validate.js';
+import { nameProblem, prefixesOf } from '../fastpath/validate.js';
 
 export type AttributeKind = 'string' | 'number' | 'boolean' | 'string[]';
 
@@ -179,17 +179,14 @@ export class Taxonomy {
   align(source: string, name: string): Aligned | undefined {
     const a = this.#alignments.get(source);
     if (!a) return undefined;
-    for (let prefix = name; ; ) {
+    for (const prefix of prefixesOf(name)) {
       const m = a.map.get(prefix);
-      if (m) {
-        if (m.confidence < a.min) return undefined;
-        const rest = prefix === '/' ? (name === '/' ? '' : name) : name.slice(prefix.length);
-        return { name: (m.to === '/' ? '' : m.to) + rest || '/', from: prefix, confidence: m.confidence, source };
-      }
-      if (prefix === '/') return undefined;
-      const cut = prefix.lastIndexOf('/');
-      prefix = cut <= 0 ? '/' : prefix.slice(0, cut);
+      if (!m) continue;
+      if (m.confidence < a.min) return undefined;
+      const rest = prefix === '/' ? (name === '/' ? '' : name) : name.slice(prefix.length);
+      return { name: (m.to === '/' ? '' : m.to) + rest || '/', from: prefix, confidence: m.confidence, source };
     }
+    return undefined;
   }
 
   get(name: string): TaxonomyEntry | undefined {
@@ -204,7 +201,8 @@ export class Taxonomy {
   normalize(declared: string): Normalized | undefined {
     if (this.#byName.has(declared)) return { name: declared, declared, via: 'exact' };
     // An alias, or a variant below an alias: the alias part is replaced.
-    for (let prefix = declared; prefix.length > 1; prefix = prefix.slice(0, Math.max(1, prefix.lastIndexOf('/')))) {
+    for (const prefix of prefixesOf(declared)) {
+      if (prefix === '/') break;
       const canonical = this.#aliases.get(prefix);
       if (canonical !== undefined) {
         const name = canonical + declared.slice(prefix.length);
@@ -252,10 +250,8 @@ export class Taxonomy {
 
   /** The nearest entry strictly above `name`, the root included. */
   #nearestAbove(name: string): TaxonomyEntry | undefined {
-    for (let prefix = name; prefix !== '/'; ) {
-      const cut = prefix.lastIndexOf('/');
-      prefix = cut <= 0 ? '/' : prefix.slice(0, cut);
-      const e = this.#byName.get(prefix);
+    for (const prefix of prefixesOf(name)) {
+      const e = prefix === name ? undefined : this.#byName.get(prefix);
       if (e) return e;
     }
     return undefined;
