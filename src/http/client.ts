@@ -12,6 +12,8 @@ export interface JsonCall {
   readonly bearer?: string;
   readonly body?: unknown;
   readonly timeoutMs: number;
+  /** Aborts the call (its error is then `unreachable`, like any failed connection). */
+  readonly signal?: AbortSignal;
 }
 
 export async function callJson<T>(origin: string, call: JsonCall, who: string, unreachable: DmscErrorCode, dispatcher: Dispatcher = getGlobalDispatcher()): Promise<T> {
@@ -21,7 +23,7 @@ export async function callJson<T>(origin: string, call: JsonCall, who: string, u
       origin, method: call.method, path: call.path,
       headers: { ...(call.bearer !== undefined ? { authorization: `Bearer ${call.bearer}` } : {}), ...(call.body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(call.body !== undefined ? { body: JSON.stringify(call.body) } : {}),
-      headersTimeout: call.timeoutMs, bodyTimeout: call.timeoutMs,
+      headersTimeout: call.timeoutMs, bodyTimeout: call.timeoutMs, ...(call.signal ? { signal: call.signal } : {}),
     });
   } catch (e) {
     throw new DmscError(unreachable, `cannot reach ${who} at ${origin}: ${(e as Error).message}`);

@@ -17,7 +17,8 @@ import type { JSONWebKeySet } from 'jose';
 import { Pool } from 'undici';
 import { WebSocketServer } from 'ws';
 import { DmscError, DmscTypeError, dmscError } from '../errors.js';
-import { nameProblem } from '../fastpath/validate.js';
+import { callJson } from '../http/client.js';
+import { nameProblem, prefixesOf } from '../fastpath/validate.js';
 import { peekClaim } from '../identity/jwt.js';
 import { readLimit, tcpChannel, wsChannel } from '../session/channel.js';
 import { GrantVerifier } from '../session/grants.js';
@@ -127,6 +128,7 @@ export class Agent extends EventEmitter {
   #heartbeatMs = 1000;
   #health: HealthState = 'up';
   readonly #served = new Map<string, ServeHandlers>();
+  readonly #origin: string;
   readonly #pool: Pool;
   #dataplane: Pool | undefined;
   #http: Server | undefined;
@@ -147,7 +149,8 @@ export class Agent extends EventEmitter {
   constructor(options: AgentOptions) {
     super();
     this.options = checkOptions(options);
-    this.#pool = new Pool(this.options.node.replace(/\/+$/, ''), { connections: 4 });
+    this.#origin = this.options.node.replace(/\/+$/, '');
+    this.#pool = new Pool(this.#origin, { connections: 4 });
     if (this.options.dataplane) this.#dataplane = new Pool(this.options.dataplane.replace(/\/+$/, ''), { connections: 16 });
   }
 
@@ -374,12 +377,8 @@ export class Agent extends EventEmitter {
 
   /** The served capability `name` falls under (the longest), if any. */
   #servedFor(name: string): string | undefined {
-    for (let n = name; ; ) {
-      if (this.#served.has(n)) return n;
-      if (n === '/' || n === '') return undefined;
-      const cut = n.lastIndexOf('/');
-      n = cut <= 0 ? '/' : n.slice(0, cut);
-    }
+    for (const prefix of prefixesOf(name)) if (this.#served.has(prefix)) return prefix;
+    return undefined;
   }
 
   #handlersFor(capability: string): ServeHandlers | undefined {
@@ -491,8 +490,10 @@ export class Agent extends EventEmitter {
     return this.#registering;
   }
 
+  // The same object while the keys stay the same: the grant check keeps what it verified.
   async #fetchKeys(): Promise<void> {
-    this.#keys = await this.#call<JSONWebKeySet>('GET', '/v1/amc/jwks');
+    const keys = await this.#call<JSONWebKeySet>('GET', '/v1/amc/jwks');
+    if (JSON.stringify(keys) !== JSON.stringify(this.#keys)) this.#keys = keys;
   }
 
   #setCredential(credential: string, expiresAt: number): void {
@@ -594,31 +595,15 @@ export class Agent extends EventEmitter {
     return this.#credential;
   }
 
+  // One call to the node; aborted by close().
   async #call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, bearer?: string): Promise<T> {
     const abort = new AbortController();
     this.#inflight.add(abort);
-    const timeoutMs = this.options.timeoutMs ?? 5000;
     try {
-      const res = await this.#pool.request({
-        method, path, signal: abort.signal,
-        headers: { ...(bearer !== undefined ? { authorization: `Bearer ${bearer}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-      }).catch((e: Error) => {
-        throw new DmscError('ERR_DMSC_NOT_READY', `cannot reach the node at ${this.options.node}: ${e.message}`);
-      });
-      const text = await res.body.text();
-      let json: unknown = null;
-      try {
-        json = text ? JSON.parse(text) : null;
-      } catch {
-        throw new DmscError('ERR_DMSC_NOT_READY', `the node at ${this.options.node} answered ${res.statusCode} with a body that is not JSON`);
-      }
-      if (res.statusCode >= 400) {
-        const err = (json as { error?: { code?: string; message?: string } } | null)?.error;
-        throw dmscError(err?.code ?? 'ERR_DMSC_INTERNAL', err?.message ?? `HTTP ${res.statusCode}`);
-      }
-      return json as T;
+      return await callJson<T>(this.#origin, {
+        method, path, timeoutMs: this.options.timeoutMs ?? 5000, signal: abort.signal,
+        ...(bearer !== undefined ? { bearer } : {}), ...(body !== undefined ? { body } : {}),
+      }, 'server', 'ERR_DMSC_NOT_READY', this.#pool);
     } finally {
       this.#inflight.delete(abort);
     }

@@ -17,6 +17,7 @@ import { JwtVerifier, peekClaim, peekKid } from '../identity/jwt.js';
 /** The AMC an agent trusts: its issuer name and its current public keys. */
 export interface TrustedAmc {
   issuer(): string;
+  /** The keys: the same object for as long as they stay the same. */
   keys(): JSONWebKeySet;
   /** Fetches the keys again (a key made since the last fetch); optional. */
   refresh?(): Promise<void>;
@@ -40,7 +41,8 @@ export class GrantVerifier {
   readonly #self: () => string | undefined;
   readonly #amc: TrustedAmc;
   readonly #verifier: JwtVerifier;
-  #keysText = '';
+  /** The key set the verifier and the caches below were made under. */
+  #keys: JSONWebKeySet | undefined;
   /** jti -> expiry (epoch ms) of every grant accepted and not yet expired. */
   readonly #seen = new Map<string, number>();
   readonly #maxSeen: number;
@@ -77,6 +79,8 @@ export class GrantVerifier {
     if (typeof capability !== 'string' || capability.length === 0 || capability.length > 1024) throw invalid('no capability named');
     const self = this.#self();
     if (self === undefined) throw invalid('this agent is not registered');
+    // Once per check: the caches below hold only what the current keys verified.
+    this.#syncKeys();
 
     // The gateway's key, as the AMC certified it.
     const cert = peekClaim(grant, 'gwc');
@@ -116,7 +120,6 @@ export class GrantVerifier {
   }
 
   async #certified(cert: string, invalid: (why: string) => DmscError): Promise<{ gateway: string; keys: ReturnType<typeof createLocalJWKSet> }> {
-    this.#syncKeys();
     const known = this.#certs.get(cert);
     if (known) return known;
     const certified = await this.#amcVerify(cert, GRANT_KEY_TYP).catch((e: Error) => {
@@ -147,7 +150,6 @@ export class GrantVerifier {
       if (`${String(dom)}/${String(aic)}` !== sub) throw invalid(`the credential is not that of ${sub}, the grant's initiator`);
       return;
     }
-    this.#syncKeys();
     let aic = this.#credentials.get(credential);
     if (aic === undefined) {
       const c = await this.#amcVerify(credential, CREDENTIAL_TYP).catch((e: Error) => {
@@ -162,7 +164,6 @@ export class GrantVerifier {
   // A token the AMC signed; an unknown kid makes one refresh of the keys (at most one a
   // second), for a key rotated in since the last fetch.
   async #amcVerify(token: string, typ: string): Promise<Record<string, unknown>> {
-    this.#syncKeys();
     const kid = peekKid(token);
     if (kid && !this.#verifier.knows(kid) && this.#amc.refresh && Date.now() - this.#lastRefresh > 1000) {
       this.#lastRefresh = Date.now();
@@ -174,10 +175,9 @@ export class GrantVerifier {
 
   #syncKeys(): void {
     const keys = this.#amc.keys();
-    const text = JSON.stringify(keys);
-    if (text !== this.#keysText) {
+    if (keys !== this.#keys) {
       this.#verifier.setKeys(keys);
-      this.#keysText = text;
+      this.#keys = keys;
       // Checked under the keys before: check again.
       this.#certs.clear();
       this.#credentials.clear();
