@@ -93,7 +93,28 @@ const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)|%2f|%5c|\\/i;
 /** Instance endpoints parsed, by endpoint (a bounded memo: endpoints change rarely). */
 const ENDPOINTS_KEPT = 10_000;
 
-interface Endpoint {
+/** An agent's endpoint URL taken apart; null when it is not a URL. */
+export function parseEndpoint(endpoint: string): Endpoint | null {
+  try {
+    const u = new URL(endpoint);
+    const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+    return { origin: u.origin, ip: isIP(host) ? host : undefined, port, base: u.pathname.replace(/\/+$/, ''), search: u.search };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The path to ask an agent's endpoint for: its base, then `rest` (the name below the
+ * prefix matched), then its own query with the request's (`query`, with its '?') after.
+ */
+export function endpointPath(e: Endpoint, rest: string, query: string): string {
+  const q = e.search && query ? `${e.search}&${query.slice(1)}` : e.search || query;
+  return `${e.base}${rest || (e.base ? '' : '/')}${q}`;
+}
+
+export interface Endpoint {
   readonly origin: string;
   /** A numeric address and port the native relay can reach it at, if it has one. */
   readonly ip: string | undefined;
@@ -384,22 +405,13 @@ export class DataPlane {
     if (!endpoint) return undefined;
     const e = this.#endpoint(endpoint);
     if (!e) return undefined;
-    // The endpoint's own query comes first; the request's is added to it.
-    const q = e.search && query ? `${e.search}&${query.slice(1)}` : e.search || query;
-    return { origin: e.origin, path: `${e.base}${rest || (e.base ? '' : '/')}${q}` };
+    return { origin: e.origin, path: endpointPath(e, rest, query) };
   }
 
   #endpoint(endpoint: string): Endpoint | null {
     let e = this.#endpoints.get(endpoint);
     if (e !== undefined) return e;
-    try {
-      const u = new URL(endpoint);
-      const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-      const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
-      e = { origin: u.origin, ip: isIP(host) ? host : undefined, port, base: u.pathname.replace(/\/+$/, ''), search: u.search };
-    } catch {
-      e = null;
-    }
+    e = parseEndpoint(endpoint);
     if (this.#endpoints.size >= ENDPOINTS_KEPT) this.#endpoints.clear();
     this.#endpoints.set(endpoint, e);
     return e;

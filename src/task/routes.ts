@@ -8,6 +8,7 @@ import { DmscError } from '../errors.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import { bearer } from '../http/server.js';
 import { bearerMatches } from '../node/admin-token.js';
+import { endpointPath, parseEndpoint } from '../dataplane/dataplane.js';
 import { openSession } from '../session/session.js';
 import { MAX_SUBTASKS, type TaskSpec } from './decompose.js';
 import { taskView, type Decision, type Invoker, type TaskEngine, type TaskRecord } from './engine.js';
@@ -113,19 +114,14 @@ export function taskInvoker(options: { self: string; connectTimeoutMs?: number }
         void session.close('sub-task done');
       }
     }
-    let url: URL;
-    try {
-      url = new URL(target.endpoint);
-    } catch {
-      throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `${target.aic} has an endpoint that is not a URL`);
-    }
-    const base = url.pathname.replace(/\/+$/, '');
+    const endpoint = parseEndpoint(target.endpoint);
+    if (!endpoint) throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `${target.aic} has an endpoint that is not a URL`);
     // As the data plane sends it: the path below the prefix that matched.
     const rest = subtask.capability.slice(resolution.capability === '/' ? 0 : resolution.capability.length);
     let res;
     try {
       res = await dispatcher.request({
-        origin: url.origin, path: `${base}${rest || (base ? '' : '/')}${url.search}`, method: 'POST', signal,
+        origin: endpoint.origin, path: endpointPath(endpoint, rest, ''), method: 'POST', signal,
         headers: {
           'content-type': 'application/json',
           'x-dmsc-requester': task.requester.aic,
