@@ -9,16 +9,20 @@ export class WatchedFile<T> {
   readonly #what: string;
   readonly #parse: (doc: unknown, source: string) => T;
   readonly #log: (event: Record<string, unknown>) => void;
+  readonly #checkEveryMs: number;
+  #checkedAt = 0;
   #mtime = 0;
   #value: T;
 
   /**
    * `parse` checks the parsed JSON and throws a typed error naming the fault; `what`
-   * names the file in messages ("task rules", "taxonomy").
+   * names the file in messages ("task rules", "taxonomy"). With `checkEveryMs`, the file
+   * is looked at no more often than that (for a value read on a hot path).
    * @throws ERR_DMSC_INVALID_CONFIG when the file cannot be read or checked now.
    */
-  constructor(file: string, what: string, parse: (doc: unknown, source: string) => T, log: (event: Record<string, unknown>) => void = () => {}) {
+  constructor(file: string, what: string, parse: (doc: unknown, source: string) => T, log: (event: Record<string, unknown>) => void = () => {}, checkEveryMs = 0) {
     this.file = file;
+    this.#checkEveryMs = checkEveryMs;
     this.#what = what;
     this.#parse = parse;
     this.#log = log;
@@ -29,6 +33,9 @@ export class WatchedFile<T> {
 
   /** The current value: the file's, read again if it changed and still good. */
   get value(): T {
+    const now = Date.now();
+    if (this.#checkEveryMs > 0 && now - this.#checkedAt < this.#checkEveryMs) return this.#value;
+    this.#checkedAt = now;
     let mtime: number;
     try {
       mtime = statSync(this.file).mtimeMs;

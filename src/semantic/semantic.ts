@@ -18,11 +18,10 @@ export class SemanticLayer {
   readonly #rankers: readonly IntentRanker[];
   #taxonomy: Taxonomy;
   #resolver: IntentResolver;
-  /** The file is looked at no more than once a second (alignment asks per route). */
-  #checkedAt = 0;
 
   constructor(file: string | undefined, log: (event: Record<string, unknown>) => void = () => {}, rankers: readonly IntentRanker[] = []) {
-    this.#file = file === undefined ? undefined : new WatchedFile(file, 'taxonomy', (doc, source) => Taxonomy.from(doc, source), log);
+    // Looked at no more than once a second: alignment asks for every route it reads.
+    this.#file = file === undefined ? undefined : new WatchedFile(file, 'taxonomy', (doc, source) => Taxonomy.from(doc, source), log, 1000);
     this.#rankers = rankers;
     this.#taxonomy = this.#file?.value ?? Taxonomy.from(DEFAULT_TAXONOMY, 'built-in taxonomy');
     this.#resolver = new IntentResolver(this.#taxonomy, { rankers });
@@ -82,10 +81,7 @@ export class SemanticLayer {
 
   // A new taxonomy from the file: the index is built again.
   #refresh(): void {
-    const now = Date.now();
-    if (!this.#file || now - this.#checkedAt < 1000) return;
-    this.#checkedAt = now;
-    const current = this.#file.value;
+    const current = this.#file?.value;
     if (current && current !== this.#taxonomy) {
       this.#taxonomy = current;
       this.#resolver = new IntentResolver(current, { rankers: this.#rankers });
