@@ -281,22 +281,27 @@ export async function openSession(options: OpenOptions): Promise<Session> {
   const channel = await connectChannel(url, proposed.maxMessageBytes, timeoutMs, options.signal);
   return new Promise<Session>((resolve, reject) => {
     let settled = false;
-    const fail = (e: Error) => {
-      if (settled) return;
+    let timer: NodeJS.Timeout | undefined;
+    // The handshake ends once, either way: its clock and its abort listener go.
+    const settle = (): boolean => {
+      if (settled) return false;
       settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', abort);
+      return true;
+    };
+    const fail = (e: Error) => {
+      if (!settle()) return;
       channel.destroy();
       reject(e);
     };
     const abort = () => fail(new DmscError('ERR_DMSC_CANCELLED', 'opening the session was cancelled'));
     options.signal?.addEventListener('abort', abort, { once: true });
     if (options.signal?.aborted) return abort();
-    const timer = setTimeout(() => fail(new DmscError('ERR_DMSC_SESSION_TIMEOUT', `${options.target.aic} did not accept within ${timeoutMs} ms`)), Math.max(1, deadline - Date.now()));
-    let session: Session | undefined;
+    timer = setTimeout(() => fail(new DmscError('ERR_DMSC_SESSION_TIMEOUT', `${options.target.aic} did not accept within ${timeoutMs} ms`)), Math.max(1, deadline - Date.now()));
     channel.onClose(() => fail(new DmscError('ERR_DMSC_SESSION_CLOSED', `${url} closed the connection before accepting`)));
     channel.onMessage((m) => {
-      if (session || settled) return;
+      if (settled) return;
       if (m.type === 'SESSION_REJECT') {
         const code = typeof m['code'] === 'string' && /^ERR_DMSC_(GRANT_[A-Z_]+|SESSION_[A-Z_]+|BUSY)$/.test(m['code']) ? m['code'] : 'ERR_DMSC_SESSION_REJECTED';
         return fail(dmscError(code, `${options.target.aic} rejected the session: ${text(m['reason'], 300)}`));
@@ -312,12 +317,9 @@ export async function openSession(options: OpenOptions): Promise<Session> {
       if (agreed.idleTimeoutMs > proposed.idleTimeoutMs || agreed.keepaliveMs > proposed.keepaliveMs || agreed.maxMessageBytes > proposed.maxMessageBytes) {
         return fail(new DmscError('ERR_DMSC_SESSION_PROTOCOL', 'SESSION_ACCEPT raised a limit above the one proposed'));
       }
-      settled = true;
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', abort);
+      settle();
       // Messages after the ACCEPT in the same read go to the session.
-      session = new Session(channel, { id: m['session'].slice(0, 64), role: 'initiator', peer: options.target.aic, capability: options.capability, params: agreed });
-      resolve(session);
+      resolve(new Session(channel, { id: m['session'].slice(0, 64), role: 'initiator', peer: options.target.aic, capability: options.capability, params: agreed }));
     });
     try {
       channel.send({ type: 'SESSION_INIT', v: A2ASP_VERSION, grant: options.grant, credential: options.credential, capability: options.capability, params: proposed });
@@ -386,12 +388,17 @@ export class SessionAcceptor {
     if (this.#closing) return channel.destroy();
     this.#pending.add(channel);
     let done = false;
-    const timer = setTimeout(() => finish({ code: 'ERR_DMSC_SESSION_TIMEOUT', reason: 'no SESSION_INIT in time' }), this.#options.initTimeoutMs ?? 5000);
-    const finish = (reject?: { code: string; reason: string }) => {
-      if (done) return;
+    // The handshake ends once: by a rejection, an acceptance, or the connection closing.
+    const settle = (): boolean => {
+      if (done) return false;
       done = true;
       clearTimeout(timer);
       this.#pending.delete(channel);
+      return true;
+    };
+    const timer = setTimeout(() => finish({ code: 'ERR_DMSC_SESSION_TIMEOUT', reason: 'no SESSION_INIT in time' }), this.#options.initTimeoutMs ?? 5000);
+    const finish = (reject?: { code: string; reason: string }) => {
+      if (!settle()) return;
       try {
         if (reject) channel.send({ type: 'SESSION_REJECT', code: reject.code, reason: reject.reason.slice(0, 300) });
       } catch {
@@ -403,23 +410,14 @@ export class SessionAcceptor {
       channel.onClose(() => clearTimeout(force));
     };
     let seen = false;
-    channel.onClose(() => {
-      if (!done) {
-        done = true;
-        clearTimeout(timer);
-        this.#pending.delete(channel);
-      }
-    });
+    channel.onClose(() => void settle());
     channel.onMessage((m) => {
       if (seen) return;
       seen = true;
       if (m.type !== 'SESSION_INIT') return finish({ code: 'ERR_DMSC_SESSION_PROTOCOL', reason: `expected SESSION_INIT, got ${text(m.type, 40)}` });
       if (m['v'] !== A2ASP_VERSION) return finish({ code: 'ERR_DMSC_SESSION_PROTOCOL', reason: `A2ASP version ${text(m['v'])} is not spoken here (${A2ASP_VERSION} is)` });
       this.#init(m).then((ok) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        this.#pending.delete(channel);
+        if (!settle()) return;
         if (this.#closing) return void channel.destroy();
         try {
           channel.send({ type: 'SESSION_ACCEPT', session: ok.id, params: ok.params });
