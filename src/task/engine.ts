@@ -301,8 +301,9 @@ export class TaskEngine {
   async #run(task: TaskRecord, s: SubtaskRecord): Promise<void> {
     const controller = this.#controllers.get(task.id)!;
     // After every wait: a task cancelled, finished or stopped meanwhile goes no further.
+    const over = () => controller.signal.aborted || FINAL_TASK.has(task.state) || this.#stopped;
     const live = () => {
-      if (controller.signal.aborted || FINAL_TASK.has(task.state) || this.#stopped) throw controller.signal.reason ?? new DmscError('ERR_DMSC_CANCELLED', 'stopped');
+      if (over()) throw controller.signal.reason ?? new DmscError('ERR_DMSC_CANCELLED', 'stopped');
     };
     const c = task.constraints;
     const timeoutMs = s.spec.timeoutMs ?? c.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -363,7 +364,7 @@ export class TaskEngine {
           await this.#save(task, false);
           return;
         } catch (e) {
-          if (controller.signal.aborted || FINAL_TASK.has(task.state) || this.#stopped) {
+          if (over()) {
             Object.assign(attempt, { outcome: 'cancelled', endedAt: Date.now() });
             throw e;
           }
@@ -387,7 +388,7 @@ export class TaskEngine {
       // The node is stopping: the sub-task stays as it is on disk, and comes back
       // escalated at the next start.
       if (this.#stopped) return;
-      if (FINAL_TASK.has(task.state) || controller.signal.aborted) {
+      if (over()) {
         if (!FINAL_SUB.has(s.state)) {
           s.state = 'cancelled';
           s.finishedAt = Date.now();
