@@ -681,7 +681,9 @@ struct Relay::Impl {
   }
 
   std::string request_bytes(Exchange& ex, const Endpoint& e) {
-    std::string_view rest = std::string_view(ex.name).substr(ex.prefix.size());
+    // Below the root '/' the rest is the whole name (never a path without its '/').
+    std::string_view rest = ex.prefix == "/" ? (ex.name == "/" ? std::string_view() : std::string_view(ex.name))
+                                             : std::string_view(ex.name).substr(ex.prefix.size());
     std::string s;
     s.reserve(256 + ex.headers.size() + ex.body.size());
     s.append(ex.method).append(" ").append(e.base);

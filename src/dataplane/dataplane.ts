@@ -31,6 +31,7 @@ import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import { loadNative, type NativeRelay, type NativeRelayCounters } from '../fastpath/native.js';
 import type { TagSet } from '../fastpath/tags.js';
 import { nameProblem } from '../fastpath/validate.js';
+import { endpointPath, parseEndpoint, type Endpoint } from './endpoint.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import type { PeeringTls } from '../mesh/mesh.js';
 import { listenOn, type Listen } from '../node/config.js';
@@ -92,38 +93,6 @@ export interface DataPlaneDeps {
 const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)|%2f|%5c|\\/i;
 /** Instance endpoints parsed, by endpoint (a bounded memo: endpoints change rarely). */
 const ENDPOINTS_KEPT = 10_000;
-
-/** An agent's endpoint URL taken apart; null when it is not a URL. */
-export function parseEndpoint(endpoint: string): Endpoint | null {
-  try {
-    const u = new URL(endpoint);
-    const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-    const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
-    return { origin: u.origin, ip: isIP(host) ? host : undefined, port, base: u.pathname.replace(/\/+$/, ''), search: u.search };
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The path to ask an agent's endpoint for: its base, then `rest` (the name below the
- * prefix matched), then its own query with the request's (`query`, with its '?') after.
- */
-export function endpointPath(e: Endpoint, rest: string, query: string): string {
-  const q = e.search && query ? `${e.search}&${query.slice(1)}` : e.search || query;
-  return `${e.base}${rest || (e.base ? '' : '/')}${q}`;
-}
-
-export interface Endpoint {
-  readonly origin: string;
-  /** A numeric address and port the native relay can reach it at, if it has one. */
-  readonly ip: string | undefined;
-  readonly port: number;
-  /** The endpoint's path without trailing slashes. */
-  readonly base: string;
-  /** The endpoint's own query, with its '?', or ''. */
-  readonly search: string;
-}
 
 /** How often what the relay marked down reaches the directory. */
 const RELAY_POLL_MS = 50;

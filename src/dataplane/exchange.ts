@@ -6,6 +6,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import { DmscError } from '../errors.js';
 import { peerOf } from '../directory/directory.js';
+import { restBelow } from './endpoint.js';
 import type { LookupResult } from '../fastpath/types.js';
 import type { TagSet } from '../fastpath/tags.js';
 import type { AgentClaims } from '../identity/credentials.js';
@@ -230,7 +231,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (!hit || this.#tried.includes(hit.nextHop)) return false;
       this.#tried.push(hit.nextHop);
       const peer = peerOf(hit.nextHop);
-      const target = peer ? (ask.hops > 1 ? host.peerTarget(peer, ask.name + ask.query) : undefined) : host.agentTarget(hit.nextHop, ask.name.slice(hit.prefix.length), ask.query);
+      const target = peer ? (ask.hops > 1 ? host.peerTarget(peer, ask.name + ask.query) : undefined) : host.agentTarget(hit.nextHop, restBelow(ask.name, hit.prefix), ask.query);
       this.#hit = hit;
       this.#peer = peer;
       if (!target) {

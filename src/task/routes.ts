@@ -8,7 +8,7 @@ import { DmscError } from '../errors.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import { bearer } from '../http/server.js';
 import { bearerMatches } from '../node/admin-token.js';
-import { endpointPath, parseEndpoint } from '../dataplane/dataplane.js';
+import { endpointPath, parseEndpoint, restBelow } from '../dataplane/endpoint.js';
 import { openSession } from '../session/session.js';
 import { MAX_SUBTASKS, type TaskSpec } from './decompose.js';
 import { taskView, type Decision, type Invoker, type TaskEngine, type TaskRecord } from './engine.js';
@@ -117,7 +117,7 @@ export function taskInvoker(options: { self: string; connectTimeoutMs?: number }
     const endpoint = parseEndpoint(target.endpoint);
     if (!endpoint) throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `${target.aic} has an endpoint that is not a URL`);
     // As the data plane sends it: the path below the prefix that matched.
-    const rest = subtask.capability.slice(resolution.capability === '/' ? 0 : resolution.capability.length);
+    const rest = restBelow(subtask.capability, resolution.capability);
     let res;
     try {
       res = await dispatcher.request({

@@ -194,6 +194,22 @@ describe('data plane', () => {
     }
   }, 60_000);
 
+  it('sends an agent registered at the root the whole name as its path, from the Node data plane and from the relay', async () => {
+    const rooted = await start('node', ['--heartbeat-ms', '600000']);
+    const root = await instance('root');
+    await register(rooted, await addProvider(rooted, 'everything', ['/']), [{ name: '/' }], root.url);
+    const asker = await register(rooted, await addProvider(rooted, 'asker', ['/capability/asker']), [{ name: '/capability/asker' }]);
+    const relayed = async () => (await api(rooted.url, 'GET', '/v1/dataplane', { auth: rooted.token })).body.relay.forwarded as number;
+    const before = await relayed();
+    // The first request goes through the Node data plane and teaches the relay; the second is the relay's.
+    for (let i = 0; i < 2; i++) {
+      const r = await request(`${rooted.dataplane}/capability/any/where?q=${i}`, { headers: { authorization: `Bearer ${asker.credential}` } });
+      const body = await r.body.json() as any;
+      expect({ status: r.statusCode, path: body.path, capability: r.headers['x-dmsc-capability'] }).toEqual({ status: 200, path: `/capability/any/where?q=${i}`, capability: '/' });
+    }
+    expect(await relayed()).toBe(before + 1);
+  });
+
   it('calls the instance off when the requester goes away, without blaming the instance', async () => {
     // A node that would wait a minute for the instance, and an instance that takes a
     // minute: the instance sees its request given up within the test only if the node

@@ -1,0 +1,43 @@
+// Where an agent is reached: its endpoint URL taken apart, and the path a request for a
+// capability name is sent to there (the data plane's and the task invoker's).
+import { isIP } from 'node:net';
+
+/** An agent's endpoint URL taken apart; null when it is not a URL. */
+export function parseEndpoint(endpoint: string): Endpoint | null {
+  try {
+    const u = new URL(endpoint);
+    const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+    return { origin: u.origin, ip: isIP(host) ? host : undefined, port, base: u.pathname.replace(/\/+$/, ''), search: u.search };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What of `name` lies below the prefix that matched it: the path an agent is sent. Below
+ * the root `/` that is the whole name (never a path without its leading '/').
+ */
+export function restBelow(name: string, prefix: string): string {
+  return prefix === '/' ? (name === '/' ? '' : name) : name.slice(prefix.length);
+}
+
+/**
+ * The path to ask an agent's endpoint for: its base, then `rest` (the name below the
+ * prefix matched), then its own query with the request's (`query`, with its '?') after.
+ */
+export function endpointPath(e: Endpoint, rest: string, query: string): string {
+  const q = e.search && query ? `${e.search}&${query.slice(1)}` : e.search || query;
+  return `${e.base}${rest || (e.base ? '' : '/')}${q}`;
+}
+
+export interface Endpoint {
+  readonly origin: string;
+  /** A numeric address and port the native relay can reach it at, if it has one. */
+  readonly ip: string | undefined;
+  readonly port: number;
+  /** The endpoint's path without trailing slashes. */
+  readonly base: string;
+  /** The endpoint's own query, with its '?', or ''. */
+  readonly search: string;
+}
