@@ -11,6 +11,7 @@ const ROUTES: [string, string][] = [
   ['POST', '/v1/agents/:aic/renew'], ['GET', '/v1/discover'], ['POST', '/v1/resolve'], ['PUT', '/v1/policies'],
   ['GET', '/v1/policies'], ['POST', '/v1/providers'], ['POST', '/v1/revocations'], ['POST', '/v1/gateways'], ['GET', '/v1/fib'],
   ['POST', '/v1/tasks'], ['GET', '/v1/tasks'], ['GET', '/v1/tasks/:aic'], ['DELETE', '/v1/tasks/:aic'], ['POST', '/v1/tasks/:aic/decision'],
+  ['POST', '/v1/intents'], ['GET', '/v1/taxonomy'],
 ];
 
 describe('random input against every route', () => {
@@ -30,6 +31,7 @@ describe('random input against every route', () => {
       fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
       fc.record({ endpoint: text, capabilities: fc.array(fc.record({ name: text, weight: fc.jsonValue(), attributes: fc.jsonValue() }, { requiredKeys: [] }), { maxLength: 3 }) }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
       fc.record({ capability: text, require: fc.jsonValue(), flow: fc.jsonValue(), version: fc.jsonValue(), rules: fc.jsonValue() }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
+      fc.record({ intent: fc.oneof(text, fc.jsonValue()), capability: text, limit: fc.jsonValue(), exclude: fc.jsonValue() }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
       fc.record({
         task: fc.record({
           text,
