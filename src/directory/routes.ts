@@ -103,7 +103,7 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
       expiresAt: new Date(expiresAt).toISOString(),
       acs: acsOf(record, undefined),
       denied: [...unknown, ...denied],
-      ...(normalized.length ? { normalized: normalized.map((n) => ({ declared: n.declared, name: n.name })) } : {}),
+      ...(normalized.length ? { normalized: normalized.map((n) => ({ declared: n.declared, name: n.name, ...(n.source ? { via: n.source, confidence: n.confidence } : {}) })) } : {}),
       heartbeat: { intervalMs: gw.options.heartbeatMs, misses: gw.options.misses },
     });
   });
@@ -177,6 +177,6 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
 
   http.get('/v1/taxonomy', async () => {
     const t = semantic.taxonomy;
-    return { version: t.version, source: semantic.source, unknownNames: t.unknownNames, entries: t.entries, alignments: t.alignments };
+    return { version: t.version, source: semantic.source, unknownNames: t.unknownNames, resolution: t.resolution, entries: t.entries, alignments: t.alignments };
   });
 }

@@ -7,13 +7,18 @@
 // It takes any valid name at registration as it is (`unknownNames: allow`, no aliases),
 // so names in use keep working; an operator's own taxonomy names aliases and usually
 // says `reject`.
+import { VOCABULARY } from './default-vocabulary.js';
+import { DEFAULT_RESOLUTION } from './intent.js';
 import type { TaxonomyDocument, TaxonomyEntry } from './taxonomy.js';
 
 type Leaf = [name: string, label: string, description: string, synonyms: string[], utterances: string[], extra?: Partial<TaxonomyEntry>];
 
 const category = (name: string, label: string, description: string): TaxonomyEntry => ({ name, label, description });
 const leaf = ([name, label, description, synonyms, utterances, extra]: Leaf): TaxonomyEntry => ({
-  name, label, description, synonyms: [...synonyms, ...(TUNED[name] ?? [])], utterances, open: true, ...extra,
+  name, label, description,
+  synonyms: [...synonyms, ...(VOCABULARY[name]?.synonyms ?? []), ...(TUNED[name] ?? [])],
+  utterances: [...utterances, ...(VOCABULARY[name]?.utterances ?? [])],
+  open: true, ...extra,
 });
 
 const LEAVES: Leaf[] = [
@@ -315,5 +320,7 @@ const CATEGORIES: TaxonomyEntry[] = [
 export const DEFAULT_TAXONOMY: TaxonomyDocument = {
   version: 'dmsc-default-2026.11',
   unknownNames: 'allow',
+  // Written out, so a copy printed to edit shows what there is to tune.
+  resolution: { ...DEFAULT_RESOLUTION },
   entries: [...CATEGORIES, ...LEAVES.map(leaf)],
 };

@@ -11,7 +11,7 @@
 // lexical one, and the candidates are merged by their best confidence.
 import MiniSearch from 'minisearch';
 import { stemmer } from 'stemmer';
-import type { Taxonomy, TaxonomyEntry } from './taxonomy.js';
+import type { Resolution, Taxonomy, TaxonomyEntry } from './taxonomy.js';
 
 export interface IntentCandidate {
   readonly capability: string;
@@ -40,11 +40,11 @@ export interface IntentAnswer {
   readonly taxonomy: string;
 }
 
-export interface IntentOptions {
-  /** Below this confidence the best candidate is not taken (default 0.45, tuned on the tuning part of the labelled set). */
-  readonly threshold?: number;
-  /** When the second is within this much of the first, the answer is ambiguous (default 0.02). */
-  readonly margin?: number;
+/** The resolution defaults, tuned on the tuning part of the labelled set with the built-in taxonomy. */
+export const DEFAULT_RESOLUTION = { threshold: 0.52, margin: 0.02, scale: 20 } as const;
+
+/** Resolution settings (over the taxonomy's own `resolution`, over the defaults), and more rankers. */
+export interface IntentOptions extends Resolution {
   /** Rankers besides the lexical one. */
   readonly rankers?: readonly IntentRanker[];
 }
@@ -78,10 +78,10 @@ export class LexicalRanker implements IntentRanker {
   readonly #index: MiniSearch<{ id: string; label: string; synonyms: string; description: string; utterances: string }>;
   readonly #entries = new Map<string, TaxonomyEntry>();
   readonly #keywords: { phrase: RegExp; words: string; capability: string }[] = [];
-  /** Score at which a full match reaches half confidence, tuned on the tuning set. */
+  /** Score at which a full match reaches half confidence. */
   readonly #scale: number;
 
-  constructor(taxonomy: Taxonomy, scale = 6) {
+  constructor(taxonomy: Taxonomy, scale: number = DEFAULT_RESOLUTION.scale) {
     this.#scale = scale;
     this.#index = new MiniSearch({
       fields: ['label', 'synonyms', 'description', 'utterances'],
@@ -114,17 +114,23 @@ export class LexicalRanker implements IntentRanker {
         const matched = [...new Set(Object.keys(r.match))];
         const coverage = query.filter((q) => matched.includes(q)).length / query.length;
         const strength = r.score / (r.score + this.#scale);
-        const confidence = round(Math.sqrt(coverage) * strength);
+        // Words found only in example requests are weaker evidence: they are often the
+        // incidental objects of the example ("the sky" in "replace the sky").
+        const named = matched.some((t) => r.match[t]!.some((f) => f !== 'utterances'));
+        const confidence = round(Math.sqrt(coverage) * strength * (named ? 1 : EXAMPLES_ONLY));
         out.set(r.id, { capability: r.id, label: this.#entries.get(r.id)!.label, confidence, score: round(r.score), matched, ranker: this.name });
       }
     }
-    // Keyword rules: a keyword found whole is near-certain.
+    // Keyword rules: a keyword found whole raises its entry, and alone is enough for a
+    // match; it does not override the rest of the text ("make the photo fit in an email"
+    // is image editing, though it says "email").
     const flat = ` ${intent.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean).join(' ')} `;
     for (const k of this.#keywords) {
       if (!k.phrase.test(flat)) continue;
       const prev = out.get(k.capability);
-      if (!prev || prev.confidence < 0.95) {
-        out.set(k.capability, { capability: k.capability, label: this.#entries.get(k.capability)!.label, confidence: 0.95, score: prev?.score ?? 0, matched: [k.words], ranker: 'keyword' });
+      const c = round(Math.min(KEYWORD.ceiling, Math.max(KEYWORD.floor, (prev?.confidence ?? 0) + KEYWORD.bonus)));
+      if (!prev || prev.confidence < c) {
+        out.set(k.capability, { capability: k.capability, label: this.#entries.get(k.capability)!.label, confidence: c, score: prev?.score ?? 0, matched: [k.words], ranker: 'keyword' });
       }
     }
     return [...out.values()].sort((a, b) => b.confidence - a.confidence || b.score - a.score || (a.capability < b.capability ? -1 : 1)).slice(0, limit);
@@ -132,6 +138,11 @@ export class LexicalRanker implements IntentRanker {
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
+const defined = ({ threshold, margin, scale }: Resolution): Resolution => Object.fromEntries(Object.entries({ threshold, margin, scale }).filter(([, v]) => v !== undefined));
+
+// Tuned on the tuning part of bench/data/intents.json, with DEFAULT_RESOLUTION.
+const KEYWORD = { floor: 0.6, bonus: 0.1, ceiling: 0.95 };
+const EXAMPLES_ONLY = 0.8;
 
 export class IntentResolver {
   readonly taxonomy: Taxonomy;
@@ -141,9 +152,10 @@ export class IntentResolver {
 
   constructor(taxonomy: Taxonomy, options: IntentOptions = {}) {
     this.taxonomy = taxonomy;
-    this.threshold = options.threshold ?? 0.45;
-    this.margin = options.margin ?? 0.02;
-    this.#rankers = [new LexicalRanker(taxonomy), ...(options.rankers ?? [])];
+    const r = { ...DEFAULT_RESOLUTION, ...taxonomy.resolution, ...defined(options) };
+    this.threshold = r.threshold;
+    this.margin = r.margin;
+    this.#rankers = [new LexicalRanker(taxonomy, r.scale), ...(options.rankers ?? [])];
   }
 
   /** Ranks an intent; at most `limit` candidates (default 5). */

@@ -42,7 +42,8 @@ export class SemanticLayer {
   }
 
   /**
-   * Declared capabilities in the taxonomy's names: aliases replaced; unknown names
+   * Declared capabilities in the taxonomy's names: aliases and earlier versions' names
+   * replaced; unknown names
    * returned apart (with `unknownNames: reject`). @throws ERR_DMSC_INVALID_BODY for an
    * attribute of the wrong type, ERR_DMSC_UNKNOWN_CAPABILITY when no name is known.
    */
@@ -61,8 +62,9 @@ export class SemanticLayer {
       if (problem) throw new DmscError('ERR_DMSC_INVALID_BODY', `body.capabilities[${i}] (${n.name}): ${problem}`);
       // An alias declared beside its canonical name (during a rename): the first one
       // counts. The same name declared twice is still the client's error.
-      const aliased = n.via === 'alias' || normalized.some((x) => x.name === n.name);
-      if (n.via === 'alias') normalized.push(n);
+      const renamed = n.via === 'alias' || n.via === 'version';
+      const aliased = renamed || normalized.some((x) => x.name === n.name);
+      if (renamed) normalized.push(n);
       if (aliased && capabilities.some((c) => c.name === n.name)) continue;
       capabilities.push(n.name === d.name ? d : { ...d, name: n.name });
     }

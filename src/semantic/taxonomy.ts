@@ -59,6 +59,21 @@ export interface TaxonomyDocument {
   readonly unknownNames?: 'reject' | 'allow';
   readonly entries: readonly TaxonomyEntry[];
   readonly alignments?: readonly Alignment[];
+  /**
+   * How intents are resolved against this taxonomy, when not the defaults (which were
+   * tuned on the built-in one): BM25 scores grow with the taxonomy's text, so a much
+   * smaller taxonomy wants a smaller `scale`; `dmsc intent` prints the scores to tune by.
+   */
+  readonly resolution?: Resolution;
+}
+
+export interface Resolution {
+  /** Below this confidence the best candidate is not taken. */
+  readonly threshold?: number;
+  /** When the second is within this much of the first, the answer is ambiguous. */
+  readonly margin?: number;
+  /** The lexical score at which an intent all of whose words an entry explains gets half confidence. */
+  readonly scale?: number;
 }
 
 /** A name read through an alignment. */
@@ -73,7 +88,10 @@ export interface Aligned {
 export interface Normalized {
   readonly name: string;
   readonly declared: string;
-  readonly via: 'exact' | 'alias' | 'variant' | 'unknown-allowed';
+  readonly via: 'exact' | 'alias' | 'variant' | 'version' | 'unknown-allowed';
+  /** With `via: version`: the alignment (`version:<v>`) and its confidence. */
+  readonly source?: string;
+  readonly confidence?: number;
 }
 
 const KINDS: ReadonlySet<string> = new Set(['string', 'number', 'boolean', 'string[]']);
@@ -83,6 +101,7 @@ export class Taxonomy {
   readonly unknownNames: 'reject' | 'allow';
   readonly entries: readonly TaxonomyEntry[];
   readonly alignments: readonly Alignment[];
+  readonly resolution: Resolution;
   readonly #byName = new Map<string, TaxonomyEntry>();
   readonly #aliases = new Map<string, string>();
   readonly #alignments = new Map<string, { min: number; map: Map<string, { to: string; confidence: number }> }>();
@@ -92,6 +111,7 @@ export class Taxonomy {
     this.unknownNames = doc.unknownNames ?? 'reject';
     this.entries = doc.entries;
     this.alignments = doc.alignments ?? [];
+    this.resolution = doc.resolution ?? {};
     for (const e of doc.entries) this.#byName.set(e.name, e);
     for (const e of doc.entries) for (const a of e.aliases ?? []) this.#aliases.set(a, e.name);
     for (const a of doc.alignments ?? []) {
@@ -169,6 +189,13 @@ export class Taxonomy {
         }
       }
     }
+    if (d.resolution !== undefined) {
+      const r = d.resolution;
+      if (!r || typeof r !== 'object' || Array.isArray(r)) throw bad('resolution must be an object');
+      const unit = (k: 'threshold' | 'margin') => r[k] === undefined || (typeof r[k] === 'number' && r[k]! >= 0 && r[k]! <= 1);
+      if (!unit('threshold') || !unit('margin')) throw bad('resolution.threshold and resolution.margin must be within 0..1');
+      if (r.scale !== undefined && !(typeof r.scale === 'number' && r.scale > 0 && r.scale <= 1e6)) throw bad('resolution.scale must be a number above 0');
+    }
     return new Taxonomy(d as TaxonomyDocument);
   }
 
@@ -195,8 +222,9 @@ export class Taxonomy {
 
   /**
    * The canonical form of a declared name: an entry's own, an alias replaced, a variant
-   * below an open entry, or (with `unknownNames: allow`) the name as it is; undefined
-   * when the taxonomy does not know it.
+   * below an open entry, a name of an earlier version mapped by its `version:<v>`
+   * alignment (the first listed that maps it to a known name), or (with `unknownNames:
+   * allow`) the name as it is; undefined when the taxonomy does not know it.
    */
   normalize(declared: string): Normalized | undefined {
     if (this.#byName.has(declared)) return { name: declared, declared, via: 'exact' };
@@ -212,6 +240,11 @@ export class Taxonomy {
       }
     }
     if (this.#openAbove(declared)) return { name: declared, declared, via: 'variant' };
+    for (const a of this.alignments) {
+      if (!a.source.startsWith('version:')) continue;
+      const m = this.align(a.source, declared);
+      if (m && (this.#byName.has(m.name) || this.#openAbove(m.name))) return { name: m.name, declared, via: 'version', source: a.source, confidence: m.confidence };
+    }
     return this.unknownNames === 'allow' ? { name: declared, declared, via: 'unknown-allowed' } : undefined;
   }
 

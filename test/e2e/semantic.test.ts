@@ -8,14 +8,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addProvider, api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
 
+// A taxonomy this small scores lower than the built-in one: it says so (resolution.scale),
+// without which the two translation entries would be "no match" rather than ambiguous.
 const taxonomy = (version: string, extra: object[] = []) => JSON.stringify({
-  version, unknownNames: 'reject',
+  version, unknownNames: 'reject', resolution: { scale: 6 },
   entries: [
     { name: '/capability/vision/ocr', label: 'Optical character recognition', synonyms: ['text recognition', 'read scanned text'], utterances: ['read the words in this scanned page'], aliases: ['/capability/ocr'], open: true, attributes: { dpi: { type: 'number', min: 72 } } },
     { name: '/capability/text/translate', label: 'Translation', synonyms: ['translate into another language'], utterances: ['translate this letter into french'] },
     { name: '/capability/text/interpret', label: 'Translation', synonyms: ['translate into another language'], utterances: ['translate this letter into french'] },
     ...extra,
   ],
+  // Names of the taxonomy before this one, still declared by agents written for it.
+  alignments: [{ source: 'version:v0', map: [{ from: '/capability/scan-to-text', to: '/capability/vision/ocr', confidence: 0.9 }] }],
 });
 
 describe('semantic layer in a node', () => {
@@ -42,6 +46,12 @@ describe('semantic layer in a node', () => {
     // During a rename an agent may declare both names: one capability, the first one's.
     const both = await register(node, key, [{ name: '/capability/ocr', attributes: { dpi: 600 } }, { name: '/capability/vision/ocr' }], 'http://127.0.0.1:9007');
     expect(both.body.acs.capabilities).toMatchObject([{ name: '/capability/vision/ocr', attributes: { dpi: 600 } }]);
+  });
+
+  it('maps a name of an earlier taxonomy version through its alignment, and says so', async () => {
+    const r = await register(node, key, [{ name: '/capability/scan-to-text/fast' }], 'http://127.0.0.1:9008');
+    expect(r.body.acs.capabilities.map((c: any) => c.name)).toEqual(['/capability/vision/ocr/fast']);
+    expect(r.body.normalized).toEqual([{ declared: '/capability/scan-to-text/fast', name: '/capability/vision/ocr/fast', via: 'version:v0', confidence: 0.9 }]);
   });
 
   it('rejects unknown names (alone: 400; beside known ones: denied) and attributes of the wrong type', async () => {

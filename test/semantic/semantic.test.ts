@@ -3,11 +3,11 @@
 // taxonomies made for each case and on the built-in one.
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_TAXONOMY } from '../../src/semantic/default-taxonomy.js';
-import { IntentResolver, terms, type IntentRanker } from '../../src/semantic/intent.js';
+import { DEFAULT_RESOLUTION, IntentResolver, terms, type IntentRanker } from '../../src/semantic/intent.js';
 import { Taxonomy, type TaxonomyDocument } from '../../src/semantic/taxonomy.js';
 
 const doc: TaxonomyDocument = {
-  version: 't1', unknownNames: 'reject',
+  version: 't1', unknownNames: 'reject', resolution: { scale: 6 },
   entries: [
     { name: '/capability/vision', label: 'Vision' },
     { name: '/capability/vision/ocr', label: 'Optical character recognition', synonyms: ['text recognition', 'read scanned text'], utterances: ['read the words in this scanned page'], aliases: ['/capability/ocr'], keywords: ['ocr'], open: true,
@@ -84,6 +84,9 @@ describe('taxonomy', () => {
     expect(a.align('domain:metro', '/other')).toBeUndefined();
     expect(a.align('domain:unknown', '/skills/ocr')).toBeUndefined();
     expect(a.align('version:t0', '/ocr')).toMatchObject({ name: '/capability/ocr', confidence: 0.3 });
+    // At registration, a name of an earlier version becomes the one it maps to, when that one is known.
+    expect(a.normalize('/vision/ocr/fast')).toEqual({ name: '/capability/vision/ocr/fast', declared: '/vision/ocr/fast', via: 'version', source: 'version:t0', confidence: 0.3 });
+    expect(a.normalize('/nowhere')).toBeUndefined();
     const bad = (alignments: unknown, fault: RegExp) => expect(() => Taxonomy.from({ ...doc, alignments })).toThrow(expect.objectContaining({ code: 'ERR_DMSC_INVALID_CONFIG', message: expect.stringMatching(fault) }));
     bad([{ source: 'metro', map: [] }], /source is domain/);
     bad([{ source: 'domain:m', map: [{ from: '/a', to: '/b', confidence: 0.5 }, { from: '/c', to: '/b', confidence: 0.5 }] }], /mapped twice/);
@@ -116,10 +119,45 @@ describe('intent resolution', () => {
     expect(a.candidates.slice(0, 2).map((c) => c.capability).sort()).toEqual(['/capability/text/interpret', '/capability/text/translate']);
   });
 
-  it('takes a keyword found whole as near-certain, and only whole', () => {
+  it('takes a keyword found whole as a match on its own, and only whole', () => {
     expect(r.resolve('run OCR on it')).toMatchObject({ status: 'match', capability: '/capability/vision/ocr' });
     expect(r.resolve('run OCR on it').candidates[0]!.ranker).toBe('keyword');
     expect(r.resolve('the procress went fine').status).toBe('no-match');
+  });
+
+  it('does not let a keyword override the rest of the intent', () => {
+    // "email" is a keyword of email sending; the request is to edit an image.
+    const d = new IntentResolver(Taxonomy.from(DEFAULT_TAXONOMY));
+    const a = d.resolve('make the photo smaller so it fits in an email');
+    expect(a).toMatchObject({ status: 'match', capability: '/capability/vision/edit' });
+    expect(a.candidates.find((c) => c.capability === '/capability/comms/email')?.ranker).toBe('keyword');
+  });
+
+  it('counts words found only in example requests for less than words that name the entry', () => {
+    const one = (field: 'synonyms' | 'utterances') => new IntentResolver(Taxonomy.from({ version: 'x', entries: [
+      { name: '/capability/vision/edit', label: 'Image editing', [field]: ['replace the sky in this photo'] },
+      { name: '/capability/other', label: 'Other', synonyms: ['unrelated words'] },
+    ] }), { scale: 6 }).resolve('the sky').candidates[0]!;
+    const named = one('synonyms');
+    const examples = one('utterances');
+    // The same formula, ×0.8 when the words are in example requests only.
+    const expected = (c: typeof named) => c.score / (c.score + 6);
+    expect(named.confidence).toBeCloseTo(expected(named), 2);
+    expect(examples.confidence).toBeCloseTo(expected(examples) * 0.8, 2);
+  });
+
+  it('takes its threshold, margin and scale from the options, over the taxonomy, over the defaults', () => {
+    const plain = new IntentResolver(Taxonomy.from({ ...doc, resolution: undefined }));
+    expect([plain.threshold, plain.margin]).toEqual([DEFAULT_RESOLUTION.threshold, DEFAULT_RESOLUTION.margin]);
+    const own = new IntentResolver(Taxonomy.from({ ...doc, resolution: { threshold: 0.7, margin: 0.1 } }));
+    expect([own.threshold, own.margin]).toEqual([0.7, 0.1]);
+    expect(new IntentResolver(Taxonomy.from({ ...doc, resolution: { threshold: 0.7 } }), { threshold: 0.3 }).threshold).toBe(0.3);
+    // The scale: the same score reads as more confident against a smaller one.
+    const at = (scale: number) => new IntentResolver(Taxonomy.from({ ...doc, resolution: { scale } })).resolve('read the words in this scanned page').candidates[0]!.confidence;
+    expect(at(3)).toBeGreaterThan(at(30));
+    for (const resolution of [{ threshold: 2 }, { margin: -1 }, { scale: 0 }, []]) {
+      expect(() => Taxonomy.from({ ...doc, resolution })).toThrow(expect.objectContaining({ code: 'ERR_DMSC_INVALID_CONFIG', message: expect.stringContaining('resolution') }));
+    }
   });
 
   it('merges a pluggable ranker by its best confidence', () => {
