@@ -13,11 +13,21 @@ import type { TaxonomyDocument, TaxonomyEntry } from './taxonomy.js';
 
 type Leaf = [name: string, label: string, description: string, synonyms: string[], utterances: string[], extra?: Partial<TaxonomyEntry>];
 
+// The same phrase from two sources counts once (case and punctuation aside).
+const distinct = (phrases: string[]): string[] => {
+  const seen = new Set<string>();
+  return phrases.filter((p) => {
+    const key = p.toLowerCase().replace(/[^a-z0-9]+/g, ' ').trim();
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+};
 const category = (name: string, label: string, description: string): TaxonomyEntry => ({ name, label, description });
 const leaf = ([name, label, description, synonyms, utterances, extra]: Leaf): TaxonomyEntry => ({
   name, label, description,
-  synonyms: [...synonyms, ...(VOCABULARY[name]?.synonyms ?? []), ...(TUNED[name] ?? [])],
-  utterances: [...utterances, ...(VOCABULARY[name]?.utterances ?? [])],
+  synonyms: distinct([...synonyms, ...(VOCABULARY[name]?.synonyms ?? []), ...(TUNED[name] ?? [])]),
+  utterances: distinct([...utterances, ...(VOCABULARY[name]?.utterances ?? [])]),
   open: true, ...extra,
 });
 

@@ -2,7 +2,10 @@
 // in default-taxonomy.ts: written from each skill's name, label and description alone,
 // by writers who had not seen the labelled intents of bench/data/intents.json, so the
 // held-out part of that set stays held out. The lexical ranker knows only the words it
-// has seen; this is where most of them come from.
+// has seen; this is where most of them come from. Thirteen example requests that came
+// out close to intents of the labelled set (by chance: "why is the sky blue") were taken
+// out, so the set's out-of-scope intents stay out of scope and its held-out part held
+// out; `npm run bench -- intent` checks that none is left.
 export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly string[]; readonly utterances: readonly string[] }>> = {
   "/capability/text/translate": {
     synonyms: ["translate", "translation", "translator", "localize", "localise", "localization", "localisation", "into Spanish", "into English", "in French", "from German", "to Japanese", "foreign language", "multilingual", "bilingual", "interpret", "render in", "machine translation", "subtitle translation", "target language", "source language", "Mandarin", "Portuguese", "in Italian", "l10n", "say in another language", "back-translate"],
@@ -173,7 +176,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "In this policy, am I covered for water damage?",
       "quick q: what year did the Berlin Wall fall",
       "Given this product spec, does the device support Bluetooth 5?",
-      "Why is the sky blue?",
       "From the meeting notes, who is responsible for the budget?",
       "Can you answer these reading comprehension questions about the story?",
       "What is the boiling point of water at high altitude?",
@@ -185,7 +187,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "Does this recipe contain nuts? Here's the ingredient list.",
       "I pasted a chapter of my textbook — what is osmosis according to it?",
       "Answer the customer's question from our documentation snippet.",
-      "How tall is Mount Everest?",
       "What does the author claim is the main cause of inflation?",
       "Is it true that the report recommends closing the Leeds office?",
     ],
@@ -407,7 +408,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
     synonyms: ["object detection", "detect objects", "bounding box", "bounding boxes", "locate objects", "count objects", "where in the image", "find cars", "count people", "pedestrians", "YOLO", "localize", "coordinates of objects", "how many in photo", "boxes around", "spot objects", "detect vehicles", "detect defects location", "surveillance frames", "drone footage", "annotate objects", "mark location", "instance detection", "count items"],
     utterances: [
       "Draw bounding boxes around all the cars in this image.",
-      "How many people are in this photo?",
       "Detect and locate every pedestrian in these dashcam frames.",
       "Find where the cracks are on this concrete wall picture.",
       "Count the apples on the tree in this photo.",
@@ -563,7 +563,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "I need subtitles for this YouTube video.",
       "Speech to text for this voicemail please.",
       "Create an SRT caption file from the lecture audio.",
-      "What does the caller say in this voicemail?",
       "Dictation: let me speak and you type it out.",
       "transcribe attached mp3",
       "Get me a verbatim transcript of the deposition audio.",
@@ -687,7 +686,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "Is there a siren in this dashcam audio?",
       "what's that noise in the background",
       "Classify these music tracks by genre: rock, jazz, classical.",
-      "Detect dog barking in the neighbour's noise complaint recording.",
       "Does the engine sound abnormal in this clip?",
       "Recognize environmental sounds like rain, traffic and wind.",
       "Monitor the factory audio feed for unusual compressor sounds.",
@@ -742,7 +740,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "Read the checkboxes and answers from these patient intake forms.",
       "Get the policy number and claim details from the insurance claim form.",
       "Extract data from this driver's license photo into JSON.",
-      "I need the fields from these W-2 forms in a spreadsheet.",
       "Parse the loan application PDF into structured fields.",
       "What's the expiry date on this ID card?",
       "extract key-value pairs from this form",
@@ -908,7 +905,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "make a Power BI style dashboard for inventory",
       "could you chart our growth over the past five years",
       "plot these two series on the same axes",
-      "create an infographic-style visual of survey results",
       "draw a line chart comparing 2022 and 2023 sales",
       "data viz for the marketing report, something with bars",
       "Put the quarterly figures into a graph",
@@ -1023,7 +1019,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "are we under attack? look at the network traffic",
       "detect brute force login attempts in the auth logs",
       "analyse this pcap for signs of data exfiltration",
-      "Is someone port scanning our servers?",
       "hunt for indicators of compromise in the SIEM events",
       "find lateral movement in the Windows event logs",
       "flag DDoS traffic hitting the load balancer",
@@ -1112,7 +1107,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
   "/capability/payments/transfer": {
     synonyms: ["pay", "payment", "send money", "transfer money", "bank transfer", "wire transfer", "wire", "payout", "remit", "remittance", "ach", "sepa", "iban", "pay invoice", "settle invoice", "pay supplier", "pay vendor", "disburse", "reimburse", "direct debit", "swift", "venmo", "paypal", "zelle", "send funds", "payroll run"],
     utterances: [
-      "Pay the electricity bill from my current account",
       "send 500 euros to Maria's IBAN",
       "wire $10,000 to our supplier in Germany",
       "settle invoice INV-2043 from Acme Ltd",
@@ -1290,7 +1284,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "review the changes in this commit",
       "can a senior dev eye glance over my C++ and nitpick it",
       "audit this code for quality problems",
-      "is there a memory leak in this code?",
       "review my Terraform module for mistakes",
       "tell me what could break in this refactor",
       "give me review comments on the attached patch",
@@ -1485,7 +1478,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
   "/capability/comms/notify": {
     synonyms: ["notification", "notify", "sms", "text message", "push notification", "alert", "slack message", "teams message", "ping", "whatsapp", "telegram", "pager", "pagerduty", "on-call", "text me", "send a text", "heads up", "broadcast", "mobile alert", "sms alert", "reminder text", "discord", "post in channel", "twilio", "buzz"],
     utterances: [
-      "Send an SMS to the customer saying their order has shipped",
       "text me when the build finishes",
       "post a message in the #ops Slack channel",
       "push a notification to all app users about the outage",
@@ -1504,7 +1496,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "send a mobile alert to staff about the fire drill",
       "use Twilio to send a verification code",
       "page the database admin immediately",
-      "notify me when the price drops",
       "send a chat message to the support channel",
       "text all volunteers the new meeting location",
       "buzz my phone when the package arrives",
@@ -1551,7 +1542,6 @@ export const VOCABULARY: Readonly<Record<string, { readonly synonyms: readonly s
       "how do I get from the airport to my hotel in Tokyo?",
       "fastest way to drive from Boston to New York avoiding tolls",
       "plan a 10-day road trip through Scotland",
-      "give me walking directions to the nearest pharmacy",
       "what's the best public transport route to King's Cross?",
       "optimise the delivery route for these 15 addresses",
       "build an itinerary for Rome, Florence and Venice in a week",

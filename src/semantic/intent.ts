@@ -125,8 +125,11 @@ export class LexicalRanker implements IntentRanker {
     // match; it does not override the rest of the text ("make the photo fit in an email"
     // is image editing, though it says "email").
     const flat = ` ${intent.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean).join(' ')} `;
+    const raised = new Set<string>();
     for (const k of this.#keywords) {
-      if (!k.phrase.test(flat)) continue;
+      // One raise an entry, however many of its keywords the intent has.
+      if (raised.has(k.capability) || !k.phrase.test(flat)) continue;
+      raised.add(k.capability);
       const prev = out.get(k.capability);
       const c = round(Math.min(KEYWORD.ceiling, Math.max(KEYWORD.floor, (prev?.confidence ?? 0) + KEYWORD.bonus)));
       if (!prev || prev.confidence < c) {
@@ -152,7 +155,7 @@ export class IntentResolver {
 
   constructor(taxonomy: Taxonomy, options: IntentOptions = {}) {
     this.taxonomy = taxonomy;
-    const r = { ...DEFAULT_RESOLUTION, ...taxonomy.resolution, ...defined(options) };
+    const r = { ...DEFAULT_RESOLUTION, ...defined(taxonomy.resolution), ...defined(options) };
     this.threshold = r.threshold;
     this.margin = r.margin;
     this.#rankers = [new LexicalRanker(taxonomy, r.scale), ...(options.rankers ?? [])];

@@ -34,7 +34,7 @@ export interface TaxonomyEntry {
   readonly utterances?: readonly string[];
   /** Names registrations may use for this one (replaced by it). */
   readonly aliases?: readonly string[];
-  /** Words or phrases that, found whole in an intent, point at this entry for certain. */
+  /** Words or phrases that, found whole in an intent, raise this entry (enough for a match alone). */
   readonly keywords?: readonly string[];
   /** Names below this one are accepted as variants of it. */
   readonly open?: boolean;
@@ -181,6 +181,8 @@ export class Taxonomy {
           const mp = typeof m?.from === 'string' ? nameProblem(m.from) : 'missing';
           const tp = typeof m?.to === 'string' ? nameProblem(m.to) : 'missing';
           if (mp || tp) throw bad(`${at}.map[${j}]: ${mp ? `from: ${mp}` : `to: ${tp}`}`);
+          // At registration a version mapping renames; from the root it would rename every name.
+          if (a.source.startsWith('version:') && m.from === '/') throw bad(`${at}.map[${j}]: a version alignment cannot map from the root`);
           if (typeof m.confidence !== 'number' || !(m.confidence >= 0 && m.confidence <= 1)) throw bad(`${at}.map[${j}].confidence must be within 0..1`);
           // One to one: two of their names on one of ours would mix two routes into one.
           if (froms.has(m.from) || tos.has(m.to)) throw bad(`${at}.map[${j}]: ${froms.has(m.from) ? m.from : m.to} is mapped twice`);
@@ -192,9 +194,11 @@ export class Taxonomy {
     if (d.resolution !== undefined) {
       const r = d.resolution;
       if (!r || typeof r !== 'object' || Array.isArray(r)) throw bad('resolution must be an object');
+      const unknown = Object.keys(r).find((k) => k !== 'threshold' && k !== 'margin' && k !== 'scale');
+      if (unknown !== undefined) throw bad(`resolution has an unknown field '${unknown}' (threshold, margin, scale)`);
       const unit = (k: 'threshold' | 'margin') => r[k] === undefined || (typeof r[k] === 'number' && r[k]! >= 0 && r[k]! <= 1);
       if (!unit('threshold') || !unit('margin')) throw bad('resolution.threshold and resolution.margin must be within 0..1');
-      if (r.scale !== undefined && !(typeof r.scale === 'number' && r.scale > 0 && r.scale <= 1e6)) throw bad('resolution.scale must be a number above 0');
+      if (r.scale !== undefined && !(typeof r.scale === 'number' && r.scale > 0 && r.scale <= 1e6)) throw bad('resolution.scale must be a number above 0, up to 1,000,000');
     }
     return new Taxonomy(d as TaxonomyDocument);
   }
@@ -222,8 +226,8 @@ export class Taxonomy {
 
   /**
    * The canonical form of a declared name: an entry's own, an alias replaced, a variant
-   * below an open entry, a name of an earlier version mapped by its `version:<v>`
-   * alignment (the first listed that maps it to a known name), or (with `unknownNames:
+   * name of an earlier version mapped by its `version:<v>` alignment (the first listed
+   * that maps it to a valid, known name), a variant below an open entry, or (with `unknownNames:
    * allow`) the name as it is; undefined when the taxonomy does not know it.
    */
   normalize(declared: string): Normalized | undefined {
@@ -239,12 +243,14 @@ export class Taxonomy {
         break;
       }
     }
-    if (this.#openAbove(declared)) return { name: declared, declared, via: 'variant' };
+    // An earlier version's name the operator mapped: before variants, since a renamed
+    // entry's old name may still sit below an open one.
     for (const a of this.alignments) {
       if (!a.source.startsWith('version:')) continue;
       const m = this.align(a.source, declared);
-      if (m && (this.#byName.has(m.name) || this.#openAbove(m.name))) return { name: m.name, declared, via: 'version', source: a.source, confidence: m.confidence };
+      if (m && !nameProblem(m.name) && (this.#byName.has(m.name) || this.#openAbove(m.name))) return { name: m.name, declared, via: 'version', source: a.source, confidence: m.confidence };
     }
+    if (this.#openAbove(declared)) return { name: declared, declared, via: 'variant' };
     return this.unknownNames === 'allow' ? { name: declared, declared, via: 'unknown-allowed' } : undefined;
   }
 

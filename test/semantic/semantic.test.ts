@@ -75,7 +75,7 @@ describe('taxonomy', () => {
           { from: '/skills/ocr/hand', to: '/capability/vision/ocr/handwriting', confidence: 0.7 },
           { from: '/skills/guess', to: '/capability/text/translate', confidence: 0.4 },
         ] },
-        { source: 'version:t0', minConfidence: 0.2, map: [{ from: '/', to: '/capability', confidence: 0.3 }] },
+        { source: 'version:t0', minConfidence: 0.2, map: [{ from: '/vision', to: '/capability/vision', confidence: 0.3 }] },
       ],
     });
     expect(a.align('domain:metro', '/skills/ocr/fast')).toEqual({ name: '/capability/vision/ocr/fast', from: '/skills/ocr', confidence: 0.9, source: 'domain:metro' });
@@ -83,10 +83,21 @@ describe('taxonomy', () => {
     expect(a.align('domain:metro', '/skills/guess')).toBeUndefined();
     expect(a.align('domain:metro', '/other')).toBeUndefined();
     expect(a.align('domain:unknown', '/skills/ocr')).toBeUndefined();
-    expect(a.align('version:t0', '/ocr')).toMatchObject({ name: '/capability/ocr', confidence: 0.3 });
+    expect(a.align('version:t0', '/vision/ocr')).toMatchObject({ name: '/capability/vision/ocr', confidence: 0.3 });
     // At registration, a name of an earlier version becomes the one it maps to, when that one is known.
     expect(a.normalize('/vision/ocr/fast')).toEqual({ name: '/capability/vision/ocr/fast', declared: '/vision/ocr/fast', via: 'version', source: 'version:t0', confidence: 0.3 });
     expect(a.normalize('/nowhere')).toBeUndefined();
+    // Another domain's names are read only where routes cross to it, not at registration.
+    expect(Taxonomy.from({ ...doc, alignments: [{ source: 'domain:metro', map: [{ from: '/skills/ocr', to: '/capability/vision/ocr', confidence: 0.9 }] }] }).normalize('/skills/ocr')).toBeUndefined();
+    // The first version listed that maps a name wins; a mapping to an invalid name is not
+    // taken; an explicit mapping wins over a variant of the old place; never from the root.
+    const v = Taxonomy.from({ ...doc, alignments: [
+      { source: 'version:t1', map: [{ from: '/capability/vision/ocr/hand', to: '/capability/vision/ocr/handwriting', confidence: 0.8 }, { from: '/old', to: '/capability/vision/ocr' + '/x'.repeat(28), confidence: 0.9 }] },
+      { source: 'version:t0', map: [{ from: '/capability/vision/ocr/hand', to: '/capability/vision', confidence: 0.6 }] },
+    ] });
+    expect(v.normalize('/capability/vision/ocr/hand')).toMatchObject({ name: '/capability/vision/ocr/handwriting', via: 'version', source: 'version:t1' });
+    expect(v.normalize('/old/a/b')).toBeUndefined(); // 33 components
+    expect(() => Taxonomy.from({ ...doc, alignments: [{ source: 'version:t0', map: [{ from: '/', to: '/capability', confidence: 1 }] }] })).toThrow(/cannot map from the root/);
     const bad = (alignments: unknown, fault: RegExp) => expect(() => Taxonomy.from({ ...doc, alignments })).toThrow(expect.objectContaining({ code: 'ERR_DMSC_INVALID_CONFIG', message: expect.stringMatching(fault) }));
     bad([{ source: 'metro', map: [] }], /source is domain/);
     bad([{ source: 'domain:m', map: [{ from: '/a', to: '/b', confidence: 0.5 }, { from: '/c', to: '/b', confidence: 0.5 }] }], /mapped twice/);
@@ -125,6 +136,13 @@ describe('intent resolution', () => {
     expect(r.resolve('the procress went fine').status).toBe('no-match');
   });
 
+  it('raises an entry once, however many of its keywords an intent has', () => {
+    const k = new IntentResolver(Taxonomy.from({ version: 'k', entries: [{ name: '/capability/s', label: 'S', synonyms: ['condense'], keywords: ['summarize', 'summary', 'tldr'] }] }));
+    const one = k.resolve('summarize').candidates[0]!.confidence;
+    expect(one).toBe(0.6);
+    expect(k.resolve('summarize summary tldr').candidates[0]!.confidence).toBe(one);
+  });
+
   it('does not let a keyword override the rest of the intent', () => {
     // "email" is a keyword of email sending; the request is to edit an image.
     const d = new IntentResolver(Taxonomy.from(DEFAULT_TAXONOMY));
@@ -155,7 +173,7 @@ describe('intent resolution', () => {
     // The scale: the same score reads as more confident against a smaller one.
     const at = (scale: number) => new IntentResolver(Taxonomy.from({ ...doc, resolution: { scale } })).resolve('read the words in this scanned page').candidates[0]!.confidence;
     expect(at(3)).toBeGreaterThan(at(30));
-    for (const resolution of [{ threshold: 2 }, { margin: -1 }, { scale: 0 }, []]) {
+    for (const resolution of [{ threshold: 2 }, { margin: -1 }, { scale: 0 }, [], null, 'x', { treshold: 0.5 }]) {
       expect(() => Taxonomy.from({ ...doc, resolution })).toThrow(expect.objectContaining({ code: 'ERR_DMSC_INVALID_CONFIG', message: expect.stringContaining('resolution') }));
     }
   });
