@@ -33,6 +33,30 @@ export function adminCommands(program: Command): void {
     });
   withServer(provider.command('list')).description('list providers and their scopes').action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/providers')));
 
+  const observer = program.command('observer').description('observer credentials: read access to events, the audit log, metrics and the console');
+  withServer(observer.command('add'))
+    .description('issue an observer credential (at the AMC: a node with the embedded AMC, or `dmsc amc`)')
+    .argument('<name>', 'who it is for')
+    .addOption(new Option('--scope <scope>', 'agents: one provider\'s agents; node: everything at one node; domain: every node of the domain').choices(['agents', 'node', 'domain']).makeOptionMandatory())
+    .option('--provider <name>', 'the provider, with --scope agents')
+    .option('--node <id>', 'the node, with --scope node')
+    .option('--ttl <seconds>', 'lifetime (60 s to 366 days)', String(30 * 86400))
+    .action(async (name: string, o: ClientOptions & { scope: string; provider?: string; node?: string; ttl: string }) => {
+      const ttlSeconds = Number(o.ttl);
+      if (!Number.isInteger(ttlSeconds)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', '--ttl is a whole number of seconds');
+      print(await call(o, 'POST', '/v1/observers', { name, scope: o.scope, ttlSeconds, ...(o.provider ? { provider: o.provider } : {}), ...(o.node ? { node: o.node } : {}) }));
+    });
+  withServer(program.command('audit'))
+    .description("page through a node's audit log (oldest first), as the token's scope allows")
+    .option('--since <id>', 'events after this id', '0')
+    .addOption(new Option('--kind <kind>', 'only this kind').choices(['registration', 'deregistration', 'health', 'discovery', 'resolution', 'invocation', 'policy', 'peer']))
+    .option('--aic <aic>', 'only events about this agent')
+    .option('--limit <n>', 'events a page (1 to 1000)', '100')
+    .action(async (o: ClientOptions & { since: string; kind?: string; aic?: string; limit: string }) => {
+      const q = new URLSearchParams({ since: o.since, limit: o.limit, ...(o.kind ? { kind: o.kind } : {}), ...(o.aic ? { aic: o.aic } : {}) });
+      print(await call(o, 'GET', `/v1/audit?${q}`));
+    });
+
   withServer(program.command('intent'))
     .description('show how the node reads an intent: capability candidates with their confidence, and the answer (match, no-match, ambiguous)')
     .argument('<text...>', 'the intent, in words')

@@ -64,10 +64,13 @@ program
   .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
   .option('--dataplane <host:port>', 'data-plane listener (requests addressed by capability)', '127.0.0.1:7080')
   .option('--upstream-timeout-ms <ms>', 'how long an instance may take to start answering a data-plane request before the next is tried', '30000')
+  .option('--audit-max-age <seconds>', 'how long the audit log keeps an event', String(7 * 86400))
+  .option('--audit-max-entries <n>', 'how many events the audit log keeps at most (the oldest go first)', '1000000')
+  .option('--audit-prune-ms <ms>', 'how often audit retention runs', '60000')
   .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
   .option('--upstream <id>', 'the peer (one of the peers) to ask for names with no route here')
   .option('--mesh-config <file>', 'JSON file: peers, upstream, other trust domains (keys, export policy, tag table), route limits, hold time, TLS')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; taxonomy?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; upstreamTimeoutMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; taxonomy?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; upstreamTimeoutMs: string; auditMaxAge: string; auditMaxEntries: string; auditPruneMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs, upstreamTimeout: opts.upstreamTimeoutMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');

@@ -37,9 +37,9 @@ import type { PeeringTls } from '../mesh/mesh.js';
 import { listenOn, type Listen } from '../node/config.js';
 import { bearer } from '../http/server.js';
 import { policyDenial, type Decision, type PolicyEngine } from '../policy/policy.js';
-import { Exchange, FLOW_HEADER, HOPS_HEADER, VIA_HEADER, type Ask, type DataPlaneStats, type ExchangeHost, type Target } from './exchange.js';
+import { Exchange, FLOW_HEADER, HOPS_HEADER, VIA_HEADER, type Ask, type DataPlaneStats, type ExchangeHost, type Outcome, type Target } from './exchange.js';
 
-export { FLOW_HEADER, HOPS_HEADER, VIA_HEADER, type DataPlaneStats } from './exchange.js';
+export { FLOW_HEADER, HOPS_HEADER, VIA_HEADER, type DataPlaneStats, type Outcome } from './exchange.js';
 
 export interface DataPlaneOptions {
   readonly listen: Listen;
@@ -87,6 +87,11 @@ export interface DataPlaneDeps {
    * the native relay was taught of them goes.
    */
   readonly onCredentialChange?: (listener: (change: { revoked: string[]; keys: boolean }) => void) => void;
+  /**
+   * How each request this process forwarded ended. Requests the native relay serves by
+   * itself are counted in its counters only.
+   */
+  readonly outcome?: (o: Outcome) => void;
 }
 
 /** Path components that would climb out of an instance's base path, as written or encoded. */
@@ -158,6 +163,7 @@ export class DataPlane {
       },
       teach: (ask, claims, prefix, aic) => this.#teach(ask, claims, prefix, aic),
       fail: (res, e) => this.#fail(res, e),
+      ...(deps.outcome ? { outcome: deps.outcome } : {}),
     };
   }
 

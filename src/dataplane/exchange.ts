@@ -71,6 +71,21 @@ export interface ExchangeHost {
   teach?(ask: Ask, claims: AgentClaims, prefix: string, aic: string): void;
   /** The error answer (or a cut connection, once the answer has begun). */
   fail(res: ServerResponse, e: unknown): void;
+  /** How a request ended, once it has (for events and metrics; never its payload). */
+  outcome?(o: Outcome): void;
+}
+
+export interface Outcome {
+  readonly capability: string;
+  readonly requester: AgentClaims;
+  /** The next hops tried, in order (AICs, or `peer:<id>`). */
+  readonly tried: readonly string[];
+  /** The instance's status, when one answered. */
+  readonly status?: number;
+  /** The error code, when none did. */
+  readonly error?: string;
+  /** From the request's arrival here to the end of the answer. */
+  readonly ms: number;
 }
 
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -111,6 +126,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #answered = false;
   #refused = 0;
   #drainHooked = false;
+  #status = 0;
+  readonly #started = performance.now();
 
   constructor(host: ExchangeHost, req: IncomingMessage, res: ServerResponse, ask: Ask, claims: AgentClaims, decision: Decision<TagSet>) {
     this.#host = host;
@@ -161,6 +178,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return controller.abort(Object.assign(new Error(`an answer that cannot be passed on (${(e as Error).message})`), { code: 'ERR_DMSC_BAD_ANSWER' }));
     }
     this.#answered = true;
+    this.#status = statusCode;
     if (!this.#drainHooked) {
       this.#drainHooked = true;
       res.on('drain', () => this.#controller?.resume());
@@ -182,6 +200,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     } catch {
       this.#res.destroy();
     }
+    this.#report({ status: this.#status });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, e: Error): void {
@@ -260,6 +279,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#tried.length === 0) return this.#host.fail(this.#res, new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${this.#decision.require.length ? ' with the required tags' : ''}`));
     this.#host.stats.failed++;
     this.#host.fail(this.#res, new DmscError('ERR_DMSC_UPSTREAM_FAILED', `every instance tried for ${capability} failed (${this.#attempts} tried; last: ${this.#last})`, { attempts: this.#attempts }));
+    this.#report({ error: 'ERR_DMSC_UPSTREAM_FAILED' });
+  }
+
+  #report(end: { status: number } | { error: string }): void {
+    try {
+      this.#host.outcome?.({ capability: this.#ask.capability, requester: this.#claims, tried: [...this.#tried], ...end, ms: performance.now() - this.#started });
+    } catch {
+      // Reporting never changes the answer.
+    }
   }
 
   /**

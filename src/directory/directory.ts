@@ -83,6 +83,7 @@ export class Directory {
   readonly #external = new Map<string, HealthState>();
   readonly #localListeners: ((prefixes: ReadonlySet<string>) => void)[] = [];
   readonly #agentListeners: ((aic: string) => void)[] = [];
+  readonly #healthListeners: ((change: { aic: string; from: HealthState; to: HealthState; why: string }) => void)[] = [];
   readonly #agents = new Map<string, AgentRecord>();
   readonly #offers = new Map<string, Map<string, CapabilityOffer>>();
   readonly #liveness = new Map<string, Liveness>();
@@ -173,9 +174,11 @@ export class Directory {
     const l = this.#liveness.get(aic);
     if (!l) return false;
     const wasDown = l.state === 'down';
+    const before = l.state;
     l.lastSeen = Date.now();
     l.missed = false;
     l.state = state;
+    if (before !== state) this.#healthChanged(aic, before, state, 'heartbeat');
     l.load = load;
     this.#fib.setHealth(aic, { state, load });
     if (wasDown !== (state === 'down')) this.#reselect(aic);
@@ -190,9 +193,11 @@ export class Directory {
     const l = this.#liveness.get(aic);
     if (!l) return false;
     if (l.state === 'down') return true;
+    const before = l.state;
     l.state = 'down';
     this.#fib.setHealth(aic, { state: 'down' });
     this.#reselect(aic);
+    this.#healthChanged(aic, before, 'down', 'request failed');
     return true;
   }
 
@@ -202,9 +207,11 @@ export class Directory {
     for (const [aic, l] of this.#liveness) {
       if (!l.missed && l.lastSeen < deadline) {
         l.missed = true;
+        const before = l.state;
         l.state = 'down';
         this.#fib.setHealth(aic, { state: 'down' });
         gone.push(aic);
+        if (before !== 'down') this.#healthChanged(aic, before, 'down', 'heartbeats missed');
       }
     }
     for (const aic of gone) this.#reselect(aic);
@@ -217,6 +224,15 @@ export class Directory {
     this.#program(new Set(this.#offers.keys()), tagsFor);
     this.#tagsFor = tagsFor;
     this.#localChanged(new Set(this.#offers.keys()));
+  }
+
+  /** Calls `listener` when an agent's health state changes, with why. */
+  onHealthChange(listener: (change: { aic: string; from: HealthState; to: HealthState; why: string }) => void): void {
+    this.#healthListeners.push(listener);
+  }
+
+  #healthChanged(aic: string, from: HealthState, to: HealthState, why: string): void {
+    for (const l of this.#healthListeners) l({ aic, from, to, why });
   }
 
   /** Calls `listener` with the AIC of an agent whose record was added, replaced or removed. */

@@ -11,6 +11,15 @@ import { bearerMatches } from '../node/admin-token.js';
 import { acsOf } from './directory.js';
 import { DEFAULT_TTL, type Gateway, type RegistrationRequest } from './gateway.js';
 import type { SemanticLayer } from '../semantic/semantic.js';
+import type { NewEvent } from '../telemetry/events.js';
+
+/** Where the routes report what they decided (events) and how long answers took. */
+export interface RouteObserver {
+  event(e: NewEvent): void;
+  resolution(kind: 'resolve' | 'discover' | 'intent', outcome: string, ms: number): void;
+}
+
+const codeOf = (e: unknown) => (e instanceof DmscError ? e.code : 'ERR_DMSC_INTERNAL');
 
 const capabilityName = { type: 'string', minLength: 1, maxLength: 1024 } as const;
 const tagList = { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 64 } } as const;
@@ -78,8 +87,24 @@ const discoverQuery = {
   properties: { capability: capabilityName, require: { type: 'string', maxLength: 1024 } },
 } as const;
 
-export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: CredentialGuard, adminToken: string, semantic: SemanticLayer): void {
+export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: CredentialGuard, adminToken: string, semantic: SemanticLayer, observe?: RouteObserver): void {
   const agent = (req: FastifyRequest) => guard.verify(bearer(req));
+  // A discovery or resolution: timed, and reported with its decision whichever way it went.
+  const decided = async <T>(kind: 'resolve' | 'discover', requester: AgentClaims, capability: string, run: () => Promise<T>, detail: (answer: T) => { aics: string[]; providers: string[]; decision: string; detail: Record<string, unknown> }, extra: Record<string, unknown> = {}): Promise<T> => {
+    const t = performance.now();
+    try {
+      const answer = await run();
+      const d = detail(answer);
+      observe?.resolution(kind, 'ok', performance.now() - t);
+      observe?.event({ kind: kind === 'resolve' ? 'resolution' : 'discovery', capability, aics: [requester.aic, ...d.aics], providers: [requester.provider, ...d.providers], decision: d.decision, detail: { ...extra, ...d.detail } });
+      return answer;
+    } catch (e) {
+      observe?.resolution(kind, 'error', performance.now() - t);
+      observe?.event({ kind: kind === 'resolve' ? 'resolution' : 'discovery', capability, aics: [requester.aic], providers: [requester.provider], decision: 'refused', reason: codeOf(e), detail: extra });
+      throw e;
+    }
+  };
+  const providerOf = (aic: string) => gw.directory.get(aic)?.provider;
   // The agent itself, or an operator with the admin token.
   const selfOrAdmin = async (req: FastifyRequest, aic: string): Promise<void> => {
     if (bearerMatches(req.headers.authorization, adminToken)) return;
@@ -95,8 +120,22 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     const key = bearer(req);
     req.body.capabilities.forEach((c, i) => checkName(c.name, `body.capabilities[${i}].name`));
     // In the taxonomy's names: aliases replaced, attributes checked, unknown names out.
-    const { capabilities, normalized, unknown } = semantic.normalize(req.body.capabilities);
-    const { record, credential, expiresAt, denied } = await gw.register(key, { ...req.body, capabilities });
+    let registered: Awaited<ReturnType<Gateway['register']>>;
+    let normalizedNames: ReturnType<typeof semantic.normalize<RegistrationRequest['capabilities'][number]>>;
+    try {
+      normalizedNames = semantic.normalize<RegistrationRequest['capabilities'][number]>(req.body.capabilities);
+      registered = await gw.register(key, { ...req.body, capabilities: normalizedNames.capabilities });
+    } catch (e) {
+      const details = e instanceof DmscError ? (e.details as { denied?: unknown; unknown?: unknown } | undefined) : undefined;
+      observe?.event({ kind: 'registration', decision: 'denied', reason: codeOf(e), detail: { declared: req.body.capabilities.map((c) => c.name), ...(details?.denied ? { denied: details.denied } : {}), ...(details?.unknown ? { unknown: details.unknown } : {}) } });
+      throw e;
+    }
+    const { capabilities, normalized, unknown } = normalizedNames;
+    const { record, credential, expiresAt, denied } = registered;
+    observe?.event({
+      kind: 'registration', aics: [record.aic], providers: [record.provider], decision: 'accepted',
+      detail: { capabilities: record.capabilities.map((c) => c.name), denied: [...unknown, ...denied], ...(normalized.length ? { normalized: normalized.map((n) => ({ declared: n.declared, name: n.name })) } : {}) },
+    });
     return reply.status(201).send({
       aic: record.aic,
       credential,
@@ -121,7 +160,9 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
   http.delete<{ Params: { aic: string } }>('/v1/agents/:aic', { schema: { params: aicParams } }, async (req, reply) => {
     parseAic(req.params.aic);
     await selfOrAdmin(req, req.params.aic);
+    const provider = providerOf(req.params.aic);
     await gw.deregister(req.params.aic);
+    observe?.event({ kind: 'deregistration', aics: [req.params.aic], providers: provider ? [provider] : [], decision: 'removed', reason: bearerMatches(req.headers.authorization, adminToken) ? 'by the operator' : 'by the agent' });
     return reply.status(204).send();
   });
 
@@ -146,7 +187,10 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     const claims = await agent(req);
     checkName(req.query.capability, 'capability');
     const require = req.query.require ? req.query.require.split(',').filter(Boolean) : [];
-    const { candidates, path } = await gw.discover(claims, req.query.capability, require, { ttl: DEFAULT_TTL, path: [], credential: bearer(req) });
+    const { candidates, path } = await decided('discover', claims, req.query.capability, () => gw.discover(claims, req.query.capability, require, { ttl: DEFAULT_TTL, path: [], credential: bearer(req) }), (a) => ({
+      aics: a.candidates.map((c) => String(c.aic)), providers: [], decision: a.candidates.length ? 'found' : 'none',
+      detail: { candidates: a.candidates.length, path: a.path, ...(require.length ? { require } : {}) },
+    }));
     return { capability: req.query.capability, candidates, path };
   });
 
@@ -154,19 +198,37 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
     const claims = await agent(req);
     const exclude = req.body.exclude ?? [];
     const hop = { ttl: DEFAULT_TTL, path: [], credential: bearer(req), ...(exclude.length ? { exclude } : {}) };
+    const require = req.body.require ?? [];
+    const resolve = (capability: string, extra: Record<string, unknown> = {}) => decided('resolve', claims, capability, () => gw.resolve(claims, capability, require, req.body.flow, hop), (a) => {
+      const target = a.target.aic;
+      const provider = providerOf(target);
+      // The candidates the choice was made among: this node's agents for the prefix.
+      const considered = a.path.length === 1 ? gw.directory.candidates(a.capability).map((c) => ({ aic: c.record.aic, state: c.liveness.state, weight: c.offer.weight, priority: c.offer.priority })) : [];
+      return {
+        aics: [target], providers: provider ? [provider] : [], decision: 'chosen',
+        detail: { chosen: target, prefix: a.capability, failover: a.failover, path: a.path, candidates: considered, ...(exclude.length ? { excluded: exclude } : {}), ...(require.length ? { require } : {}) },
+      };
+    }, extra);
     if (req.body.intent === undefined) {
       checkName(req.body.capability!, 'body.capability');
-      return gw.resolve(claims, req.body.capability!, req.body.require ?? [], req.body.flow, hop);
+      return resolve(req.body.capability!);
     }
     // An intent: ranked against the taxonomy; only a clear match is resolved.
+    const t = performance.now();
     const answer = semantic.resolveIntent(req.body.intent);
     const intent = { status: answer.status, candidates: answer.candidates, threshold: answer.threshold, taxonomy: answer.taxonomy };
+    observe?.resolution('intent', answer.status, performance.now() - t);
+    // The intent's text is the request's payload: only how it was read is recorded.
+    const reading = { intent: { status: answer.status, candidates: answer.candidates.slice(0, 3).map((c) => ({ capability: c.capability, confidence: c.confidence })) } };
+    if (answer.status !== 'match') {
+      observe?.event({ kind: 'resolution', aics: [claims.aic], providers: [claims.provider], decision: 'refused', reason: answer.status === 'no-match' ? 'ERR_DMSC_NO_MATCH' : 'ERR_DMSC_AMBIGUOUS_INTENT', detail: reading });
+    }
     if (answer.status === 'no-match') throw new DmscError('ERR_DMSC_NO_MATCH', `no capability matches the intent with confidence ${answer.threshold} or more`, { intent });
     if (answer.status === 'ambiguous') {
       const [a, b] = answer.candidates;
       throw new DmscError('ERR_DMSC_AMBIGUOUS_INTENT', `the intent fits ${a!.capability} (${a!.confidence}) and ${b!.capability} (${b!.confidence}) about as well; say which`, { intent });
     }
-    return { ...(await gw.resolve(claims, answer.capability!, req.body.require ?? [], req.body.flow, hop)), intent };
+    return { ...(await resolve(answer.capability!, reading)), intent };
   });
 
   // The ranking alone, for a person or an agent to see how an intent is read.

@@ -21,6 +21,13 @@ export const GATEWAY_TYP = 'dmsc-gateway+jwt';
  * AMC's keys can check the grant offline.
  */
 export const GRANT_KEY_TYP = 'dmsc-grant-key+jwt';
+/**
+ * An observer credential: read access to events and the audit log, within a scope
+ * (`agents`: one provider's agents; `node`: everything at one node; `domain`: everything
+ * at every node of the domain).
+ */
+export const OBSERVER_TYP = 'dmsc-observer+jwt';
+export type ObserverScope = { scope: 'agents'; provider: string } | { scope: 'node'; node: string } | { scope: 'domain' };
 
 export interface Denial {
   readonly capability: string;
@@ -257,6 +264,17 @@ export class LocalAmc implements Amc {
     const exp = Math.ceil((Date.now() + this.#ttlMs) / 1000);
     const credential = await signJwt(this.#keys.active, CREDENTIAL_TYP, {
       iss: this.issuer, sub: aic, exp, prv: provider, gw: gateway, dom: this.domain, scope: [...scope],
+    });
+    return { credential, expiresAt: exp * 1000 };
+  }
+
+  /** Issues an observer credential (`name` says who it is for; it lives `ttlMs`). */
+  async issueObserver(name: string, scope: ObserverScope, ttlMs: number): Promise<Issued> {
+    if (scope.scope === 'agents' && !this.#providers.has(scope.provider)) throw new DmscError('ERR_DMSC_NOT_FOUND', `unknown provider '${scope.provider}'`);
+    const exp = Math.ceil((Date.now() + ttlMs) / 1000);
+    const credential = await signJwt(this.#keys.active, OBSERVER_TYP, {
+      iss: this.issuer, sub: name, exp, dom: this.domain, obs: scope.scope,
+      ...(scope.scope === 'agents' ? { prv: scope.provider } : scope.scope === 'node' ? { gw: scope.node } : {}),
     });
     return { credential, expiresAt: exp * 1000 };
   }

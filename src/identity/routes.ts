@@ -41,6 +41,24 @@ export function amcAdminRoutes(http: FastifyInstance, amc: LocalAmc, adminToken:
   }, async (req, reply) => reply.status(201).send(await amc.addProvider(req.body.name, req.body.scopes)));
   http.get('/v1/providers', { onRequest: admin }, async () => ({ providers: amc.providers() }));
   http.post('/v1/amc/rotate-key', { onRequest: admin }, async () => ({ kid: await amc.rotateKey(), keys: amc.jwks().keys.map((k) => k.kid) }));
+  http.post<{ Body: { name: string; scope: 'agents' | 'node' | 'domain'; provider?: string; node?: string; ttlSeconds?: number } }>('/v1/observers', {
+    onRequest: admin,
+    schema: { body: { type: 'object', additionalProperties: false, required: ['name', 'scope'], properties: {
+      name: { type: 'string', minLength: 1, maxLength: 63 }, scope: { enum: ['agents', 'node', 'domain'] },
+      provider: { type: 'string', minLength: 1, maxLength: 63 }, node: { type: 'string', minLength: 1, maxLength: 63 },
+      ttlSeconds: { type: 'integer', minimum: 60, maximum: 366 * 86400 },
+    } } },
+  }, async (req, reply) => {
+    const { name, scope, provider, node, ttlSeconds = 30 * 86400 } = req.body;
+    const needs = scope === 'agents' ? 'provider' : scope === 'node' ? 'node' : undefined;
+    for (const field of ['provider', 'node'] as const) {
+      if (field === needs && req.body[field] === undefined) throw new DmscError('ERR_DMSC_INVALID_BODY', `body.${field} is needed with scope '${scope}'`);
+      if (field !== needs && req.body[field] !== undefined) throw new DmscError('ERR_DMSC_INVALID_BODY', `body.${field} does not go with scope '${scope}'`);
+    }
+    const s = scope === 'agents' ? { scope, provider: provider! } : scope === 'node' ? { scope, node: node! } : { scope };
+    const { credential, expiresAt } = await amc.issueObserver(name, s, ttlSeconds * 1000);
+    return reply.status(201).send({ name, ...s, credential, expiresAt: new Date(expiresAt).toISOString() });
+  });
 }
 
 /**

@@ -99,6 +99,11 @@ export class DigestSync {
   readonly #unsubscribe: () => void;
   readonly stats: CspStats = { snapshotsSent: 0, deltasSent: 0, entriesSent: 0, resyncsAsked: 0 };
 
+  /** The version of our digest sent last, and of the peer's we hold (-1: none complete yet). */
+  get versions(): { ours: number; theirs: number } {
+    return { ours: this.#version, theirs: this.#theirs };
+  }
+
   readonly #options: DigestSyncOptions;
   readonly #maxRoutes: number;
   /** Runs while a snapshot from the peer is due: started, or asked for. */

@@ -135,9 +135,9 @@ export class Mesh {
   }
 
   /** Peers with an open session, with what each has sent and advertised. */
-  peers(): { gateway: string; domain: string; holdMs: number; routes: number; frames: PeerSession['stats']; csp: DigestSync['stats'] }[] {
+  peers(): { gateway: string; domain: string; holdMs: number; routes: number; frames: PeerSession['stats']; csp: DigestSync['stats'] & DigestSync['versions'] }[] {
     return [...this.#sessions.values()].map(({ session, sync }) => ({
-      ...session.peer, holdMs: session.holdMs, routes: this.rib.countFrom(session.peer.gateway), frames: { ...session.stats }, csp: { ...sync.stats },
+      ...session.peer, holdMs: session.holdMs, routes: this.rib.countFrom(session.peer.gateway), frames: { ...session.stats }, csp: { ...sync.stats, ...sync.versions },
     }));
   }
 

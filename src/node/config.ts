@@ -38,6 +38,8 @@ export interface NodeConfig extends MeshConfig {
   readonly upstreamTimeoutMs: number;
   /** A standalone AMC, instead of the embedded one. */
   readonly amc?: { readonly url: string; readonly gatewayKey: string; readonly pollMs: number };
+  /** Audit log retention: events older than this go, and the oldest past the count. */
+  readonly audit: { readonly maxAgeMs: number; readonly maxEntries: number; readonly pruneEveryMs: number };
 }
 
 export interface NodeOptions {
@@ -57,6 +59,9 @@ export interface NodeOptions {
   peering?: string;
   dataplane?: string;
   upstreamTimeout?: string;
+  auditMaxAge?: string;
+  auditMaxEntries?: string;
+  auditPruneMs?: string;
   peer?: string[];
   upstream?: string;
   meshConfig?: string;
@@ -189,6 +194,11 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
     dataplane: options.dataplane === undefined ? DEFAULT_DATAPLANE : parseListen(options.dataplane, '--dataplane'),
     upstreamTimeoutMs: parseIntFlag(options.upstreamTimeout, '--upstream-timeout-ms', 30_000, 10, 3_600_000),
+    audit: {
+      maxAgeMs: parseIntFlag(options.auditMaxAge, '--audit-max-age', 7 * 86400, 1, 3650 * 86400) * 1000,
+      maxEntries: parseIntFlag(options.auditMaxEntries, '--audit-max-entries', 1_000_000, 10, 1_000_000_000),
+      pruneEveryMs: parseIntFlag(options.auditPruneMs, '--audit-prune-ms', 60_000, 50, 86_400_000),
+    },
     peers,
     ...(upstream !== undefined ? { upstream: checkId(upstream, '--upstream') } : {}),
     domains: mesh?.domains ?? [],

@@ -25,6 +25,12 @@ import { DEFAULT_RULES } from '../task/default-rules.js';
 import { TaskEngine } from '../task/engine.js';
 import { SemanticLayer } from '../semantic/semantic.js';
 import { taskInvoker, taskRoutes } from '../task/routes.js';
+import { EventAccess } from '../telemetry/access.js';
+import { consoleRoutes } from '../telemetry/console.js';
+import { EventLog } from '../telemetry/events.js';
+import { createLogger, logSink, type LogSink } from '../telemetry/log.js';
+import { NodeMetrics } from '../telemetry/metrics.js';
+import { telemetryRoutes } from '../telemetry/routes.js';
 import { loadAdminToken } from './admin-token.js';
 import { formatListen, readFibFile, type Listen, type NodeConfig } from './config.js';
 
@@ -44,9 +50,15 @@ export class DmscNode {
   #address: Listen | undefined;
 
   readonly #domains: Domains;
+  readonly events: EventLog;
+  readonly metrics: NodeMetrics;
+  readonly #log: LogSink;
 
-  private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; token: string; domains: Domains }) {
+  private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; token: string; domains: Domains; log: LogSink }) {
     this.config = config;
+    const log = parts.log;
+    this.#log = log;
+    this.events = new EventLog(parts.store, config.id, config.audit);
     this.fib = parts.fib;
     this.#store = parts.store;
     this.#amc = parts.amc;
@@ -56,7 +68,7 @@ export class DmscNode {
     this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, grants: parts.grants }, {
       nodeId: config.id, heartbeatMs: config.heartbeatMs, misses: 3, grantTtlMs: config.grantTtlMs,
     });
-    this.gateway.onLog = log(config.id);
+    this.gateway.onLog = log;
     this.mesh = new Mesh({
       self: { gateway: config.id, domain: parts.amc.domain }, listen: config.peering, peers: config.peers,
       ...(config.upstream ? { upstream: config.upstream } : {}),
@@ -71,7 +83,10 @@ export class DmscNode {
         return secure ? { address: formatListen(secure), tls: true } : plain ? { address: formatListen(plain), tls: false } : undefined;
       },
       knownTags: () => new Set((policy.document.tags ?? []).map((t) => t.tag)),
-      log: log(config.id),
+      log: (e) => {
+        log(e);
+        this.#peerEvent(e);
+      },
     }, parts.amc, this.gateway.directory);
     // One guard for the API and the data plane: a credential verified by either is in
     // the cache of both.
@@ -81,6 +96,17 @@ export class DmscNode {
       peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
       peerFailed: (peer) => this.mesh.holdOff(peer),
       onCredentialChange: (listener) => parts.amc.onChange(listener),
+      outcome: (o) => {
+        const outcome = o.status !== undefined ? (o.status < 500 ? 'ok' : 'error') : 'failed';
+        this.metrics.forwarding(outcome, o.ms);
+        const target = o.tried.at(-1);
+        this.events.emit({
+          kind: 'invocation', capability: o.capability, aics: [o.requester.aic, ...o.tried.filter((t) => !t.startsWith('peer:'))],
+          providers: [o.requester.provider, ...o.tried.map((t) => this.gateway.directory.get(t)?.provider).filter((p): p is string => p !== undefined)],
+          decision: outcome, ...(o.error ? { reason: o.error } : {}),
+          detail: { tried: o.tried, ...(target ? { target } : {}), failover: o.tried.length > 1, ...(o.status !== undefined ? { status: o.status } : {}), ms: Math.round(o.ms * 1000) / 1000 },
+        });
+      },
     }, {
       listen: config.dataplane, headersTimeoutMs: config.upstreamTimeoutMs,
       ...(config.peerDataplane ? { peerListen: config.peerDataplane } : {}),
@@ -88,19 +114,36 @@ export class DmscNode {
     });
     // Tasks (TIP): each sub-task is resolved for the requester as its own resolution
     // would be, then its chosen agent is called.
-    const rules = new RuleBook(config.taskRules, DEFAULT_RULES, log(config.id));
-    this.semantic = new SemanticLayer(config.taxonomy, log(config.id));
+    const rules = new RuleBook(config.taskRules, DEFAULT_RULES, log);
+    this.semantic = new SemanticLayer(config.taxonomy, log);
     // Another domain's capability names, read in ours where the taxonomy aligns them.
     parts.domains.setAligner((domain, name) => this.semantic.align(domain, name));
     this.#invoker = taskInvoker({ self: config.id });
     this.tasks = new TaskEngine({
-      store: parts.store, verify: (credential) => guard.verify(credential), invoke: this.#invoker.invoke, rules: () => rules.rules, log: log(config.id),
+      store: parts.store, verify: (credential) => guard.verify(credential), invoke: this.#invoker.invoke, rules: () => rules.rules, log,
       resolve: (requester, credential, capability, require, exclude) => this.gateway.resolve(requester, capability, require, undefined, {
         ttl: DEFAULT_TTL, path: [], credential, ...(exclude.length ? { exclude } : {}),
       }),
     });
+    this.metrics = new NodeMetrics(config.id, {
+      fib: () => {
+        const st = this.fib.stats();
+        return { size: st.size, generation: st.generation, lookups: st.lookups, misses: st.misses, failovers: st.failovers };
+      },
+      agents: () => [...this.gateway.directory.agents()].map((r) => ({ state: this.gateway.directory.liveness(r.aic)?.state ?? 'down' })),
+      peers: () => this.mesh.peers().map((p) => ({ gateway: p.gateway, routes: p.routes, csp: { ours: p.csp.ours, theirs: p.csp.theirs } })),
+      dataPlane: () => this.dataPlane.stats,
+      events: this.events,
+    });
+    this.gateway.directory.onHealthChange(({ aic, from, to, why }) => {
+      const r = this.gateway.directory.get(aic);
+      this.events.emit({ kind: 'health', aics: [aic], providers: r ? [r.provider] : [], decision: to, reason: why, detail: { from } });
+    });
     this.#http = createServer();
     this.#routes(parts.token, policy, parts.grants, guard);
+    const access = new EventAccess(config.id, parts.token, parts.amc, guard);
+    telemetryRoutes(this.#http, this.events, access);
+    consoleRoutes(this.#http, access, this.metrics, () => this.overview());
     taskRoutes(this.#http, this.tasks, guard, parts.token);
   }
 
@@ -118,8 +161,8 @@ export class DmscNode {
         : await LocalAmc.open(store, { domain: config.domain, credentialTtlMs: config.credentialTtlMs });
       // Retired grant keys verify until the last grant they signed has expired.
       const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, config.grantTtlMs + 60_000);
-      node = new DmscNode(config, { fib, store, amc, grants, token, domains: trustedDomains(config, amc.domain) });
-      await node.#domains.load(log(config.id));
+      node = new DmscNode(config, { fib, store, amc, grants, token, domains: trustedDomains(config, amc.domain), log: logSink(createLogger(config.id)) });
+      await node.#domains.load(node.#log);
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.gateway.start();
       await node.dataPlane.start();
@@ -153,9 +196,37 @@ export class DmscNode {
     await this.dataPlane.stop();
     await this.mesh.stop();
     await this.#http.close();
+    this.events.close();
     await this.#amc.close();
     await this.#store.close();
     this.fib.close();
+  }
+
+  /** What the console shows: the node, its peers, the FIB with next hops and health, latencies. */
+  async overview(): Promise<Record<string, unknown>> {
+    const directory = this.gateway.directory;
+    return {
+      node: this.config.id, domain: this.#amc.domain, time: new Date().toISOString(),
+      peers: {
+        up: this.mesh.peers().map((p) => ({ gateway: p.gateway, domain: p.domain, routes: p.routes, digest: { ours: p.csp.ours, theirs: p.csp.theirs } })),
+        configured: this.config.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.port}` })),
+      },
+      agents: [...directory.agents()].map((r) => ({ aic: r.aic, provider: r.provider, name: r.name ?? null, state: directory.liveness(r.aic)?.state ?? 'down', capabilities: r.capabilities.map((c) => c.name) })),
+      fib: {
+        size: this.fib.size, generation: this.fib.generation,
+        entries: this.fib.entries().slice(0, 500).map((e) => ({ prefix: e.prefix, nextHops: e.nextHops.map((h) => ({ id: h.id, weight: h.weight, priority: h.priority, state: h.state, load: h.load, tags: h.tags })) })),
+      },
+      latency: await this.metrics.latencies(),
+      events: { next: this.events.nextId, stored: this.events.stored },
+    };
+  }
+
+  // The mesh's reports of sessions coming and going, as peer events.
+  #peerEvent(e: Record<string, unknown>): void {
+    const decision = PEER_EVENTS[String(e['msg'])];
+    if (!decision) return;
+    const { msg: _msg, error, reason, ...detail } = e;
+    this.events.emit({ kind: 'peer', decision, ...(typeof error === 'string' ? { reason: error } : typeof reason === 'string' ? { reason } : {}), detail });
   }
 
   #routes(token: string, policy: PolicyEngine<TagSet>, grants: KeyRing, guard: CredentialGuard): void {
@@ -170,13 +241,16 @@ export class DmscNode {
     revocationRoute(http, amc, token);
     if (amc instanceof LocalAmc) amcAdminRoutes(http, amc, token);
     else {
-      for (const path of ['/v1/providers', '/v1/amc/rotate-key']) {
+      for (const path of ['/v1/providers', '/v1/amc/rotate-key', '/v1/observers']) {
         http.all(path, async () => {
           throw new DmscError('ERR_DMSC_NOT_FOUND', `this node uses the AMC at ${this.config.amc!.url}; manage providers, gateways and keys there`);
         });
       }
     }
-    agentRoutes(http, this.gateway, guard, token, this.semantic);
+    agentRoutes(http, this.gateway, guard, token, this.semantic, {
+      event: (e) => this.events.emit(e),
+      resolution: (kind, outcome, ms) => this.metrics.resolution(kind, outcome, ms),
+    });
     // Requests peers pass on may come from agents of the other domains this node trusts.
     const peerGuard = this.#domains.size ? new CredentialGuard(amc, (d) => this.#domains.get(d)) : guard;
     // Resolution across gateways (SRRP): every hop checks the requester's credential and
@@ -216,6 +290,8 @@ export class DmscNode {
       // Decisions the relay holds were made under the policy just replaced.
       this.dataPlane.policyChanged();
       this.mesh.reprogram();
+      const doc = policy.document;
+      this.events.emit({ kind: 'policy', decision: 'applied', detail: { version: doc.version, rules: doc.rules?.length ?? 0, tags: doc.tags?.length ?? 0 } });
     });
     http.get('/v1/dataplane', { onRequest: adminOnly(token) }, async () => ({
       node: this.config.id,
@@ -249,9 +325,7 @@ export class DmscNode {
   }
 }
 
-function log(node: string): (event: Record<string, unknown>) => void {
-  return (event) => process.stderr.write(JSON.stringify({ node, ...event }) + '\n');
-}
+const PEER_EVENTS: Record<string, string> = { 'peer up': 'up', 'peer down': 'down', 'peer refused': 'refused', 'peering failed': 'failed' };
 
 /** The other domains of the config, checked against ours (known once the AMC is). */
 function trustedDomains(config: NodeConfig, own: string): Domains {

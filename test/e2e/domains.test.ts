@@ -17,7 +17,7 @@ import { GATEWAY_TYP } from '../../src/identity/amc.js';
 import { newSigningKey, signingKey, signJwt } from '../../src/identity/jwt.js';
 import { encodeFrame } from '../../src/mesh/frames.js';
 import { PeerSession } from '../../src/mesh/peer-session.js';
-import { addProvider, api, cleanup, dmsc, makeCerts, register, start, tempDir, waitFor, type Proc } from './harness.js';
+import { addProvider, api, cleanup, dmsc, logged, makeCerts, register, start, tempDir, waitFor, type Proc } from './harness.js';
 
 describe('two trust domains peering over mutual TLS', () => {
   let a: Proc;
@@ -147,7 +147,7 @@ describe('two trust domains peering over mutual TLS', () => {
     anonymous.on('error', () => {});
     anonymous.resume();
     await closed(anonymous);
-    await waitFor(() => (b.stderr().match(/"msg":"peer refused".*TLS/g) ?? []).length >= 3);
+    await waitFor(() => logged(b, { msg: 'peer refused', reason: /TLS/ }, 3));
 
     // The right certificate, claiming to be of alpha, with a credential alpha's AMC never signed.
     const socket = tlsConnect({ host, port: Number(port), ca: await readFile(certs.ca), cert: await readFile(certs.cert), key: await readFile(certs.key) });
@@ -160,7 +160,7 @@ describe('two trust domains peering over mutual TLS', () => {
     await writeFile(join(dir, 'gamma.json'), JSON.stringify({ tls: { cert: certs.cert, key: certs.key, ca: certs.ca }, peers: [{ id: 'b1', address: b.peering }] }));
     const g = await start('node', ['--id', 'g1', '--domain', 'gamma', '--mesh-config', join(dir, 'gamma.json')]);
     await waitFor(() => /gamma, which this node does not trust/.test(b.stderr()));
-    await waitFor(() => /"msg":"peering failed","peer":"b1"/.test(g.stderr()));
+    await waitFor(() => logged(g, { msg: 'peering failed', peer: 'b1' }));
 
     // Gamma is trusted by alpha, but nothing is imported from it: its gateway cannot take
     // over alpha's own names or beta's, nor pass for b1.

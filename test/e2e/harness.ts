@@ -98,6 +98,24 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
   };
 }
 
+/**
+ * Whether a process has logged a line (JSON, one a line) whose fields match: a string
+ * or number equal, a RegExp that matches. With `count`, at least that many such lines.
+ */
+export function logged(p: Proc, fields: Record<string, string | number | RegExp>, count = 1): boolean {
+  let n = 0;
+  for (const line of p.stderr().split('\n')) {
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    if (Object.entries(fields).every(([k, want]) => (want instanceof RegExp ? typeof o[k] === 'string' && want.test(o[k]) : o[k] === want))) n++;
+  }
+  return n >= count;
+}
+
 /** Starts a helper script as its own process; resolves with the JSON of its first line. Killed by `cleanup()`. */
 export async function startScript<T = any>(script: string, args: string[] = []): Promise<{ info: T; child: ChildProcess; kill9(): Promise<void> }> {
   const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../src/mesh/frames.js';
 import { PeerSession } from '../../src/mesh/peer-session.js';
-import { api, cleanup, dmsc, register, start, tempDir, waitFor, type Proc } from './harness.js';
+import { api, cleanup, dmsc, logged, register, start, tempDir, waitFor, type Proc } from './harness.js';
 
 describe('mesh of three gateways (chain)', () => {
   let amc: Proc;
@@ -165,7 +165,7 @@ describe('mesh of three gateways (chain)', () => {
     const ended = new Promise<any>((r) => y.once('close', r));
     socket.write(Buffer.from([0, 0x20, 0, 0]));
     await ended;
-    await waitFor(() => /"msg":"peer down","peer":"Ygap","error":"ERR_DMSC_FRAME_TOO_LARGE"/.test(gw['B']!.stderr()));
+    await waitFor(() => logged(gw['B']!, { msg: 'peer down', peer: 'Ygap', code: 'ERR_DMSC_FRAME_TOO_LARGE', level: 'warn' }));
     await waitFor(async () => (await fibHops(gw['B']!, '/capability/y-one'))[0]?.state === 'down');
     // Garbage and a bad OPEN on fresh connections.
     for (const bytes of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), encodeFrame({ type: 'OPEN', version: 99, gateway: 'Z', domain: 'metro', credential: 'x', holdMs: 3000 })]) {
@@ -175,8 +175,8 @@ describe('mesh of three gateways (chain)', () => {
       s.resume();
       await new Promise((r) => s.once('close', r));
     }
-    await waitFor(() => /"msg":"peer refused".*"error":"ERR_DMSC_(MALFORMED_FRAME|FRAME_TOO_LARGE)"/.test(gw['B']!.stderr()));
-    await waitFor(() => /"msg":"peer refused".*"error":"ERR_DMSC_BAD_HANDSHAKE","reason":"unsupported protocol version 99"/.test(gw['B']!.stderr()));
+    await waitFor(() => logged(gw['B']!, { msg: 'peer refused', code: /^ERR_DMSC_(MALFORMED_FRAME|FRAME_TOO_LARGE)$/ }));
+    await waitFor(() => logged(gw['B']!, { msg: 'peer refused', code: 'ERR_DMSC_BAD_HANDSHAKE', reason: 'unsupported protocol version 99' }));
     // B's sessions with A and C never noticed.
     const peers = (await api(gw['B']!.url, 'GET', '/v1/peers', { auth: gw['B']!.token })).body.peers.map((p: any) => p.gateway).sort();
     expect(peers).toEqual(['A', 'C']);
