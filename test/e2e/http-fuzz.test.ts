@@ -12,6 +12,7 @@ const ROUTES: [string, string][] = [
   ['GET', '/v1/policies'], ['POST', '/v1/providers'], ['POST', '/v1/revocations'], ['POST', '/v1/gateways'], ['GET', '/v1/fib'],
   ['POST', '/v1/tasks'], ['GET', '/v1/tasks'], ['GET', '/v1/tasks/:aic'], ['DELETE', '/v1/tasks/:aic'], ['POST', '/v1/tasks/:aic/decision'],
   ['POST', '/v1/intents'], ['GET', '/v1/taxonomy'],
+  ['GET', '/v1/audit'], ['POST', '/v1/observers'], ['GET', '/v1/overview'], ['GET', '/metrics'], ['GET', '/console/:aic'],
 ];
 
 describe('random input against every route', () => {
@@ -46,7 +47,8 @@ describe('random input against every route', () => {
     const auth = fc.constantFrom<'none' | 'admin' | 'agent' | 'provider' | 'junk'>('none', 'admin', 'agent', 'provider', 'junk');
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...ROUTES), text, body, auth, fc.boolean(), text, async ([method, route], param, payload, who, json, query) => {
-        const path = route.replace(':aic', encodeURIComponent(param)) + (route.includes('discover') || route.includes('fib') ? `?capability=${encodeURIComponent(query)}&prefix=${encodeURIComponent(query)}` : '');
+        const path = route.replace(':aic', encodeURIComponent(param)) + (route.includes('discover') || route.includes('fib') ? `?capability=${encodeURIComponent(query)}&prefix=${encodeURIComponent(query)}` : '')
+          + (route.includes('audit') ? `?since=${encodeURIComponent(query)}&aic=${encodeURIComponent(param)}&kind=${encodeURIComponent(query)}` : '');
         const token = { none: undefined, admin: node.token, agent: agent.credential, provider: providerKey, junk: 'eyJ' + param }[who];
         const res = await request(node.url + path, {
           method: method as 'GET',
@@ -55,7 +57,8 @@ describe('random input against every route', () => {
         });
         const raw = await res.body.text();
         expect(res.statusCode, `${method} ${path} -> ${raw}`).toBeLessThan(500);
-        if (res.statusCode === 204) return;
+        // No body, or not JSON (the metrics text, the console's files).
+        if (res.statusCode === 204 || (res.statusCode < 400 && (route === '/metrics' || route.startsWith('/console')))) return;
         const parsed = JSON.parse(raw);
         if (res.statusCode >= 400) expect(parsed.error.code, raw).toMatch(/^ERR_DMSC_[A-Z_]+$/);
       }),
