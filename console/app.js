@@ -32,6 +32,10 @@ function followEvents(token, after, onEvent, onState) {
       controller = new AbortController();
       try {
         const res = await fetch('/v1/events', { headers: { ...auth(token), ...(last !== undefined ? { 'last-event-id': String(last) } : {}) }, signal: controller.signal });
+        if (res.status === 401 || res.status === 403) {
+          onState(`refused (${res.status})`);
+          return;
+        }
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         onState('live');
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -100,6 +104,7 @@ function Graph({ overview }) {
 }
 
 function Fib({ fib }) {
+  if (fib.truncated) return html`<p class="note">${fib.size} entries: too many to list here (\`dmsc fib show --prefix NAME\` lists a part).</p>`;
   return html`<table class="fib">
     <thead><tr><th>prefix</th><th>next hops</th></tr></thead>
     <tbody>${fib.entries.map((e) => html`<tr data-prefix=${e.prefix}>
@@ -135,7 +140,7 @@ function Events({ events, state }) {
   </div>`;
 }
 
-// p50 and p99 of resolution and forwarding over the last minutes, as the node reports them.
+// p50 and p99 of resolution and forwarding since the node started, sampled at each poll.
 function Latency({ series }) {
   const box = useRef(null);
   const plot = useRef(null);
@@ -187,16 +192,18 @@ function App() {
         }
       }
     };
-    let stop = () => {};
-    // The stream starts with the last few hundred events the node has kept.
-    poll().then((next) => {
-      if (live && next !== undefined) stop = followEvents(token, Math.max(0, next - 1 - KEEP_EVENTS), (e) => setEvents((list) => [e, ...list].slice(0, KEEP_EVENTS)), setStream);
+    let stop;
+    setEvents([]);
+    // The stream starts, once the node has answered, with the last few hundred events it kept.
+    const tick = () => poll().then((next) => {
+      if (live && !stop && next !== undefined) stop = followEvents(token, Math.max(0, next - 1 - KEEP_EVENTS), (e) => setEvents((list) => [e, ...list].slice(0, KEEP_EVENTS)), setStream);
     });
-    const timer = setInterval(poll, POLL_MS);
+    tick();
+    const timer = setInterval(tick, POLL_MS);
     return () => {
       live = false;
       clearInterval(timer);
-      stop();
+      stop?.();
     };
   }, [token]);
 

@@ -127,6 +127,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #refused = 0;
   #drainHooked = false;
   #status = 0;
+  #reported = false;
   readonly #started = performance.now();
 
   constructor(host: ExchangeHost, req: IncomingMessage, res: ServerResponse, ask: Ask, claims: AgentClaims, decision: Decision<TagSet>) {
@@ -142,6 +143,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (res.writableEnded) return;
       this.#cancelled = true;
       this.#controller?.abort(gone());
+      this.#report({ error: 'ERR_DMSC_CANCELLED' });
     });
   }
 
@@ -207,12 +209,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const res = this.#res;
     try {
       // Once our answer has begun, a failure can only cut it short.
-      if (this.#answered || res.destroyed || this.#cancelled) return void res.destroy();
+      if (this.#answered || res.destroyed || this.#cancelled) {
+        if (this.#answered) this.#report({ error: 'ERR_DMSC_UPSTREAM_FAILED' });
+        return void res.destroy();
+      }
       const failed = this.#hit!.nextHop;
       const code = (e as NodeJS.ErrnoException).code ?? '';
       // Only a failure of the instance (or of the way to it) counts against it; one of
       // the request itself (its body, a header undici refuses) is the request's answer.
-      if (!instanceFailure(e, code)) return this.#host.fail(res, new DmscError('ERR_DMSC_UPSTREAM_FAILED', `the request could not be sent to ${failed}: ${describeFailure(e)}`));
+      if (!instanceFailure(e, code)) {
+        this.#report({ error: 'ERR_DMSC_UPSTREAM_FAILED' });
+        return this.#host.fail(res, new DmscError('ERR_DMSC_UPSTREAM_FAILED', `the request could not be sent to ${failed}: ${describeFailure(e)}`));
+      }
       this.#last = `${failed}: ${describeFailure(e)}`;
       this.#down();
       if (this.#again(CONNECT_CODES.has(code))) this.#next();
@@ -276,13 +284,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #finish(): void {
     if (this.#res.destroyed) return;
     const { capability } = this.#ask;
-    if (this.#tried.length === 0) return this.#host.fail(this.#res, new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${this.#decision.require.length ? ' with the required tags' : ''}`));
+    if (this.#tried.length === 0) {
+      this.#report({ error: 'ERR_DMSC_NO_ROUTE' });
+      return this.#host.fail(this.#res, new DmscError('ERR_DMSC_NO_ROUTE', `no reachable instance offers ${capability}${this.#decision.require.length ? ' with the required tags' : ''}`));
+    }
     this.#host.stats.failed++;
     this.#host.fail(this.#res, new DmscError('ERR_DMSC_UPSTREAM_FAILED', `every instance tried for ${capability} failed (${this.#attempts} tried; last: ${this.#last})`, { attempts: this.#attempts }));
     this.#report({ error: 'ERR_DMSC_UPSTREAM_FAILED' });
   }
 
+  // Once per request, however it ended.
   #report(end: { status: number } | { error: string }): void {
+    if (this.#reported) return;
+    this.#reported = true;
     try {
       this.#host.outcome?.({ capability: this.#ask.capability, requester: this.#claims, tried: [...this.#tried], ...end, ms: performance.now() - this.#started });
     } catch {

@@ -126,8 +126,12 @@ export function agentRoutes(http: FastifyInstance, gw: Gateway, guard: Credentia
       normalizedNames = semantic.normalize<RegistrationRequest['capabilities'][number]>(req.body.capabilities);
       registered = await gw.register(key, { ...req.body, capabilities: normalizedNames.capabilities });
     } catch (e) {
-      const details = e instanceof DmscError ? (e.details as { denied?: unknown; unknown?: unknown } | undefined) : undefined;
-      observe?.event({ kind: 'registration', decision: 'denied', reason: codeOf(e), detail: { declared: req.body.capabilities.map((c) => c.name), ...(details?.denied ? { denied: details.denied } : {}), ...(details?.unknown ? { unknown: details.unknown } : {}) } });
+      // A key that is not a provider's is nobody's registration: no event (anyone could
+      // fill the audit log with them).
+      if (codeOf(e) !== 'ERR_DMSC_UNAUTHORIZED') {
+        const names = req.body.capabilities.map((c) => c.name);
+        observe?.event({ kind: 'registration', decision: 'denied', reason: codeOf(e), detail: { declared: names.slice(0, 8), ...(names.length > 8 ? { more: names.length - 8 } : {}) } });
+      }
       throw e;
     }
     const { capabilities, normalized, unknown } = normalizedNames;

@@ -28,7 +28,7 @@ function describe(context: string, e: AjvError): string {
   return `${at} ${e.message ?? 'is invalid'}`;
 }
 
-export function createServer(options: { bodyLimit?: number } = {}): FastifyInstance {
+export function createServer(options: { bodyLimit?: number; log?: (event: Record<string, unknown>) => void } = {}): FastifyInstance {
   const http = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? BODY_LIMIT,
@@ -64,7 +64,11 @@ export function createServer(options: { bodyLimit?: number } = {}): FastifyInsta
     }
     const status = e.statusCode && e.statusCode >= 400 && e.statusCode < 500 ? e.statusCode : 500;
     const code = status === 415 || status === 400 ? 'ERR_DMSC_INVALID_BODY' : status < 500 ? 'ERR_DMSC_INVALID_ARGUMENT' : 'ERR_DMSC_INTERNAL';
-    if (status >= 500) console.error(JSON.stringify({ msg: 'internal error', error: e.stack ?? e.message }));
+    if (status >= 500) {
+      const event = { msg: 'internal error', error: 'ERR_DMSC_INTERNAL', stack: e.stack ?? e.message };
+      if (options.log) options.log(event);
+      else console.error(JSON.stringify(event));
+    }
     return reply.status(status).send({ error: { code, message: status >= 500 ? 'internal error' : e.message } });
   });
   http.setNotFoundHandler((req, reply) => {

@@ -44,7 +44,7 @@ export function amcAdminRoutes(http: FastifyInstance, amc: LocalAmc, adminToken:
   http.post<{ Body: { name: string; scope: 'agents' | 'node' | 'domain'; provider?: string; node?: string; ttlSeconds?: number } }>('/v1/observers', {
     onRequest: admin,
     schema: { body: { type: 'object', additionalProperties: false, required: ['name', 'scope'], properties: {
-      name: { type: 'string', minLength: 1, maxLength: 63 }, scope: { enum: ['agents', 'node', 'domain'] },
+      name: { type: 'string', minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]*$' }, scope: { enum: ['agents', 'node', 'domain'] },
       provider: { type: 'string', minLength: 1, maxLength: 63 }, node: { type: 'string', minLength: 1, maxLength: 63 },
       ttlSeconds: { type: 'integer', minimum: 60, maximum: 366 * 86400 },
     } } },

@@ -53,6 +53,7 @@ export class DmscNode {
   readonly events: EventLog;
   readonly metrics: NodeMetrics;
   readonly #log: LogSink;
+  #endStreams: () => void = () => {};
 
   private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; token: string; domains: Domains; log: LogSink }) {
     this.config = config;
@@ -139,10 +140,10 @@ export class DmscNode {
       const r = this.gateway.directory.get(aic);
       this.events.emit({ kind: 'health', aics: [aic], providers: r ? [r.provider] : [], decision: to, reason: why, detail: { from } });
     });
-    this.#http = createServer();
+    this.#http = createServer({ log });
     this.#routes(parts.token, policy, parts.grants, guard);
     const access = new EventAccess(config.id, parts.token, parts.amc, guard);
-    telemetryRoutes(this.#http, this.events, access);
+    this.#endStreams = telemetryRoutes(this.#http, this.events, access);
     consoleRoutes(this.#http, access, this.metrics, () => this.overview());
     taskRoutes(this.#http, this.tasks, guard, parts.token);
   }
@@ -162,6 +163,7 @@ export class DmscNode {
       // Retired grant keys verify until the last grant they signed has expired.
       const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, config.grantTtlMs + 60_000);
       node = new DmscNode(config, { fib, store, amc, grants, token, domains: trustedDomains(config, amc.domain), log: logSink(createLogger(config.id)) });
+      await node.events.start();
       await node.#domains.load(node.#log);
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.gateway.start();
@@ -195,6 +197,8 @@ export class DmscNode {
     this.gateway.stop();
     await this.dataPlane.stop();
     await this.mesh.stop();
+    // Event streams never end by themselves: the listener would wait for them.
+    this.#endStreams();
     await this.#http.close();
     this.events.close();
     await this.#amc.close();
@@ -214,7 +218,9 @@ export class DmscNode {
       agents: [...directory.agents()].map((r) => ({ aic: r.aic, provider: r.provider, name: r.name ?? null, state: directory.liveness(r.aic)?.state ?? 'down', capabilities: r.capabilities.map((c) => c.name) })),
       fib: {
         size: this.fib.size, generation: this.fib.generation,
-        entries: this.fib.entries().slice(0, 500).map((e) => ({ prefix: e.prefix, nextHops: e.nextHops.map((h) => ({ id: h.id, weight: h.weight, priority: h.priority, state: h.state, load: h.load, tags: h.tags })) })),
+        // Listing (and sorting) a large table on every poll would hold the node up.
+        truncated: this.fib.size > OVERVIEW_FIB,
+        entries: (this.fib.size > OVERVIEW_FIB ? [] : this.fib.entries()).map((e) => ({ prefix: e.prefix, nextHops: e.nextHops.map((h) => ({ id: h.id, weight: h.weight, priority: h.priority, state: h.state, load: h.load, tags: h.tags })) })),
       },
       latency: await this.metrics.latencies(),
       events: { next: this.events.nextId, stored: this.events.stored },
@@ -325,7 +331,11 @@ export class DmscNode {
   }
 }
 
-const PEER_EVENTS: Record<string, string> = { 'peer up': 'up', 'peer down': 'down', 'peer refused': 'refused', 'peering failed': 'failed' };
+// Sessions of configured peers; a stranger's refused connection is logged, not an event
+// (anyone could fill the audit log with them).
+const PEER_EVENTS: Record<string, string> = { 'peer up': 'up', 'peer down': 'down', 'peering failed': 'failed' };
+/** FIB entries the console's overview lists, at most. */
+const OVERVIEW_FIB = 2000;
 
 /** The other domains of the config, checked against ours (known once the AMC is). */
 function trustedDomains(config: NodeConfig, own: string): Domains {

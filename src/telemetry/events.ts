@@ -3,12 +3,21 @@
 // kind, which agents (AICs) and capability, the decision and the reason; payloads of
 // requests and sessions are never recorded.
 //
-// Events get increasing ids, kept across restarts. The newest are held in memory for
-// live followers; all are written to the audit log in the embedded store, which keeps
-// them for a given age and up to a given number, oldest out first. A follower that
-// reconnects with the last id it saw gets everything after it that is still kept.
+// Events get increasing ids, never given twice: they come from blocks reserved durably
+// in the store before use (as AIC serials do), so neither a crash before an event is
+// written nor retention emptying the log brings an id back. The newest are held in
+// memory; all are written to the audit log in the embedded store, which keeps them for a
+// given age and up to a given number, oldest out first. A follower that reconnects with
+// the last id it saw gets everything after it that is still kept.
 import type { Database } from 'lmdb';
 import type { Key, Store } from '../store/store.js';
+
+const RESERVED = 'event-id-reserved';
+const BLOCK = 10_000;
+/** An event's JSON beyond this keeps its header and loses its detail. */
+const MAX_EVENT_BYTES = 8 * 1024;
+/** Events a page or a replay step looks at, at most, before it answers or yields. */
+export const SCAN_STEP = 2_000;
 
 export const EVENT_KINDS = [
   'registration', 'deregistration', 'health', 'discovery', 'resolution', 'invocation', 'policy', 'peer',
@@ -43,7 +52,7 @@ export interface EventLogOptions {
   readonly maxEntries?: number;
   /** How often retention runs (default 60 s). */
   readonly pruneEveryMs?: number;
-  /** Events held in memory for live followers (default 10,000). */
+  /** Events held in memory for live followers (default 2,000). */
   readonly recent?: number;
 }
 
@@ -60,6 +69,8 @@ type Listener = (e: DmscEvent) => void;
 export class EventLog {
   readonly node: string;
   readonly #db: Database<DmscEvent, Key>;
+  readonly #store: Store;
+  readonly #meta: Database<number, Key>;
   readonly #maxAgeMs: number;
   readonly #maxEntries: number;
   readonly #recent: DmscEvent[] = [];
@@ -67,21 +78,33 @@ export class EventLog {
   readonly #listeners = new Set<Listener>();
   readonly #counts = new Map<EventKind, number>();
   #next: number;
+  #ceiling: number;
+  #reserving: Promise<void> | undefined;
   #stored: number;
   #pruning: Promise<void> | undefined;
+  #closed = false;
   readonly #timer: NodeJS.Timeout;
 
   constructor(store: Store, node: string, options: EventLogOptions = {}) {
     this.node = node;
+    this.#store = store;
     this.#db = store.db<DmscEvent>('audit');
+    this.#meta = store.db<number>('meta');
     this.#maxAgeMs = options.maxAgeMs ?? 7 * 24 * 3600_000;
     this.#maxEntries = options.maxEntries ?? 1_000_000;
-    this.#recentMax = options.recent ?? 10_000;
+    this.#recentMax = options.recent ?? 2_000;
     let last = 0;
     for (const k of this.#db.getKeys({ reverse: true, limit: 1 })) last = Number(k);
-    this.#next = last + 1;
+    // Past every id handed out before, written or not.
+    this.#ceiling = Math.max(last, this.#meta.get(RESERVED) ?? 0);
+    this.#next = this.#ceiling + 1;
     this.#stored = this.#db.getCount();
-    this.#timer = setInterval(() => void this.prune(), options.pruneEveryMs ?? 60_000).unref();
+    this.#timer = setInterval(() => void this.prune().catch(() => {}), options.pruneEveryMs ?? 60_000).unref();
+  }
+
+  /** Reserves the first block of ids; events are taken only after it. */
+  async start(): Promise<void> {
+    await this.#reserve();
   }
 
   /** The id the next event will get. */
@@ -100,45 +123,74 @@ export class EventLog {
   }
 
   /** Records an event: in memory at once, in the audit log with the next write batch. */
-  emit(e: NewEvent): DmscEvent {
-    const event: DmscEvent = {
+  emit(e: NewEvent): DmscEvent | undefined {
+    if (this.#closed) return undefined;
+    let event: DmscEvent = {
       id: this.#next++, time: new Date().toISOString(), node: this.node, kind: e.kind,
-      aics: [...new Set(e.aics)], providers: [...new Set(e.providers)], decision: e.decision,
+      aics: [...new Set(e.aics)].slice(0, 16), providers: [...new Set(e.providers)].slice(0, 16), decision: e.decision,
       ...(e.capability !== undefined ? { capability: e.capability } : {}),
-      ...(e.reason !== undefined ? { reason: e.reason } : {}),
+      ...(e.reason !== undefined ? { reason: e.reason.slice(0, 300) } : {}),
       ...(e.detail !== undefined ? { detail: e.detail } : {}),
     };
+    if (e.detail !== undefined && JSON.stringify(event).length > MAX_EVENT_BYTES) {
+      const { detail: _dropped, ...head } = event;
+      event = { ...head, detail: { truncated: true } };
+    }
+    // The next block is reserved well before this one runs out.
+    if (this.#next > this.#ceiling - BLOCK / 2) void this.#reserve().catch(() => {});
     this.#recent.push(event);
     // Trimmed in steps, not on every event.
     if (this.#recent.length > this.#recentMax * 1.25) this.#recent.splice(0, this.#recent.length - this.#recentMax);
     this.#counts.set(e.kind, (this.#counts.get(e.kind) ?? 0) + 1);
-    void this.#db.put(event.id, event);
+    this.#db.put(event.id, event).catch(() => {});
     this.#stored++;
-    if (this.#stored > this.#maxEntries * 1.1) void this.prune();
+    if (this.#stored > this.#maxEntries * 1.1) void this.prune().catch(() => {});
     for (const l of this.#listeners) l(event);
     return event;
   }
 
-  /**
-   * Follows the log: first every kept event after `since` (when given), in order, then
-   * each new one as it is recorded. Returns the function that stops following.
-   */
-  follow(since: number | undefined, listener: Listener): () => void {
-    if (since !== undefined) for (const e of this.#after(since)) listener(e);
+  #reserve(): Promise<void> {
+    this.#reserving ??= (async () => {
+      const ceiling = Math.max(this.#ceiling, this.#next - 1) + BLOCK;
+      await this.#store.durable(() => this.#meta.put(RESERVED, ceiling));
+      this.#ceiling = ceiling;
+    })().finally(() => {
+      this.#reserving = undefined;
+    });
+    return this.#reserving;
+  }
+
+  /** Calls `listener` with each new event as it is recorded; returns the function that stops it. */
+  follow(listener: Listener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  /** A page of the audit log, oldest first; `next` is the `since` of the page after. */
+  /** Kept events after `since`, in order, looking at no more than `scan` of them. */
+  range(since: number, scan: number): DmscEvent[] {
+    const out: DmscEvent[] = [];
+    for (const e of this.#after(since)) {
+      out.push(e);
+      if (out.length >= scan) break;
+    }
+    return out;
+  }
+
+  /**
+   * A page of the audit log, oldest first. It looks at no more than SCAN_STEP events, so
+   * a narrow filter over a long log answers in steps: `next` is the `since` of the page
+   * after (null at the end).
+   */
   page(q: AuditQuery, visible: (e: DmscEvent) => boolean = () => true): { events: DmscEvent[]; next: number | null } {
     const limit = q.limit ?? 100;
     const events: DmscEvent[] = [];
-    for (const e of this.#after(q.since ?? 0)) {
+    const scanned = this.range(q.since ?? 0, SCAN_STEP);
+    for (const e of scanned) {
       if ((q.kind && e.kind !== q.kind) || (q.aic && !e.aics.includes(q.aic)) || !visible(e)) continue;
       events.push(e);
       if (events.length === limit) return { events, next: e.id };
     }
-    return { events, next: null };
+    return { events, next: scanned.length === SCAN_STEP ? scanned.at(-1)!.id : null };
   }
 
   /** Applies retention now: events past the age, then the oldest past the count. */
@@ -157,9 +209,10 @@ export class EventLog {
         });
       }
       this.#stored = this.#db.getCount();
-      const first = doomed.length ? doomed[doomed.length - 1]! : 0;
-      const cut = this.#recent.findIndex((e) => e.id > first);
-      if (cut > 0) this.#recent.splice(0, cut);
+      // Memory holds nothing the log no longer does.
+      const last = doomed.at(-1) ?? 0;
+      const cut = this.#recent.findIndex((e) => e.id > last);
+      this.#recent.splice(0, cut < 0 ? this.#recent.length : cut);
     })().finally(() => {
       this.#pruning = undefined;
     });
@@ -167,6 +220,7 @@ export class EventLog {
   }
 
   close(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
     this.#listeners.clear();
   }

@@ -51,7 +51,7 @@ export class NodeMetrics {
       },
     });
     const registrations = new Counter({ name: 'dmsc_registrations_total', help: 'Registrations asked for, by decision', labelNames: ['decision'], registers: [r] });
-    s.events.follow(undefined, (e: DmscEvent) => {
+    s.events.follow((e: DmscEvent) => {
       if (e.kind === 'registration') registrations.inc({ decision: e.decision });
     });
     gauge('dmsc_audit_events', 'Events kept in the audit log', () => s.events.stored);
@@ -73,15 +73,19 @@ export class NodeMetrics {
         }
       },
     });
+    total('dmsc_dataplane_requests_total', 'Data-plane requests received (the native relay\'s included)', () => s.dataPlane().requests);
     new Counter({
-      name: 'dmsc_dataplane_requests_total', help: 'Data-plane requests by how they ended (the native relay\'s included)', labelNames: ['outcome'], registers: [r],
+      name: 'dmsc_dataplane_outcomes_total', help: 'Data-plane requests by how they ended: answered by an instance, refused (credential or policy), every instance failed', labelNames: ['outcome'], registers: [r],
       collect() {
         this.reset();
         const d = s.dataPlane();
-        for (const outcome of ['forwarded', 'retries', 'markedDown', 'refused', 'failed'] as const) this.inc({ outcome }, d[outcome]);
-        this.inc({ outcome: 'received' }, d.requests);
+        this.inc({ outcome: 'forwarded' }, d.forwarded);
+        this.inc({ outcome: 'refused' }, d.refused);
+        this.inc({ outcome: 'failed' }, d.failed);
       },
     });
+    total('dmsc_dataplane_retries_total', 'Data-plane attempts past the first (failover to the next instance)', () => s.dataPlane().retries);
+    total('dmsc_dataplane_marked_down_total', 'Instances marked down by a failed data-plane request', () => s.dataPlane().markedDown);
     this.#resolution = new Histogram({ name: 'dmsc_resolution_seconds', help: 'Time to answer a resolution or discovery', labelNames: ['kind', 'outcome'], buckets: BUCKETS, registers: [r] });
     this.#forwarding = new Histogram({ name: 'dmsc_forwarding_seconds', help: 'Time to forward a data-plane request, to the end of its answer (requests this process forwarded)', labelNames: ['outcome'], buckets: BUCKETS, registers: [r] });
   }

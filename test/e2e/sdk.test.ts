@@ -65,6 +65,10 @@ describe('agent SDK lifecycle', () => {
 
   it('survives a node restart: the same registration when the node kept its state', async () => {
     const aic = agent.aic;
+    // Credentials live 3 s here: the restart starts right after a renewal, so the one the
+    // agent holds outlives it (one that expired meanwhile is rightly registered again).
+    const renewals = events.filter((e) => e === 'renewed').length;
+    await waitFor(() => events.filter((e) => e === 'renewed').length > renewals);
     await node.kill9();
     await waitFor(() => agent.state === 'unreachable');
     node = await start('node', args, node.dataDir);
