@@ -54,6 +54,28 @@ describe('standalone AMC with two gateways', () => {
     await expect(start('node', ['--id', 'gw-z', '--amc', amc.url, '--amc-key-file', keyFileA])).rejects.toThrow(/ERR_DMSC_INVALID_CONFIG.*'gw-a'/);
   });
 
+  it('issues observer credentials: a domain one reads every gateway, a node one only its own', async () => {
+    const issue = (...args: string[]) => {
+      const r = dmsc('observer', 'add', ...args, ...admin(amc));
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout).credential as string;
+    };
+    const domain = issue('soc', '--scope', 'domain');
+    const onlyA = issue('ops-a', '--scope', 'node', '--node', 'gw-a');
+    const agentsOfAcme = issue('acme-noc', '--scope', 'agents', '--provider', 'acme');
+    await register(gwB, providerKey, [{ name: '/capability/ocr/observed' }]);
+    for (const gw of [gwA, gwB]) expect((await api(gw.url, 'GET', '/v1/audit', { auth: domain })).status).toBe(200);
+    expect((await api(gwA.url, 'GET', '/v1/audit', { auth: onlyA })).status).toBe(200);
+    const elsewhere = await api(gwB.url, 'GET', '/v1/audit', { auth: onlyA });
+    expect(elsewhere.status).toBe(403);
+    expect(elsewhere.body.error.message).toContain('gw-a');
+    const acme = await api(gwB.url, 'GET', '/v1/audit?kind=registration', { auth: agentsOfAcme });
+    expect(acme.body.events.some((e: { detail: { capabilities: string[] } }) => e.detail.capabilities.includes('/capability/ocr/observed'))).toBe(true);
+    expect((await fetch(`${gwB.url}/metrics`, { headers: { authorization: `Bearer ${domain}` } })).status).toBe(200);
+    // A gateway on a standalone AMC sends the operator there.
+    expect((await api(gwA.url, 'POST', '/v1/observers', { auth: gwA.token, body: { name: 'x', scope: 'domain' } })).body.error.message).toContain(amc.url);
+  });
+
   it('issues credentials that every gateway of the domain accepts', async () => {
     const a = await register(gwA, providerKey, [{ name: '/capability/ocr' }]);
     expect(a.aic.startsWith('gw-a:acme:')).toBe(true);

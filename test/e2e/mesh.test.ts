@@ -2,6 +2,7 @@
 // the chain A — B — C, learned routes become FIB entries toward the peer with priority by
 // path cost, a withdrawal reaches every gateway, and a gateway that dies has its next hop
 // down at once and its routes dropped after the hold time.
+import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -45,6 +46,19 @@ describe('mesh of three gateways (chain)', () => {
     expect(await fibHops(gw['B']!, '/capability/ocr/fast')).toEqual([{ id: 'peer:C', priority: 32768, state: 'up', tags: [] }]);
     // C never learns its own capability back.
     expect((await fibHops(gw['C']!, '/capability/ocr/fast')).map((h: any) => h.id).filter((id: string) => id.startsWith('peer:'))).toEqual([]);
+  });
+
+  it('shows its peer sessions, the routes learned and the digest versions in /metrics and as peer events', async () => {
+    const text = await (await fetch(`${gw['B']!.url}/metrics`, { headers: { authorization: `Bearer ${gw['B']!.token}` } })).text();
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    expect(text).toMatch(/^dmsc_peer_sessions\{node="B"\} 2$/m);
+    expect(text).toMatch(/^dmsc_peer_routes\{peer="C",node="B"\} 1$/m);
+    // B holds a complete digest of C's (version 0 or more), and has sent its own.
+    expect(Number(/^dmsc_digest_version\{peer="C",side="theirs",node="B"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(0);
+    expect(Number(/^dmsc_digest_version\{peer="A",side="ours",node="B"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
+    const peers = (await api(gw['B']!.url, 'GET', '/v1/audit?kind=peer', { auth: gw['B']!.token })).body.events as { decision: string; detail: { peer: string } }[];
+    expect(peers.filter((e) => e.decision === 'up').map((e) => e.detail.peer).sort()).toEqual(['A', 'C']);
   });
 
   it('resolves hop by hop (SRRP): A finds the agent at C through B, and reports the path', async () => {
