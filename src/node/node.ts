@@ -128,7 +128,8 @@ export class DmscNode {
     });
     this.metrics = new NodeMetrics(config.id, {
       fib: () => {
-        const st = this.fib.stats();
+        // The counters only: no list of the most-hit prefixes.
+        const st = this.fib.stats({ top: 0 });
         return { size: st.size, generation: st.generation, lookups: st.lookups, misses: st.misses, failovers: st.failovers };
       },
       agents: () => [...this.gateway.directory.agents()].map((r) => ({ state: this.gateway.directory.liveness(r.aic)?.state ?? 'down' })),

@@ -13,6 +13,23 @@ export interface MetricSources {
   readonly events: EventLog;
 }
 
+/**
+ * `read`, remembered until the current turn of the event loop ends: a scrape collects
+ * every metric in one turn.
+ */
+function once<T>(read: () => T): () => T {
+  let held: { value: T } | undefined;
+  return () => {
+    if (!held) {
+      held = { value: read() };
+      setImmediate(() => {
+        held = undefined;
+      });
+    }
+    return held.value;
+  };
+}
+
 /** Seconds: from 50 µs to 10 s. */
 const BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
 
@@ -21,8 +38,10 @@ export class NodeMetrics {
   readonly #resolution: Histogram<'kind' | 'outcome'>;
   readonly #forwarding: Histogram<'outcome'>;
 
-  constructor(node: string, s: MetricSources) {
+  constructor(node: string, sources: MetricSources) {
     const r = this.registry;
+    // Each source is read once a scrape, however many series come from it.
+    const s: MetricSources = { ...sources, fib: once(sources.fib), peers: once(sources.peers), dataPlane: once(sources.dataPlane) };
     r.setDefaultLabels({ node });
     // A counter read from a running total kept elsewhere.
     const total = (name: string, help: string, read: () => number) =>
