@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The mesh benchmark: gateways in this process, each a routing table and digest sync over
-// real peering sessions on loopback TCP (msgpack frames, OPEN with EdDSA credentials).
+// real peering sessions on loopback TCP (msgpack frames, the handshake with Ed25519 keys
+// certified by one AMC key).
 // It reports, for a chain and a random mesh of N gateways, the time for a new capability
 // to reach every gateway and the frames and bytes that one change costs; and, on two
 // gateways, the bytes of a one-name change with small and large tables. Each figure is
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { DigestSync } from '../dist/mesh/csp.js';
 import { PeerSession } from '../dist/mesh/peer-session.js';
 import { Rib } from '../dist/mesh/rib.js';
+import { checkGrantKey, GRANT_KEY_TYP } from '../dist/identity/amc.js';
 import { JwtVerifier, newSigningKey, signingKey, signJwt } from '../dist/identity/jwt.js';
 import { benchOptions } from './options.mjs';
 
@@ -43,9 +45,18 @@ if (!SIZES.every((n) => Number.isInteger(n) && n >= 1 && n <= 1_000_000)) {
   process.exit(2);
 }
 
-const TYP = 'dmsc-gateway+jwt';
-const key = signingKey(newSigningKey('bench'));
-const verifier = new JwtVerifier({ keys: [key.publicJwk] });
+const amcKey = signingKey(newSigningKey('bench'));
+const verifier = new JwtVerifier({ keys: [amcKey.publicJwk] });
+/** Each gateway's key and the (bench) AMC's certificate of it. */
+const keys = new Map();
+async function credentialsOf(id) {
+  if (!keys.has(id)) {
+    const key = signingKey(newSigningKey(`gw-${id}`));
+    const certificate = await signJwt(amcKey, GRANT_KEY_TYP, { sub: id, dom: 'bench', cnf: { jwk: key.publicJwk }, exp: Math.floor(Date.now() / 1000) + 3600 });
+    keys.set(id, { certificate, privateKey: key.privateKey });
+  }
+  return keys.get(id);
+}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const progress = (msg) => process.stderr.write(`  ${msg}\n`);
 
@@ -60,12 +71,15 @@ async function build(ids, links, full) {
     session.on('message', (m) => sync.receive(m));
     sync.start();
   };
+  for (const id of ids) await credentialsOf(id);
   const options = (id, expect) => ({
+    role: expect ? 'dialler' : 'listener',
     local: { gateway: id, domain: 'bench' },
-    credential: () => signJwt(key, TYP, { sub: id, exp: Math.floor(Date.now() / 1000) + 3600 }),
-    verify: async (credential, claimed) => {
-      const c = await verifier.verify(credential, TYP);
+    credentials: () => keys.get(id),
+    certified: async (certificate, claimed) => {
+      const c = await verifier.verify(certificate, GRANT_KEY_TYP);
       if (c.sub !== claimed.gateway) throw new Error('wrong gateway');
+      return checkGrantKey(c.cnf?.jwk);
     },
     holdMs: 600_000,
     maxFrame: 64 << 20,

@@ -9,7 +9,7 @@ import { formatAic } from '../identity/aic.js';
 import type { Amc, Denial } from '../identity/amc.js';
 import type { AgentClaims } from '../identity/credentials.js';
 import { signJwt } from '../identity/jwt.js';
-import type { KeyRing } from '../identity/key-ring.js';
+import type { GatewayKey } from '../identity/gateway-key.js';
 import { SerialAllocator } from '../identity/serials.js';
 import { policyDenial, type PolicyEngine } from '../policy/policy.js';
 import type { Store } from '../store/store.js';
@@ -101,20 +101,17 @@ export class Gateway {
   readonly #store: Store;
   readonly #fib: ForwardingTable;
   readonly #policy: PolicyEngine<TagSet>;
-  readonly #grants: KeyRing;
+  readonly #key: GatewayKey;
   readonly #serials: SerialAllocator;
   readonly #agents: ReturnType<Store['db']>;
   #sweep: NodeJS.Timeout | undefined;
-  /** The AMC's certificate of our grant key, sent in every grant (`gwc`). */
-  #grantCert: { token: string; kid: string; expiresAt: number } | undefined;
-  #certTimer: NodeJS.Timeout | undefined;
 
-  constructor(deps: { amc: Amc; store: Store; fib: ForwardingTable; policy: PolicyEngine<TagSet>; grants: KeyRing }, options: GatewayOptions) {
+  constructor(deps: { amc: Amc; store: Store; fib: ForwardingTable; policy: PolicyEngine<TagSet>; key: GatewayKey }, options: GatewayOptions) {
     this.#amc = deps.amc;
     this.#store = deps.store;
     this.#fib = deps.fib;
     this.#policy = deps.policy;
-    this.#grants = deps.grants;
+    this.#key = deps.key;
     this.options = options;
     this.#serials = new SerialAllocator(deps.store);
     this.#agents = deps.store.db<AgentRecord>('agents');
@@ -139,39 +136,10 @@ export class Gateway {
     const every = Math.max(10, Math.floor(this.options.heartbeatMs / 4));
     this.#sweep = setInterval(() => this.directory.expire(Date.now() - this.options.misses * this.options.heartbeatMs), every);
     this.#sweep.unref();
-    await this.#certify();
   }
 
   stop(): void {
-    this.#stopped = true;
     clearInterval(this.#sweep);
-    clearTimeout(this.#certTimer);
-    this.#certTimer = undefined;
-  }
-
-  #stopped = false;
-
-  /**
-   * Has the AMC certify the active grant key, and again at half the certificate's life
-   * (a minute later after a failure, keeping the one held until it expires).
-   */
-  async #certify(): Promise<void> {
-    const key = this.#grants.active;
-    const { credential, expiresAt } = await this.#amc.certifyGrantKey(this.options.nodeId, key.publicJwk);
-    this.#grantCert = { token: credential, kid: key.kid, expiresAt };
-    this.#renewCert(Math.max(1000, (expiresAt - Date.now()) / 2));
-  }
-
-  #renewCert(inMs: number): void {
-    clearTimeout(this.#certTimer);
-    if (this.#stopped) return;
-    this.#certTimer = setTimeout(() => {
-      this.#certify().catch((e) => {
-        this.onLog?.({ msg: 'grant key certificate renewal failed', code: (e as DmscError).code, error: (e as Error).message });
-        this.#renewCert(60_000);
-      });
-    }, Math.min(inMs, 2 ** 31 - 1));
-    this.#certTimer.unref();
   }
 
   /** Where the gateway reports what it cannot tell a caller. */
@@ -339,14 +307,10 @@ export class Gateway {
 
   /** Signs a session grant for `target`, with the AMC's certificate of the signing key. */
   async #grant(requester: Requester, target: AgentRecord, prefix: string, capability: string, hop: Hop, failover: boolean): Promise<ResolveAnswer> {
-    const cert = this.#grantCert;
-    const key = this.#grants.active;
-    if (!cert || cert.kid !== key.kid || cert.expiresAt <= Date.now()) {
-      throw new DmscError('ERR_DMSC_NOT_READY', 'this gateway holds no valid AMC certificate for its grant key');
-    }
+    const { key, certificate } = this.#key.current();
     const exp = Math.ceil((Date.now() + this.options.grantTtlMs) / 1000);
     const grant = await signJwt(key, GRANT_TYP, {
-      iss: `dmsc-gw:${this.options.nodeId}`, sub: requester.aic, aud: target.aic, cap: prefix, req: capability, exp, gwc: cert.token,
+      iss: `dmsc-gw:${this.options.nodeId}`, sub: requester.aic, aud: target.aic, cap: prefix, req: capability, exp, gwc: certificate,
     });
     return {
       capability: prefix,

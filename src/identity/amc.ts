@@ -13,12 +13,11 @@ import { KeyRing } from './key-ring.js';
 import { signJwt } from './jwt.js';
 
 export const CREDENTIAL_TYP = 'dmsc-credential+jwt';
-/** A gateway's own credential, presented when it opens a peering session. */
-export const GATEWAY_TYP = 'dmsc-gateway+jwt';
 /**
- * The AMC's word that a public key is a gateway's session-grant key: claims `sub` (the
- * gateway), `dom` and `cnf.jwk`. A grant carries it, so an agent that knows only its
- * AMC's keys can check the grant offline.
+ * The AMC's word that a public key is a gateway's own key: claims `sub` (the gateway),
+ * `dom` and `cnf.jwk`. A grant carries it, so an agent that knows only its AMC's keys
+ * can check the grant offline; a peering handshake presents it with a signature over
+ * that connection's transcript, so a peer knows the gateway at the other end.
  */
 export const GRANT_KEY_TYP = 'dmsc-grant-key+jwt';
 /**
@@ -66,9 +65,7 @@ export interface Amc {
   issue(gateway: string, aic: string, provider: string, scope: readonly string[]): Promise<Issued>;
   revoke(aic: string, reason: string): Promise<void>;
   isRevoked(aic: string): boolean;
-  /** A credential naming `gateway` as a gateway of this domain, for peering. */
-  gatewayCredential(gateway: string): Promise<string>;
-  /** Certifies `jwk` (an Ed25519 public key) as the grant-signing key of `gateway`. */
+  /** Certifies `jwk` (an Ed25519 public key) as the key of `gateway` (grants, peering). */
   certifyGrantKey(gateway: string, jwk: JWK): Promise<Issued>;
   /** The keys credentials are verified with. */
   jwks(): JSONWebKeySet;
@@ -304,11 +301,6 @@ export class LocalAmc implements Amc {
 
   isRevoked(aic: string): boolean {
     return this.#revoked.has(aic);
-  }
-
-  gatewayCredential(gateway: string): Promise<string> {
-    const exp = Math.ceil((Date.now() + this.#ttlMs) / 1000);
-    return signJwt(this.#keys.active, GATEWAY_TYP, { iss: this.issuer, sub: gateway, dom: this.domain, exp });
   }
 
   async certifyGrantKey(gateway: string, jwk: JWK): Promise<Issued> {

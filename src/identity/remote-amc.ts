@@ -70,10 +70,6 @@ export class RemoteAmc implements Amc {
     await this.refresh();
   }
 
-  async gatewayCredential(_gateway: string): Promise<string> {
-    return (await this.#call<{ credential: string }>('POST', '/v1/amc/gateway-credential', {})).credential;
-  }
-
   certifyGrantKey(_gateway: string, jwk: JWK): Promise<Issued> {
     return this.#call<Issued>('POST', '/v1/amc/grant-key', { jwk });
   }

@@ -95,11 +95,7 @@ export function amcGatewayRoutes(http: FastifyInstance, amc: LocalAmc, adminToke
     await amc.revoke(req.body.aic, req.body.reason ?? 'revoked by a gateway');
     return { aic: req.body.aic, revoked: true };
   });
-  // A gateway's own credential, for the OPEN of its peering sessions.
-  http.post('/v1/amc/gateway-credential', { schema: { body: { type: ['object', 'null'], additionalProperties: false } } }, async (req) => ({
-    credential: await amc.gatewayCredential(gatewayOf(req)),
-  }));
-  // The gateway's session-grant key, certified so agents can check grants offline.
+  // The gateway's own key, certified: agents check grants with it, peers the handshake.
   http.post<{ Body: { jwk: Record<string, unknown> } }>('/v1/amc/grant-key', {
     schema: { body: { type: 'object', additionalProperties: false, required: ['jwk'], properties: { jwk: { type: 'object', maxProperties: 16 } } } },
   }, async (req) => amc.certifyGrantKey(gatewayOf(req), req.body.jwk));

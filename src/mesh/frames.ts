@@ -37,14 +37,15 @@ export function encodeFrame(message: Message, maxFrame = DEFAULT_MAX_FRAME): Buf
 
 /** Cuts a byte stream into messages. */
 export class FrameDecoder {
-  readonly #maxFrame: number;
+  /** The largest frame taken; raised once a peering peer has authenticated. */
+  limit: number;
   readonly #binary: boolean;
   #chunks: Buffer[] = [];
   #buffered = 0;
 
   /** With `binary`, byte strings are allowed in messages (A2ASP data); peering refuses them. */
   constructor(maxFrame = DEFAULT_MAX_FRAME, binary = false) {
-    this.#maxFrame = maxFrame;
+    this.limit = maxFrame;
     this.#binary = binary;
   }
 
@@ -62,7 +63,7 @@ export class FrameDecoder {
       if (this.#buffered < HEADER) break;
       const head = this.#peek(HEADER);
       const length = head.readUInt32BE(0);
-      if (length > this.#maxFrame) throw new DmscRangeError('ERR_DMSC_FRAME_TOO_LARGE', `peer announced a ${length}-byte frame; the limit is ${this.#maxFrame}`);
+      if (length > this.limit) throw new DmscRangeError('ERR_DMSC_FRAME_TOO_LARGE', `peer announced a ${length}-byte frame; the limit is ${this.limit}`);
       if (this.#buffered < HEADER + length) break;
       const frame = this.#take(HEADER + length);
       out.push(decodeMessage(frame.subarray(HEADER), this.#binary));

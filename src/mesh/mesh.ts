@@ -11,14 +11,15 @@ import { DmscError, dmscError } from '../errors.js';
 import { peerHop, type Directory } from '../directory/directory.js';
 import type { DiscoverAnswer, ForwardedResolve, ResolveAnswer } from '../directory/gateway.js';
 import type { NextHop } from '../fastpath/types.js';
-import { GATEWAY_TYP, type Amc } from '../identity/amc.js';
+import type { JWK } from 'jose';
+import { checkGrantKey, GRANT_KEY_TYP, type Amc } from '../identity/amc.js';
 import { AmcTokenVerifier } from '../identity/credentials.js';
-import { peekClaim } from '../identity/jwt.js';
+import type { GatewayKey } from '../identity/gateway-key.js';
 import { listenOn, type Listen } from '../node/config.js';
 import { DEFAULT_MAX_ROUTES, DigestSync } from './csp.js';
 import { Domains, unseen, type ForeignDomain } from './domains.js';
 import { text, type Message } from './frames.js';
-import { PeerSession, type Identity } from './peer-session.js';
+import { PeerSession, type Identity, type Role, type SessionOptions } from './peer-session.js';
 import { Rib } from './rib.js';
 
 export interface PeerConfig {
@@ -62,6 +63,9 @@ export interface MeshOptions {
    * and whether that listener speaks TLS.
    */
   readonly dataplane?: () => { readonly address: string; readonly tls: boolean } | undefined;
+  /** Connections still in their handshake, in all (default 256) and from one address (default 16). */
+  readonly maxPending?: number;
+  readonly maxPendingPerAddress?: number;
   readonly log?: (event: Record<string, unknown>) => void;
 }
 
@@ -71,7 +75,19 @@ export const PEER_PRIORITY_BASE = 32768;
 export const FOREIGN_PRIORITY_BASE = PEER_PRIORITY_BASE + 4096;
 /** How long a TCP connect and TLS handshake may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_PENDING = 256;
+export const DEFAULT_MAX_PENDING_PER_ADDRESS = 16;
+/** Refusals of strangers logged one by one each second; past that, counted. */
+const REFUSALS_LOGGED = 10;
 export const UPSTREAM_PRIORITY = 65000;
+
+/** A configured peer's dialling: the redial in wait, and dials that failed in a row. */
+interface Dialer {
+  readonly peer: PeerConfig;
+  attempt: number;
+  timer: NodeJS.Timeout | undefined;
+  dialling: boolean;
+}
 
 interface Live {
   session: PeerSession;
@@ -84,15 +100,24 @@ export class Mesh {
   readonly rib: Rib;
   readonly #options: MeshOptions;
   readonly #amc: Amc;
+  readonly #key: GatewayKey;
   readonly #directory: Directory;
   readonly #verifier: AmcTokenVerifier;
   readonly #domains: Domains;
   readonly #sessions = new Map<string, Live>();
   readonly #staleTimers = new Map<string, NodeJS.Timeout>();
   readonly #heldOff = new Map<string, NodeJS.Timeout>();
-  readonly #dialTimers = new Set<NodeJS.Timeout>();
-  /** Sockets still in their OPEN exchange, destroyed on stop. */
+  readonly #dialers = new Map<string, Dialer>();
+  /** Sockets still in their handshake, destroyed on stop. */
   readonly #opening = new Set<Socket>();
+  /**
+   * Accepted connections not authenticated yet, by `address:port` (the same for a TLS
+   * socket and the TCP socket under it), with their release; and how many per address.
+   */
+  readonly #pending = new Map<string, () => void>();
+  readonly #pendingPerAddress = new Map<string, number>();
+  readonly #handshakeStats = { pending: 0, refused: 0 };
+  #refusals = { windowStart: 0, logged: 0, unlogged: 0 };
   /** Every connection the listener took, until it closes (TLS handshakes included). */
   readonly #accepted = new Set<Socket>();
   /**
@@ -101,7 +126,7 @@ export class Mesh {
    * of one of ours while it is away.
    */
   readonly #peerDomains = new Map<string, string>();
-  readonly #pending = new Map<string, { peer: string; kind: ForwardedResolve['kind']; resolve: (a: ResolveAnswer | DiscoverAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
+  readonly #asked = new Map<string, { peer: string; kind: ForwardedResolve['kind']; resolve: (a: ResolveAnswer | DiscoverAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
   /** Answers a resolution or discovery a peer sent us (set by the node: verify, apply policy, resolve). */
   /**
    * Answers a resolution or discovery a peer sent us (set by the node: verify, apply
@@ -109,14 +134,13 @@ export class Mesh {
    */
   onResolve: ((request: ForwardedResolve, from: string, visible?: (prefix: string) => boolean) => Promise<ResolveAnswer | DiscoverAnswer>) | undefined;
   #server: Server | undefined;
-  /** This gateway's credential, fetched again once half its lifetime is gone. */
-  #credential: { value: Promise<string>; renewAt: number } | undefined;
   #address: Listen | undefined;
   #stopped = false;
 
-  constructor(options: MeshOptions, amc: Amc, directory: Directory) {
+  constructor(options: MeshOptions, amc: Amc, key: GatewayKey, directory: Directory) {
     this.#options = options;
     this.#amc = amc;
+    this.#key = key;
     this.#directory = directory;
     this.rib = new Rib(options.self.gateway);
     this.#verifier = new AmcTokenVerifier(amc);
@@ -134,6 +158,11 @@ export class Mesh {
     return this.#address;
   }
 
+  /** Connections in their handshake now, and those refused for being over the limits. */
+  get handshakes(): { readonly pending: number; readonly refused: number } {
+    return { ...this.#handshakeStats };
+  }
+
   /** Peers with an open session, with what each has sent and advertised. */
   peers(): { gateway: string; domain: string; holdMs: number; routes: number; frames: PeerSession['stats']; csp: DigestSync['stats'] & DigestSync['versions'] }[] {
     return [...this.#sessions.values()].map(({ session, sync }) => ({
@@ -148,16 +177,23 @@ export class Mesh {
         cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), requestCert: !!t.requireClientCert, rejectUnauthorized: !!t.requireClientCert,
         handshakeTimeout: CONNECT_TIMEOUT_MS,
       }, (socket) => void this.#accept(socket))
-      : createServer((socket) => void this.#accept(socket));
+      : createServer();
+    // Admission comes before anything is read: on TLS, before the TLS handshake.
     server.on('connection', (socket: Socket) => {
+      if (!this.#admit(socket)) return;
       this.#accepted.add(socket);
       socket.once('close', () => this.#accepted.delete(socket));
+      if (!t) void this.#accept(socket);
     });
     // A client that fails the TLS handshake is logged; the listener goes on.
-    server.on('tlsClientError', (e: Error, socket: Socket) => this.#log({ msg: 'peer refused', remote: socket.remoteAddress, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }));
+    server.on('tlsClientError', (e: Error, socket: Socket) => this.#refused({ msg: 'peer refused', remote: socket.remoteAddress, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }));
     this.#address = await listenOn(server, this.#options.listen);
     this.#server = server;
-    for (const p of this.#options.peers) this.#dial(p, 0);
+    for (const peer of this.#options.peers) {
+      const dialer: Dialer = { peer, attempt: 0, timer: undefined, dialling: false };
+      this.#dialers.set(peer.id, dialer);
+      this.#dial(dialer);
+    }
     if (this.#options.upstream) {
       this.#directory.setExternalHealth(peerHop(this.#options.upstream), 'down');
       this.#program('/');
@@ -213,17 +249,17 @@ export class Mesh {
     const id = randomUUID();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#pending.delete(id);
+        this.#asked.delete(id);
         reject(new DmscError('ERR_DMSC_PEER_TIMEOUT', `${peer} did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#pending.set(id, { peer, kind: request.kind, resolve, reject, timer });
+      this.#asked.set(id, { peer, kind: request.kind, resolve, reject, timer });
       live.session.send({ type: 'SRRP_RESOLVE', id, request });
     });
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    for (const t of this.#dialTimers) clearTimeout(t);
+    for (const d of this.#dialers.values()) clearTimeout(d.timer);
     for (const t of this.#staleTimers.values()) clearTimeout(t);
     for (const t of this.#heldOff.values()) clearTimeout(t);
     for (const s of this.#opening) s.destroy();
@@ -232,9 +268,9 @@ export class Mesh {
     for (const s of this.#accepted) s.destroy();
     await new Promise((r) => (this.#server ? this.#server.close(r) : r(null)));
     for (const t of this.#staleTimers.values()) clearTimeout(t);
-    for (const [id, p] of this.#pending) {
+    for (const [id, p] of this.#asked) {
       clearTimeout(p.timer);
-      this.#pending.delete(id);
+      this.#asked.delete(id);
       p.reject(new DmscError('ERR_DMSC_PEER_CLOSED', 'the node is stopping'));
     }
   }
@@ -244,65 +280,114 @@ export class Mesh {
     return peer.domain === this.#options.self.domain ? undefined : this.#domains.get(peer.domain);
   }
 
-  #sessionOptions(expect?: PeerConfig) {
+  #sessionOptions(role: Role, expect?: PeerConfig): SessionOptions {
     const dataplane = this.#options.dataplane?.();
     return {
+      role,
       local: dataplane ? { ...this.#options.self, dataplane: dataplane.address, ...(dataplane.tls ? { dataplaneTls: true } : {}) } : this.#options.self,
-      credential: () => this.#ownCredential(),
-      verify: (credential: string, claimed: Identity) => this.#verify(credential, claimed),
+      credentials: () => {
+        const { key, certificate } = this.#key.current();
+        return { certificate, privateKey: key.privateKey };
+      },
+      certified: (certificate, claimed) => this.#certified(certificate, claimed),
       holdMs: this.#options.holdMs ?? 9000,
       ...(expect ? { expect: expect.id } : {}),
     };
   }
 
-  #ownCredential(): Promise<string> {
-    const now = Date.now();
-    if (!this.#credential || now >= this.#credential.renewAt) {
-      const value = this.#amc.gatewayCredential(this.#options.self.gateway);
-      const entry = { value, renewAt: Infinity };
-      this.#credential = entry;
-      value.then((token) => {
-        // Unreadable: fetch a fresh one next time.
-        const exp = Number(peekClaim(token, 'exp')) * 1000;
-        entry.renewAt = Number.isFinite(exp) ? now + (exp - now) / 2 : now;
-      }, () => {
-        // A failed fetch is not kept: the next session asks again.
-        if (this.#credential === entry) this.#credential = undefined;
-      });
-    }
-    return this.#credential.value;
-  }
-
-  // A peer is a gateway of our domain, whose credential verifies with our AMC's keys, or
-  // of a domain we trust, whose credential verifies with that domain's AMC keys.
-  // A configured peer must be of its configured domain (ours if none is set), whoever
-  // dialled; any other keeps the domain its id was first seen with.
-  async #verify(credential: string, claimed: Identity): Promise<void> {
-    if (claimed.gateway === this.#options.self.gateway) throw new Error('a session to itself');
+  // A peer is a gateway of our domain, whose key our AMC certified, or of a domain we
+  // trust, whose key that domain's AMC certified. A configured peer must be of its
+  // configured domain (ours if none is set), whoever dialled; any other keeps the domain
+  // its id was first seen with.
+  async #certified(certificate: string, claimed: Identity): Promise<JWK> {
     const configured = this.#options.peers.find((p) => p.id === claimed.gateway);
     const expected = configured ? configured.domain ?? this.#amc.domain : this.#peerDomains.get(claimed.gateway);
     if (expected !== undefined && claimed.domain !== expected) throw new Error(`${claimed.gateway} is a gateway of domain ${expected}, not ${claimed.domain}`);
     const foreign = this.#foreign(claimed);
     if (claimed.domain !== this.#options.self.domain && !foreign) throw new Error(`gateway of domain ${claimed.domain}, which this node does not trust`);
-    const claims = await (foreign ?? this.#verifier).verify(credential, GATEWAY_TYP);
-    if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`credential is for ${text(claims['sub'])}@${text(claims['dom'])}`);
+    const claims = await (foreign ?? this.#verifier).verify(certificate, GRANT_KEY_TYP);
+    if (claims['sub'] !== claimed.gateway || claims['dom'] !== claimed.domain) throw new Error(`its key certificate is for ${text(claims['sub'])}@${text(claims['dom'])}`);
+    try {
+      return checkGrantKey((claims['cnf'] as { jwk?: unknown } | undefined)?.jwk);
+    } catch {
+      throw new Error('its key certificate holds no usable key');
+    }
+  }
+
+  /**
+   * Takes a connection to the peering listener only within the limits on handshakes in
+   * progress (in all, and from its address); counts it as pending until it has
+   * authenticated, or until it is closed (a refused one while its NOTIFY drains too). A
+   * stranger cannot make us hold more than a handshake's frame and a read or two per
+   * connection, for the handshake's time, on so many connections.
+   */
+  #admit(socket: Socket): boolean {
+    const address = socket.remoteAddress ?? '';
+    const fromAddress = this.#pendingPerAddress.get(address) ?? 0;
+    const max = this.#options.maxPending ?? DEFAULT_MAX_PENDING;
+    const perAddress = this.#options.maxPendingPerAddress ?? DEFAULT_MAX_PENDING_PER_ADDRESS;
+    if (this.#handshakeStats.pending >= max || fromAddress >= perAddress) {
+      socket.destroy();
+      this.#handshakeStats.refused++;
+      this.#refused({ msg: 'peer refused', remote: address, error: 'ERR_DMSC_LIMIT_EXCEEDED', reason: fromAddress >= perAddress ? `${perAddress} handshakes already in progress from this address` : `${max} handshakes already in progress` });
+      return false;
+    }
+    this.#handshakeStats.pending++;
+    this.#pendingPerAddress.set(address, fromAddress + 1);
+    const key = `${address}:${socket.remotePort}`;
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.#handshakeStats.pending--;
+      const left = (this.#pendingPerAddress.get(address) ?? 1) - 1;
+      if (left > 0) this.#pendingPerAddress.set(address, left);
+      else this.#pendingPerAddress.delete(address);
+      if (this.#pending.get(key) === release) this.#pending.delete(key);
+    };
+    this.#pending.set(key, release);
+    socket.once('close', release);
+    return true;
+  }
+
+  /** Logs a refused stranger; past a few a second, only how many were not logged. */
+  #refused(event: Record<string, unknown>): void {
+    const now = Date.now();
+    const r = this.#refusals;
+    if (now - r.windowStart >= 1000) {
+      if (r.unlogged > 0) this.#log({ msg: 'peer refused', error: 'ERR_DMSC_LIMIT_EXCEEDED', reason: `${r.unlogged} more refusals not logged one by one` });
+      this.#refusals = { windowStart: now, logged: 0, unlogged: 0 };
+    }
+    if (this.#refusals.logged++ < REFUSALS_LOGGED) this.#log(event);
+    else this.#refusals.unlogged++;
   }
 
   async #accept(socket: Socket): Promise<void> {
     this.#opening.add(socket);
     socket.on('error', () => {});
     try {
-      const session = await PeerSession.establish(socket, this.#sessionOptions());
+      const session = await PeerSession.establish(socket, this.#sessionOptions('listener'));
+      // Authenticated: no longer a pending handshake.
+      this.#pending.get(`${socket.remoteAddress ?? ''}:${socket.remotePort}`)?.();
       this.#adopt(session, session.peer.gateway);
     } catch (e) {
-      this.#log({ msg: 'peer refused', remote: socket.remoteAddress, error: (e as DmscError).code, reason: (e as Error).message });
+      this.#refused({ msg: 'peer refused', remote: socket.remoteAddress, error: (e as DmscError).code, reason: (e as Error).message });
     } finally {
       this.#opening.delete(socket);
     }
   }
 
-  #dial(peer: PeerConfig, attempt: number): void {
-    if (this.#stopped || this.#sessions.has(peer.id)) return;
+  /**
+   * Dials a configured peer unless it has a session, or a dial is under way. A dial that
+   * fails is tried again with backoff (0.1 s doubling to 5 s); so is a peer whose session
+   * ends, whoever dialled it and whatever ended it (see #adopt).
+   */
+  #dial(d: Dialer): void {
+    const peer = d.peer;
+    if (this.#stopped || this.#sessions.has(peer.id) || d.dialling) return;
+    clearTimeout(d.timer);
+    d.timer = undefined;
+    d.dialling = true;
     const t = this.#options.tls;
     const socket = t
       ? tls.connect({ host: peer.host, port: peer.port, cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), ...(isIP(peer.host) ? {} : { servername: peer.host }) })
@@ -318,39 +403,45 @@ export class Mesh {
     socket.setTimeout(CONNECT_TIMEOUT_MS, () => {
       if (!connected) socket.destroy();
     });
-    const retry = () => {
-      if (this.#stopped) return;
-      const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
-      const timer = setTimeout(() => {
-        this.#dialTimers.delete(timer);
-        this.#dial(peer, attempt + 1);
-      }, delay);
-      this.#dialTimers.add(timer);
+    const failed = () => {
+      d.dialling = false;
+      d.attempt++;
+      this.#redial(d);
     };
     this.#opening.add(socket);
     socket.once(t ? 'secureConnect' : 'connect', () => {
       connected = true;
       socket.setTimeout(0);
-      PeerSession.establish(socket, this.#sessionOptions(peer)).then(
+      PeerSession.establish(socket, this.#sessionOptions('dialler', peer)).then(
         (session) => {
           this.#opening.delete(socket);
-          const opened = Date.now();
+          d.dialling = false;
           this.#adopt(session, this.#options.self.gateway);
-          // A session that lived its hold time earns a quick redial; one that died young
-          // backs off, so a peer that keeps refusing is not hammered.
-          session.once('close', () => this.#dial(peer, Date.now() - opened >= session.holdMs ? 0 : attempt + 1));
+          // Refused here (another domain's gateway under this id, a node stopping) or
+          // lost to a session the peer dialled: the latter's end brings a redial.
+          if (!this.#sessions.has(peer.id)) failed();
         },
         (e: DmscError) => {
           this.#opening.delete(socket);
           this.#log({ msg: 'peering failed', peer: peer.id, error: e.code, reason: e.message });
-          retry();
+          failed();
         },
       );
     });
     socket.once('close', () => {
       this.#opening.delete(socket);
-      if (!connected) retry();
+      if (!connected) failed();
     });
+  }
+
+  /** Dials `d` again after its backoff, unless a session or a dial is there already. */
+  #redial(d: Dialer): void {
+    if (this.#stopped || d.timer || d.dialling || this.#sessions.has(d.peer.id)) return;
+    const delay = Math.min(5000, 100 * 2 ** Math.min(d.attempt, 6));
+    d.timer = setTimeout(() => {
+      d.timer = undefined;
+      this.#dial(d);
+    }, delay);
   }
 
   #adopt(session: PeerSession, dialler: string): void {
@@ -384,6 +475,7 @@ export class Mesh {
     clearTimeout(this.#staleTimers.get(peer));
     this.#staleTimers.delete(peer);
     this.#directory.setExternalHealth(peerHop(peer), 'up');
+    const opened = Date.now();
     session.on('message', (m) => {
       if (sync.receive(m)) return;
       if (m.type === 'SRRP_RESOLVE') void this.#answer(session, m);
@@ -394,14 +486,22 @@ export class Mesh {
       if (this.#sessions.get(peer)?.session !== session) return;
       this.#sessions.delete(peer);
       sync.stop();
-      for (const [id, p] of this.#pending) {
+      for (const [id, p] of this.#asked) {
         if (p.peer !== peer) continue;
         clearTimeout(p.timer);
-        this.#pending.delete(id);
+        this.#asked.delete(id);
         p.reject(new DmscError('ERR_DMSC_PEER_CLOSED', `session with ${peer} closed`));
       }
       // At once: traffic fails over. The routes stay, stale, for the hold time.
       this.#directory.setExternalHealth(peerHop(peer), 'down');
+      // A configured peer is dialled again, whoever dialled this session and whatever
+      // ended it; a session that lived its hold time earns a quick redial, one that died
+      // young backs off, so a peer that keeps refusing is not hammered.
+      const dialer = this.#dialers.get(peer);
+      if (dialer) {
+        dialer.attempt = Date.now() - opened >= session.holdMs ? 0 : dialer.attempt + 1;
+        this.#redial(dialer);
+      }
       this.#log({ msg: 'peer down', peer, ...(error ? { error: error.code, reason: error.message } : {}) });
       const t = setTimeout(() => {
         this.#staleTimers.delete(peer);
@@ -443,9 +543,9 @@ export class Mesh {
 
   #settle(session: PeerSession, m: Message): void {
     const peer = session.peer.gateway;
-    const p = typeof m['id'] === 'string' ? this.#pending.get(m['id']) : undefined;
+    const p = typeof m['id'] === 'string' ? this.#asked.get(m['id']) : undefined;
     if (!p || p.peer !== peer) return;
-    this.#pending.delete(m['id'] as string);
+    this.#asked.delete(m['id'] as string);
     clearTimeout(p.timer);
     const error = m['error'] as { code?: unknown; message?: unknown } | undefined;
     if (error) {

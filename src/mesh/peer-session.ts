@@ -1,38 +1,40 @@
-// One peering session between two gateways over a TCP (or TLS) stream: an OPEN in each
-// direction carrying the gateway's identity and a credential from its AMC, checked by the
-// other side before anything else is accepted; keepalives every third of the hold time;
-// the session ends when the hold time passes without a frame, on a bad frame, or on
-// close. A session that ends for an error tells the peer why (NOTIFY) first.
+// One peering session between two gateways over a TCP (or TLS) stream. The handshake
+// (handshake.ts) authenticates both gateways, bound to this connection, before anything
+// else is taken; until then frames are held to a few KiB. Then: keepalives every third
+// of the hold time; the session ends when the hold time passes without a frame, on a bad
+// frame, or on close. A session that ends for an error tells the peer why (NOTIFY) first.
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { JWK } from 'jose';
 import { DmscError, type DmscErrorCode } from '../errors.js';
 import { DEFAULT_MAX_FRAME, encodeFrame, FrameDecoder, text, type Message } from './frames.js';
+import { Handshake, HANDSHAKE_MAX_FRAME, TLS_EXPORTER_BYTES, TLS_EXPORTER_LABEL, type Credentials, type Identity, type Role, type Step } from './handshake.js';
 
-export const PROTOCOL_VERSION = 1;
+export type { Credentials, Identity, Role } from './handshake.js';
+
 /** Bytes we queue for a peer before deciding it is not reading. */
 const MAX_UNSENT = 64 * 1024 * 1024;
-
-export interface Identity {
-  readonly gateway: string;
-  readonly domain: string;
-  /** Where the gateway's data plane listens (HOST:PORT), for requests sent on to it. */
-  readonly dataplane?: string;
-  /** That listener speaks TLS (the peering TLS: its certificate, its CA). */
-  readonly dataplaneTls?: boolean;
-}
+/** Messages a peer may send ahead while its certificate is being checked. */
+const MAX_AHEAD = 16;
 
 export interface SessionOptions {
+  /** Who opened the connection: the dialler proves itself first. */
+  readonly role: Role;
   readonly local: Identity;
-  /** This gateway's credential, presented in its OPEN. */
-  readonly credential: () => string | Promise<string>;
-  /** Checks the peer's OPEN; throws (any error) to refuse the session. */
-  readonly verify: (credential: string, claimed: Identity) => Promise<void>;
+  /** This gateway's key and the AMC's certificate of it; throws when it has none valid. */
+  readonly credentials: () => Credentials;
+  /**
+   * Checks the certificate a peer presents for the identity it claims, and resolves
+   * with the key it certifies; throws (any error) to refuse the peer.
+   */
+  readonly certified: (certificate: string, claimed: Identity) => Promise<JWK>;
   /** The peer this side expects, when it dialled a configured peer. */
   readonly expect?: string;
   /** Hold time proposed; the session uses the smaller of both sides' (default 9 s). */
   readonly holdMs?: number;
   readonly maxFrame?: number;
-  /** How long the OPEN exchange may take (default 5 s). */
+  /** How long the handshake may take (default 5 s). */
   readonly openTimeoutMs?: number;
 }
 
@@ -71,16 +73,19 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   }
 
   /**
-   * Runs the OPEN exchange on a connected socket and resolves with the open session;
+   * Runs the handshake on a connected socket and resolves with the open session;
    * rejects (after telling the peer and closing the socket) if the peer is refused.
    */
   static establish(socket: Socket, options: SessionOptions): Promise<PeerSession> {
     const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
-    const proposed = options.holdMs ?? 9000;
-    const decoder = new FrameDecoder(maxFrame);
+    const openTimeoutMs = options.openTimeoutMs ?? 5000;
+    // Until the peer has proved itself, a frame may be no larger than a handshake's.
+    const decoder = new FrameDecoder(Math.min(HANDSHAKE_MAX_FRAME, maxFrame));
     socket.setNoDelay(true);
     return new Promise<PeerSession>((resolve, reject) => {
       let settled = false;
+      let checking = false;
+      const waiting: Message[] = [];
       const fail = (e: DmscError) => {
         if (settled) return;
         settled = true;
@@ -89,63 +94,64 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
         notifyAndClose(socket, e, maxFrame);
         reject(e);
       };
-      const timer = setTimeout(() => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `no OPEN within ${options.openTimeoutMs ?? 5000} ms`)), options.openTimeoutMs ?? 5000);
-      const openSent = Promise.resolve().then(() => options.credential()).then((credential) => {
-        if (!settled) socket.write(encodeFrame({ type: 'OPEN', version: PROTOCOL_VERSION, gateway: options.local.gateway, domain: options.local.domain, credential, holdMs: proposed, ...(options.local.dataplane ? { dataplane: options.local.dataplane, ...(options.local.dataplaneTls ? { dataplaneTls: true } : {}) } : {}) }, maxFrame));
-      });
-      // Wire order from the peer: OPEN, then OPEN_OK once it accepted ours (or NOTIFY if
-      // it did not), then session messages. Both checks must pass before we resolve.
-      const early: Message[] = [];
-      let peer: Identity | undefined;
-      let peerHold = 0;
-      let verified = false;
-      let confirmed = false;
-      const done = () => {
-        if (settled || !verified || !confirmed) return;
+      const timer = setTimeout(() => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `no handshake within ${openTimeoutMs} ms`)), openTimeoutMs);
+      const write = (messages: readonly Message[]) => {
+        for (const m of messages) socket.write(encodeFrame(m, maxFrame));
+      };
+      let handshake: Handshake;
+      const advance = (step: Step): void => {
+        if (step.kind === 'send') return write(step.messages);
+        if (step.kind === 'check') {
+          checking = true;
+          const claimed = step.peer;
+          options.certified(step.certificate, claimed).then((key) => {
+            checking = false;
+            if (settled) return;
+            try {
+              advance(handshake.proofChecked(key, options.credentials));
+              pump();
+            } catch (e) {
+              fail(asDmsc(e, 'ERR_DMSC_BAD_HANDSHAKE'));
+            }
+          }, (e: unknown) => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer ${claimed.gateway} refused: ${(e as Error).message}`)));
+          return;
+        }
+        write(step.messages);
         settled = true;
         clearTimeout(timer);
         socket.off('data', onData);
-        const session = new PeerSession(socket, peer!, Math.min(proposed, peerHold), maxFrame);
-        session.#run(decoder, early);
+        // Authenticated: frames may now be as large as the session allows.
+        decoder.limit = maxFrame;
+        const session = new PeerSession(socket, step.peer, step.holdMs, maxFrame);
+        session.#run(decoder, waiting.splice(0));
         resolve(session);
+      };
+      // Messages are taken one at a time; none while a certificate is being checked.
+      const pump = () => {
+        while (!settled && !checking && waiting.length) advance(handshake.receive(waiting.shift()!, options.credentials));
       };
       const onData = (chunk: Buffer) => {
         try {
-          handle(decoder.push(chunk));
+          waiting.push(...decoder.push(chunk));
+          if (waiting.length > MAX_AHEAD) throw new DmscError('ERR_DMSC_BAD_HANDSHAKE', `more than ${MAX_AHEAD} messages before the handshake ended`);
+          pump();
         } catch (e) {
           fail(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
         }
       };
-      const handle = (messages: Message[]) => {
-        for (const m of messages) {
-          if (m.type === 'NOTIFY') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer refused the session: ${text(m['message'], 300)}`));
-          if (!peer) {
-            if (m.type !== 'OPEN') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN, got ${text(m.type, 32)}`));
-            const problem = openProblem(m, options.expect);
-            if (problem) return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', problem));
-            peer = { gateway: m['gateway'] as string, domain: m['domain'] as string, ...(typeof m['dataplane'] === 'string' ? { dataplane: m['dataplane'], ...(m['dataplaneTls'] === true ? { dataplaneTls: true } : {}) } : {}) };
-            peerHold = m['holdMs'] as number;
-            const claimed = peer;
-            // OPEN_OK goes after our own OPEN, whose credential may still be on its way.
-            Promise.all([options.verify(m['credential'] as string, claimed), openSent]).then(() => {
-              if (settled) return;
-              verified = true;
-              socket.write(encodeFrame({ type: 'OPEN_OK' }, maxFrame));
-              done();
-            }, (e: unknown) => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `peer ${claimed.gateway} refused: ${(e as Error).message}`)));
-          } else if (!confirmed) {
-            if (m.type !== 'OPEN_OK') return fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', `expected OPEN_OK, got ${text(m.type, 32)}`));
-            confirmed = true;
-          } else {
-            early.push(m);
-          }
-        }
-        done();
-      };
+      try {
+        const exporter = socket instanceof TLSSocket ? socket.exportKeyingMaterial(TLS_EXPORTER_BYTES, TLS_EXPORTER_LABEL, Buffer.alloc(0)) : undefined;
+        handshake = new Handshake({
+          role: options.role, local: options.local, holdMs: options.holdMs ?? 9000,
+          ...(options.expect !== undefined ? { expect: options.expect } : {}), ...(exporter ? { exporter } : {}),
+        });
+      } catch (e) {
+        return fail(asDmsc(e, 'ERR_DMSC_BAD_HANDSHAKE'));
+      }
       socket.on('data', onData);
-      socket.once('close', () => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', 'connection closed during OPEN')));
+      socket.once('close', () => fail(new DmscError('ERR_DMSC_BAD_HANDSHAKE', 'connection closed during the handshake')));
       socket.on('error', () => {});
-      openSent.catch((e: unknown) => fail(asDmsc(e, 'ERR_DMSC_BAD_HANDSHAKE')));
+      write([handshake.hello()]);
     });
   }
 
@@ -237,25 +243,14 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
   }
 }
 
-function openProblem(open: Message, expect: string | undefined): string | null {
-  const { version, gateway, domain, credential, holdMs } = open as Record<string, unknown>;
-  if (version !== PROTOCOL_VERSION) return `unsupported protocol version ${text(version, 16)}`;
-  if (typeof gateway !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(gateway)) return 'OPEN without a valid gateway id';
-  if (typeof domain !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(domain)) return 'OPEN without a valid domain';
-  if (typeof credential !== 'string' || credential.length === 0 || credential.length > 8192) return 'OPEN without a credential';
-  if (typeof holdMs !== 'number' || !Number.isInteger(holdMs) || holdMs < 300 || holdMs > 3_600_000) return 'OPEN with a hold time outside 300 ms .. 1 h';
-  const { dataplane, dataplaneTls } = open as Record<string, unknown>;
-  if (dataplane !== undefined && (typeof dataplane !== 'string' || !/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/.test(dataplane))) return 'OPEN with a data-plane address that is not HOST:PORT';
-  if (dataplaneTls !== undefined && typeof dataplaneTls !== 'boolean') return 'OPEN with a dataplaneTls that is not true or false';
-  if (expect !== undefined && gateway !== expect) return `expected gateway ${expect}, got ${gateway}`;
-  return null;
-}
-
 function asDmsc(e: unknown, fallback: DmscErrorCode): DmscError {
   return e instanceof DmscError ? e : new DmscError(fallback, (e as Error).message);
 }
 
 function notifyAndClose(socket: Socket, e: DmscError, maxFrame: number): void {
+  // Nothing more is read from a peer shown the door: a stranger streaming bytes at us
+  // costs nothing while its NOTIFY drains.
+  socket.pause();
   if (!socket.destroyed && socket.writable) {
     socket.end(encodeFrame({ type: 'NOTIFY', code: e.code, message: e.message.slice(0, 512) }, maxFrame));
   }

@@ -204,6 +204,8 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     domains: mesh?.domains ?? [],
     ...(mesh?.maxRoutes !== undefined ? { maxRoutes: mesh.maxRoutes } : {}),
     ...(mesh?.holdMs !== undefined ? { holdMs: mesh.holdMs } : {}),
+    ...(mesh?.maxPendingHandshakes !== undefined ? { maxPendingHandshakes: mesh.maxPendingHandshakes } : {}),
+    ...(mesh?.maxPendingPerAddress !== undefined ? { maxPendingPerAddress: mesh.maxPendingPerAddress } : {}),
     ...(mesh?.tls ? { tls: mesh.tls } : {}),
     ...(mesh?.peerDataplane ? { peerDataplane: mesh.peerDataplane } : {}),
     ...(amc ? { amc } : {}),

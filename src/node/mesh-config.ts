@@ -25,6 +25,9 @@ export interface MeshConfig {
   readonly maxRoutes?: number;
   /** Peering hold time proposed to peers. */
   readonly holdMs?: number;
+  /** Peering connections in their handshake at once, in all and from one address. */
+  readonly maxPendingHandshakes?: number;
+  readonly maxPendingPerAddress?: number;
   readonly tls?: PeeringTls;
   /** The data plane's listener for requests from peer gateways, over `tls`. */
   readonly peerDataplane?: Listen;
@@ -55,6 +58,8 @@ const schema = {
     upstream: ID,
     maxRoutesPerPeer: { type: 'integer', minimum: 1, maximum: 10_000_000 },
     holdMs: { type: 'integer', minimum: 300, maximum: 3_600_000 },
+    maxPendingHandshakes: { type: 'integer', minimum: 1, maximum: 100_000 },
+    maxPendingPerAddress: { type: 'integer', minimum: 1, maximum: 100_000 },
     domains: {
       type: 'array',
       maxItems: 256,
@@ -89,6 +94,8 @@ interface RawFile {
   upstream?: string;
   maxRoutesPerPeer?: number;
   holdMs?: number;
+  maxPendingHandshakes?: number;
+  maxPendingPerAddress?: number;
   domains?: { domain: string; jwks: string; export?: string[]; exportTags?: string[]; import?: string[]; tags?: Record<string, string> }[];
   tls?: { cert: string; key: string; ca?: string; requireClientCert?: boolean };
   peerDataplane?: string;
@@ -207,6 +214,8 @@ export function readMeshConfig(path: string): MeshConfig {
     ...(file.upstream !== undefined ? { upstream: checkId(file.upstream, 'upstream') } : {}),
     ...(file.maxRoutesPerPeer !== undefined ? { maxRoutes: file.maxRoutesPerPeer } : {}),
     ...(file.holdMs !== undefined ? { holdMs: file.holdMs } : {}),
+    ...(file.maxPendingHandshakes !== undefined ? { maxPendingHandshakes: file.maxPendingHandshakes } : {}),
+    ...(file.maxPendingPerAddress !== undefined ? { maxPendingPerAddress: file.maxPendingPerAddress } : {}),
     ...(tls ? { tls } : {}),
     ...(peerDataplane ? { peerDataplane } : {}),
   };

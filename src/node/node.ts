@@ -10,6 +10,7 @@ import { agentRoutes } from '../directory/routes.js';
 import { adminOnly, boundAddress, createServer } from '../http/server.js';
 import { LocalAmc, type Amc } from '../identity/amc.js';
 import { CredentialGuard } from '../identity/credentials.js';
+import { GatewayKey } from '../identity/gateway-key.js';
 import { KeyRing } from '../identity/key-ring.js';
 import { RemoteAmc } from '../identity/remote-amc.js';
 import { amcAdminRoutes, jwksRoute, revocationRoute } from '../identity/routes.js';
@@ -40,6 +41,8 @@ export class DmscNode {
   readonly #http: FastifyInstance;
   readonly #store: Store;
   readonly #amc: Amc;
+  /** This gateway's key as the AMC certified it: signs grants, proves it to peers. */
+  readonly key: GatewayKey;
   readonly gateway: Gateway;
   readonly mesh: Mesh;
   readonly dataPlane: DataPlane;
@@ -55,7 +58,7 @@ export class DmscNode {
   readonly #log: LogSink;
   #endStreams: () => void = () => {};
 
-  private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; token: string; domains: Domains; log: LogSink }) {
+  private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; key: GatewayKey; token: string; domains: Domains; log: LogSink }) {
     this.config = config;
     const log = parts.log;
     this.#log = log;
@@ -66,10 +69,10 @@ export class DmscNode {
     this.#domains = parts.domains;
     const policy = new PolicyEngine<TagSet>({ compileTags: (tags) => parts.fib.tagSet(tags) });
     loadPolicy(parts.store, policy);
-    this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, grants: parts.grants }, {
+    this.key = parts.key;
+    this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, key: parts.key }, {
       nodeId: config.id, heartbeatMs: config.heartbeatMs, misses: 3, grantTtlMs: config.grantTtlMs,
     });
-    this.gateway.onLog = log;
     this.mesh = new Mesh({
       self: { gateway: config.id, domain: parts.amc.domain }, listen: config.peering, peers: config.peers,
       ...(config.upstream ? { upstream: config.upstream } : {}),
@@ -77,6 +80,8 @@ export class DmscNode {
       ...(config.maxRoutes !== undefined ? { maxRoutes: config.maxRoutes } : {}),
       ...(config.holdMs !== undefined ? { holdMs: config.holdMs } : {}),
       ...(config.tls ? { tls: config.tls } : {}),
+      ...(config.maxPendingHandshakes !== undefined ? { maxPending: config.maxPendingHandshakes } : {}),
+      ...(config.maxPendingPerAddress !== undefined ? { maxPendingPerAddress: config.maxPendingPerAddress } : {}),
       // Peers are told the TLS listener when there is one.
       dataplane: () => {
         const secure = this.dataPlane.peerAddress;
@@ -88,7 +93,7 @@ export class DmscNode {
         log(e);
         this.#peerEvent(e);
       },
-    }, parts.amc, this.gateway.directory);
+    }, parts.amc, parts.key, this.gateway.directory);
     // One guard for the API and the data plane: a credential verified by either is in
     // the cache of both.
     const guard = new CredentialGuard(parts.amc);
@@ -163,10 +168,13 @@ export class DmscNode {
         : await LocalAmc.open(store, { domain: config.domain, credentialTtlMs: config.credentialTtlMs });
       // Retired grant keys verify until the last grant they signed has expired.
       const grants = await KeyRing.open(store, 'grant-keys', `gw-${config.id}`, config.grantTtlMs + 60_000);
-      node = new DmscNode(config, { fib, store, amc, grants, token, domains: trustedDomains(config, amc.domain), log: logSink(createLogger(config.id)) });
+      const log = logSink(createLogger(config.id));
+      const key = new GatewayKey(amc, grants, config.id, log);
+      node = new DmscNode(config, { fib, store, amc, grants, key, token, domains: trustedDomains(config, amc.domain), log });
       await node.events.start();
       await node.#domains.load(node.#log);
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
+      await node.key.start();
       await node.gateway.start();
       await node.dataPlane.start();
       await node.mesh.start();
@@ -196,6 +204,7 @@ export class DmscNode {
     await this.tasks.stop();
     await this.#invoker.close();
     this.gateway.stop();
+    this.key.stop();
     await this.dataPlane.stop();
     await this.mesh.stop();
     // Event streams never end by themselves: the listener would wait for them.
@@ -307,7 +316,7 @@ export class DmscNode {
       ...(this.dataPlane.relayCounters ? { relay: this.dataPlane.relayCounters } : {}),
     }));
     http.get('/v1/peers', { onRequest: adminOnly(token) }, async () => ({
-      node: this.config.id, domain: amc.domain, peers: this.mesh.peers(),
+      node: this.config.id, domain: amc.domain, peers: this.mesh.peers(), handshakes: this.mesh.handshakes,
       configured: this.config.peers.map((p) => ({ id: p.id, address: `${p.host}:${p.port}`, ...(p.domain ? { domain: p.domain } : {}) })),
       ...(this.config.upstream ? { upstream: this.config.upstream } : {}),
     }));

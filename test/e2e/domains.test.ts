@@ -13,11 +13,12 @@ import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { GATEWAY_TYP } from '../../src/identity/amc.js';
-import { newSigningKey, signingKey, signJwt } from '../../src/identity/jwt.js';
+import type { JWK } from 'jose';
+import { GRANT_KEY_TYP } from '../../src/identity/amc.js';
+import { newSigningKey, peekClaim, signingKey, signJwt } from '../../src/identity/jwt.js';
 import { encodeFrame } from '../../src/mesh/frames.js';
 import { PeerSession } from '../../src/mesh/peer-session.js';
-import { addProvider, api, cleanup, dmsc, logged, makeCerts, register, start, tempDir, waitFor, type Proc } from './harness.js';
+import { addProvider, api, cleanup, dmsc, handGateway, logged, makeCerts, register, start, tempDir, waitFor, type Proc } from './harness.js';
 
 describe('two trust domains peering over mutual TLS', () => {
   let a: Proc;
@@ -137,7 +138,7 @@ describe('two trust domains peering over mutual TLS', () => {
     // Plain TCP to a TLS listener.
     const plain = tcpConnect(Number(port), host);
     plain.on('error', () => {});
-    plain.write(encodeFrame({ type: 'OPEN', version: 1, gateway: 'x1', domain: 'alpha', credential: 'c', holdMs: 3000 }));
+    plain.write(encodeFrame({ type: 'HELLO', version: 2, gateway: 'x1', domain: 'alpha', nonce: 'n'.repeat(43) }));
     await closed(plain);
     // A certificate from another CA, and none at all.
     const stranger = tlsConnect({ host, port: Number(port), ca: await readFile(certs.ca), cert: await readFile(certs.otherCa), key: await readFile(join(dir, 'other-ca.key')) });
@@ -149,12 +150,15 @@ describe('two trust domains peering over mutual TLS', () => {
     await closed(anonymous);
     await waitFor(() => logged(b, { msg: 'peer refused', reason: /TLS/ }, 3));
 
-    // The right certificate, claiming to be of alpha, with a credential alpha's AMC never signed.
+    // The right TLS certificate, claiming to be of alpha, with a key certificate alpha's AMC never signed.
     const socket = tlsConnect({ host, port: Number(port), ca: await readFile(certs.ca), cert: await readFile(certs.cert), key: await readFile(certs.key) });
     await new Promise((r) => socket.once('secureConnect', r));
-    const forged = await signJwt(signingKey(newSigningKey('forger')), GATEWAY_TYP, { iss: 'dmsc-amc:alpha', sub: 'a9', dom: 'alpha', exp: Math.floor(Date.now() / 1000) + 600 });
-    await expect(PeerSession.establish(socket, { local: { gateway: 'a9', domain: 'alpha' }, credential: () => forged, verify: async () => {}, holdMs: 3000 }))
-      .rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: expect.stringMatching(/unknown key/) });
+    const key = signingKey(newSigningKey('gw-a9'));
+    const forged = await signJwt(signingKey(newSigningKey('forger')), GRANT_KEY_TYP, { iss: 'dmsc-amc:alpha', sub: 'a9', dom: 'alpha', cnf: { jwk: key.publicJwk }, exp: Math.floor(Date.now() / 1000) + 600 });
+    await expect(PeerSession.establish(socket, {
+      role: 'dialler', local: { gateway: 'a9', domain: 'alpha' }, holdMs: 3000,
+      credentials: () => ({ certificate: forged, privateKey: key.privateKey }), certified: async (cert) => (peekClaim(cert, 'cnf') as { jwk: JWK }).jwk,
+    })).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: expect.stringMatching(/unknown key/) });
 
     // A real gateway of a domain beta does not trust.
     await writeFile(join(dir, 'gamma.json'), JSON.stringify({ tls: { cert: certs.cert, key: certs.key, ca: certs.ca }, peers: [{ id: 'b1', address: b.peering }] }));
@@ -167,14 +171,13 @@ describe('two trust domains peering over mutual TLS', () => {
     const gatewayOf = async (id: string) => {
       const add = dmsc('amc', 'gateway', 'add', id, '--url', gamma.url, '--data', gamma.dataDir);
       expect(add.status, add.stderr).toBe(0);
-      return (await api(gamma.url, 'POST', '/v1/amc/gateway-credential', { auth: JSON.parse(add.stdout).key, body: {} })).body.credential as string;
+      return handGateway(gamma.url, JSON.parse(add.stdout).key, id, 'gamma', { holdMs: 3000 });
     };
     const [aHost, aPort] = a.peering!.split(':') as [string, string];
     const dialAlpha = async (id: string) => {
       const s = tlsConnect({ host: aHost, port: Number(aPort), ca: await readFile(certs.ca), cert: await readFile(certs.cert), key: await readFile(certs.key) });
       await new Promise((r) => s.once('secureConnect', r));
-      const credential = await gatewayOf(id);
-      return PeerSession.establish(s, { local: { gateway: id, domain: 'gamma' }, credential: () => credential, verify: async () => {}, holdMs: 3000 });
+      return PeerSession.establish(s, await gatewayOf(id));
     };
     await expect(dialAlpha('b1')).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: expect.stringMatching(/b1 is a gateway of domain beta, not gamma/) });
     const g7 = await dialAlpha('g7');

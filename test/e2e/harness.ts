@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
+import type { JWK } from 'jose';
+import { newSigningKey, peekClaim, signingKey } from '../../src/identity/jwt.js';
+import type { SessionOptions } from '../../src/mesh/peer-session.js';
 
 export const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
 
@@ -215,4 +218,23 @@ export async function makeCerts(dir: string): Promise<{ ca: string; cert: string
   await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
   run('x509', '-req', '-in', 'node.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'node.pem', '-days', '1', '-extfile', 'san.ext');
   return { ca: join(dir, 'ca.pem'), cert: join(dir, 'node.pem'), key: join(dir, 'node.key'), otherCa: join(dir, 'other-ca.pem') };
+}
+
+/**
+ * A gateway spoken by hand in a test: a fresh Ed25519 key, certified by the AMC at
+ * `amcUrl` for the gateway whose AMC key is `gatewayKey` (what `dmsc amc gateway add`
+ * prints). Returns the session options to dial a node as that gateway; the node's own
+ * certificate is taken at its word (the node is what the test checks).
+ */
+export async function handGateway(amcUrl: string, gatewayKey: string, id: string, domain: string, extra: Partial<SessionOptions> = {}): Promise<SessionOptions> {
+  const key = signingKey(newSigningKey(`gw-${id}`));
+  const r = await api(amcUrl, 'POST', '/v1/amc/grant-key', { auth: gatewayKey, body: { jwk: key.publicJwk } });
+  if (r.status !== 200) throw new Error(`grant-key: ${r.status} ${JSON.stringify(r.body)}`);
+  const certificate = r.body.credential as string;
+  return {
+    role: 'dialler', local: { gateway: id, domain }, holdMs: 30_000,
+    credentials: () => ({ certificate, privateKey: key.privateKey }),
+    certified: async (cert) => (peekClaim(cert, 'cnf') as { jwk: JWK }).jwk,
+    ...extra,
+  };
 }

@@ -1,26 +1,17 @@
 // Peering sessions over real loopback TCP: the frame codec under arbitrary chunking, the
-// OPEN exchange with real EdDSA credentials, and every way a bad peer is shown the door
-// (bad credential, wrong id, garbage, oversized frame, silence) without touching the
-// other sessions.
+// handshake with real Ed25519 keys certified by a real (test) AMC key, and every way a bad
+// peer is shown the door (a certificate that does not verify or names another gateway, a
+// proof for another connection, a replayed or reflected OPEN, garbage, an oversized
+// frame, silence) without touching the other sessions.
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { encodeFrame, FrameDecoder, type Message } from '../../src/mesh/frames.js';
+import { Handshake, HANDSHAKE_MAX_FRAME } from '../../src/mesh/handshake.js';
 import { PeerSession, type SessionOptions } from '../../src/mesh/peer-session.js';
-import { JwtVerifier, newSigningKey, signingKey, signJwt } from '../../src/identity/jwt.js';
-
-const TYP = 'dmsc-gateway+jwt';
-const amcKey = signingKey(newSigningKey('amc'));
-const verifier = new JwtVerifier({ keys: [amcKey.publicJwk] });
-const credentialOf = (gateway: string, key = amcKey) => signJwt(key, TYP, { sub: gateway, exp: Math.floor(Date.now() / 1000) + 600 });
-const verify: SessionOptions['verify'] = async (credential, claimed) => {
-  const claims = await verifier.verify(credential, TYP);
-  if (claims.sub !== claimed.gateway) throw new Error(`credential is for ${claims.sub}`);
-};
-const options = (gateway: string, extra: Partial<SessionOptions> = {}): SessionOptions => ({
-  local: { gateway, domain: 'd1' }, credential: () => credentialOf(gateway), verify, holdMs: 900, ...extra,
-});
+import { newSigningKey, signingKey } from '../../src/identity/jwt.js';
+import { certified, gateway, sessionOptions, type TestGateway } from './gateways.js';
 
 describe('frames', () => {
   it('decodes any sequence of frames however the stream is cut', () => {
@@ -74,9 +65,33 @@ describe('frames', () => {
   });
 });
 
+/** Reads frames off a raw socket, one message at a time. */
+function reader(socket: Socket) {
+  const decoder = new FrameDecoder();
+  const queue: Message[] = [];
+  const waiters: ((m: Message | undefined) => void)[] = [];
+  socket.on('data', (d) => {
+    for (const m of decoder.push(d)) {
+      const w = waiters.shift();
+      if (w) w(m);
+      else queue.push(m);
+    }
+  });
+  socket.on('close', () => {
+    for (const w of waiters.splice(0)) w(undefined);
+  });
+  return {
+    /** The next message, or undefined once the connection closed. */
+    next: (): Promise<Message | undefined> => (queue.length ? Promise.resolve(queue.shift()) : socket.destroyed ? Promise.resolve(undefined) : new Promise((r) => waiters.push(r))),
+    queued: () => queue.length,
+  };
+}
+
 describe('PeerSession', () => {
   const servers: Server[] = [];
   const sockets: Socket[] = [];
+  let a: TestGateway;
+  let b: TestGateway;
   afterEach(async () => {
     for (const s of sockets.splice(0)) s.destroy();
     await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
@@ -97,67 +112,178 @@ describe('PeerSession', () => {
   }
   let lastDialled: Socket | undefined;
   async function dial(port: number, opts: SessionOptions): Promise<PeerSession> {
-    const socket = connect(port, '127.0.0.1');
-    sockets.push(socket);
+    const socket = await raw(port);
     lastDialled = socket;
-    await new Promise((r) => socket.once('connect', r));
     return PeerSession.establish(socket, opts);
   }
-  const raw = async (port: number) => {
+  async function raw(port: number): Promise<Socket> {
     const socket = connect(port, '127.0.0.1');
     sockets.push(socket);
+    socket.on('error', () => {});
     await new Promise((r) => socket.once('connect', r));
     return socket;
-  };
+  }
   const nextMessage = (s: PeerSession) => new Promise<Message>((r) => s.once('message', r));
   const closed = (s: PeerSession) => new Promise<unknown>((r) => s.once('close', r));
 
-  it('opens with credentials both ways, agrees on the smaller hold time, and carries messages', async () => {
-    const b = await listen(options('gw-b', { holdMs: 1200 }));
-    const a = await dial(b.port, options('gw-a', { expect: 'gw-b', holdMs: 900 }));
-    const bSide = await b.accepted[0]!;
-    expect(a.peer).toEqual({ gateway: 'gw-b', domain: 'd1' });
+  it('opens with proofs both ways, agrees on the smaller hold time, and carries messages', async () => {
+    [a, b] = [await gateway('gw-a'), await gateway('gw-b')];
+    const l = await listen(sessionOptions(b, 'listener', { holdMs: 1200 }));
+    const aSide = await dial(l.port, sessionOptions(a, 'dialler', { expect: 'gw-b', holdMs: 900 }));
+    const bSide = await l.accepted[0]!;
+    expect(aSide.peer).toEqual({ gateway: 'gw-b', domain: 'd1' });
     expect(bSide.peer).toEqual({ gateway: 'gw-a', domain: 'd1' });
-    expect([a.holdMs, bSide.holdMs]).toEqual([900, 900]);
+    expect([aSide.holdMs, bSide.holdMs]).toEqual([900, 900]);
     const got = nextMessage(bSide);
-    a.send({ type: 'HELLO', n: 1 });
-    expect(await got).toEqual({ type: 'HELLO', n: 1 });
+    aSide.send({ type: 'PING', n: 1 });
+    expect(await got).toEqual({ type: 'PING', n: 1 });
+    // Authenticated: frames may be as large as the session allows, far past the handshake's limit.
+    const big = nextMessage(aSide);
+    bSide.send({ type: 'BIG', pad: 'x'.repeat(100_000) });
+    expect((await big)['pad']).toHaveLength(100_000);
     // Keepalives hold an idle session past its hold time.
     await new Promise((r) => setTimeout(r, 1500));
-    expect(a.closed || bSide.closed).toBe(false);
+    expect(aSide.closed || bSide.closed).toBe(false);
     const gone = closed(bSide);
-    a.close();
+    aSide.close();
     expect(await gone).toBeUndefined();
   });
 
-  it('opens when its own credential takes longer to get than the peer takes to answer', async () => {
-    const slow = () => new Promise<string>((r) => setTimeout(() => void credentialOf('gw-b').then(r), 100));
-    const b = await listen(options('gw-b', { credential: slow }));
-    const a = await dial(b.port, options('gw-a'));
-    const bSide = await b.accepted[0]!;
-    expect([a.peer.gateway, bSide.peer.gateway]).toEqual(['gw-b', 'gw-a']);
-    a.close();
+  it('carries the data-plane address each side gives, as signed in its OPEN', async () => {
+    [a, b] = [await gateway('gw-a'), await gateway('gw-b')];
+    const l = await listen(sessionOptions(b, 'listener', { local: { gateway: 'gw-b', domain: 'd1', dataplane: '127.0.0.1:7443', dataplaneTls: true } }));
+    const aSide = await dial(l.port, sessionOptions(a, 'dialler', { local: { gateway: 'gw-a', domain: 'd1', dataplane: '[::1]:7080' } }));
+    expect(aSide.peer).toEqual({ gateway: 'gw-b', domain: 'd1', dataplane: '127.0.0.1:7443', dataplaneTls: true });
+    expect((await l.accepted[0]!).peer).toEqual({ gateway: 'gw-a', domain: 'd1', dataplane: '[::1]:7080' });
+    aSide.close();
   });
 
-  it('refuses a peer whose credential does not verify, or that is not the peer expected', async () => {
-    const stranger = signingKey(newSigningKey('other'));
-    const b = await listen(options('gw-b'));
-    await expect(dial(b.port, options('gw-a', { credential: () => credentialOf('gw-a', stranger) }))).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: /peer refused the session/ });
-    await expect(b.accepted[0]).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: /unknown key/ });
-    // A credential for another gateway than the one claimed.
-    await expect(dial(b.port, options('gw-a', { credential: () => credentialOf('gw-z') }))).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE' });
-    await expect(b.accepted[1]).rejects.toMatchObject({ message: /credential is for gw-z/ });
-    // The dialler expected someone else.
-    await expect(dial(b.port, options('gw-a', { expect: 'gw-c' }))).rejects.toMatchObject({ message: /expected gateway gw-c, got gw-b/ });
+  it('opens when checking a certificate takes a while, keeping what comes meanwhile in order', async () => {
+    [a, b] = [await gateway('gw-a'), await gateway('gw-b')];
+    const slow: SessionOptions['certified'] = (cert, claimed) => new Promise((r) => setTimeout(() => r(certified(cert, claimed)), 150));
+    const l = await listen(sessionOptions(b, 'listener', { certified: slow }));
+    const aSide = await dial(l.port, sessionOptions(a, 'dialler', { certified: slow }));
+    const bSide = await l.accepted[0]!;
+    const got: unknown[] = [];
+    bSide.on('message', (m) => got.push(m['n']));
+    for (let n = 1; n <= 3; n++) aSide.send({ type: 'M', n });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(got).toEqual([1, 2, 3]);
+    aSide.close();
+  });
+
+  it('refuses a peer whose certificate the AMC did not sign, or that names another gateway, or that is not the peer expected', async () => {
+    b = await gateway('gw-b');
+    const l = await listen(sessionOptions(b, 'listener'));
+    const forged = await gateway('gw-a', 'd1', signingKey(newSigningKey('not-the-amc')));
+    await expect(dial(l.port, sessionOptions(forged, 'dialler'))).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: /peer refused the session/ });
+    await expect(l.accepted[0]).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: /unknown key/ });
+    // A genuine certificate, for another gateway than the one claimed.
+    const other = await gateway('gw-a', 'd1', undefined, 'gw-z');
+    await expect(dial(l.port, sessionOptions(other, 'dialler'))).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE' });
+    await expect(l.accepted[1]).rejects.toMatchObject({ message: /certificate is for gw-z/ });
+    // The dialler expected someone else: it says so before proving anything.
+    a = await gateway('gw-a');
+    await expect(dial(l.port, sessionOptions(a, 'dialler', { expect: 'gw-c' }))).rejects.toMatchObject({ message: /expected gateway gw-c, got gw-b/ });
+    await expect(l.accepted[2]).rejects.toMatchObject({ message: /peer refused the session: expected gateway gw-c/ });
+  });
+
+  it('sends a stranger nothing but its HELLO until the stranger has proved itself', async () => {
+    b = await gateway('gw-b');
+    const l = await listen(sessionOptions(b, 'listener', { openTimeoutMs: 400 }));
+    const stranger = await raw(l.port);
+    const from = reader(stranger);
+    const hello = await from.next();
+    expect(hello).toMatchObject({ type: 'HELLO', version: 2, gateway: 'gw-b', domain: 'd1', nonce: expect.stringMatching(/^[\w-]{43}$/) });
+    expect(Object.keys(hello!).sort()).toEqual(['domain', 'gateway', 'nonce', 'type', 'version']);
+    // A HELLO of its own, and then nothing: the listener waits for a proof, and gives up.
+    stranger.write(encodeFrame(new Handshake({ role: 'dialler', local: { gateway: 'gw-x', domain: 'd1' }, holdMs: 900 }).hello()));
+    expect(await from.next()).toMatchObject({ type: 'NOTIFY', code: 'ERR_DMSC_BAD_HANDSHAKE', message: /no handshake within 400 ms/ });
+    expect(await from.next()).toBeUndefined();
+    await expect(l.accepted[0]).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE' });
+  });
+
+  it('refuses an OPEN whose proof was made for another nonce, and an OPEN replayed from another connection', async () => {
+    [a, b] = [await gateway('gw-a'), await gateway('gw-b')];
+    const l = await listen(sessionOptions(b, 'listener'));
+    // A genuine dialler, whose OPEN is signed for a listener nonce of its own making.
+    const elsewhere = new Handshake({ role: 'dialler', local: { gateway: 'gw-a', domain: 'd1' }, holdMs: 900 });
+    const fakeListener = new Handshake({ role: 'listener', local: { gateway: 'gw-b', domain: 'd1' }, holdMs: 900 });
+    const step = elsewhere.receive(fakeListener.hello(), a.credentials);
+    const openForAnotherNonce = (step as { messages: readonly Message[] }).messages[0]!;
+    expect(openForAnotherNonce).toMatchObject({ type: 'OPEN', certificate: a.certificate });
+    const attacker = await raw(l.port);
+    const from = reader(attacker);
+    expect(await from.next()).toMatchObject({ type: 'HELLO' });
+    attacker.write(Buffer.concat([encodeFrame(elsewhere.hello()), encodeFrame(openForAnotherNonce)]));
+    expect(await from.next()).toMatchObject({ type: 'NOTIFY', message: /proof does not verify for this connection/ });
+    await expect(l.accepted[0]).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: /gw-a's proof does not verify/ });
+
+    // Everything a real dialler sent on one connection, replayed byte for byte on another.
+    const recorded: Buffer[] = [];
+    const real = await raw(l.port);
+    real.on('data', () => {});
+    const write = real.write.bind(real);
+    real.write = ((chunk: Buffer, ...rest: never[]) => {
+      recorded.push(Buffer.from(chunk));
+      return write(chunk, ...rest);
+    }) as typeof real.write;
+    const session = await PeerSession.establish(real, sessionOptions(a, 'dialler'));
+    await l.accepted[1]!;
+    const replay = await raw(l.port);
+    const heard = reader(replay);
+    replay.write(Buffer.concat(recorded));
+    expect(await heard.next()).toMatchObject({ type: 'HELLO' });
+    expect(await heard.next()).toMatchObject({ type: 'NOTIFY', message: /proof does not verify/ });
+    await expect(l.accepted[2]).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE' });
+    // The session that was recorded is untouched.
+    expect(session.closed).toBe(false);
+    session.close();
+  });
+
+  it('refuses a listener that reflects the dialler\'s own OPEN back as its proof', async () => {
+    a = await gateway('gw-a');
+    const server = createServer((s) => {
+      sockets.push(s);
+      const from = reader(s);
+      // Poses as gw-a's peer gw-b: a HELLO, then gw-a's own OPEN sent straight back.
+      s.write(encodeFrame(new Handshake({ role: 'listener', local: { gateway: 'gw-b', domain: 'd1' }, holdMs: 900 }).hello()));
+      void (async () => {
+        await from.next();
+        const open = await from.next();
+        if (open && !s.destroyed) s.write(encodeFrame(open));
+      })();
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    // gw-a's certificate names gw-a, not gw-b: and even a certificate for gw-b would not
+    // make a dialler's proof pass for a listener's.
+    await expect(dial(port, sessionOptions(a, 'dialler', { certified: async (cert) => certified(cert, { gateway: 'gw-a', domain: 'd1' }) })))
+      .rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: /proof does not verify/ });
+  });
+
+  it('holds frames to the handshake\'s size until the peer has proved itself', async () => {
+    b = await gateway('gw-b');
+    const l = await listen(sessionOptions(b, 'listener'));
+    const stranger = await raw(l.port);
+    const from = reader(stranger);
+    await from.next();
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(HANDSHAKE_MAX_FRAME + 1, 0);
+    stranger.write(head);
+    expect(await from.next()).toMatchObject({ type: 'NOTIFY', code: 'ERR_DMSC_FRAME_TOO_LARGE' });
+    await expect(l.accepted[0]).rejects.toMatchObject({ code: 'ERR_DMSC_FRAME_TOO_LARGE', message: new RegExp(`limit is ${HANDSHAKE_MAX_FRAME}`) });
   });
 
   it('closes a session that sends garbage or an oversized frame, and leaves the others open', async () => {
-    const b = await listen(options('gw-b', { maxFrame: 4096 }));
-    const good = await dial(b.port, options('gw-good'));
-    const goodB = await b.accepted[0]!;
+    b = await gateway('gw-b');
+    const l = await listen(sessionOptions(b, 'listener', { maxFrame: 4096 }));
+    const good = await dial(l.port, sessionOptions(await gateway('gw-good'), 'dialler'));
+    const goodB = await l.accepted[0]!;
     for (const attack of ['garbage', 'oversized'] as const) {
-      const bad = await dial(b.port, options(`gw-${attack}`));
-      const badB = await b.accepted.at(-1)!;
+      const bad = await dial(l.port, sessionOptions(await gateway(`gw-${attack}`), 'dialler'));
+      const badB = await l.accepted.at(-1)!;
       const why = closed(badB);
       const told = closed(bad);
       // Straight onto the socket: the session's own send would never write such frames.
@@ -171,37 +297,41 @@ describe('PeerSession', () => {
     expect(await got).toEqual({ type: 'STILL', ok: true });
   });
 
-  it('ends a session when the hold time passes in silence, and refuses a peer that never sends OPEN', async () => {
-    const b = await listen(options('gw-b', { holdMs: 400, openTimeoutMs: 300 }));
-    const silent = await raw(b.port);
-    await expect(b.accepted[0]).rejects.toMatchObject({ code: 'ERR_DMSC_BAD_HANDSHAKE', message: /no OPEN within 300 ms/ });
-    // A peer that opens and then goes quiet.
-    const quiet = await raw(b.port);
-    quiet.write(encodeFrame({ type: 'OPEN', version: 1, gateway: 'gw-q', domain: 'd1', credential: await credentialOf('gw-q'), holdMs: 400 }));
+  it('ends a session when the hold time passes in silence', async () => {
+    [a, b] = [await gateway('gw-q'), await gateway('gw-b')];
+    const l = await listen(sessionOptions(b, 'listener', { holdMs: 400 }));
+    // A dialler that completes the handshake by hand and then says nothing, not even keepalives.
+    const quiet = await raw(l.port);
+    const from = reader(quiet);
+    const hs = new Handshake({ role: 'dialler', local: { gateway: 'gw-q', domain: 'd1' }, holdMs: 400 });
+    quiet.write(encodeFrame(hs.hello()));
+    const step = hs.receive((await from.next())!, a.credentials);
+    quiet.write(encodeFrame((step as { messages: readonly Message[] }).messages[0]!));
+    const open = await from.next();
+    const checkedStep = hs.receive(open!, a.credentials);
+    expect(checkedStep.kind).toBe('check');
+    const done = hs.proofChecked(await certified(open!['certificate'] as string, { gateway: 'gw-b', domain: 'd1' }), a.credentials);
+    expect(done.kind).toBe('open');
     quiet.write(encodeFrame({ type: 'OPEN_OK' }));
-    const session = await b.accepted[1]!;
+    const session = await l.accepted[0]!;
     expect(await closed(session)).toMatchObject({ code: 'ERR_DMSC_HOLD_EXPIRED' });
-    // The refused peer is told and disconnected.
-    silent.resume();
-    await new Promise((r) => (silent.readableEnded ? r(null) : silent.once('end', r)));
   });
-});
 
-describe('PeerSession message order', () => {
   it('keeps messages sent with the OPEN_OK until a listener comes, then delivers them in order', async () => {
-    const server = createServer();
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as { port: number }).port;
-    const accepted = new Promise<PeerSession>((resolve) => server.once('connection', (s) => void PeerSession.establish(s, options('gw-b')).then(resolve)));
-    const socket = connect(port, '127.0.0.1');
-    await new Promise((r) => socket.once('connect', r));
-    // A raw peer that sends OPEN, OPEN_OK and two messages in one write.
-    socket.on('data', () => {});
-    socket.write(Buffer.concat([
-      encodeFrame({ type: 'OPEN', version: 1, gateway: 'gw-r', domain: 'd1', credential: await credentialOf('gw-r'), holdMs: 900 }),
-      encodeFrame({ type: 'OPEN_OK' }), encodeFrame({ type: 'M', n: 1 }), encodeFrame({ type: 'M', n: 2 }),
-    ]));
-    const session = await accepted;
+    [a, b] = [await gateway('gw-r'), await gateway('gw-b')];
+    const l = await listen(sessionOptions(b, 'listener'));
+    const socket = await raw(l.port);
+    const from = reader(socket);
+    const hs = new Handshake({ role: 'dialler', local: { gateway: 'gw-r', domain: 'd1' }, holdMs: 900 });
+    socket.write(encodeFrame(hs.hello()));
+    const opened = hs.receive((await from.next())!, a.credentials) as { messages: readonly Message[] };
+    socket.write(encodeFrame(opened.messages[0]!));
+    const theirs = (await from.next())!;
+    hs.receive(theirs, a.credentials);
+    hs.proofChecked(await certified(theirs['certificate'] as string, { gateway: 'gw-b', domain: 'd1' }), a.credentials);
+    // OPEN_OK and two messages in one write.
+    socket.write(Buffer.concat([encodeFrame({ type: 'OPEN_OK' }), encodeFrame({ type: 'M', n: 1 }), encodeFrame({ type: 'M', n: 2 })]));
+    const session = await l.accepted[0]!;
     await new Promise((r) => setTimeout(r, 50));
     const got: unknown[] = [];
     session.once('message', (m) => got.push(m['n']));
@@ -211,32 +341,32 @@ describe('PeerSession message order', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(got).toEqual([1, 2, 3]);
     session.close();
-    socket.destroy();
-    await new Promise((r) => server.close(r));
   });
-});
 
-describe('PeerSession against hostile input', () => {
-  it('refuses OPENs and NOTIFYs whose fields are not strings, without throwing', async () => {
-    const server = createServer();
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as { port: number }).port;
-    for (const [bad, why] of [
-      { type: 'OPEN', version: { toString: 1 }, gateway: 'x', domain: 'd1', credential: 'c', holdMs: 900 },
-      { type: 'NOTIFY', code: { toString: 1 }, message: { toString: 1 } },
-      { type: { toString: 1 } },
-      // A good credential: only the data-plane fields are wrong.
-      { type: 'OPEN', version: 1, gateway: 'gw-a', domain: 'd1', credential: await credentialOf('gw-a'), holdMs: 900, dataplane: 'not an address' },
-      { type: 'OPEN', version: 1, gateway: 'gw-a', domain: 'd1', credential: await credentialOf('gw-a'), holdMs: 900, dataplane: '127.0.0.1:7443', dataplaneTls: 'yes' },
-    ].map((m, i, all) => [m, i >= all.length - 2 ? /data-plane address|dataplaneTls/ : /./] as const)) {
-      const refused = new Promise((resolve) => server.once('connection', (s) => PeerSession.establish(s, options('gw-b')).then(() => resolve('opened'), resolve)));
-      const socket = connect(port, '127.0.0.1');
-      await new Promise((r) => socket.once('connect', r));
+  it('refuses HELLOs and OPENs whose fields are not what they must be, without throwing', async () => {
+    [a, b] = [await gateway('gw-a'), await gateway('gw-b')];
+    const l = await listen(sessionOptions(b, 'listener'));
+    const hello = new Handshake({ role: 'dialler', local: { gateway: 'gw-a', domain: 'd1' }, holdMs: 900 }).hello();
+    const cases: [Message[], RegExp][] = [
+      [[{ type: 'HELLO', version: 1, gateway: 'gw-a', domain: 'd1', nonce: hello['nonce'] as string }], /unsupported protocol version 1/],
+      [[{ ...hello, version: { toString: 1 } } as unknown as Message], /unsupported protocol version/],
+      [[{ ...hello, gateway: 'gw b' }], /valid gateway id/],
+      [[{ ...hello, nonce: 'short' }], /32-byte nonce/],
+      [[{ ...hello, gateway: 'gw-b' }], /a session to itself/],
+      [[{ type: 'OPEN', certificate: a.certificate }], /expected HELLO, got OPEN/],
+      [[{ type: { toString: 1 } } as unknown as Message], /string type/],
+      [[{ type: 'NOTIFY', code: { toString: 1 }, message: { toString: 1 } } as unknown as Message], /peer refused the session: \(object\)/],
+      [[hello, { type: 'OPEN', certificate: a.certificate, proof: 'x'.repeat(86), holdMs: 900, dataplane: 'not an address' }], /data-plane address/],
+      [[hello, { type: 'OPEN', certificate: a.certificate, proof: 'x'.repeat(86), holdMs: 900, dataplaneTls: 'yes' }], /dataplaneTls/],
+      [[hello, { type: 'OPEN', certificate: a.certificate, proof: 'not a signature', holdMs: 900 }], /without a proof/],
+      [[hello, { type: 'OPEN', certificate: a.certificate, proof: 'x'.repeat(86), holdMs: 10 }], /hold time/],
+      [[hello, { type: 'OPEN_OK' }], /expected OPEN, got OPEN_OK/],
+    ];
+    for (const [i, [messages, why]] of cases.entries()) {
+      const socket = await raw(l.port);
       socket.on('data', () => {});
-      socket.write(encodeFrame(bad as unknown as Message));
-      expect(await refused).toMatchObject({ code: expect.stringMatching(/^ERR_DMSC_(BAD_HANDSHAKE|MALFORMED_FRAME)$/), message: expect.stringMatching(why) });
-      socket.destroy();
+      socket.write(Buffer.concat(messages.map((m) => encodeFrame(m))));
+      await expect(l.accepted[i], `case ${i}`).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_DMSC_(BAD_HANDSHAKE|MALFORMED_FRAME)$/), message: expect.stringMatching(why) });
     }
-    await new Promise((r) => server.close(r));
   });
 });

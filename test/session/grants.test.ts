@@ -56,9 +56,8 @@ describe('GrantVerifier', () => {
   it('refuses a grant without a certificate, with a certificate that is not the AMC\'s grant-key kind, or from another gateway name', async () => {
     const v = verifier();
     await expect(v.verify(await grant({ gwc: undefined }), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /no gateway key certificate/ });
-    // A gateway credential is signed by the AMC too, but it certifies no key.
-    const gatewayCred = await amc.gatewayCredential('g1');
-    await expect(v.verify(await grant({ gwc: gatewayCred }), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /not certified/ });
+    // An agent credential is signed by the AMC too, but it certifies no key.
+    await expect(v.verify(await grant({ gwc: credential }), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID', message: /not certified/ });
     await expect(v.verify(await grant({ iss: 'dmsc-gw:g2' }), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
     const other = signingKey(newSigningKey('gw-g1'));
     await expect(v.verify(await grant({}, other), credential, '/capability/ocr/fast')).rejects.toMatchObject({ code: 'ERR_DMSC_GRANT_INVALID' });
