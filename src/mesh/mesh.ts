@@ -455,7 +455,8 @@ export class Mesh {
     if (existing) {
       // Both sides dialled: keep the session dialled by the smaller gateway id. The same
       // side dialling again means its old session is dead: the new one replaces it.
-      const keep = [existing.dialler, dialler].sort()[0];
+      const keep = [existing.dialler, dialler].sort()[0]!;
+      if (existing.dialler !== dialler) this.#log({ msg: 'peering collision', peer, kept: `the session ${keep} dialled` });
       if (existing.dialler !== dialler && existing.dialler === keep) return session.close();
       existing.session.close();
     }

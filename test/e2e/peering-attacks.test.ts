@@ -132,6 +132,7 @@ describe('peering under attack', () => {
     const d = await start('node', await gatewayArgs('k-d', ['--peering', `127.0.0.1:${dPort}`, '--peer', `k-c@127.0.0.1:${cPort}`]));
     let c = await start('node', await gatewayArgs('k-c', ['--peering', `127.0.0.1:${cPort}`, '--peer', `k-d@127.0.0.1:${dPort}`]));
     await waitFor(async () => (await peerUp(d, 'k-c')) && (await peerUp(c, 'k-d')), 10_000);
+    // D's own retry, due within 5 s, finds the session there and stops.
     await sleep(6000);
     const cData = c.dataDir;
     await c.kill9();
@@ -143,6 +144,61 @@ describe('peering under attack', () => {
     await c.stop();
     await d.stop();
   }, 60_000);
+
+  it('resolves two real simultaneous dials of the same pair to one session, round after round', async () => {
+    // Each node dials the other through a gate that holds both dials until both are in,
+    // then lets them through together: the two handshakes always overlap.
+    const [ePort, fPort] = [await freePort(), await freePort()];
+    let held: { inbound: Socket; port: number }[] = [];
+    const gate = async (port: number) => {
+      const server = createServer((inbound) => {
+        sockets.push(inbound);
+        inbound.pause();
+        held.push({ inbound, port });
+        if (held.length < 2) return;
+        for (const h of held.splice(0)) {
+          const outbound = connect(h.port, '127.0.0.1');
+          sockets.push(outbound);
+          for (const [x, y] of [[h.inbound, outbound], [outbound, h.inbound]] as const) {
+            x.on('error', () => y.destroy());
+            x.on('close', () => y.destroy());
+          }
+          h.inbound.pipe(outbound);
+          outbound.pipe(h.inbound);
+          h.inbound.resume();
+        }
+      });
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return (server.address() as { port: number }).port;
+    };
+    const [toE, toF] = [await gate(ePort), await gate(fPort)];
+    const eArgs = await gatewayArgs('s-e', ['--peering', `127.0.0.1:${ePort}`, '--peer', `s-f@127.0.0.1:${toF}`]);
+    const fArgs = await gatewayArgs('s-f', ['--peering', `127.0.0.1:${fPort}`, '--peer', `s-e@127.0.0.1:${toE}`]);
+    const collisions = (p: Proc) => p.stderr().split('\n').filter((l) => l.includes('"peering collision"')).length;
+    let [e, f] = await Promise.all([start('node', eArgs), start('node', fArgs)]);
+    for (let round = 0; round < 3; round++) {
+      if (round > 0) {
+        // Both die and come back: each dials the other as it starts.
+        const [eData, fData] = [e.dataDir, f.dataDir];
+        await Promise.all([e.kill9(), f.kill9()]);
+        held = [];
+        [e, f] = await Promise.all([start('node', eArgs, eData), start('node', fArgs, fData)]);
+      }
+      await waitFor(async () => (await peerUp(e, 's-f')) && (await peerUp(f, 's-e')), 10_000);
+      await waitFor(() => collisions(e) + collisions(f) > 0, 5000);
+      // The session s-e dialled is kept on both sides, and stays: nobody keeps replacing it.
+      expect(logged(e, { msg: 'peering collision', kept: 'the session s-e dialled' }) || logged(f, { msg: 'peering collision', kept: 'the session s-e dialled' })).toBe(true);
+      await sleep(HOLD_MS * 2);
+      const settled = flaps(e, 's-e', f, 's-f');
+      await sleep(HOLD_MS * 3);
+      expect(flaps(e, 's-e', f, 's-f')).toEqual(settled);
+      expect((await peers(e)).filter((p) => p.gateway === 's-f')).toHaveLength(1);
+      expect((await peers(f)).filter((p) => p.gateway === 's-e')).toHaveLength(1);
+    }
+    await e.stop();
+    await f.stop();
+  }, 90_000);
 
   it('keeps memory bounded and returned under 2,000 connections that each send part of a large frame and never authenticate', async () => {
     const a = await start('node', await gatewayArgs('m-a'));
