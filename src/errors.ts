@@ -55,6 +55,14 @@ export type DmscErrorCode =
   | 'ERR_DMSC_UNKNOWN_CAPABILITY'
   | 'ERR_DMSC_NO_MATCH'
   | 'ERR_DMSC_AMBIGUOUS_INTENT'
+  | 'ERR_DMSC_MALFORMED_REQUEST'
+  | 'ERR_DMSC_REQUEST_TIMEOUT'
+  | 'ERR_DMSC_METHOD_NOT_ALLOWED'
+  | 'ERR_DMSC_HEADERS_TOO_LARGE'
+  | 'ERR_DMSC_NOT_IMPLEMENTED'
+  | 'ERR_DMSC_HTTP_VERSION'
+  | 'ERR_DMSC_RATE_LIMITED'
+  | 'ERR_DMSC_LISTEN'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -110,6 +118,14 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_UNKNOWN_CAPABILITY: { kind: 'error', status: 400 },
   ERR_DMSC_NO_MATCH: { kind: 'error', status: 404 },
   ERR_DMSC_AMBIGUOUS_INTENT: { kind: 'error', status: 409 },
+  ERR_DMSC_MALFORMED_REQUEST: { kind: 'error', status: 400 },
+  ERR_DMSC_REQUEST_TIMEOUT: { kind: 'error', status: 408 },
+  ERR_DMSC_METHOD_NOT_ALLOWED: { kind: 'error', status: 405 },
+  ERR_DMSC_HEADERS_TOO_LARGE: { kind: 'error', status: 431 },
+  ERR_DMSC_NOT_IMPLEMENTED: { kind: 'error', status: 501 },
+  ERR_DMSC_HTTP_VERSION: { kind: 'error', status: 505 },
+  ERR_DMSC_RATE_LIMITED: { kind: 'error', status: 429 },
+  ERR_DMSC_LISTEN: { kind: 'error', status: 500 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

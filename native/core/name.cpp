@@ -47,31 +47,47 @@ const char* name_error_message(NameError e) {
     case NameError::kInvalidUtf8: return "name is not valid UTF-8";
     case NameError::kTooLong: return "name is longer than 1024 bytes";
     case NameError::kTooManyComponents: return "name has more than 32 components";
+    case NameError::kControl: return "name has a control character";
+    case NameError::kWhitespace: return "name has white space";
+    case NameError::kBidiControl: return "name has a bidirectional control";
+    case NameError::kInvisible: return "name has an invisible character";
+    case NameError::kBackslash: return "name has a backslash";
+    case NameError::kDotComponent: return "name has a '.' or '..' component";
   }
   return "invalid name";
 }
 
-bool valid_utf8(const uint8_t* p, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    uint8_t c = p[i];
-    if (c < 0x80) { ++i; continue; }
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c == 0xE0) { need = 2; lo = 0xA0; }
-    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
-    else if (c == 0xED) { need = 2; hi = 0x9F; }
-    else if (c == 0xF0) { need = 3; lo = 0x90; }
-    else if (c >= 0xF1 && c <= 0xF3) need = 3;
-    else if (c == 0xF4) { need = 3; hi = 0x8F; }
-    else return false;
-    if (len - i - 1 < need) return false;
-    if (p[i + 1] < lo || p[i + 1] > hi) return false;
-    for (size_t k = 2; k <= need; ++k)
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-    i += need + 1;
+// The strict UTF-8 sequence at p[i] (i < len): its length, with its code point in *cp;
+// 0 when it is not one (overlong, surrogate, above U+10FFFF, cut short).
+size_t utf8_sequence(const uint8_t* p, size_t len, size_t i, uint32_t* cp) {
+  uint8_t c = p[i];
+  if (c < 0x80) {
+    *cp = c;
+    return 1;
   }
+  size_t need;
+  uint8_t lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) { need = 1; *cp = c & 0x1F; }
+  else if (c == 0xE0) { need = 2; lo = 0xA0; *cp = c & 0x0F; }
+  else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) { need = 2; *cp = c & 0x0F; }
+  else if (c == 0xED) { need = 2; hi = 0x9F; *cp = c & 0x0F; }
+  else if (c == 0xF0) { need = 3; lo = 0x90; *cp = c & 0x07; }
+  else if (c >= 0xF1 && c <= 0xF3) { need = 3; *cp = c & 0x07; }
+  else if (c == 0xF4) { need = 3; hi = 0x8F; *cp = c & 0x07; }
+  else return 0;
+  if (len - i - 1 < need) return 0;
+  if (p[i + 1] < lo || p[i + 1] > hi) return 0;
+  for (size_t k = 1; k <= need; ++k) {
+    if ((p[i + k] & 0xC0) != 0x80) return 0;
+    *cp = (*cp << 6) | (p[i + k] & 0x3F);
+  }
+  return need + 1;
+}
+
+bool valid_utf8(const uint8_t* p, size_t len) {
+  uint32_t cp;
+  for (size_t i = 0, n; i < len; i += n)
+    if ((n = utf8_sequence(p, len, i, &cp)) == 0) return false;
   return true;
 }
 
@@ -88,9 +104,55 @@ namespace {
 
 constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7FULL;
 constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHigh = 0x8080808080808080ULL;
 
 // 0x80 in every byte of w that is zero, exactly (no false positives from borrows).
 inline uint64_t zero_bytes(uint64_t w) { return ~(((w & kLow7) + kLow7) | w | kLow7); }
+
+// Non-zero when some byte of w is below n (n <= 128): exact as to whether there is one.
+inline uint64_t bytes_below(uint64_t w, uint8_t n) { return (w - kOnes * n) & ~w & kHigh; }
+
+// An ASCII byte no name may hold: controls, space, DEL, backslash (all below 0x80, so
+// never part of a multi-byte UTF-8 sequence).
+inline bool refused_ascii(uint8_t c) { return c < 0x21 || c == 0x7F || c == '\\'; }
+
+inline NameError ascii_error(uint8_t c) {
+  if (c == 0) return NameError::kNul;
+  if (c == ' ') return NameError::kWhitespace;
+  if (c == '\\') return NameError::kBackslash;
+  return NameError::kControl;
+}
+
+// The first refused byte of p[0..len) (one is known to be there).
+NameError first_refused(const uint8_t* p, size_t len) {
+  for (size_t i = 0; i < len; ++i)
+    if (refused_ascii(p[i])) return ascii_error(p[i]);
+  return NameError::kControl;
+}
+
+// Code points above U+007F a name may not hold.
+NameError refused_code_point(uint32_t cp) {
+  if (cp <= 0x9F) return NameError::kControl;  // C1
+  if (cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+      cp == 0x205F || cp == 0x3000)
+    return NameError::kWhitespace;
+  if (cp == 0x61C || cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
+    return NameError::kBidiControl;
+  if (cp == 0x200B || cp == 0x2060 || cp == 0x180E || cp == 0xFEFF) return NameError::kInvisible;
+  return NameError::kOk;
+}
+
+// Strict UTF-8, and no refused code point above U+007F.
+NameError check_utf8_name(const uint8_t* p, size_t len) {
+  uint32_t cp;
+  for (size_t i = 0, n; i < len; i += n) {
+    if ((n = utf8_sequence(p, len, i, &cp)) == 0) return NameError::kInvalidUtf8;
+    if (cp < 0x80) continue;
+    NameError e = refused_code_point(cp);
+    if (e != NameError::kOk) return e;
+  }
+  return NameError::kOk;
+}
 
 }  // namespace
 
@@ -111,6 +173,7 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   uint64_t h = kRootHash;
   auto separator = [&](size_t at) -> NameError {
     if (at == start) return NameError::kEmptyComponent;
+    if (p[start] == '.' && (at - start == 1 || (at - start == 2 && p[start + 1] == '.'))) return NameError::kDotComponent;
     if (k == kMaxComponents) return NameError::kTooManyComponents;
     h = hash_component(h, p + start, at - start);
     ++k;
@@ -123,7 +186,7 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   for (; i + 8 <= len; i += 8) {
     uint64_t w;
     std::memcpy(&w, p + i, 8);
-    if (zero_bytes(w)) return NameError::kNul;
+    if (bytes_below(w, 0x21) | zero_bytes(w ^ (kOnes * 0x7F)) | zero_bytes(w ^ (kOnes * '\\'))) return first_refused(p + i, 8);
     high |= w;
     for (uint64_t sl = zero_bytes(w ^ (kOnes * '/')); sl; sl &= sl - 1) {
       NameError e = separator(i + (static_cast<size_t>(__builtin_ctzll(sl)) >> 3));
@@ -135,15 +198,18 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
     if (c == '/') {
       NameError e = separator(i);
       if (e != NameError::kOk) return e;
-    } else if (c == 0) {
-      return NameError::kNul;
+    } else if (refused_ascii(c)) {
+      return ascii_error(c);
     }
     high |= c;
   }
   if (start == len) return NameError::kTrailingSlash;
   NameError e = separator(len);
   if (e != NameError::kOk) return e;
-  if ((high & 0x8080808080808080ULL) && !valid_utf8(p, len)) return NameError::kInvalidUtf8;
+  if (high & kHigh) {
+    NameError u = check_utf8_name(p, len);
+    if (u != NameError::kOk) return u;
+  }
   out.ncomp = k;
   return NameError::kOk;
 }

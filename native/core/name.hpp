@@ -1,4 +1,8 @@
-// Capability names: validation and per-component prefix hashing in one pass.
+// Capability names: validation and per-component prefix hashing in one pass. The grammar
+// is the one src/names.ts states (a differential property test holds the two together):
+// no empty, '.' or '..' component, no control character, white space, bidirectional
+// control, invisible character or backslash, valid UTF-8, at most 32 components and
+// 1024 bytes.
 //
 // A lookup probes the table once per candidate prefix, longest first, so the parser
 // hands back the hash of every component-boundary prefix; no prefix is hashed twice.
@@ -22,6 +26,12 @@ enum class NameError : uint8_t {
   kInvalidUtf8,
   kTooLong,
   kTooManyComponents,
+  kControl,
+  kWhitespace,
+  kBidiControl,
+  kInvisible,
+  kBackslash,
+  kDotComponent,
 };
 
 const char* name_error_message(NameError e);

@@ -144,6 +144,18 @@ bool known_method(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "POST" || m == "PUT" || m == "DELETE" || m == "PATCH" || m == "OPTIONS" || m == "TRACE";
 }
 
+// Whether a request the parser refused names an HTTP version other than 1.0 and 1.1 (an
+// HTTP/2 preface, say): that gets a 505 rather than a 400.
+bool other_version(const std::string& in) {
+  size_t eol = in.find('\n');
+  std::string_view line(in.data(), eol == std::string::npos ? in.size() : eol);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  size_t sp = line.rfind(' ');
+  if (sp == std::string_view::npos) return false;
+  std::string_view version = line.substr(sp + 1);
+  return version.substr(0, 5) == "HTTP/" && version != "HTTP/1.1" && version != "HTTP/1.0";
+}
+
 bool retryable_method(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
 }
@@ -542,10 +554,14 @@ struct Relay::Impl {
       http1::Head h;
       long used = http1::parse_head(c->in.data(), c->in.size(), true, h);
       if (used == 0) return watch(c, (c->events | EPOLLIN | EPOLLRDHUP));
-      // Too large a head: the Node listener answers it under its own limits. Not HTTP:
-      // closed, as the Node listener does, with no answer.
+      // Too large a head: the Node listener answers it (431) under its own limits. Not a
+      // request this relay takes (smuggling, bad framing, another HTTP version): answered
+      // here, then the connection closes, as the Node listener does.
       if (used == static_cast<long>(http1::Parse::kTooLarge)) return tunnel(c);
-      if (used < 0) return drop_client(c);
+      if (used < 0) {
+        if (other_version(c->in)) return refuse(c, "505 HTTP Version Not Supported", "ERR_DMSC_HTTP_VERSION", "the data plane speaks HTTP/1.1 (and 1.0) only");
+        return refuse(c, "400 Bad Request", "ERR_DMSC_MALFORMED_REQUEST", "not a request the data plane can take (malformed or ambiguous framing)");
+      }
       counters.requests.fetch_add(1, std::memory_order_relaxed);
       bool has_expect = false, has_upgrade = false;
       for (size_t i = 0; i < h.nheaders; ++i) {
@@ -1045,6 +1061,21 @@ struct Relay::Impl {
     next_request(c);
   }
 
+  // An answer to a request that cannot be taken at all: the reason in the JSON error body
+  // with `connection: close`; the connection closes once it is written (or a second on).
+  void refuse(Client* c, const char* status, const char* code, const std::string& message) {
+    std::string body = std::string("{\"error\":{\"code\":\"") + code + "\",\"message\":\"";
+    json_escape(body, message);
+    body += "\"}}";
+    c->in.clear();
+    c->close_after = true;
+    c->idle_until = now + 1000;
+    c->out.append("HTTP/1.1 ").append(status);
+    c->out.append("\r\ncontent-type: application/json; charset=utf-8\r\nconnection: close\r\ncontent-length: ");
+    c->out.append(std::to_string(body.size())).append("\r\n\r\n").append(body);
+    write_client(c);
+  }
+
   // An answer that cannot be finished: the requester's connection is closed.
   void cut(Client* c) {
     if (c->ex && c->ex->up) release_upstream(c->ex->up, false);
@@ -1149,7 +1180,13 @@ struct Relay::Impl {
         else cut(c);
       } else if (s->kind == kClient) {
         auto* c = static_cast<Client*>(s);
-        if (!c->ex && !c->tunnel && c->idle_until && c->idle_until <= now) kill(c);
+        if (!c->ex && !c->tunnel && c->idle_until && c->idle_until <= now) {
+          // Part of a request came, and no more in time: say so before closing.
+          if (!c->in.empty() && !c->close_after)
+            refuse(c, "408 Request Timeout", "ERR_DMSC_REQUEST_TIMEOUT", "the request did not arrive within " + std::to_string(cfg.client_idle_ms / 1000) + " s");
+          else
+            kill(c);
+        }
       }
     }
   }

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <string>
 
 #include "flow_hash.hpp"
@@ -40,6 +41,38 @@ TEST(name_rejects_malformed_names) {
   CHECK(parse(deep + "/x", pn) == NameError::kTooManyComponents);
   CHECK(parse("/" + std::string(1023, 'a'), pn) == NameError::kOk);
   CHECK(parse("/" + std::string(1024, 'a'), pn) == NameError::kTooLong);
+}
+
+TEST(name_refuses_what_cannot_be_read_or_served) {
+  ParsedName pn;
+  // In the word-at-a-time part (past the first eight bytes) and in the tail.
+  for (const char* where : {"/capability/ocr/x%sy", "/a%s"}) {
+    auto with = [&](const std::string& bad) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, where, bad.c_str());
+      return parse(buf, pn);
+    };
+    CHECK(with("\n") == NameError::kControl);
+    CHECK(with("\r\nx-evil: 1") == NameError::kControl);
+    CHECK(with("\x7f") == NameError::kControl);
+    CHECK(with(" ") == NameError::kWhitespace);
+    CHECK(with("\\") == NameError::kBackslash);
+    CHECK(with("\xc2\x85") == NameError::kControl);          // U+0085 (C1)
+    CHECK(with("\xc2\xa0") == NameError::kWhitespace);       // U+00A0
+    CHECK(with("\xe3\x80\x80") == NameError::kWhitespace);   // U+3000
+    CHECK(with("\xe2\x80\xae") == NameError::kBidiControl);  // U+202E
+    CHECK(with("\xe2\x81\xa6") == NameError::kBidiControl);  // U+2066
+    CHECK(with("\xd8\x9c") == NameError::kBidiControl);      // U+061C
+    CHECK(with("\xe2\x80\x8b") == NameError::kInvisible);    // U+200B
+    CHECK(with("\xef\xbb\xbf") == NameError::kInvisible);    // U+FEFF
+  }
+  CHECK(parse("/capability/./x", pn) == NameError::kDotComponent);
+  CHECK(parse("/capability/..", pn) == NameError::kDotComponent);
+  CHECK(parse("/..", pn) == NameError::kDotComponent);
+  // Dots inside a component are fine, as are other scripts and symbols.
+  CHECK(parse("/capability/.hidden/a..b/...", pn) == NameError::kOk);
+  CHECK(parse("/capability/\xe7\xbf\xbb\xe8\xa8\xb3/\xf0\x9f\x98\x80/a%20b", pn) == NameError::kOk);
+  CHECK(parse("/capability/\xe2\x80\x8d", pn) == NameError::kOk);  // U+200D (ZWJ) stays
 }
 
 TEST(prefix_hashes_match_the_hash_of_the_prefix_itself) {

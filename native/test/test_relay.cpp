@@ -348,11 +348,24 @@ TEST(relay_hands_a_streamed_body_over_with_its_connection) {
   CHECK_EQ(inst.requests(), 0);
 }
 
-TEST(relay_closes_on_a_malformed_request) {
+TEST(relay_answers_then_closes_on_a_malformed_request) {
   Server inst([](const std::string&, const std::string&) { return ok("instance"); });
   Rig rig(fallback().port(), {{"a1", inst.port()}});
-  Requester r(rig.port);
-  CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"), 0);
+  {
+    Requester r(rig.port);
+    std::string head, body;
+    CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", &head, &body), 400);
+    CHECK(has(head, "connection: close"));
+    CHECK(has(body, "ERR_DMSC_MALFORMED_REQUEST"));
+    // Nothing more is taken on that connection.
+    CHECK_EQ(r.ask("GET /capability/echo HTTP/1.1\r\nhost: x\r\n\r\n"), 0);
+  }
+  {
+    Requester r(rig.port);
+    std::string body;
+    CHECK_EQ(r.ask("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", nullptr, &body), 505);
+    CHECK(has(body, "ERR_DMSC_HTTP_VERSION"));
+  }
   CHECK_EQ(inst.requests(), 0);
 }
 

@@ -30,11 +30,12 @@ import { peerOf, type Directory } from '../directory/directory.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import { loadNative, type NativeRelay, type NativeRelayCounters } from '../fastpath/native.js';
 import type { TagSet } from '../fastpath/tags.js';
-import { nameProblem } from '../fastpath/validate.js';
+import { nameFromPath, quoteName } from '../names.js';
 import { endpointPath, parseEndpoint, type Endpoint } from './endpoint.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import type { PeeringTls } from '../mesh/mesh.js';
-import { listenOn, type Listen } from '../node/config.js';
+import { listenError, listenOn, type Listen, type Listener } from '../net/listen.js';
+import { guard, SERVER_OPTIONS } from './edges.js';
 import { bearer } from '../http/server.js';
 import { policyDenial, type Decision, type PolicyEngine } from '../policy/policy.js';
 import { Exchange, FLOW_HEADER, HOPS_HEADER, VIA_HEADER, type Ask, type DataPlaneStats, type ExchangeHost, type Outcome, type Target } from './exchange.js';
@@ -94,8 +95,7 @@ export interface DataPlaneDeps {
   readonly outcome?: (o: Outcome) => void;
 }
 
-/** Path components that would climb out of an instance's base path, as written or encoded. */
-const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)|%2f|%5c|\\/i;
+const DATA_PLANE: Listener = { name: 'data-plane', flag: '--dataplane' };
 /** Instance endpoints parsed, by endpoint (a bounded memo: endpoints change rarely). */
 const ENDPOINTS_KEPT = 10_000;
 
@@ -197,30 +197,26 @@ export class DataPlane {
 
   async start(): Promise<void> {
     const handle: RequestListener = (req, res) => this.#onRequest(req, res);
-    // No limit on a whole request (bodies may be large), but a connection idle for 2 min
-    // is closed, so a client trickling nothing cannot hold it (and an instance's) forever.
-    const limits = { keepAliveTimeout: 30_000, requestTimeout: 0 };
     const table = this.#options.native !== false && isIP(this.#listen.host) !== 0 ? this.#relayTable() : undefined;
     if (table !== undefined) {
-      const inner = await this.#serve(createServer(limits, handle), { host: '127.0.0.1', port: 0 });
+      const inner = await this.#serve(createServer(SERVER_OPTIONS, handle), { host: '127.0.0.1', port: 0 }, { name: 'internal data-plane', flag: '--dataplane' });
       this.#startRelay(table, inner.port);
     } else {
-      this.#address = await this.#serve(createServer(limits, handle), this.#listen);
+      this.#address = await this.#serve(createServer(SERVER_OPTIONS, handle), this.#listen, DATA_PLANE);
     }
     const t = this.#tls;
     if (this.#peerListen && t) {
       const secure = createTlsServer({
-        ...limits, cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}),
+        ...SERVER_OPTIONS, cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}),
         requestCert: !!t.requireClientCert, rejectUnauthorized: !!t.requireClientCert, handshakeTimeout: 10_000,
       }, handle);
-      this.#peerAddress = await this.#serve(secure, this.#peerListen);
+      this.#peerAddress = await this.#serve(secure, this.#peerListen, { name: 'peer data-plane', flag: "'peerDataplane' in the mesh config" });
     }
   }
 
-  async #serve(server: Server, at: Listen): Promise<Listen> {
-    server.setTimeout(120_000, (socket) => socket.destroy());
-    server.on('clientError', (_e, socket) => socket.destroy());
-    const bound = await listenOn(server, at);
+  async #serve(server: Server, at: Listen, listener: Listener): Promise<Listen> {
+    guard(server);
+    const bound = await listenOn(server, at, listener);
     this.#servers.push(server);
     return bound;
   }
@@ -249,7 +245,7 @@ export class DataPlane {
       port = relay.start();
     } catch (e) {
       relay.stop();
-      throw e;
+      throw /bind|listen/.test((e as Error).message) ? listenError(DATA_PLANE, this.#listen, e) : e;
     }
     this.#relay = relay;
     this.#address = { host: this.#listen.host, port };
@@ -325,12 +321,13 @@ export class DataPlane {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
       const name = q < 0 ? url : url.slice(0, q);
-      if (name !== '/capability' && !name.startsWith('/capability/')) throw new DmscError('ERR_DMSC_NOT_FOUND', 'the data plane serves /capability/... only');
-      // The path is the name looked up (a trailing '/' aside, which goes on to the instance).
-      const capability = name.length > 1 && name.endsWith('/') ? name.slice(0, -1) : name;
-      const problem = nameProblem(capability);
-      if (problem) throw new DmscError('ERR_DMSC_INVALID_NAME', `${name.slice(0, 200)}: ${problem}`);
-      if (DOT_SEGMENT.test(name)) throw new DmscError('ERR_DMSC_INVALID_NAME', `${name.slice(0, 200)}: dot segments and encoded slashes are not allowed`);
+      // The path is the name looked up, in its URI form (a trailing '/' aside, which goes
+      // on to the instance); the grammar refuses dot components, encoded slashes and
+      // backslashes, so nothing below climbs out of an instance's base path.
+      const decoded = nameFromPath(name.length > 1 && name.endsWith('/') ? name.slice(0, -1) : name);
+      if ('problem' in decoded) throw new DmscError('ERR_DMSC_INVALID_NAME', `${quoteName(name)}: ${decoded.problem}`);
+      const capability = decoded.name;
+      if (capability !== '/capability' && !capability.startsWith('/capability/')) throw new DmscError('ERR_DMSC_NOT_FOUND', 'the data plane serves /capability/... only');
       // Who asks, and may they: before any instance is contacted.
       const token = bearer(req);
       const claims = this.#deps.guard.verified(token);
@@ -400,7 +397,10 @@ export class DataPlane {
     const body = JSON.stringify({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } });
     // A request whose body was not read to its end (refused early, or its stream given
     // up with a failed attempt) leaves the connection in no state for another: close it.
-    const unread = !res.req.complete;
+    // One without a body has nothing left to read, though Node may not have marked it
+    // complete yet when it is refused at once.
+    const req = res.req;
+    const unread = !req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
     res.writeHead(err.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(unread ? { connection: 'close' } : {}) });
     res.end(body);
   }

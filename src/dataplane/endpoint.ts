@@ -15,16 +15,9 @@ export function parseEndpoint(endpoint: string): Endpoint | null {
 }
 
 /**
- * What of `name` lies below the prefix that matched it: the path an agent is sent. Below
- * the root `/` that is the whole name (never a path without its leading '/').
- */
-export function restBelow(name: string, prefix: string): string {
-  return prefix === '/' ? (name === '/' ? '' : name) : name.slice(prefix.length);
-}
-
-/**
- * The path to ask an agent's endpoint for: its base, then `rest` (the name below the
- * prefix matched), then its own query with the request's (`query`, with its '?') after.
+ * The path to ask an agent's endpoint for: its base, then `rest` (the request path below
+ * the prefix matched, percent-encoded as it came), then its own query with the request's
+ * (`query`, with its '?') after.
  */
 export function endpointPath(e: Endpoint, rest: string, query: string): string {
   const q = e.search && query ? `${e.search}&${query.slice(1)}` : e.search || query;

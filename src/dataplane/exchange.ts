@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import { DmscError } from '../errors.js';
 import { peerOf } from '../directory/directory.js';
-import { restBelow } from './endpoint.js';
+import { namePath, pathBelow } from '../names.js';
 import type { LookupResult } from '../fastpath/types.js';
 import type { TagSet } from '../fastpath/tags.js';
 import type { AgentClaims } from '../identity/credentials.js';
@@ -28,11 +28,11 @@ export interface DataPlaneStats {
 
 /** What was asked, as admitted by the listener. */
 export interface Ask {
-  /** The request path without its query. */
+  /** The request path without its query, as it came (percent-encoded). */
   readonly name: string;
   /** The query, with its '?', or ''. */
   readonly query: string;
-  /** The name looked up: the path without a trailing '/'. */
+  /** The name looked up: the path decoded, without a trailing '/'. */
   readonly capability: string;
   readonly token: string;
   /** Gateways the request may still pass, this one included. */
@@ -258,7 +258,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (!hit || this.#tried.includes(hit.nextHop)) return false;
       this.#tried.push(hit.nextHop);
       const peer = peerOf(hit.nextHop);
-      const target = peer ? (ask.hops > 1 ? host.peerTarget(peer, ask.name + ask.query) : undefined) : host.agentTarget(hit.nextHop, restBelow(ask.name, hit.prefix), ask.query);
+      const target = peer ? (ask.hops > 1 ? host.peerTarget(peer, ask.name + ask.query) : undefined) : host.agentTarget(hit.nextHop, pathBelow(ask.name, hit.prefix), ask.query);
       this.#hit = hit;
       this.#peer = peer;
       if (!target) {
@@ -339,7 +339,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       else for (const one of v) out.push(k, one);
     }
     // The path goes on below the prefix; the agent learns which capability it serves.
-    out.push('x-dmsc-requester', this.#claims.aic, 'x-dmsc-capability', this.#hit!.prefix);
+    out.push('x-dmsc-requester', this.#claims.aic, 'x-dmsc-capability', namePath(this.#hit!.prefix));
     if (this.#peer !== undefined) {
       const { token, hops, via } = this.#ask;
       out.push('authorization', `Bearer ${token}`, HOPS_HEADER, String(hops - 1), VIA_HEADER, via.length ? `${via.join(',')},${this.#host.self}` : this.#host.self);
@@ -368,7 +368,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const self = this.#host.self;
     const path = far('x-dmsc-path');
     out.push(
-      'x-dmsc-capability', far('x-dmsc-capability') ?? hit.prefix,
+      'x-dmsc-capability', far('x-dmsc-capability') ?? namePath(hit.prefix),
       'x-dmsc-instance', far('x-dmsc-instance') ?? hit.nextHop,
       'x-dmsc-path', path ? `${self},${path}` : self,
       'x-dmsc-attempts', String(this.#attempts),

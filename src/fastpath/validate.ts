@@ -2,10 +2,12 @@
 // input with the same error before anything changes. The native core checks again what
 // it must not trust (bounds, UTF-8); these checks give users the precise message.
 import { DmscRangeError, DmscTypeError } from '../errors.js';
+import { checkName, nameProblem } from '../names.js';
 import type { FibOp, Health, HealthState, NextHop } from './types.js';
 
-export const MAX_NAME_BYTES = 1024;
-export const MAX_COMPONENTS = 32;
+// The name grammar lives in one module, shared by every surface; these are its uses here.
+export { checkName, MAX_COMPONENTS, MAX_NAME_BYTES, nameProblem, prefixesOf } from '../names.js';
+
 export const MAX_NEXT_HOPS = 64;
 export const MAX_TAGS = 64;
 export const MAX_ID_BYTES = 256;
@@ -16,66 +18,6 @@ export const DEFAULT_WEIGHT = 100;
 export const MAX_LOAD = 0.99;
 
 export const STATE_CODE: Readonly<Record<HealthState, number>> = { up: 0, degraded: 1, down: 2 };
-
-// 1 to 32 components of printable ASCII other than '/': the common case, checked by one
-// compiled regular expression; anything else takes the careful path below.
-const SIMPLE_NAME = /^(?:\/[\x21-\x2e\x30-\x7e]+){1,32}$/;
-
-/**
- * A name, then each shorter prefix at a component boundary, then '/': the order in which
- * a longest-prefix match tries them (`/a/b/c`, `/a/b`, `/a`, `/`).
- */
-export function* prefixesOf(name: string): Generator<string, void, undefined> {
-  for (let prefix = name; ; ) {
-    yield prefix;
-    if (prefix === '/') return;
-    const cut = prefix.lastIndexOf('/');
-    prefix = cut <= 0 ? '/' : prefix.slice(0, cut);
-  }
-}
-
-/** Why a string is not a capability name, or null when it is one. */
-export function nameProblem(name: string): string | null {
-  const n = name.length;
-  if (n <= MAX_NAME_BYTES && SIMPLE_NAME.test(name)) return null;
-  if (n === 0) return 'name is empty';
-  if (name.charCodeAt(0) !== 0x2f) return "name must start with '/'";
-  if (n === 1) return null;
-  if (n > MAX_NAME_BYTES) return 'name is longer than 1024 bytes';
-  let components = 0;
-  let prev = 0x2f;
-  let ascii = true;
-  for (let i = 1; i < n; i++) {
-    const c = name.charCodeAt(i);
-    if (c === 0x2f) {
-      if (prev === 0x2f) return "name has an empty component ('//')";
-      components++;
-    } else if (c === 0) {
-      return 'name contains a NUL byte';
-    } else if (c > 0x7f) {
-      ascii = false;
-    }
-    prev = c;
-  }
-  if (prev === 0x2f) return "name must not end with '/'";
-  if (components + 1 > MAX_COMPONENTS) return 'name has more than 32 components';
-  if (!ascii) {
-    if (!name.isWellFormed()) return 'name is not valid UTF-8';
-    if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return 'name is longer than 1024 bytes';
-  }
-  return null;
-}
-
-export function checkName(name: unknown, what = 'name'): string {
-  if (typeof name !== 'string') {
-    throw new DmscTypeError('ERR_DMSC_INVALID_NAME', `${what} must be a string, got ${describe(name)}`);
-  }
-  const problem = nameProblem(name);
-  if (problem !== null) {
-    throw new DmscTypeError('ERR_DMSC_INVALID_NAME', `invalid ${what} ${JSON.stringify(name)}: ${problem}`);
-  }
-  return name;
-}
 
 export function describe(v: unknown): string {
   if (v === null) return 'null';

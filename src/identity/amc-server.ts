@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { boundAddress, createServer } from '../http/server.js';
 import { loadAdminToken } from '../node/admin-token.js';
-import type { Listen } from '../node/config.js';
+import { listenError, type Listen } from '../net/listen.js';
 import { Store } from '../store/store.js';
 import { LocalAmc } from './amc.js';
 import { amcAdminRoutes, amcGatewayRoutes, jwksRoute, revocationRoute } from './routes.js';
@@ -41,7 +41,9 @@ export class AmcServer {
       amcAdminRoutes(http, amc, token);
       revocationRoute(http, amc, token);
       amcGatewayRoutes(http, amc, token);
-      await http.listen({ host: config.api.host, port: config.api.port });
+      await http.listen({ host: config.api.host, port: config.api.port }).catch((e: unknown) => {
+        throw listenError({ name: 'AMC API', flag: '--api' }, config.api, e);
+      });
       return new AmcServer(amc, store, http, boundAddress(http, config.api));
     } catch (e) {
       await http.close();

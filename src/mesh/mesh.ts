@@ -15,7 +15,7 @@ import type { JWK } from 'jose';
 import { checkGrantKey, GRANT_KEY_TYP, type Amc } from '../identity/amc.js';
 import { AmcTokenVerifier } from '../identity/credentials.js';
 import type { GatewayKey } from '../identity/gateway-key.js';
-import { listenOn, type Listen } from '../node/config.js';
+import { listenOn, type Listen } from '../net/listen.js';
 import { DEFAULT_MAX_ROUTES, DigestSync } from './csp.js';
 import { Domains, unseen, type ForeignDomain } from './domains.js';
 import { text, type Message } from './frames.js';
@@ -187,7 +187,7 @@ export class Mesh {
     });
     // A client that fails the TLS handshake is logged; the listener goes on.
     server.on('tlsClientError', (e: Error, socket: Socket) => this.#refused({ msg: 'peer refused', remote: socket.remoteAddress, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }));
-    this.#address = await listenOn(server, this.#options.listen);
+    this.#address = await listenOn(server, this.#options.listen, { name: 'peering', flag: '--peering' });
     this.#server = server;
     for (const peer of this.#options.peers) {
       const dialer: Dialer = { peer, attempt: 0, timer: undefined, dialling: false };

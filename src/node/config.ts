@@ -1,17 +1,14 @@
 // Configuration of one node: defaults bind loopback only; every value is checked here so
 // a bad flag fails at start with ERR_DMSC_INVALID_CONFIG, not later.
 import { readFileSync } from 'node:fs';
-import type { Server as NetServer } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DmscTypeError } from '../errors.js';
 import type { FibOp } from '../fastpath/types.js';
+import type { Listen } from '../net/listen.js';
 import { readMeshConfig, type MeshConfig } from './mesh-config.js';
 
-export interface Listen {
-  readonly host: string;
-  readonly port: number;
-}
+export { formatListen, type Listen } from '../net/listen.js';
 
 /** A node's settings; the mesh's come from --peer, --upstream and the mesh config file. */
 export interface NodeConfig extends MeshConfig {
@@ -85,27 +82,6 @@ const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 function invalid(message: string): DmscTypeError {
   return new DmscTypeError('ERR_DMSC_INVALID_CONFIG', message);
-}
-
-/**
- * Starts `server` listening at `at`; resolves with the address it is bound to (the real
- * port when 0 was asked for). A later 'error' on the listener is not fatal.
- */
-export function listenOn(server: NetServer, at: Listen): Promise<Listen> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(at.port, at.host, () => {
-      server.off('error', reject);
-      server.on('error', () => {});
-      const a = server.address();
-      resolve(typeof a === 'object' && a ? { host: a.address, port: a.port } : at);
-    });
-  });
-}
-
-/** HOST:PORT, with an IPv6 host in brackets. */
-export function formatListen({ host, port }: Listen): string {
-  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** Parses HOST:PORT (IPv6 as [::1]:PORT); port 0 picks a free port. */

@@ -33,6 +33,7 @@ import { createLogger, logSink, type LogSink } from '../telemetry/log.js';
 import { NodeMetrics } from '../telemetry/metrics.js';
 import { telemetryRoutes } from '../telemetry/routes.js';
 import { loadAdminToken } from './admin-token.js';
+import { listenError } from '../net/listen.js';
 import { formatListen, readFibFile, type Listen, type NodeConfig } from './config.js';
 
 export class DmscNode {
@@ -179,7 +180,9 @@ export class DmscNode {
       await node.dataPlane.start();
       await node.mesh.start();
       await node.tasks.start();
-      await node.#http.listen({ host: config.api.host, port: config.api.port });
+      await node.#http.listen({ host: config.api.host, port: config.api.port }).catch((e: unknown) => {
+        throw listenError({ name: 'API', flag: '--api' }, config.api, e);
+      });
     } catch (e) {
       if (node) await node.stop();
       else {

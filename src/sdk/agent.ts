@@ -18,7 +18,7 @@ import { Pool } from 'undici';
 import { WebSocketServer } from 'ws';
 import { DmscError, DmscTypeError, dmscError } from '../errors.js';
 import { callJson } from '../http/client.js';
-import { nameProblem, prefixesOf } from '../fastpath/validate.js';
+import { nameFromPath, nameProblem, prefixesOf } from '../names.js';
 import { peekClaim } from '../identity/jwt.js';
 import { readLimit, tcpChannel, wsChannel } from '../session/channel.js';
 import { GrantVerifier } from '../session/grants.js';
@@ -395,12 +395,10 @@ export class Agent extends EventEmitter {
     // The data plane sends the path below the capability it matched, and names that
     // capability; a caller that comes straight here names it by the path.
     const named = req.headers['x-dmsc-capability'];
-    let name: string;
-    try {
-      name = typeof named === 'string' ? named : decodeURIComponent(url.split('?')[0]!).replace(/\/+$/, '') || '/';
-    } catch {
-      return fail(400, 'ERR_DMSC_INVALID_NAME', 'the path is not valid percent-encoding');
-    }
+    // Both in the name's URI form (percent-encoded components).
+    const decoded = nameFromPath(typeof named === 'string' ? named : url.split('?')[0]!.replace(/\/+$/, '') || '/');
+    if ('problem' in decoded) return fail(400, 'ERR_DMSC_INVALID_NAME', `not a capability name: ${decoded.problem}`);
+    const name = decoded.name;
     const capability = this.#servedFor(name);
     const handler = capability !== undefined ? this.#served.get(capability)!.request : undefined;
     if (capability === undefined || !handler) {

@@ -8,7 +8,8 @@ import { DmscError } from '../errors.js';
 import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import { bearer } from '../http/server.js';
 import { bearerMatches } from '../node/admin-token.js';
-import { endpointPath, parseEndpoint, restBelow } from '../dataplane/endpoint.js';
+import { endpointPath, parseEndpoint } from '../dataplane/endpoint.js';
+import { namePath, pathBelow } from '../names.js';
 import { openSession } from '../session/session.js';
 import { MAX_SUBTASKS, type TaskSpec } from './decompose.js';
 import { taskView, type Decision, type Invoker, type TaskEngine, type TaskRecord } from './engine.js';
@@ -117,7 +118,7 @@ export function taskInvoker(options: { self: string; connectTimeoutMs?: number }
     const endpoint = parseEndpoint(target.endpoint);
     if (!endpoint) throw new DmscError('ERR_DMSC_UPSTREAM_FAILED', `${target.aic} has an endpoint that is not a URL`);
     // As the data plane sends it: the path below the prefix that matched.
-    const rest = restBelow(subtask.capability, resolution.capability);
+    const rest = pathBelow(namePath(subtask.capability), resolution.capability);
     let res;
     try {
       res = await dispatcher.request({
@@ -125,7 +126,7 @@ export function taskInvoker(options: { self: string; connectTimeoutMs?: number }
         headers: {
           'content-type': 'application/json',
           'x-dmsc-requester': task.requester.aic,
-          'x-dmsc-capability': resolution.capability, 'x-dmsc-task': `${task.id}/${subtask.id}`, 'x-dmsc-grant': resolution.grant,
+          'x-dmsc-capability': namePath(resolution.capability), 'x-dmsc-task': `${task.id}/${subtask.id}`, 'x-dmsc-grant': resolution.grant,
           'x-dmsc-path': resolution.path.join(','), 'x-dmsc-via': options.self,
         },
         body: JSON.stringify(input ?? null),

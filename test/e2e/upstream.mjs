@@ -41,7 +41,7 @@ const server = createServer(async (req, res) => {
     return res.end();
   }
   res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': o.name });
-  res.end(JSON.stringify({ name: o.name, method: req.method, path: req.url, bytes, sha256: hash.digest('hex'), requester: req.headers['x-dmsc-requester'] ?? null, authorization: req.headers.authorization ?? null }));
+  res.end(JSON.stringify({ name: o.name, method: req.method, path: req.url, bytes, sha256: hash.digest('hex'), requester: req.headers['x-dmsc-requester'] ?? null, capability: req.headers['x-dmsc-capability'] ?? null, authorization: req.headers.authorization ?? null }));
 });
 server.keepAliveTimeout = 60_000;
 server.listen(Number(o.port), '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\n'));
