@@ -156,6 +156,14 @@ bool other_version(const std::string& in) {
   return version.substr(0, 5) == "HTTP/" && version != "HTTP/1.1" && version != "HTTP/1.0";
 }
 
+// An accepted peer's address as text ("" if it is neither IPv4 nor IPv6).
+std::string address_text(const sockaddr_storage& a) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (a.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(a).sin_addr, buf, sizeof(buf));
+  else if (a.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, buf, sizeof(buf));
+  return buf;
+}
+
 bool retryable_method(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
 }
@@ -183,6 +191,7 @@ struct Relay::Impl {
     bool close_after = false;
     bool read_closed = false;
     int64_t idle_until = 0;
+    std::string from;  // the requester's address, told to the TypeScript data plane
   };
 
   struct Upstream : Sock {
@@ -470,7 +479,9 @@ struct Relay::Impl {
   void on_accept() {
     for (int k = 0; k < 64; ++k) {
       if (clients >= kMaxClients) return pause_accepting();
-      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage peer{};
+      socklen_t peer_len = sizeof(peer);
+      int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) pause_accepting();
         return;
@@ -482,6 +493,7 @@ struct Relay::Impl {
       c->kind = kClient;
       c->fd = fd;
       c->idle_until = now + cfg.client_idle_ms;
+      c->from = address_text(peer);
       socks.insert(c);
       watch(c, EPOLLIN | EPOLLRDHUP);
     }
@@ -736,7 +748,19 @@ struct Relay::Impl {
       fallback_pool->addr = fallback_addr;
       fallback_pool->len = fallback_len;
     }
-    dispatch(c, ex, fallback_pool.get(), ex->raw);
+    dispatch(c, ex, fallback_pool.get(), with_from(c, ex->raw));
+  }
+
+  // A request for the TypeScript data plane, with the requester's address in a header
+  // after its request line: the data plane there counts failed authentication by the
+  // requester, not by this relay. It takes the header from its internal listener only.
+  static std::string with_from(const Client* c, const std::string& bytes) {
+    size_t eol = bytes.find("\r\n");
+    if (eol == std::string::npos || c->from.empty()) return bytes;
+    std::string out;
+    out.reserve(bytes.size() + c->from.size() + 16);
+    out.append(bytes, 0, eol + 2).append("x-dmsc-from: ").append(c->from).append("\r\n").append(bytes, eol + 2, std::string::npos);
+    return out;
   }
 
   void dispatch(Client* c, Exchange* ex, Pool* pool, const std::string& bytes, bool fresh = false) {
@@ -1098,7 +1122,8 @@ struct Relay::Impl {
     t->connected = done;
     socks.insert(t);
     c->tunnel = t;
-    t->out.swap(c->in);
+    t->out = with_from(c, c->in);
+    c->in.clear();
     watch(t, EPOLLIN | EPOLLRDHUP | EPOLLOUT);
     watch(c, EPOLLIN | EPOLLRDHUP | (pending(c->out, c->out_off) ? kOut : 0u));
   }

@@ -64,6 +64,8 @@ program
   .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
   .option('--dataplane <host:port>', 'data-plane listener (requests addressed by capability)', '127.0.0.1:7080')
   .option('--upstream-timeout-ms <ms>', 'how long an instance may take to start answering a data-plane request before the next is tried', '30000')
+  .option('--auth-fail-burst <n>', 'failed authentications one address may make in a row before it is answered 429 (API and data plane)', '20')
+  .option('--auth-fail-rate <n>', 'failed authentications a second an address earns back', '5')
   .option('--audit-max-age <seconds>', 'how long the audit log keeps an event', String(7 * 86400))
   .option('--audit-max-entries <n>', 'how many events the audit log keeps at most (the oldest go first)', '1000000')
   .option('--audit-prune-ms <ms>', 'how often audit retention runs', '60000')

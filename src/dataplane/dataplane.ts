@@ -23,7 +23,7 @@
 // and per-request routing and validation here are one string check and one table lookup.
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { Agent } from 'undici';
 import { DmscError } from '../errors.js';
 import { peerOf, type Directory } from '../directory/directory.js';
@@ -36,6 +36,7 @@ import type { AgentClaims, CredentialGuard } from '../identity/credentials.js';
 import type { PeeringTls } from '../mesh/mesh.js';
 import { listenError, listenOn, type Listen, type Listener } from '../net/listen.js';
 import { guard, SERVER_OPTIONS } from './edges.js';
+import { AuthThrottle, type Throttled } from '../http/auth-throttle.js';
 import { bearer } from '../http/server.js';
 import { policyDenial, type Decision, type PolicyEngine } from '../policy/policy.js';
 import { Exchange, FLOW_HEADER, HOPS_HEADER, VIA_HEADER, type Ask, type DataPlaneStats, type ExchangeHost, type Outcome, type Target } from './exchange.js';
@@ -93,6 +94,8 @@ export interface DataPlaneDeps {
    * itself are counted in its counters only.
    */
   readonly outcome?: (o: Outcome) => void;
+  /** Failed authentication by source; a throttled source's unknown credentials get 429. */
+  readonly throttle?: AuthThrottle;
 }
 
 const DATA_PLANE: Listener = { name: 'data-plane', flag: '--dataplane' };
@@ -116,6 +119,8 @@ export class DataPlane {
   readonly #endpoints = new Map<string, Endpoint | null>();
   readonly #options: DataPlaneOptions;
   #servers: Server[] = [];
+  /** Connections from the native relay, with the requester address it last told on each. */
+  readonly #innerSockets = new WeakMap<Socket, string | undefined>();
   #relay: NativeRelay | undefined;
   #relayPoll: NodeJS.Timeout | undefined;
   /** Moves on with each new policy and revocation: a decision made before is not taught. */
@@ -199,7 +204,9 @@ export class DataPlane {
     const handle: RequestListener = (req, res) => this.#onRequest(req, res);
     const table = this.#options.native !== false && isIP(this.#listen.host) !== 0 ? this.#relayTable() : undefined;
     if (table !== undefined) {
-      const inner = await this.#serve(createServer(SERVER_OPTIONS, handle), { host: '127.0.0.1', port: 0 }, { name: 'internal data-plane', flag: '--dataplane' });
+      const behindRelay = createServer(SERVER_OPTIONS, handle);
+      behindRelay.on('connection', (socket: Socket) => this.#innerSockets.set(socket, undefined));
+      const inner = await this.#serve(behindRelay, { host: '127.0.0.1', port: 0 }, { name: 'internal data-plane', flag: '--dataplane' });
       this.#startRelay(table, inner.port);
     } else {
       this.#address = await this.#serve(createServer(SERVER_OPTIONS, handle), this.#listen, DATA_PLANE);
@@ -333,6 +340,9 @@ export class DataPlane {
       const claims = this.#deps.guard.verified(token);
       const query = q < 0 ? '' : url.slice(q);
       if (claims) return this.#authorized(req, res, name, query, capability, token, claims);
+      // A credential not known yet, from a source that keeps failing: held, then 429.
+      const throttled = this.#deps.throttle?.check(this.#sourceOf(req));
+      if (throttled) return this.#throttled(res, throttled);
       this.#deps.guard.verify(token).then(
         (verified) => this.#authorized(req, res, name, query, capability, token, verified),
         (e: unknown) => this.#fail(res, e),
@@ -389,9 +399,39 @@ export class DataPlane {
     return e;
   }
 
-  #fail(res: ServerResponse, e: unknown): void {
+  /**
+   * Who a request counts against: the requester's address, which the native relay tells
+   * its internal listener (only there) in `x-dmsc-from`, on the first request of a
+   * connection it hands over whole and on every request it passes on.
+   */
+  #sourceOf(req: IncomingMessage): string {
+    const inner = this.#innerSockets.has(req.socket);
+    if (inner) {
+      const told = req.headers['x-dmsc-from'];
+      if (typeof told === 'string') this.#innerSockets.set(req.socket, told.split(',')[0]!.trim());
+    }
+    return AuthThrottle.sourceOf(inner ? this.#innerSockets.get(req.socket) : req.socket.remoteAddress);
+  }
+
+  #throttled(res: ServerResponse, t: Throttled): void {
+    const err = new DmscError('ERR_DMSC_RATE_LIMITED', `too many failed authentications from this address; try again in ${t.retryAfterS} s`);
+    const headers = { 'retry-after': String(t.retryAfterS) };
+    if (t.holdMs === 0) return this.#fail(res, err, { ...headers, connection: 'close' });
+    const release = this.#deps.throttle!.hold(this.#sourceOf(res.req));
+    const timer = setTimeout(() => {
+      release();
+      this.#fail(res, err, headers);
+    }, t.holdMs);
+    res.once('close', () => {
+      clearTimeout(timer);
+      release();
+    });
+  }
+
+  #fail(res: ServerResponse, e: unknown, extra: Record<string, string> = {}): void {
     const err = e instanceof DmscError ? e : new DmscError('ERR_DMSC_INTERNAL', 'internal error');
     if (err.code === 'ERR_DMSC_UNAUTHORIZED' || err.code === 'ERR_DMSC_FORBIDDEN') this.#stats.refused++;
+    if (err.code === 'ERR_DMSC_UNAUTHORIZED') this.#deps.throttle?.failed(this.#sourceOf(res.req));
     if (res.headersSent) return void res.destroy();
     if (res.destroyed) return;
     const body = JSON.stringify({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } });
@@ -401,7 +441,7 @@ export class DataPlane {
     // complete yet when it is refused at once.
     const req = res.req;
     const unread = !req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
-    res.writeHead(err.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(unread ? { connection: 'close' } : {}) });
+    res.writeHead(err.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(unread ? { connection: 'close' } : {}), ...extra });
     res.end(body);
   }
 }

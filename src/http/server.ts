@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Ajv } from 'ajv';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DmscError } from '../errors.js';
+import { AuthThrottle } from './auth-throttle.js';
 import { bearerMatches } from '../node/admin-token.js';
 
 export const BODY_LIMIT = 64 * 1024;
@@ -28,7 +29,18 @@ function describe(context: string, e: AjvError): string {
   return `${at} ${e.message ?? 'is invalid'}`;
 }
 
-export function createServer(options: { bodyLimit?: number; log?: (event: Record<string, unknown>) => void } = {}): FastifyInstance {
+export interface ServerOptions {
+  bodyLimit?: number;
+  log?: (event: Record<string, unknown>) => void;
+  /**
+   * Failed authentication by source (every 401 counts): a throttled source is answered
+   * 429 (held first, see AuthThrottle) unless `trusted` says its credential is known good.
+   */
+  throttle?: AuthThrottle;
+  trusted?: (req: FastifyRequest) => boolean;
+}
+
+export function createServer(options: ServerOptions = {}): FastifyInstance {
   const http = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? BODY_LIMIT,
@@ -71,6 +83,28 @@ export function createServer(options: { bodyLimit?: number; log?: (event: Record
     }
     return reply.status(status).send({ error: { code, message: status >= 500 ? 'internal error' : e.message } });
   });
+  const throttle = options.throttle;
+  if (throttle) {
+    const sourceOf = (req: FastifyRequest) => AuthThrottle.sourceOf(req.socket.remoteAddress);
+    http.addHook('onRequest', async (req, reply) => {
+      // Only requests that try a credential: a public route stays public.
+      if (req.headers.authorization === undefined) return;
+      const source = sourceOf(req);
+      const t = throttle.check(source);
+      if (!t || options.trusted?.(req)) return;
+      if (t.holdMs > 0) {
+        const release = throttle.hold(source);
+        await new Promise((r) => setTimeout(r, t.holdMs)).finally(release);
+      } else {
+        void reply.header('connection', 'close');
+      }
+      void reply.header('retry-after', String(t.retryAfterS));
+      throw new DmscError('ERR_DMSC_RATE_LIMITED', `too many failed authentications from this address; try again in ${t.retryAfterS} s`);
+    });
+    http.addHook('onResponse', async (req, reply) => {
+      if (reply.statusCode === 401) throttle.failed(sourceOf(req));
+    });
+  }
   http.setNotFoundHandler((req, reply) => {
     void reply.status(404).send({ error: { code: 'ERR_DMSC_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });

@@ -17,14 +17,23 @@ export interface AgentClaims {
   readonly expiresAt: number;
 }
 
+/** A fresh look at the AMC's keys, for a token that names a key not seen yet, at most this often. */
+const UNKNOWN_KID_REFRESH_MS = 1000;
+/** How long a refused token is refused again without another look. */
+const REFUSAL_MS = 10_000;
+
 /**
- * Verifies tokens an AMC signed (agent and gateway credentials) with its current keys:
- * follows key changes, and asks the AMC once for its keys before refusing a `kid` it has
- * not seen yet (a key made since the last poll).
+ * Verifies tokens an AMC signed (agent credentials, key certificates) with its current
+ * keys: follows key changes, and asks the AMC for its keys before refusing a `kid` it has
+ * not seen yet (a key made since the last poll), at most once a second. A token that is
+ * not an EdDSA compact JWS naming a key is refused before any crypto, and so is one
+ * whose key is still unknown after that look: a flood of forged tokens costs a parse
+ * each, not a signature check.
  */
 export class AmcTokenVerifier {
   readonly #amc: Amc;
   readonly #verifier: JwtVerifier;
+  #lookedAt = 0;
 
   constructor(amc: Amc) {
     this.#amc = amc;
@@ -34,12 +43,22 @@ export class AmcTokenVerifier {
     });
   }
 
+  /** Whether a key of this id is among the AMC's keys as last read. */
+  knows(kid: string): boolean {
+    return this.#verifier.knows(kid);
+  }
+
   async verify(token: string, typ: string): Promise<Record<string, unknown>> {
     if (token.length > 8192) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: too long');
     const kid = peekKid(token);
-    if (kid && !this.#verifier.knows(kid)) {
-      await this.#amc.refresh().catch(() => {});
-      this.#verifier.setKeys(this.#amc.jwks());
+    if (kid === undefined || !/^[\w-]+\.[\w-]+\.[\w-]{86}$/.test(token)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: not an EdDSA JWT naming its key');
+    if (!this.#verifier.knows(kid)) {
+      if (Date.now() - this.#lookedAt >= UNKNOWN_KID_REFRESH_MS) {
+        this.#lookedAt = Date.now();
+        await this.#amc.refresh().catch(() => {});
+        this.#verifier.setKeys(this.#amc.jwks());
+      }
+      if (!this.#verifier.knows(kid)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: signed by an unknown key');
     }
     return this.#verifier.verify(token, typ, this.#amc.issuer) as Promise<Record<string, unknown>>;
   }
@@ -55,6 +74,8 @@ export class CredentialGuard {
   readonly #tokens: AmcTokenVerifier;
   readonly #foreign: ((domain: string) => ForeignVerifier | undefined) | undefined;
   readonly #verified = new LRUCache<string, AgentClaims>({ max: 100_000, ttlAutopurge: false });
+  /** Tokens refused lately, with why: the same forged token twice costs one check. */
+  readonly #refused = new LRUCache<string, DmscError>({ max: 10_000, ttl: REFUSAL_MS, ttlAutopurge: false });
 
   /**
    * With `foreign`, credentials of the other domains it knows are accepted too (issued by
@@ -67,7 +88,10 @@ export class CredentialGuard {
     this.#foreign = foreign;
     // New keys: a credential verified under the old ones is verified again.
     amc.onChange(({ keys }) => {
-      if (keys) this.#verified.clear();
+      if (keys) {
+        this.#verified.clear();
+        this.#refused.clear();
+      }
     });
   }
 
@@ -75,7 +99,17 @@ export class CredentialGuard {
   async verify(token: string): Promise<AgentClaims> {
     const known = this.verified(token);
     if (known) return known;
-    const claims = await this.#check(token);
+    const refused = this.#refused.get(token);
+    if (refused) throw refused;
+    let claims: AgentClaims;
+    try {
+      claims = await this.#check(token);
+    } catch (e) {
+      // Not one naming a key not seen yet: that key may come with the AMC's next poll.
+      const kid = peekKid(token);
+      if ((e as DmscError).code === 'ERR_DMSC_UNAUTHORIZED' && (kid === undefined || this.#tokens.knows(kid))) this.#refused.set(token, e as DmscError);
+      throw e;
+    }
     this.#verified.set(token, claims, { ttl: Math.max(1, claims.expiresAt - Date.now()) });
     return this.#usable(claims);
   }

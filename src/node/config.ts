@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DmscTypeError } from '../errors.js';
 import type { FibOp } from '../fastpath/types.js';
+import { DEFAULT_AUTH_BURST, DEFAULT_AUTH_PER_SECOND } from '../http/auth-throttle.js';
 import type { Listen } from '../net/listen.js';
 import { readMeshConfig, type MeshConfig } from './mesh-config.js';
 
@@ -33,6 +34,8 @@ export interface NodeConfig extends MeshConfig {
   readonly dataplane: Listen;
   /** How long an instance may take to start answering a data-plane request. */
   readonly upstreamTimeoutMs: number;
+  /** Failed authentications per source: in a row, and earned back a second. */
+  readonly authFailures: { readonly burst: number; readonly perSecond: number };
   /** A standalone AMC, instead of the embedded one. */
   readonly amc?: { readonly url: string; readonly gatewayKey: string; readonly pollMs: number };
   /** Audit log retention: events older than this go, and the oldest past the count. */
@@ -56,6 +59,8 @@ export interface NodeOptions {
   peering?: string;
   dataplane?: string;
   upstreamTimeout?: string;
+  authFailBurst?: string;
+  authFailRate?: string;
   auditMaxAge?: string;
   auditMaxEntries?: string;
   auditPruneMs?: string;
@@ -170,6 +175,10 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
     dataplane: options.dataplane === undefined ? DEFAULT_DATAPLANE : parseListen(options.dataplane, '--dataplane'),
     upstreamTimeoutMs: parseIntFlag(options.upstreamTimeout, '--upstream-timeout-ms', 30_000, 10, 3_600_000),
+    authFailures: {
+      burst: parseIntFlag(options.authFailBurst, '--auth-fail-burst', DEFAULT_AUTH_BURST, 1, 1_000_000),
+      perSecond: parseIntFlag(options.authFailRate, '--auth-fail-rate', DEFAULT_AUTH_PER_SECOND, 1, 1_000_000),
+    },
     audit: {
       maxAgeMs: parseIntFlag(options.auditMaxAge, '--audit-max-age', 7 * 86400, 1, 3650 * 86400) * 1000,
       maxEntries: parseIntFlag(options.auditMaxEntries, '--audit-max-entries', 1_000_000, 10, 1_000_000_000),

@@ -7,7 +7,8 @@ import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { TagSet } from '../fastpath/tags.js';
 import { Gateway, type ForwardedResolve } from '../directory/gateway.js';
 import { agentRoutes } from '../directory/routes.js';
-import { adminOnly, boundAddress, createServer } from '../http/server.js';
+import { AuthThrottle } from '../http/auth-throttle.js';
+import { adminOnly, bearer, boundAddress, createServer } from '../http/server.js';
 import { LocalAmc, type Amc } from '../identity/amc.js';
 import { CredentialGuard } from '../identity/credentials.js';
 import { GatewayKey } from '../identity/gateway-key.js';
@@ -32,7 +33,7 @@ import { EventLog } from '../telemetry/events.js';
 import { createLogger, logSink, type LogSink } from '../telemetry/log.js';
 import { NodeMetrics } from '../telemetry/metrics.js';
 import { telemetryRoutes } from '../telemetry/routes.js';
-import { loadAdminToken } from './admin-token.js';
+import { bearerMatches, loadAdminToken } from './admin-token.js';
 import { listenError } from '../net/listen.js';
 import { formatListen, readFibFile, type Listen, type NodeConfig } from './config.js';
 
@@ -98,7 +99,10 @@ export class DmscNode {
     // One guard for the API and the data plane: a credential verified by either is in
     // the cache of both.
     const guard = new CredentialGuard(parts.amc);
+    // One count of failed authentications per source, for the API and the data plane.
+    const throttle = new AuthThrottle(config.authFailures);
     this.dataPlane = new DataPlane({
+      throttle,
       self: config.id, fib: parts.fib, directory: this.gateway.directory, policy, guard,
       peerDataPlane: (peer) => this.mesh.dataPlaneOf(peer),
       peerFailed: (peer) => this.mesh.holdOff(peer),
@@ -147,7 +151,18 @@ export class DmscNode {
       const r = this.gateway.directory.get(aic);
       this.events.emit({ kind: 'health', aics: [aic], providers: r ? [r.provider] : [], decision: to, reason: why, detail: { from } });
     });
-    this.#http = createServer({ log });
+    this.#http = createServer({
+      log, throttle,
+      // A throttled source still gets through with the admin token or a credential already verified.
+      trusted: (req) => {
+        if (bearerMatches(req.headers.authorization, parts.token)) return true;
+        try {
+          return guard.verified(bearer(req)) !== undefined;
+        } catch {
+          return false;
+        }
+      },
+    });
     this.#routes(parts.token, policy, parts.grants, guard);
     const access = new EventAccess(config.id, parts.token, parts.amc, guard);
     this.#endStreams = telemetryRoutes(this.#http, this.events, access);

@@ -20,7 +20,9 @@ describe('random input against every route', () => {
   let agent: Registered;
   let providerKey: string;
   beforeAll(async () => {
-    node = await start('node', ['--heartbeat-ms', '60000']);
+    // Random credentials by the hundred from one address: not throttled here (the
+    // throttle's own test is auth-flood.test.ts).
+    node = await start('node', ['--heartbeat-ms', '60000', '--auth-fail-burst', '100000']);
     providerKey = await addProvider(node, 'fz', ['/capability/fz/**']);
     agent = await register(node, providerKey, [{ name: '/capability/fz/a' }]);
   });

@@ -38,7 +38,9 @@ describe('security of one node', () => {
   };
 
   beforeAll(async () => {
-    node = await start('node', ['--heartbeat-ms', '60000']);
+    // These tests make hundreds of refusals from one address on purpose: a burst that
+    // large keeps them from being throttled (auth-flood.test.ts tests the throttle).
+    node = await start('node', ['--heartbeat-ms', '60000', '--auth-fail-burst', '100000']);
     key = await addProvider(node, 'acme', ['/capability/sec/**']);
     a = await register(node, key, [{ name: '/capability/sec/a' }], 'http://127.0.0.1:9301');
     b = await register(node, key, [{ name: '/capability/sec/b' }], 'http://127.0.0.1:9302');

@@ -165,9 +165,11 @@ describe('events, audit, metrics and logs', () => {
     expect(candidates(all)).toEqual([a.aic, d.aic].sort());
     expect(candidates(acmeOnly)).toEqual([a.aic]);
     expect(candidates(own.events)).toEqual([a.aic]);
-    // Node and domain observers see everything here; one for another node, nothing.
-    expect((await audit(node, nodeObs, '?limit=1000')).events.length).toBe(all.length);
-    expect((await audit(node, domainObs, '?limit=1000')).events.length).toBe(all.length);
+    // Node and domain observers see everything here; one for another node, nothing. (Up
+    // to the last event read above: the ghost peer's failures keep coming.)
+    const upTo = (events: Ev[]) => events.filter((e) => e.id <= all.at(-1)!.id).map((e) => e.id);
+    expect(upTo((await audit(node, nodeObs, '?limit=1000')).events)).toEqual(all.map((e) => e.id));
+    expect(upTo((await audit(node, domainObs, '?limit=1000')).events)).toEqual(all.map((e) => e.id));
     expect((await api(node.url, 'GET', '/v1/audit', { auth: elsewhere })).status).toBe(403);
     expect((await api(node.url, 'GET', '/v1/audit')).status).toBe(401);
     expect((await api(node.url, 'GET', '/v1/audit', { auth: `${nodeObs.slice(0, -4)}AAAA` })).status).toBe(401);

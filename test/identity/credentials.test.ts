@@ -9,6 +9,8 @@ import { importJWK, jwtVerify } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JwtVerifier, newSigningKey, peekKid, signingKey, signJwt } from '../../src/identity/jwt.js';
 import { KeyRing } from '../../src/identity/key-ring.js';
+import type { Amc } from '../../src/identity/amc.js';
+import { AmcTokenVerifier } from '../../src/identity/credentials.js';
 import { Store } from '../../src/store/store.js';
 
 const key = signingKey(newSigningKey('t'));
@@ -68,5 +70,29 @@ describe('KeyRing', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('AmcTokenVerifier against a flood of forged tokens', () => {
+  /** An AMC as a gateway sees it, counting how often it is asked for its keys. */
+  const amcWith = (k: typeof key) => {
+    const amc = { refreshes: 0, domain: 'd', issuer: 'dmsc-amc:d', jwks: () => ({ keys: [k.publicJwk] }), refresh: async () => void amc.refreshes++, onChange: () => {} };
+    return amc;
+  };
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const forged = (kid: string, i: number) => `${b64({ alg: 'EdDSA', kid, typ: 'dmsc-credential+jwt' })}.${b64({ sub: `x${i}` })}.${'A'.repeat(86)}`;
+
+  it('refuses tokens that are not EdDSA JWTs naming a key, and asks the AMC for unknown keys at most once a second', async () => {
+    const amc = amcWith(key);
+    const v = new AmcTokenVerifier(amc as unknown as Amc);
+    for (const token of ['not-a-jwt', `${b64({ alg: 'EdDSA' })}.${b64({})}.${'A'.repeat(86)}`, `${b64({ alg: 'EdDSA', kid: key.kid })}.${b64({})}.short`]) {
+      await expect(v.verify(token, 'dmsc-credential+jwt')).rejects.toMatchObject({ code: 'ERR_DMSC_UNAUTHORIZED', message: /not an EdDSA JWT naming its key/ });
+    }
+    expect(amc.refreshes).toBe(0);
+    // A thousand tokens naming a thousand unknown keys: one look at the AMC's keys.
+    for (let i = 0; i < 1000; i++) await expect(v.verify(forged(`k${i}`, i), 'dmsc-credential+jwt')).rejects.toMatchObject({ message: /unknown key/ });
+    expect(amc.refreshes).toBe(1);
+    // A known key with a bad signature is refused by the check itself.
+    await expect(v.verify(forged(key.kid, 0), 'dmsc-credential+jwt')).rejects.toMatchObject({ message: /bad signature/ });
   });
 });
