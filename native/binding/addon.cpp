@@ -502,6 +502,7 @@ class RelayWrap : public Napi::ObjectWrap<RelayWrap> {
     };
     str("host", c.host);
     str("self", c.self);
+    str("fromToken", c.from_token);
     uint32_t port = 0, fallback = 0;
     num("port", port, 65535);
     num("fallbackPort", fallback, 65535);

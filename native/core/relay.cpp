@@ -752,15 +752,16 @@ struct Relay::Impl {
   }
 
   // A request for the TypeScript data plane, with the requester's address in a header
-  // after its request line: the data plane there counts failed authentication by the
-  // requester, not by this relay. It takes the header from its internal listener only.
-  static std::string with_from(const Client* c, const std::string& bytes) {
+  // right after its request line (so before any the requester wrote): the data plane
+  // there counts failed authentication by the requester, not by this relay. The header
+  // carries the token it shares with that data plane, so a requester cannot forge it.
+  std::string with_from(const Client* c, const std::string& bytes) const {
     size_t eol = bytes.find("\r\n");
-    if (eol == std::string::npos || c->from.empty()) return bytes;
+    if (eol == std::string::npos || c->from.empty() || cfg.from_token.empty()) return bytes;
     std::string out;
-    out.reserve(bytes.size() + c->from.size() + 16);
-    out.append(bytes, 0, eol + 2).append("x-dmsc-from: ").append(c->from).append("\r\n").append(bytes, eol + 2, std::string::npos);
-    return out;
+    out.reserve(bytes.size() + cfg.from_token.size() + c->from.size() + 16);
+    out.append(bytes, 0, eol + 2).append("x-dmsc-from: ").append(cfg.from_token).append(" ").append(c->from).append("\r\n");
+    return out.append(bytes, eol + 2, std::string::npos);
   }
 
   void dispatch(Client* c, Exchange* ex, Pool* pool, const std::string& bytes, bool fresh = false) {
@@ -865,7 +866,7 @@ struct Relay::Impl {
         ex->fresh_retry = true;
         Pool* pool = up->pool;
         release_upstream(up, false);
-        return dispatch(c, ex, pool, ex->handed ? ex->raw : ex->sent, true);
+        return dispatch(c, ex, pool, ex->handed ? with_from(c, ex->raw) : ex->sent, true);
       }
       return attempt_failed(c, ex, up, r == 0 ? "connection closed before an answer" : "connection reset", false, true);
     }

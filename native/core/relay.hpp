@@ -37,6 +37,9 @@ struct RelayConfig {
   uint32_t client_idle_ms = 30000;
   uint32_t replay_bytes = 64 * 1024;
   uint32_t cache_ms = 60000;       // how long a taught credential, grant or endpoint holds
+  // A secret shared with the TypeScript data plane, before the requester's address in the
+  // x-dmsc-from header it adds to what it hands over: a requester cannot forge the header.
+  std::string from_token;
 };
 
 struct RelayCounters {

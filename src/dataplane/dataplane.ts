@@ -23,6 +23,7 @@
 // and per-request routing and validation here are one string check and one table lookup.
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
+import { randomBytes } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import { Agent } from 'undici';
 import { DmscError } from '../errors.js';
@@ -121,6 +122,8 @@ export class DataPlane {
   #servers: Server[] = [];
   /** Connections from the native relay, with the requester address it last told on each. */
   readonly #innerSockets = new WeakMap<Socket, string | undefined>();
+  /** What the relay puts before a requester's address in `x-dmsc-from`; no requester knows it. */
+  readonly #fromToken = randomBytes(16).toString('hex');
   #relay: NativeRelay | undefined;
   #relayPoll: NodeJS.Timeout | undefined;
   /** Moves on with each new policy and revocation: a decision made before is not taught. */
@@ -245,7 +248,7 @@ export class DataPlane {
       host: this.#listen.host, port: this.#listen.port, fallbackPort, self: this.#deps.self,
       attempts: o.attempts ?? 3, connectTimeoutMs: o.connectTimeoutMs ?? 2000,
       headersTimeoutMs: o.headersTimeoutMs ?? 30_000, bodyTimeoutMs: o.bodyTimeoutMs ?? 30_000,
-      replayBytes: this.#replayBytes, cacheMs: o.nativeCacheMs ?? 60_000,
+      replayBytes: this.#replayBytes, cacheMs: o.nativeCacheMs ?? 60_000, fromToken: this.#fromToken,
     });
     let port: number;
     try {
@@ -401,14 +404,18 @@ export class DataPlane {
 
   /**
    * Who a request counts against: the requester's address, which the native relay tells
-   * its internal listener (only there) in `x-dmsc-from`, on the first request of a
-   * connection it hands over whole and on every request it passes on.
+   * its internal listener (only there) in `x-dmsc-from`, after the token it shares with
+   * this data plane, on every request it passes on and on the first of a connection it
+   * hands over whole (the later ones there are the same requester's). The relay's
+   * header comes first; any other is the requester's own, and is not believed.
    */
   #sourceOf(req: IncomingMessage): string {
     const inner = this.#innerSockets.has(req.socket);
     if (inner) {
       const told = req.headers['x-dmsc-from'];
-      if (typeof told === 'string') this.#innerSockets.set(req.socket, told.split(',')[0]!.trim());
+      const first = typeof told === 'string' ? told.split(',')[0]!.trim() : '';
+      const space = first.indexOf(' ');
+      if (space > 0 && first.slice(0, space) === this.#fromToken) this.#innerSockets.set(req.socket, first.slice(space + 1));
     }
     return AuthThrottle.sourceOf(inner ? this.#innerSockets.get(req.socket) : req.socket.remoteAddress);
   }

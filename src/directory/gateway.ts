@@ -6,6 +6,7 @@ import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { TagSet } from '../fastpath/tags.js';
 import type { HealthState } from '../fastpath/types.js';
 import { formatAic } from '../identity/aic.js';
+import { nameProblem, quoteName } from '../names.js';
 import type { Amc, Denial } from '../identity/amc.js';
 import type { AgentClaims } from '../identity/credentials.js';
 import { signJwt } from '../identity/jwt.js';
@@ -126,13 +127,38 @@ export class Gateway {
    * Rebuilds the directory and FIB from the store; agents stay down until they heartbeat.
    * Registrations whose AIC was revoked while the node was away are dropped.
    */
-  async start(): Promise<void> {
+  async start(log: (event: Record<string, unknown>) => void = () => {}): Promise<void> {
     // In registration order (serials grow), which decides standby when a capability has
     // more agents than the FIB installs.
     const all = [...this.#agents.getRange()].map((e) => e.value as AgentRecord).sort((a, b) => a.serial - b.serial);
     const revoked = all.filter((r) => this.#amc.isRevoked(r.aic));
-    if (revoked.length) await this.#store.durable(() => revoked.forEach((r) => this.#agents.remove(r.aic)));
-    this.directory.add(all.filter((r) => !this.#amc.isRevoked(r.aic)), false);
+    // Capabilities stored before the name grammar grew stricter, that it now refuses, go
+    // (an agent left with none goes too), rather than keep the node from starting.
+    const kept: AgentRecord[] = [];
+    const rewritten: AgentRecord[] = [];
+    const gone: AgentRecord[] = [...revoked];
+    for (const r of all) {
+      if (this.#amc.isRevoked(r.aic)) continue;
+      const valid = r.capabilities.filter((c) => nameProblem(c.name) === null);
+      if (valid.length === r.capabilities.length) {
+        kept.push(r);
+        continue;
+      }
+      log({ msg: 'stored capabilities no longer valid names, dropped', aic: r.aic, code: 'ERR_DMSC_INVALID_NAME', names: r.capabilities.filter((c) => !valid.includes(c)).map((c) => quoteName(c.name)) });
+      if (valid.length === 0) gone.push(r);
+      else {
+        const fixed = { ...r, capabilities: valid };
+        kept.push(fixed);
+        rewritten.push(fixed);
+      }
+    }
+    if (gone.length || rewritten.length) {
+      await this.#store.durable(() => {
+        for (const r of gone) this.#agents.remove(r.aic);
+        for (const r of rewritten) this.#agents.put(r.aic, r);
+      });
+    }
+    this.directory.add(kept, false);
     const every = Math.max(10, Math.floor(this.options.heartbeatMs / 4));
     this.#sweep = setInterval(() => this.directory.expire(Date.now() - this.options.misses * this.options.heartbeatMs), every);
     this.#sweep.unref();

@@ -83,6 +83,8 @@ export interface NativeRelayOptions {
   clientIdleMs?: number;
   replayBytes?: number;
   cacheMs?: number;
+  /** Put before the requester's address in the `x-dmsc-from` header of what is handed over. */
+  fromToken?: string;
 }
 
 export interface NativeAddon {

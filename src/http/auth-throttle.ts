@@ -8,8 +8,8 @@
 // its further requests are refused at once and their connection closed.
 //
 // Sources are kept in a bounded LRU: a flood from many addresses cannot grow it.
-import { isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
+import { sourceOf } from '../net/source.js';
 
 export interface AuthThrottleOptions {
   /** Failures a source may make in a row (default 20). */
@@ -56,11 +56,7 @@ export class AuthThrottle {
 
   /** The source an address belongs to: IPv4 as it is, IPv6 by its /64. */
   static sourceOf(address: string | undefined): string {
-    if (!address) return '?';
-    const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
-    if (!isIPv6(v4)) return v4;
-    const full = v4.includes('::') ? expand(v4) : v4.split(':');
-    return `${full.slice(0, 4).join(':')}::/64`;
+    return sourceOf(address);
   }
 
   /** A failed authentication from `source`. */
@@ -105,11 +101,4 @@ export class AuthThrottle {
     b.at = now;
     return b;
   }
-}
-
-function expand(address: string): string[] {
-  const [head, tail] = address.split('::') as [string, string];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  return [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
 }

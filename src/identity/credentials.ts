@@ -34,6 +34,7 @@ export class AmcTokenVerifier {
   readonly #amc: Amc;
   readonly #verifier: JwtVerifier;
   #lookedAt = 0;
+  #looking: Promise<void> | undefined;
 
   constructor(amc: Amc) {
     this.#amc = amc;
@@ -53,11 +54,17 @@ export class AmcTokenVerifier {
     const kid = peekKid(token);
     if (kid === undefined || !/^[\w-]+\.[\w-]+\.[\w-]{86}$/.test(token)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: not an EdDSA JWT naming its key');
     if (!this.#verifier.knows(kid)) {
-      if (Date.now() - this.#lookedAt >= UNKNOWN_KID_REFRESH_MS) {
+      // One look at a time, at most once a second; a token that comes while one is under
+      // way waits for it rather than being refused.
+      if (!this.#looking && Date.now() - this.#lookedAt >= UNKNOWN_KID_REFRESH_MS) {
         this.#lookedAt = Date.now();
-        await this.#amc.refresh().catch(() => {});
-        this.#verifier.setKeys(this.#amc.jwks());
+        this.#looking = this.#amc.refresh().catch(() => {}).then(() => {
+          this.#verifier.setKeys(this.#amc.jwks());
+        }).finally(() => {
+          this.#looking = undefined;
+        });
       }
+      if (this.#looking) await this.#looking;
       if (!this.#verifier.knows(kid)) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'credential rejected: signed by an unknown key');
     }
     return this.#verifier.verify(token, typ, this.#amc.issuer) as Promise<Record<string, unknown>>;
@@ -75,7 +82,7 @@ export class CredentialGuard {
   readonly #foreign: ((domain: string) => ForeignVerifier | undefined) | undefined;
   readonly #verified = new LRUCache<string, AgentClaims>({ max: 100_000, ttlAutopurge: false });
   /** Tokens refused lately, with why: the same forged token twice costs one check. */
-  readonly #refused = new LRUCache<string, DmscError>({ max: 10_000, ttl: REFUSAL_MS, ttlAutopurge: false });
+  readonly #refused = new LRUCache<string, DmscError>({ max: 10_000, maxSize: 16 << 20, sizeCalculation: (_e, token) => token.length + 64, ttl: REFUSAL_MS, ttlAutopurge: false });
 
   /**
    * With `foreign`, credentials of the other domains it knows are accepted too (issued by
@@ -105,9 +112,11 @@ export class CredentialGuard {
     try {
       claims = await this.#check(token);
     } catch (e) {
-      // Not one naming a key not seen yet: that key may come with the AMC's next poll.
+      // Only what took a signature check to refuse: a malformed token is refused faster
+      // than it is looked up, and one naming a key not seen yet may pass once the AMC's
+      // next poll brings that key.
       const kid = peekKid(token);
-      if ((e as DmscError).code === 'ERR_DMSC_UNAUTHORIZED' && (kid === undefined || this.#tokens.knows(kid))) this.#refused.set(token, e as DmscError);
+      if ((e as DmscError).code === 'ERR_DMSC_UNAUTHORIZED' && kid !== undefined && this.#tokens.knows(kid)) this.#refused.set(token, e as DmscError);
       throw e;
     }
     this.#verified.set(token, claims, { ttl: Math.max(1, claims.expiresAt - Date.now()) });

@@ -56,19 +56,31 @@ export class FrameDecoder {
 
   /** Adds bytes; returns the messages they complete. Throws on a bad or oversized frame. */
   push(chunk: Buffer): Message[] {
+    this.feed(chunk);
+    const out: Message[] = [];
+    for (let m = this.next(); m; m = this.next()) out.push(m);
+    return out;
+  }
+
+  /** Adds bytes without decoding them (take messages with `next`). */
+  feed(chunk: Buffer): void {
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
-    const out: Message[] = [];
-    for (;;) {
-      if (this.#buffered < HEADER) break;
-      const head = this.#peek(HEADER);
-      const length = head.readUInt32BE(0);
-      if (length > this.limit) throw new DmscRangeError('ERR_DMSC_FRAME_TOO_LARGE', `peer announced a ${length}-byte frame; the limit is ${this.limit}`);
-      if (this.#buffered < HEADER + length) break;
-      const frame = this.#take(HEADER + length);
-      out.push(decodeMessage(frame.subarray(HEADER), this.#binary));
-    }
-    return out;
+  }
+
+  /**
+   * The next whole message, or undefined until more bytes come. One at a time, so a
+   * caller can raise `limit` between two frames (a peering peer proving itself, then
+   * sending its first large frames in the same packet).
+   * @throws ERR_DMSC_FRAME_TOO_LARGE or ERR_DMSC_MALFORMED_FRAME
+   */
+  next(): Message | undefined {
+    if (this.#buffered < HEADER) return undefined;
+    const length = this.#peek(HEADER).readUInt32BE(0);
+    if (length > this.limit) throw new DmscRangeError('ERR_DMSC_FRAME_TOO_LARGE', `peer announced a ${length}-byte frame; the limit is ${this.limit}`);
+    if (this.#buffered < HEADER + length) return undefined;
+    const frame = this.#take(HEADER + length);
+    return decodeMessage(frame.subarray(HEADER), this.#binary);
   }
 
   #peek(n: number): Buffer {

@@ -15,6 +15,7 @@ import type { JWK } from 'jose';
 import { checkGrantKey, GRANT_KEY_TYP, type Amc } from '../identity/amc.js';
 import { AmcTokenVerifier } from '../identity/credentials.js';
 import type { GatewayKey } from '../identity/gateway-key.js';
+import { sourceOf } from '../net/source.js';
 import { listenOn, type Listen } from '../net/listen.js';
 import { DEFAULT_MAX_ROUTES, DigestSync } from './csp.js';
 import { Domains, unseen, type ForeignDomain } from './domains.js';
@@ -75,6 +76,8 @@ export const PEER_PRIORITY_BASE = 32768;
 export const FOREIGN_PRIORITY_BASE = PEER_PRIORITY_BASE + 4096;
 /** How long a TCP connect and TLS handshake may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** How long a stranger has for its TLS handshake with the peering listener. */
+const PENDING_TLS_MS = 5000;
 export const DEFAULT_MAX_PENDING = 256;
 export const DEFAULT_MAX_PENDING_PER_ADDRESS = 16;
 /** Refusals of strangers logged one by one each second; past that, counted. */
@@ -117,6 +120,8 @@ export class Mesh {
   readonly #pending = new Map<string, () => void>();
   readonly #pendingPerAddress = new Map<string, number>();
   readonly #handshakeStats = { pending: 0, refused: 0 };
+  /** Sources of the configured peers given by address. */
+  readonly #peerSources: ReadonlySet<string>;
   #refusals = { windowStart: 0, logged: 0, unlogged: 0 };
   /** Every connection the listener took, until it closes (TLS handshakes included). */
   readonly #accepted = new Set<Socket>();
@@ -127,7 +132,6 @@ export class Mesh {
    */
   readonly #peerDomains = new Map<string, string>();
   readonly #asked = new Map<string, { peer: string; kind: ForwardedResolve['kind']; resolve: (a: ResolveAnswer | DiscoverAnswer) => void; reject: (e: DmscError) => void; timer: NodeJS.Timeout }>();
-  /** Answers a resolution or discovery a peer sent us (set by the node: verify, apply policy, resolve). */
   /**
    * Answers a resolution or discovery a peer sent us (set by the node: verify, apply
    * policy, resolve); `visible`, for a peer of another domain, is what it may see.
@@ -141,6 +145,7 @@ export class Mesh {
     this.#options = options;
     this.#amc = amc;
     this.#key = key;
+    this.#peerSources = new Set(options.peers.filter((p) => isIP(p.host) !== 0).map((p) => sourceOf(p.host)));
     this.#directory = directory;
     this.rib = new Rib(options.self.gateway);
     this.#verifier = new AmcTokenVerifier(amc);
@@ -175,7 +180,7 @@ export class Mesh {
     const server = t
       ? tls.createServer({
         cert: t.cert, key: t.key, ...(t.ca ? { ca: t.ca } : {}), requestCert: !!t.requireClientCert, rejectUnauthorized: !!t.requireClientCert,
-        handshakeTimeout: CONNECT_TIMEOUT_MS,
+        handshakeTimeout: PENDING_TLS_MS,
       }, (socket) => void this.#accept(socket))
       : createServer();
     // Admission comes before anything is read: on TLS, before the TLS handshake.
@@ -185,7 +190,7 @@ export class Mesh {
       socket.once('close', () => this.#accepted.delete(socket));
       if (!t) void this.#accept(socket);
     });
-    // A client that fails the TLS handshake is logged; the listener goes on.
+    // A client that fails the TLS handshake is logged (ten a second at most); the listener goes on.
     server.on('tlsClientError', (e: Error, socket: Socket) => this.#refused({ msg: 'peer refused', remote: socket.remoteAddress, error: 'ERR_DMSC_BAD_HANDSHAKE', reason: `TLS: ${e.message}` }));
     this.#address = await listenOn(server, this.#options.listen, { name: 'peering', flag: '--peering' });
     this.#server = server;
@@ -322,11 +327,14 @@ export class Mesh {
    * connection, for the handshake's time, on so many connections.
    */
   #admit(socket: Socket): boolean {
-    const address = socket.remoteAddress ?? '';
+    const address = sourceOf(socket.remoteAddress);
     const fromAddress = this.#pendingPerAddress.get(address) ?? 0;
     const max = this.#options.maxPending ?? DEFAULT_MAX_PENDING;
     const perAddress = this.#options.maxPendingPerAddress ?? DEFAULT_MAX_PENDING_PER_ADDRESS;
-    if (this.#handshakeStats.pending >= max || fromAddress >= perAddress) {
+    // A configured peer's address is held only to its own limit: strangers filling every
+    // slot cannot keep our peers from dialling in.
+    const full = this.#handshakeStats.pending >= max && !this.#peerSources.has(address);
+    if (full || fromAddress >= perAddress) {
       socket.destroy();
       this.#handshakeStats.refused++;
       this.#refused({ msg: 'peer refused', remote: address, error: 'ERR_DMSC_LIMIT_EXCEEDED', reason: fromAddress >= perAddress ? `${perAddress} handshakes already in progress from this address` : `${max} handshakes already in progress` });
@@ -334,7 +342,7 @@ export class Mesh {
     }
     this.#handshakeStats.pending++;
     this.#pendingPerAddress.set(address, fromAddress + 1);
-    const key = `${address}:${socket.remotePort}`;
+    const key = `${socket.remoteAddress ?? ''}:${socket.remotePort}`;
     let held = true;
     const release = () => {
       if (!held) return;

@@ -15,8 +15,11 @@ export type { Credentials, Identity, Role } from './handshake.js';
 
 /** Bytes we queue for a peer before deciding it is not reading. */
 const MAX_UNSENT = 64 * 1024 * 1024;
-/** Messages a peer may send ahead while its certificate is being checked. */
-const MAX_AHEAD = 16;
+/**
+ * Bytes a peer may have waiting before the handshake ends: a handshake message, and the
+ * start of the next. A genuine peer sends nothing while it waits for the other side.
+ */
+const MAX_WAITING = 2 * HANDSHAKE_MAX_FRAME;
 
 export interface SessionOptions {
   /** Who opened the connection: the dialler proves itself first. */
@@ -85,7 +88,6 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
     return new Promise<PeerSession>((resolve, reject) => {
       let settled = false;
       let checking = false;
-      const waiting: Message[] = [];
       const fail = (e: DmscError) => {
         if (settled) return;
         settled = true;
@@ -109,7 +111,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
             if (settled) return;
             try {
               advance(handshake.proofChecked(key, options.credentials));
-              pump();
+              if (!settled) pump();
             } catch (e) {
               fail(asDmsc(e, 'ERR_DMSC_BAD_HANDSHAKE'));
             }
@@ -123,17 +125,22 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
         // Authenticated: frames may now be as large as the session allows.
         decoder.limit = maxFrame;
         const session = new PeerSession(socket, step.peer, step.holdMs, maxFrame);
-        session.#run(decoder, waiting.splice(0));
+        session.#run(decoder);
         resolve(session);
       };
-      // Messages are taken one at a time; none while a certificate is being checked.
+      // Frames are taken one at a time, none while a certificate is being checked: what
+      // follows the last handshake message is the session's, under the session's limit.
       const pump = () => {
-        while (!settled && !checking && waiting.length) advance(handshake.receive(waiting.shift()!, options.credentials));
+        while (!settled && !checking) {
+          const m = decoder.next();
+          if (!m) break;
+          advance(handshake.receive(m, options.credentials));
+        }
+        if (!settled && decoder.buffered > MAX_WAITING) throw new DmscError('ERR_DMSC_BAD_HANDSHAKE', `more than ${MAX_WAITING} bytes sent before the handshake ended`);
       };
       const onData = (chunk: Buffer) => {
         try {
-          waiting.push(...decoder.push(chunk));
-          if (waiting.length > MAX_AHEAD) throw new DmscError('ERR_DMSC_BAD_HANDSHAKE', `more than ${MAX_AHEAD} messages before the handshake ended`);
+          decoder.feed(chunk);
           pump();
         } catch (e) {
           fail(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
@@ -192,7 +199,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
     this.emit('close', error);
   }
 
-  #run(decoder: FrameDecoder, early: Message[]): void {
+  #run(decoder: FrameDecoder): void {
     const socket = this.#socket;
     const rearm = () => {
       clearTimeout(this.#hold);
@@ -213,8 +220,7 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
     rearm();
     this.#keepalive = setInterval(() => this.send({ type: 'KEEPALIVE' }), Math.max(50, Math.floor(this.holdMs / 3)));
     socket.on('close', () => this.close());
-    socket.on('data', (chunk: Buffer) => {
-      rearm();
+    const take = (chunk: Buffer) => {
       this.stats.bytesReceived += chunk.length;
       try {
         const messages = decoder.push(chunk);
@@ -223,6 +229,10 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
       } catch (e) {
         this.close(asDmsc(e, 'ERR_DMSC_MALFORMED_FRAME'));
       }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      rearm();
+      take(chunk);
     });
     // The peer may have sent its first messages in the same packets as its OPEN_OK, before
     // anyone here could listen: they wait in the backlog for the first listener.
@@ -233,7 +243,8 @@ export class PeerSession extends EventEmitter<PeerSessionEvents> {
       queueMicrotask(() => this.#drain());
     };
     emitter.on('newListener', onListener);
-    deliver(early);
+    // What came with the last handshake message, now under the session's frame limit.
+    take(Buffer.alloc(0));
   }
 
   /** Hands queued messages to the listeners, in order, once there are any. */

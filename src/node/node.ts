@@ -70,7 +70,7 @@ export class DmscNode {
     this.#amc = parts.amc;
     this.#domains = parts.domains;
     const policy = new PolicyEngine<TagSet>({ compileTags: (tags) => parts.fib.tagSet(tags) });
-    loadPolicy(parts.store, policy);
+    loadPolicy(parts.store, policy, log);
     this.key = parts.key;
     this.gateway = new Gateway({ amc: parts.amc, store: parts.store, fib: parts.fib, policy, key: parts.key }, {
       nodeId: config.id, heartbeatMs: config.heartbeatMs, misses: 3, grantTtlMs: config.grantTtlMs,
@@ -191,7 +191,7 @@ export class DmscNode {
       await node.#domains.load(node.#log);
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
       await node.key.start();
-      await node.gateway.start();
+      await node.gateway.start(node.#log);
       await node.dataPlane.start();
       await node.mesh.start();
       await node.tasks.start();

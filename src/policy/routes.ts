@@ -14,10 +14,20 @@ interface StoredPolicy {
 }
 
 /** Loads the newest stored policy into the engine (a fresh node runs the empty allow-all one). */
-export function loadPolicy<M>(store: Store, engine: PolicyEngine<M>): void {
+export function loadPolicy<M>(store: Store, engine: PolicyEngine<M>, log: (event: Record<string, unknown>) => void = () => {}): void {
   const db = store.db<StoredPolicy>('policies');
   const latest = [...db.getRange({ reverse: true, limit: 1 })][0];
-  if (latest) engine.load(latest.value.document);
+  if (!latest) return;
+  try {
+    engine.load(latest.value.document);
+  } catch (e) {
+    // Stored under rules that have since grown stricter (a capability name no longer
+    // allowed, say). The node still starts, denying everything rather than guessing
+    // which rules to keep, until an operator puts a corrected policy.
+    const version = latest.value.document.version;
+    engine.load({ version, default: 'deny', rules: [] });
+    log({ msg: 'stored policy refused; denying everything until a newer one is put', code: (e as DmscError).code ?? 'ERR_DMSC_INVALID_POLICY', version, reason: (e as Error).message });
+  }
 }
 
 /**

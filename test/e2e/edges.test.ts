@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nameFromPath, namePath, nameProblem } from '../../src/names.js';
+import { Store } from '../../src/store/store.js';
 import { addProvider, api, cleanup, dmsc, register, start, startScript, tempDir, type Proc } from './harness.js';
 
 const UPSTREAM = new URL('./upstream.mjs', import.meta.url).pathname;
@@ -162,6 +163,41 @@ describe('a node at its edges', () => {
       expect(r.closedAfter, what).toBeLessThan(35_000);
     }
   }, 60_000);
+
+  it('starts on a store that holds names and a policy from before the grammar grew stricter, dropping what it now refuses', async () => {
+    const old = await start('node', ['--heartbeat-ms', '600000']);
+    const k = await addProvider(old, 'acme', ['/capability/**']);
+    const agent = await register(old, k, [{ name: '/capability/keep' }, { name: '/capability/also' }]);
+    const lonely = await register(old, k, [{ name: '/capability/lonely' }]);
+    expect((await api(old.url, 'PUT', '/v1/policies', { auth: old.token, body: { version: 3, rules: [] } })).status).toBe(200);
+    await old.stop();
+    // What an earlier version stored: a space in one capability, a '..' in another agent's
+    // only one, a backslash in a policy pattern.
+    const store = Store.open(old.dataDir);
+    const agents = store.db<any>('agents');
+    const policies = store.db<any>('policies');
+    await store.durable(() => {
+      const a = agents.get(agent.aic);
+      agents.put(agent.aic, { ...a, capabilities: [...a.capabilities, { ...a.capabilities[0], name: '/capability/a b' }] });
+      const l = agents.get(lonely.aic);
+      agents.put(lonely.aic, { ...l, capabilities: [{ ...l.capabilities[0], name: '/capability/../x' }] });
+      policies.put(4, { version: 4, document: { version: 4, rules: [{ id: 'r1', effect: 'deny', capabilities: ['/capability/a\\b/**'] }] }, setAt: Date.now() });
+    });
+    await store.close();
+    const again = await start('node', ['--heartbeat-ms', '600000'], old.dataDir);
+    const kept = await api(again.url, 'GET', `/v1/agents/${agent.aic}`, { auth: again.token });
+    expect(kept.body.acs.capabilities.map((c: { name: string }) => c.name).sort()).toEqual(['/capability/also', '/capability/keep']);
+    expect((await api(again.url, 'GET', `/v1/agents/${lonely.aic}`, { auth: again.token })).status).toBe(404);
+    expect(again.stderr()).toMatch(/stored capabilities no longer valid names, dropped/);
+    expect(again.stderr()).toMatch(/stored policy refused; denying everything until a newer one is put/);
+    // Denying everything until an operator puts a newer policy, which then holds.
+    await api(again.url, 'POST', `/v1/agents/${agent.aic}/heartbeat`, { auth: agent.credential });
+    const denied = await api(again.url, 'POST', '/v1/resolve', { auth: agent.credential, body: { capability: '/capability/keep' } });
+    expect(denied.body.error?.code).toBe('ERR_DMSC_FORBIDDEN');
+    expect((await api(again.url, 'PUT', '/v1/policies', { auth: again.token, body: { version: 5, rules: [] } })).status).toBe(200);
+    expect((await api(again.url, 'POST', '/v1/resolve', { auth: agent.credential, body: { capability: '/capability/keep' } })).status).toBe(200);
+    await again.stop();
+  });
 
   it('names the listener and its flag when a port is in use', async () => {
     const taken = createServer();

@@ -4,6 +4,7 @@
 // server that is down).
 import { createServer, type Server } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { GRANT_KEY_TYP } from '../../src/identity/amc.js';
 import { DmscError } from '../../src/errors.js';
 import type { DiscoverAnswer, ForwardedResolve, ResolveAnswer } from '../../src/directory/gateway.js';
 import { newSigningKey, signingKey, signJwt } from '../../src/identity/jwt.js';
@@ -69,7 +70,7 @@ describe('keys of another domain', () => {
     server = undefined;
   });
 
-  const TYP = 'dmsc-gateway+jwt';
+  const TYP = GRANT_KEY_TYP;
   const token = (key: ReturnType<typeof signingKey>, domain = 'beta') => signJwt(key, TYP, { iss: `dmsc-amc:${domain}`, sub: 'b1', dom: domain, exp: Math.floor(Date.now() / 1000) + 600 });
 
   /** A key server whose answer (or silence) the test decides. */

@@ -123,6 +123,19 @@ describe('PeerSession', () => {
     await new Promise((r) => socket.once('connect', r));
     return socket;
   }
+  /** A dialler that speaks the handshake by hand, up to (not including) its OPEN_OK. */
+  async function dialByHand(port: number, gw: TestGateway, holdMs = 900): Promise<Socket> {
+    const socket = await raw(port);
+    const from = reader(socket);
+    const hs = new Handshake({ role: 'dialler', local: { gateway: gw.id, domain: 'd1' }, holdMs });
+    socket.write(encodeFrame(hs.hello()));
+    const open = hs.receive((await from.next())!, gw.credentials);
+    socket.write(encodeFrame((open as { messages: readonly Message[] }).messages[0]!));
+    const theirs = (await from.next())!;
+    expect(hs.receive(theirs, gw.credentials).kind).toBe('check');
+    expect(hs.proofChecked(await certified(theirs['certificate'] as string, { gateway: 'gw-b', domain: 'd1' }), gw.credentials).kind).toBe('open');
+    return socket;
+  }
   const nextMessage = (s: PeerSession) => new Promise<Message>((r) => s.once('message', r));
   const closed = (s: PeerSession) => new Promise<unknown>((r) => s.once('close', r));
 
@@ -301,17 +314,7 @@ describe('PeerSession', () => {
     [a, b] = [await gateway('gw-q'), await gateway('gw-b')];
     const l = await listen(sessionOptions(b, 'listener', { holdMs: 400 }));
     // A dialler that completes the handshake by hand and then says nothing, not even keepalives.
-    const quiet = await raw(l.port);
-    const from = reader(quiet);
-    const hs = new Handshake({ role: 'dialler', local: { gateway: 'gw-q', domain: 'd1' }, holdMs: 400 });
-    quiet.write(encodeFrame(hs.hello()));
-    const step = hs.receive((await from.next())!, a.credentials);
-    quiet.write(encodeFrame((step as { messages: readonly Message[] }).messages[0]!));
-    const open = await from.next();
-    const checkedStep = hs.receive(open!, a.credentials);
-    expect(checkedStep.kind).toBe('check');
-    const done = hs.proofChecked(await certified(open!['certificate'] as string, { gateway: 'gw-b', domain: 'd1' }), a.credentials);
-    expect(done.kind).toBe('open');
+    const quiet = await dialByHand(l.port, a, 400);
     quiet.write(encodeFrame({ type: 'OPEN_OK' }));
     const session = await l.accepted[0]!;
     expect(await closed(session)).toMatchObject({ code: 'ERR_DMSC_HOLD_EXPIRED' });
@@ -320,15 +323,7 @@ describe('PeerSession', () => {
   it('keeps messages sent with the OPEN_OK until a listener comes, then delivers them in order', async () => {
     [a, b] = [await gateway('gw-r'), await gateway('gw-b')];
     const l = await listen(sessionOptions(b, 'listener'));
-    const socket = await raw(l.port);
-    const from = reader(socket);
-    const hs = new Handshake({ role: 'dialler', local: { gateway: 'gw-r', domain: 'd1' }, holdMs: 900 });
-    socket.write(encodeFrame(hs.hello()));
-    const opened = hs.receive((await from.next())!, a.credentials) as { messages: readonly Message[] };
-    socket.write(encodeFrame(opened.messages[0]!));
-    const theirs = (await from.next())!;
-    hs.receive(theirs, a.credentials);
-    hs.proofChecked(await certified(theirs['certificate'] as string, { gateway: 'gw-b', domain: 'd1' }), a.credentials);
+    const socket = await dialByHand(l.port, a);
     // OPEN_OK and two messages in one write.
     socket.write(Buffer.concat([encodeFrame({ type: 'OPEN_OK' }), encodeFrame({ type: 'M', n: 1 }), encodeFrame({ type: 'M', n: 2 })]));
     const session = await l.accepted[0]!;
@@ -340,6 +335,19 @@ describe('PeerSession', () => {
     socket.write(encodeFrame({ type: 'M', n: 3 }));
     await new Promise((r) => setTimeout(r, 50));
     expect(got).toEqual([1, 2, 3]);
+    session.close();
+  });
+
+  it('opens when large frames come in the same packets as the OPEN_OK, and holds them to the session\'s limit from there', async () => {
+    [a, b] = [await gateway('gw-r'), await gateway('gw-b')];
+    const l = await listen(sessionOptions(b, 'listener'));
+    const socket = await dialByHand(l.port, a);
+    // A digest snapshot far past the handshake's 8 KiB, right behind the OPEN_OK.
+    const routes = { type: 'CSP_ROUTES', entries: Array.from({ length: 2000 }, (_, i) => ({ name: `/capability/r${i}`, tags: [], cost: 0, path: ['gw-r'] })) };
+    socket.write(Buffer.concat([encodeFrame({ type: 'OPEN_OK' }), encodeFrame(routes)]));
+    const session = await l.accepted[0]!;
+    const got = await new Promise<Message>((r) => session.once('message', r));
+    expect((got['entries'] as unknown[]).length).toBe(2000);
     session.close();
   });
 
