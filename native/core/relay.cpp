@@ -191,6 +191,7 @@ struct Relay::Impl {
     bool close_after = false;
     bool read_closed = false;
     int64_t idle_until = 0;
+    bool lingering = false;  // answered and shut for writing, reading what still comes
     std::string from;  // the requester's address, told to the TypeScript data plane
   };
 
@@ -502,6 +503,7 @@ struct Relay::Impl {
   // --- requesters ------------------------------------------------------------------------
 
   void on_client(Client* c, uint32_t e) {
+    if (c->lingering) return discard(c);
     if (e & EPOLLOUT) {
       if (!write_client(c)) return;
     }
@@ -544,10 +546,34 @@ struct Relay::Impl {
       if (c->tunnel && !(c->tunnel->events & EPOLLIN)) watch(c->tunnel, c->tunnel->events | EPOLLIN);
     }
     if (!rest && c->close_after && !c->ex) {
-      kill(c);
+      linger(c);
       return false;
     }
     return true;
+  }
+
+  // Closing a connection the requester is still writing to would reset it, and the reset
+  // can throw away the answer just sent (a 431 to a request with a 1 MB header, say).
+  // So the sending side is shut, and what still comes is read and dropped until the
+  // requester closes too, for a second at most.
+  void linger(Client* c) {
+    if (c->lingering) return;
+    c->lingering = true;
+    ::shutdown(c->fd, SHUT_WR);
+    c->in.clear();
+    c->idle_until = now + 1000;
+    watch(c, EPOLLIN | EPOLLRDHUP);
+  }
+
+  void discard(Client* c) {
+    char buf[16384];
+    for (;;) {
+      ssize_t n = ::read(c->fd, buf, sizeof(buf));
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      return kill(c);
+    }
   }
 
   void send_client(Client* c, std::string_view bytes) {

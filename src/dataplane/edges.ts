@@ -44,7 +44,10 @@ export function refuse(socket: Duplex, e: DmscError, busy: WeakSet<Duplex>, extr
   if (!socket.writable || busy.has(socket)) return void socket.destroy();
   const body = JSON.stringify({ error: { code: e.code, message: e.message } });
   socket.end(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`);
-  // A client that does not read its answer does not keep the socket.
+  // What the client still sends is read and dropped: closing with it unread would reset
+  // the connection, and a reset can throw away the answer just sent. A second at most.
+  socket.on('data', () => {});
+  socket.resume();
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
