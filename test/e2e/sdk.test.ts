@@ -18,7 +18,9 @@ describe('agent SDK lifecycle', () => {
   let load = 0.4;
 
   beforeAll(async () => {
-    amc = await start('amc', ['--domain', 'edge', '--credential-ttl', '3']);
+    // Credentials live 6 s: short enough to see renewals, long enough to outlive a node
+    // restart on a loaded machine (a start takes up to 3 s here).
+    amc = await start('amc', ['--domain', 'edge', '--credential-ttl', '6']);
     const keys = await tempDir();
     await writeFile(join(keys, 'n1'), dmsc('amc', 'gateway', 'add', 'n1', '--url', amc.url, '--data', amc.dataDir).stdout);
     key = JSON.parse(dmsc('provider', 'add', 'acme', '--scope', '/capability/**', '--url', amc.url, '--data', amc.dataDir).stdout).key;
@@ -54,7 +56,7 @@ describe('agent SDK lifecycle', () => {
   it('renews its credential before it expires and stays up past the first one', async () => {
     const first = agent.credential;
     const firstExp = JSON.parse(Buffer.from(first!.split('.')[1]!, 'base64url').toString()).exp * 1000;
-    await waitFor(() => events.includes('renewed'), 6000);
+    await waitFor(() => events.includes('renewed'), 10_000);
     expect(agent.credential).not.toBe(first);
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, firstExp - Date.now()) + 300));
     // Heartbeats with the renewed credential still land.
@@ -65,14 +67,14 @@ describe('agent SDK lifecycle', () => {
 
   it('survives a node restart: the same registration when the node kept its state', async () => {
     const aic = agent.aic;
-    // Credentials live 3 s here: the restart starts right after a renewal, so the one the
-    // agent holds outlives it (one that expired meanwhile is rightly registered again).
+    // The restart starts right after a renewal, so the credential the agent holds outlives
+    // it (one that expired meanwhile would rightly be registered again).
     const renewals = events.filter((e) => e === 'renewed').length;
-    await waitFor(() => events.filter((e) => e === 'renewed').length > renewals);
+    await waitFor(() => events.filter((e) => e === 'renewed').length > renewals, 10_000);
     await node.kill9();
     await waitFor(() => agent.state === 'unreachable');
     node = await start('node', args, node.dataDir);
-    await waitFor(() => agent.state === 'registered' && events.includes('reachable'));
+    await waitFor(() => agent.state === 'registered' && events.includes('reachable'), 10_000);
     expect(agent.aic).toBe(aic);
     await waitFor(async () => (await health()).state === 'up');
   });

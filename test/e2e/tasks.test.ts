@@ -194,6 +194,13 @@ describe('tasks (TIP) across two gateways', () => {
   });
 
   it('decomposes a text task by the rules file, and picks up an edit to it without a restart', async () => {
+    // The test before ran the CLI synchronously: on a loaded machine that held this
+    // process (and the agents' heartbeats in it) long enough for B to mark its
+    // translator down. Its next heartbeat brings it back.
+    await waitFor(async () => {
+      const r = await api(gw['B']!.url, 'GET', '/v1/fib?prefix=/capability/text/translate', { auth: gw['B']!.token });
+      return r.body.entries.some((e: any) => e.nextHops.some((h: any) => h.state === 'up'));
+    }, 10_000);
     const r = await task({ task: { text: 'please shout hello' } });
     expect(r.body.rule).toBe('shout');
     const t = await settled(r.body.id, ['succeeded', 'failed', 'escalated']);
