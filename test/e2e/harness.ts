@@ -24,6 +24,8 @@ export interface Proc {
   readonly dataplane?: string;
   /** HOST:PORT of a node's TLS data-plane listener for peers, when it has one. */
   readonly peerDataplane?: string;
+  /** HOST:PORT of a node's FIB programming (gRPC) listener, unless it is off. */
+  readonly fibApi?: string;
   /** What the process has logged so far (its last 1 MiB). */
   stderr(): string;
   /** SIGKILL, no chance to clean up. */
@@ -67,7 +69,7 @@ function exited(child: ChildProcess): Promise<void> {
 /** Starts `dmsc <command> --api 127.0.0.1:0 --data DIR ...args` and waits for its listening line. */
 export async function start(command: 'node' | 'amc', args: string[] = [], dataDir?: string, env: Record<string, string> = {}): Promise<Proc> {
   const dir = dataDir ?? (await tempDir());
-  const ports = command === 'node' ? ['--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0'] : ['--api', '127.0.0.1:0'];
+  const ports = command === 'node' ? ['--api', '127.0.0.1:0', '--peering', '127.0.0.1:0', '--dataplane', '127.0.0.1:0', '--fib-api', '127.0.0.1:0'] : ['--api', '127.0.0.1:0'];
   const child = spawn(process.execPath, [CLI, command, ...ports, '--data', dir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env),
   });
@@ -83,12 +85,12 @@ export async function start(command: 'node' | 'amc', args: string[] = [], dataDi
     rl.once('line', resolve);
     child.once('exit', (code) => reject(new Error(`dmsc ${command} exited ${code}: ${stderr}`)));
   });
-  const info = JSON.parse(line) as { msg: string; api: string; peering?: string; dataplane?: string; peerDataplane?: string };
+  const info = JSON.parse(line) as { msg: string; api: string; peering?: string; dataplane?: string; peerDataplane?: string; fibApi?: string };
   if (info.msg !== 'listening') throw new Error(`unexpected first line: ${line}`);
   const token = (await readFile(join(dir, 'admin-token'), 'utf8')).trim();
   return {
     url: `http://${info.api}`, dataDir: dir, child, token, ...(info.peering ? { peering: info.peering } : {}), ...(info.dataplane ? { dataplane: `http://${info.dataplane}` } : {}),
-    ...(info.peerDataplane ? { peerDataplane: info.peerDataplane } : {}),
+    ...(info.peerDataplane ? { peerDataplane: info.peerDataplane } : {}), ...(info.fibApi ? { fibApi: info.fibApi } : {}),
     stderr: () => stderr,
     async kill9() {
       child.kill('SIGKILL');
