@@ -24,6 +24,7 @@ export type DmscErrorCode =
   | 'ERR_DMSC_UNAUTHORIZED'
   | 'ERR_DMSC_NOT_FOUND'
   | 'ERR_DMSC_NOT_READY'
+  | 'ERR_DMSC_UNAVAILABLE'
   | 'ERR_DMSC_INVALID_CONFIG'
   | 'ERR_DMSC_INVALID_AIC'
   | 'ERR_DMSC_INVALID_POLICY'
@@ -63,6 +64,9 @@ export type DmscErrorCode =
   | 'ERR_DMSC_HTTP_VERSION'
   | 'ERR_DMSC_RATE_LIMITED'
   | 'ERR_DMSC_LISTEN'
+  | 'ERR_DMSC_NOT_PRIMARY'
+  | 'ERR_DMSC_GENERATION_MISMATCH'
+  | 'ERR_DMSC_BATCH_REJECTED'
   | 'ERR_DMSC_INTERNAL';
 
 interface CodeInfo {
@@ -87,6 +91,8 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_UNAUTHORIZED: { kind: 'error', status: 401 },
   ERR_DMSC_NOT_FOUND: { kind: 'error', status: 404 },
   ERR_DMSC_NOT_READY: { kind: 'error', status: 503 },
+  // A node that cannot be reached, or a stream to it that broke: a request in flight may or may not have been applied.
+  ERR_DMSC_UNAVAILABLE: { kind: 'error', status: 503 },
   ERR_DMSC_INVALID_CONFIG: { kind: 'type', status: 400 },
   ERR_DMSC_INVALID_AIC: { kind: 'type', status: 400 },
   ERR_DMSC_INVALID_POLICY: { kind: 'type', status: 400 },
@@ -126,6 +132,10 @@ const CODES: Record<DmscErrorCode, CodeInfo> = {
   ERR_DMSC_HTTP_VERSION: { kind: 'error', status: 505 },
   ERR_DMSC_RATE_LIMITED: { kind: 'error', status: 429 },
   ERR_DMSC_LISTEN: { kind: 'error', status: 500 },
+  // FIB programming: another controller is primary; the controller's table moved on; a batch had bad ops.
+  ERR_DMSC_NOT_PRIMARY: { kind: 'error', status: 409 },
+  ERR_DMSC_GENERATION_MISMATCH: { kind: 'error', status: 409 },
+  ERR_DMSC_BATCH_REJECTED: { kind: 'error', status: 422 },
   ERR_DMSC_INTERNAL: { kind: 'error', status: 500 },
 };
 

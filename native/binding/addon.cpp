@@ -139,6 +139,7 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
       InstanceMethod<&TableWrap::Entries>("entries"),
       InstanceMethod<&TableWrap::Size>("size"),
       InstanceMethod<&TableWrap::Generation>("generation"),
+      InstanceMethod<&TableWrap::ReadersBehind>("readersBehind"),
       InstanceMethod<&TableWrap::Share>("share"),
       InstanceMethod<&TableWrap::Close>("close"),
     });
@@ -410,6 +411,16 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
   Napi::Value Generation(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Napi::Number::New(env, static_cast<double>(live(env).generation()));
+  }
+
+  Napi::Value ReadersBehind(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      Napi::TypeError::New(env, "readersBehind(generation)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    double g = info[0].As<Napi::Number>().DoubleValue();
+    return Napi::Number::New(env, live(env).readers_behind(g <= 0 ? 0 : static_cast<uint64_t>(g)));
   }
 
   Napi::Value Share(const Napi::CallbackInfo& info) {

@@ -159,6 +159,16 @@ class Table {
 
   // ---- Any thread ----
   uint64_t generation() const { return gen_.load(std::memory_order_acquire); }
+  // Readers now inside a lookup of a generation older than `gen`. Once it is 0 after
+  // `gen` was published, every reader (worker views, the relay) sees `gen` or later.
+  uint32_t readers_behind(uint64_t gen) const {
+    uint32_t n = 0;
+    for (uint32_t i = 1; i < kMaxReaders; ++i) {
+      uint64_t a = readers_[i].announced.load(std::memory_order_seq_cst);
+      if (a != kIdle && a < gen) ++n;
+    }
+    return n;
+  }
   int tag_bit(const void* p, size_t n) const { return tags_.find(p, n); }
   uint32_t tag_count() const { return tags_.count(); }
   // Copies the id of a next-hop index: empty when the index is free, or when `epoch` is

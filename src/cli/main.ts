@@ -63,6 +63,7 @@ program
   .option('--amc-poll-ms <ms>', 'how often to ask that AMC for revocations and keys', '200')
   .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
   .option('--dataplane <host:port>', 'data-plane listener (requests addressed by capability)', '127.0.0.1:7080')
+  .option('--fib-api <host:port|off>', 'FIB programming listener (gRPC dmsc.fib.v1.FibProgramming, for external controllers), or off', '127.0.0.1:7072')
   .option('--upstream-timeout-ms <ms>', 'how long an instance may take to start answering a data-plane request before the next is tried', '30000')
   .option('--auth-fail-burst <n>', 'failed authentications one address may make in a row before it is answered 429 (API and data plane)', '20')
   .option('--auth-fail-rate <n>', 'failed authentications a second an address earns back', '5')
@@ -72,7 +73,7 @@ program
   .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
   .option('--upstream <id>', 'the peer (one of the peers) to ask for names with no route here')
   .option('--mesh-config <file>', 'JSON file: peers, upstream, other trust domains (keys, export policy, tag table), route limits, hold time, TLS')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; taxonomy?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; upstreamTimeoutMs: string; auditMaxAge: string; auditMaxEntries: string; auditPruneMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; taxonomy?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; fibApi: string; upstreamTimeoutMs: string; auditMaxAge: string; auditMaxEntries: string; auditPruneMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs, upstreamTimeout: opts.upstreamTimeoutMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');
@@ -82,7 +83,8 @@ program
     const peering = node.mesh.address ? formatListen(node.mesh.address) : null;
     const dataplane = node.dataPlane.address ? formatListen(node.dataPlane.address) : null;
     const peerDataplane = node.dataPlane.peerAddress ? { peerDataplane: formatListen(node.dataPlane.peerAddress) } : {};
-    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, peering, dataplane, ...peerDataplane, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
+    const fibApi = node.fibApiAddress ? formatListen(node.fibApiAddress) : null;
+    process.stdout.write(JSON.stringify({ msg: 'listening', node: config.id, api, peering, dataplane, ...peerDataplane, fibApi, data: config.dataDir, amc: config.amc?.url ?? 'embedded', agents: node.gateway.directory.size, fib: { size: node.fib.size, generation: node.fib.generation } }) + '\n');
     if (process.stdout.isTTY || process.env['DMSC_HINTS'] !== '0') {
       const data = config.dataDir;
       process.stdout.write([

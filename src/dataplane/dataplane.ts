@@ -297,7 +297,7 @@ export class DataPlane {
     // A request admitted before a new policy or a revocation (its body was being read,
     // or it is on a later attempt) teaches nothing: its decision may be void now.
     if (!relay || ask.generation !== this.#generation) return;
-    const endpoint = this.#deps.directory.get(aic)?.endpoint;
+    const endpoint = this.#deps.directory.endpointOf(aic);
     const e = endpoint ? this.#endpoint(endpoint) : null;
     if (!e || e.ip === undefined || !e.origin.startsWith('http:')) return;
     relay.endpoint(aic, e.ip, e.port, e.base, e.search);
@@ -386,7 +386,7 @@ export class DataPlane {
   }
 
   #agentTarget(aic: string, rest: string, query: string): Target | undefined {
-    const endpoint = this.#deps.directory.get(aic)?.endpoint;
+    const endpoint = this.#deps.directory.endpointOf(aic);
     if (!endpoint) return undefined;
     const e = this.#endpoint(endpoint);
     if (!e) return undefined;

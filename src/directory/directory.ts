@@ -73,10 +73,23 @@ export const peerOf = (nextHop: string): string | undefined => (nextHop.startsWi
 /** The fast path holds at most this many next hops per entry; more agents wait as standby. */
 export const MAX_INSTALLED = 64;
 
+/** How long passive health keeps a controller's endpoint next hop down before it is tried again. */
+export const ENDPOINT_RETRY_MS = 5_000;
+
 export class Directory {
   readonly #fib: ForwardingTable;
   #tagsFor: TagMapper;
   #static = new Map<string, readonly NextHop[]>();
+  /** Next hops external controllers program, every controller's together, by prefix. */
+  #controlled = new Map<string, readonly NextHop[]>();
+  /** Where controller next hops that are plain services are: id to endpoint URL. */
+  readonly #endpointHops = new Map<string, string>();
+  /** Controller-stated health of those next hops, which passive health returns to. */
+  readonly #endpointHealth = new Map<string, { state: HealthState; load: number }>();
+  readonly #fibListeners: ((ops: readonly FibOp[], generation: number) => void)[] = [];
+  /** Endpoint next hops passive health took down, until they are tried again. */
+  readonly #endpointsDown = new Map<string, NodeJS.Timeout>();
+  readonly #hopListeners: ((id: string, state: HealthState, load: number) => void)[] = [];
   /** Next hops toward peer gateways, from the mesh. */
   #learned = new Map<string, readonly NextHop[]>();
   /** Health of next hops that are not agents (peer gateways). */
@@ -181,6 +194,7 @@ export class Directory {
     if (before !== state) this.#healthChanged(aic, before, state, 'heartbeat');
     l.load = load;
     this.#fib.setHealth(aic, { state, load });
+    if (before !== state) this.#hopChanged(aic, state, load);
     if (wasDown !== (state === 'down')) this.#reselect(aic);
     return true;
   }
@@ -191,13 +205,14 @@ export class Directory {
    */
   markDown(aic: string): boolean {
     const l = this.#liveness.get(aic);
-    if (!l) return false;
+    if (!l) return this.#endpointDown(aic);
     if (l.state === 'down') return true;
     const before = l.state;
     l.state = 'down';
     this.#fib.setHealth(aic, { state: 'down' });
     this.#reselect(aic);
     this.#healthChanged(aic, before, 'down', 'request failed');
+    this.#hopChanged(aic, 'down', l.load);
     return true;
   }
 
@@ -211,7 +226,10 @@ export class Directory {
         l.state = 'down';
         this.#fib.setHealth(aic, { state: 'down' });
         gone.push(aic);
-        if (before !== 'down') this.#healthChanged(aic, before, 'down', 'heartbeats missed');
+        if (before !== 'down') {
+          this.#healthChanged(aic, before, 'down', 'heartbeats missed');
+          this.#hopChanged(aic, 'down', l.load);
+        }
       }
     }
     for (const aic of gone) this.#reselect(aic);
@@ -252,20 +270,34 @@ export class Directory {
   /** The tags of the local agents offering exactly `prefix` (union), or null if none do. */
   localTags(prefix: string): string[] | null {
     const m = this.#offers.get(prefix);
-    if (!m || m.size === 0) return null;
+    const reached = this.#reachedHere(prefix);
+    if ((!m || m.size === 0) && !reached) return null;
     const tags = new Set<string>();
-    for (const o of m.values()) for (const t of this.#tagsFor(o.attributes)) tags.add(t);
+    for (const o of m?.values() ?? []) for (const t of this.#tagsFor(o.attributes)) tags.add(t);
+    for (const h of reached ?? []) for (const t of h.tags ?? []) tags.add(t);
     return [...tags].sort();
   }
 
-  /** Names local agents offer. */
-  localNames(): IterableIterator<string> {
-    return this.#offers.keys();
+  /**
+   * Names served here: those local agents offer, and those controllers route to agents or
+   * services through this node (a controller route through a peer is that peer's to
+   * advertise).
+   */
+  *localNames(): IterableIterator<string> {
+    yield* this.#offers.keys();
+    for (const prefix of this.#controlled.keys()) if (!this.#offers.has(prefix) && this.#reachedHere(prefix)) yield prefix;
+  }
+
+  #reachedHere(prefix: string): NextHop[] | undefined {
+    const hops = this.#controlled.get(prefix)?.filter((h) => peerOf(h.id) === undefined);
+    return hops?.length ? hops : undefined;
   }
 
   /** Next hops toward peer gateways for `prefix` (empty or null: none), after local agents. */
   setLearned(prefix: string, hops: readonly NextHop[] | null): void {
     const before = this.#learned.get(prefix);
+    // Nothing learned before or now: nothing to program (a new local name, say).
+    if (!before && !hops?.length) return;
     if (hops && hops.length) this.#learned.set(prefix, hops);
     else this.#learned.delete(prefix);
     try {
@@ -279,8 +311,107 @@ export class Directory {
 
   /** Health of a non-agent next hop (a peer gateway), kept across re-programming. */
   setExternalHealth(id: string, state: HealthState): void {
+    const before = this.#external.get(id) ?? 'up';
     this.#external.set(id, state);
     this.#fib.setHealth(id, { state });
+    if (before !== state) this.#hopChanged(id, state, 0);
+  }
+
+  /**
+   * Controller next hops for each prefix in `changes` (null: none left), every
+   * controller's together, programmed as one FIB batch: if the table refuses it, nothing
+   * changes and the error is thrown. Returns the FIB generation.
+   */
+  setControlled(changes: ReadonlyMap<string, readonly NextHop[] | null>): number {
+    const undo = new Map<string, readonly NextHop[] | undefined>();
+    for (const [prefix, hops] of changes) {
+      undo.set(prefix, this.#controlled.get(prefix));
+      if (hops && hops.length) this.#controlled.set(prefix, hops);
+      else this.#controlled.delete(prefix);
+    }
+    try {
+      this.#program(new Set(changes.keys()));
+    } catch (e) {
+      for (const [prefix, hops] of undo) {
+        if (hops) this.#controlled.set(prefix, hops);
+        else this.#controlled.delete(prefix);
+      }
+      throw e;
+    }
+    this.#localChanged(new Set(changes.keys()));
+    return this.#fib.generation;
+  }
+
+  /** How many next hops other sources than controllers hold on `prefix`: static, then agents. */
+  othersOn(prefix: string): number {
+    return (this.#static.get(prefix)?.length ?? 0) + (this.#offers.get(prefix)?.size ?? 0);
+  }
+
+  /** Controller next hops that are plain services: their endpoint URLs (null: gone). */
+  setEndpoints(changes: ReadonlyMap<string, string | null>): void {
+    for (const [id, url] of changes) {
+      if (url === null) {
+        this.#endpointHops.delete(id);
+        this.#endpointHealth.delete(id);
+      } else this.#endpointHops.set(id, url);
+    }
+  }
+
+  /** The health a controller states for one of its endpoint next hops. */
+  setEndpointHealth(id: string, state: HealthState, load: number): void {
+    if (!this.#endpointHops.has(id)) return;
+    const before = this.#endpointHealth.get(id) ?? { state: 'up', load: 0 };
+    this.#endpointHealth.set(id, { state, load });
+    this.#fib.setHealth(id, { state, load });
+    if (before.state !== state || before.load !== load) this.#hopChanged(id, state, load);
+  }
+
+  /** Where a next hop is reached over HTTP: an agent's endpoint, or a controller's endpoint next hop. */
+  endpointOf(id: string): string | undefined {
+    return this.#agents.get(id)?.endpoint ?? this.#endpointHops.get(id);
+  }
+
+  /** The health of a next hop as this directory knows it. */
+  healthOf(id: string): { state: HealthState; load: number } {
+    const l = this.#liveness.get(id);
+    if (l) return { state: l.state, load: l.load };
+    const e = this.#endpointHealth.get(id);
+    if (e) return e;
+    return { state: this.#external.get(id) ?? 'up', load: 0 };
+  }
+
+  /** Calls `listener` with every batch this directory applied to the FIB, and the generation after it. */
+  onFibChange(listener: (ops: readonly FibOp[], generation: number) => void): void {
+    this.#fibListeners.push(listener);
+  }
+
+  /** Calls `listener` when a next hop's health state changes (a controller's endpoint next hops: its load too). */
+  onNextHopHealth(listener: (id: string, state: HealthState, load: number) => void): void {
+    this.#hopListeners.push(listener);
+  }
+
+  #hopChanged(id: string, state: HealthState, load: number): void {
+    for (const l of this.#hopListeners) l(id, state, load);
+  }
+
+  // A request to a controller's endpoint next hop failed: down at once, and back to what
+  // the controller stated after a while (nothing heartbeats for a plain service).
+  #endpointDown(id: string): boolean {
+    if (!this.#endpointHops.has(id)) return false;
+    const stated = this.#endpointHealth.get(id) ?? { state: 'up' as HealthState, load: 0 };
+    if (stated.state === 'down' || this.#endpointsDown.has(id)) return true;
+    this.#fib.setHealth(id, { state: 'down' });
+    this.#hopChanged(id, 'down', stated.load);
+    const timer = setTimeout(() => {
+      this.#endpointsDown.delete(id);
+      const now = this.#endpointHealth.get(id) ?? (this.#endpointHops.has(id) ? { state: 'up' as HealthState, load: 0 } : undefined);
+      if (!now) return;
+      this.#fib.setHealth(id, now);
+      this.#hopChanged(id, now.state, now.load);
+    }, ENDPOINT_RETRY_MS);
+    timer.unref();
+    this.#endpointsDown.set(id, timer);
+    return true;
   }
 
   #localChanged(prefixes: ReadonlySet<string>): void {
@@ -331,7 +462,7 @@ export class Directory {
   #reselect(aic: string): void {
     const r = this.#agents.get(aic);
     if (!r) return;
-    const crowded = r.capabilities.filter((c) => (this.#offers.get(c.name)?.size ?? 0) + (this.#static.get(c.name)?.length ?? 0) > MAX_INSTALLED).map((c) => c.name);
+    const crowded = r.capabilities.filter((c) => (this.#offers.get(c.name)?.size ?? 0) + (this.#static.get(c.name)?.length ?? 0) + (this.#controlled.get(c.name)?.length ?? 0) > MAX_INSTALLED).map((c) => c.name);
     if (crowded.length) this.#program(new Set(crowded));
   }
 
@@ -340,23 +471,30 @@ export class Directory {
     const ops: FibOp[] = [];
     for (const prefix of prefixes) {
       const statics = this.#static.get(prefix) ?? [];
+      const controlled = this.#controlled.get(prefix) ?? [];
       const m = this.#offers.get(prefix);
+      const fixed = statics.length + controlled.length;
       // Agents come first; peer gateways fill what room is left.
-      const learned = (this.#learned.get(prefix) ?? []).slice(0, Math.max(0, MAX_INSTALLED - statics.length - (m?.size ?? 0)));
-      if ((!m || m.size === 0) && statics.length === 0 && learned.length === 0) {
+      const learned = (this.#learned.get(prefix) ?? []).slice(0, Math.max(0, MAX_INSTALLED - fixed - (m?.size ?? 0)));
+      if ((!m || m.size === 0) && fixed === 0 && learned.length === 0) {
         ops.push({ op: 'remove', prefix });
         continue;
       }
+      if (!m && statics.length === 0 && learned.length === 0) {
+        // Only controllers: their union, as they gave it (the common case of a large push).
+        ops.push({ op: 'upsert', prefix, nextHops: controlled });
+        continue;
+      }
       let members = [...(m ?? [])];
-      const room = MAX_INSTALLED - statics.length;
+      const room = MAX_INSTALLED - fixed;
       if (members.length > room) {
         const rank = ([aic, o]: [string, CapabilityOffer]) => (this.#liveness.get(aic)?.state === 'down' ? 1 << 20 : 0) + o.priority;
         members = members.map((e, i) => ({ e, i, k: rank(e) })).sort((a, b) => a.k - b.k || a.i - b.i).slice(0, Math.max(0, room)).map((x) => x.e);
       }
       const agents: NextHop[] = members.map(([aic, o]) => ({ id: aic, weight: o.weight, priority: o.priority, tags: tagsFor(o.attributes) }));
-      ops.push({ op: 'upsert', prefix, nextHops: [...statics, ...agents, ...learned] });
+      ops.push({ op: 'upsert', prefix, nextHops: distinct([...statics, ...controlled, ...agents, ...learned]) });
     }
-    this.#fib.apply(ops);
+    const generation = this.#fib.apply(ops);
     // Health is per next hop and survives re-programming; re-assert it for new next hops.
     for (const op of ops) {
       if (op.op !== 'upsert') continue;
@@ -365,7 +503,17 @@ export class Directory {
         if (l && (l.state !== 'up' || l.load > 0)) this.#fib.setHealth(h.id, { state: l.state, load: l.load });
         const external = this.#external.get(h.id);
         if (external && external !== 'up') this.#fib.setHealth(h.id, { state: external });
+        const stated = this.#endpointHealth.get(h.id);
+        if (stated && (stated.state !== 'up' || stated.load > 0)) this.#fib.setHealth(h.id, stated);
+        if (this.#endpointsDown.has(h.id)) this.#fib.setHealth(h.id, { state: 'down' });
       }
     }
+    for (const l of this.#fibListeners) l(ops, generation);
   }
+}
+
+/** Next hops with each id once, the first kept: sources may name the same next hop. */
+function distinct(hops: NextHop[]): NextHop[] {
+  const seen = new Set<string>();
+  return hops.filter((h) => !seen.has(h.id) && (seen.add(h.id), true));
 }

@@ -24,6 +24,7 @@ export interface NativeTable {
   entries(): Array<[string, Array<[string, number, number, string[], number, number]>]>;
   size(): number;
   generation(): number;
+  readersBehind(generation: number): number;
   share(): number;
   close(): void;
 }

@@ -32,6 +32,8 @@ export interface NodeConfig extends MeshConfig {
   readonly peering: Listen;
   /** The data-plane listener (requests addressed by capability). */
   readonly dataplane: Listen;
+  /** The FIB programming listener (gRPC, for external controllers); undefined: off. */
+  readonly fibApi?: Listen;
   /** How long an instance may take to start answering a data-plane request. */
   readonly upstreamTimeoutMs: number;
   /** Failed authentications per source: in a row, and earned back a second. */
@@ -58,6 +60,7 @@ export interface NodeOptions {
   amcPollMs?: string;
   peering?: string;
   dataplane?: string;
+  fibApi?: string;
   upstreamTimeout?: string;
   authFailBurst?: string;
   authFailRate?: string;
@@ -71,6 +74,7 @@ export interface NodeOptions {
 
 export const DEFAULT_PEERING: Listen = { host: '127.0.0.1', port: 7071 };
 export const DEFAULT_DATAPLANE: Listen = { host: '127.0.0.1', port: 7080 };
+export const DEFAULT_FIB_API: Listen = { host: '127.0.0.1', port: 7072 };
 
 /** ID@HOST:PORT for --peer. */
 export function parsePeer(value: string): { id: string; host: string; port: number } {
@@ -174,6 +178,7 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     ...(options.taxonomy !== undefined ? { taxonomy: resolve(options.taxonomy) } : {}),
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
     dataplane: options.dataplane === undefined ? DEFAULT_DATAPLANE : parseListen(options.dataplane, '--dataplane'),
+    ...(options.fibApi === 'off' ? {} : { fibApi: options.fibApi === undefined ? DEFAULT_FIB_API : parseListen(options.fibApi, '--fib-api') }),
     upstreamTimeoutMs: parseIntFlag(options.upstreamTimeout, '--upstream-timeout-ms', 30_000, 10, 3_600_000),
     authFailures: {
       burst: parseIntFlag(options.authFailBurst, '--auth-fail-burst', DEFAULT_AUTH_BURST, 1, 1_000_000),

@@ -20,6 +20,9 @@ import { loadPolicy, policyRoutes } from '../policy/routes.js';
 import { Domains } from '../mesh/domains.js';
 import { Mesh } from '../mesh/mesh.js';
 import { DataPlane } from '../dataplane/dataplane.js';
+import { FibServer } from '../programming/grpc.js';
+import { Programming } from '../programming/programming.js';
+import { programmingRoutes } from '../programming/routes.js';
 import { Store } from '../store/store.js';
 import { DEFAULT_TTL } from '../directory/gateway.js';
 import { RuleBook } from '../task/decompose.js';
@@ -59,6 +62,10 @@ export class DmscNode {
   readonly metrics: NodeMetrics;
   readonly #log: LogSink;
   #endStreams: () => void = () => {};
+  #endFibStreams: () => void = () => {};
+  /** FIB programming by external controllers (gRPC on --fib-api, and HTTP). */
+  readonly programming: Programming;
+  readonly #fibServer: FibServer | undefined;
 
   private constructor(config: NodeConfig, parts: { fib: ForwardingTable; store: Store; amc: Amc; grants: KeyRing; key: GatewayKey; token: string; domains: Domains; log: LogSink }) {
     this.config = config;
@@ -164,6 +171,9 @@ export class DmscNode {
       },
     });
     this.#routes(parts.token, policy, parts.grants, guard);
+    this.programming = new Programming({ directory: this.gateway.directory, fib: parts.fib, store: parts.store, adminToken: parts.token, log });
+    this.#endFibStreams = programmingRoutes(this.#http, this.programming, parts.token);
+    this.#fibServer = config.fibApi ? new FibServer(this.programming) : undefined;
     const access = new EventAccess(config.id, parts.token, parts.amc, guard);
     this.#endStreams = telemetryRoutes(this.#http, this.events, access);
     consoleRoutes(this.#http, access, this.metrics, () => this.overview());
@@ -190,11 +200,13 @@ export class DmscNode {
       await node.events.start();
       await node.#domains.load(node.#log);
       if (config.fibFile) node.gateway.directory.setStatic(await readFibFile(config.fibFile));
+      node.programming.rib.load();
       await node.key.start();
       await node.gateway.start(node.#log);
       await node.dataPlane.start();
       await node.mesh.start();
       await node.tasks.start();
+      if (config.fibApi) await node.#fibServer?.start(config.fibApi);
       await node.#http.listen({ host: config.api.host, port: config.api.port }).catch((e: unknown) => {
         throw listenError({ name: 'API', flag: '--api' }, config.api, e);
       });
@@ -212,6 +224,11 @@ export class DmscNode {
     return node;
   }
 
+  /** Where the FIB programming (gRPC) listener listens; undefined when it is off. */
+  get fibApiAddress(): Listen | undefined {
+    return this.#fibServer?.address;
+  }
+
   /** Where the API listens (the real port when 0 was asked for). */
   get apiAddress(): Listen {
     return this.#address ?? this.config.api;
@@ -223,6 +240,8 @@ export class DmscNode {
     await this.#invoker.close();
     this.gateway.stop();
     this.key.stop();
+    await this.#fibServer?.stop();
+    this.#endFibStreams();
     await this.dataPlane.stop();
     await this.mesh.stop();
     // Event streams never end by themselves: the listener would wait for them.

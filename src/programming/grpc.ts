@@ -1,0 +1,290 @@
+// The `dmsc.fib.v1.FibProgramming` service over gRPC (@grpc/grpc-js), on its own
+// listener (`--fib-api`). Every call is authenticated first; messages are turned into
+// the transport-free calls of `Programming`, and a client that stops reading is slowed
+// down by HTTP/2 flow control instead of growing the node's memory.
+import * as grpc from '@grpc/grpc-js';
+import { DmscError } from '../errors.js';
+import type { HealthState } from '../fastpath/types.js';
+import { formatListen, type Listen } from '../net/listen.js';
+import { fibService, fromWire128, toWire128, type Persistence, type WireOp } from './proto.js';
+import { LIMITS, type BatchOutcome, type Caller, type ModifySession, type Programming } from './programming.js';
+import type { ControllerHop, ControllerOp, OpError } from './rib.js';
+import type { WatchEvent } from './watch.js';
+
+/** Watch messages a slow watcher may have queued before it is ended. */
+const WATCH_QUEUE = 1 << 20;
+/** Entries a Get sends per message. */
+const GET_CHUNK = 1000;
+
+const STATES: Record<string, HealthState> = { UP: 'up', DEGRADED: 'degraded', DOWN: 'down' };
+const WIRE_STATES: Record<HealthState, string> = { up: 'UP', degraded: 'DEGRADED', down: 'DOWN' };
+
+/** Maps a dmsc error to the gRPC status a client library understands. */
+function grpcStatus(e: DmscError): grpc.status {
+  switch (e.code) {
+    case 'ERR_DMSC_UNAUTHORIZED': return grpc.status.UNAUTHENTICATED;
+    case 'ERR_DMSC_FORBIDDEN': return grpc.status.PERMISSION_DENIED;
+    case 'ERR_DMSC_BUSY': case 'ERR_DMSC_LIMIT_EXCEEDED': return grpc.status.RESOURCE_EXHAUSTED;
+    case 'ERR_DMSC_NOT_PRIMARY': return grpc.status.FAILED_PRECONDITION;
+    case 'ERR_DMSC_CLOSED': return grpc.status.UNAVAILABLE;
+    case 'ERR_DMSC_NOT_FOUND': return grpc.status.NOT_FOUND;
+    case 'ERR_DMSC_INTERNAL': return grpc.status.INTERNAL;
+    default: return grpc.status.INVALID_ARGUMENT;
+  }
+}
+
+function fail(e: unknown): Partial<grpc.StatusObject> {
+  const err = e instanceof DmscError ? e : new DmscError('ERR_DMSC_INTERNAL', (e as Error).message);
+  const metadata = new grpc.Metadata();
+  metadata.set('dmsc-error-code', err.code);
+  return { code: grpcStatus(err), details: `${err.code}: ${err.message}`, metadata };
+}
+
+function bearerOf(md: grpc.Metadata): string | undefined {
+  const v = md.get('authorization')[0];
+  return typeof v === 'string' && /^bearer /i.test(v) ? v.slice(7) : undefined;
+}
+
+/** Wire ops to the rib's, naming the ones that cannot be read. */
+export function opsFromWire(wire: readonly WireOp[]): { ops: ControllerOp[]; bad: OpError[] } {
+  const ops: ControllerOp[] = [];
+  const bad: OpError[] = [];
+  for (let i = 0; i < wire.length; i++) {
+    const w = wire[i]!;
+    if (w.op === 'upsert' && w.upsert) {
+      const hops: ControllerHop[] = [];
+      for (const h of w.upsert.nextHops) {
+        const hop: { id: string; weight?: number; priority: number; tags: string[]; endpoint?: string } = { id: h.id, priority: h.priority, tags: h.tags };
+        if (h.weight !== undefined && h.weight !== null) hop.weight = h.weight;
+        if (h.endpoint) hop.endpoint = h.endpoint;
+        hops.push(hop);
+      }
+      ops.push({ op: 'upsert', prefix: w.upsert.prefix, nextHops: hops });
+    } else if (w.op === 'remove' && w.remove) ops.push({ op: 'remove', prefix: w.remove.prefix });
+    else if (w.op === 'health' && w.health) {
+      const state = STATES[w.health.state];
+      if (!state) bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `unknown health state ${String(w.health.state)}` });
+      else ops.push({ op: 'health', nextHopId: w.health.nextHopId, state, load: w.health.load });
+    } else {
+      bad.push({ opIndex: i, code: 'ERR_DMSC_MALFORMED_BATCH', message: 'an op must be one of upsert, remove, health (this one is empty or of a kind this node does not know)' });
+      ops.push({ op: 'remove', prefix: '/' }); // keeps the indexes; the batch is refused anyway
+    }
+  }
+  return { ops, bad };
+}
+
+function resultOf(seq: string, o: BatchOutcome) {
+  return { result: { seq, status: o.status, generation: String(o.generation), fibGeneration: String(o.fibGeneration), errors: o.errors, message: o.message } };
+}
+
+function watchMessage(e: WatchEvent) {
+  if (e.type === 'entry') {
+    return { entry: { generation: String(e.generation), prefix: e.prefix, removed: e.removed, nextHops: e.nextHops.map((h) => ({ ...h, state: WIRE_STATES[h.state] })) } };
+  }
+  if (e.type === 'health') return { health: { nextHopId: e.nextHopId, state: WIRE_STATES[e.state], load: e.load, generation: String(e.generation) } };
+  return { endOfSnapshot: { generation: String(e.generation) } };
+}
+
+export class FibServer {
+  readonly #programming: Programming;
+  readonly #server: grpc.Server;
+  #address: Listen | undefined;
+
+  constructor(programming: Programming) {
+    this.#programming = programming;
+    this.#server = new grpc.Server({
+      'grpc.max_receive_message_length': LIMITS.maxBytesPerBatch,
+      'grpc.max_concurrent_streams': 128,
+      // A connection that never sends anything is not kept forever.
+      'grpc.max_connection_idle_ms': 300_000,
+    });
+    this.#server.addService(fibService().service, {
+      Modify: (call: grpc.ServerDuplexStream<any, any>) => this.#modify(call),
+      Get: (call: grpc.ServerWritableStream<any, any>) => this.#get(call),
+      Watch: (call: grpc.ServerWritableStream<any, any>) => this.#watch(call),
+      Flush: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => this.#flush(call, cb),
+    });
+  }
+
+  get address(): Listen | undefined {
+    return this.#address;
+  }
+
+  async start(listen: Listen): Promise<void> {
+    const port = await new Promise<number>((resolve, reject) => {
+      this.#server.bindAsync(formatListen(listen), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    }).catch((e: Error) => {
+      throw new DmscError('ERR_DMSC_LISTEN', `the FIB programming listener cannot listen on ${formatListen(listen)}: ${e.message}; choose another address with --fib-api HOST:PORT (or --fib-api off)`);
+    });
+    this.#address = { host: listen.host, port };
+  }
+
+  async stop(): Promise<void> {
+    this.#programming.stop();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, 1000);
+      this.#server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  #caller(call: { metadata: grpc.Metadata }): Caller {
+    const c = this.#programming.authenticate(bearerOf(call.metadata));
+    if (!c) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'a controller key (or the admin token) is needed as `authorization: Bearer <key>` metadata');
+    return c;
+  }
+
+  #modify(call: grpc.ServerDuplexStream<any, any>): void {
+    let caller: Caller;
+    try {
+      caller = this.#caller(call);
+    } catch (e) {
+      call.emit('error', fail(e));
+      return;
+    }
+    let session: ModifySession | undefined;
+    let ended = false;
+    const finish = (e?: unknown) => {
+      if (ended) return;
+      ended = true;
+      session?.close();
+      if (e) call.emit('error', fail(e));
+      else call.end();
+    };
+    // The client not reading: stop reading its batches until it does.
+    const send = (msg: unknown) => {
+      if (ended) return;
+      if (!call.write(msg) && !call.isPaused()) {
+        call.pause();
+        call.once('drain', () => call.resume());
+      }
+    };
+    call.on('data', (req: any) => {
+      if (ended) return;
+      try {
+        if (!session) {
+          if (req.request !== 'open') throw new DmscError('ERR_DMSC_INVALID_ARGUMENT', 'the first message of Modify must be open');
+          const o = req.open;
+          const persistence = (o.persistence ?? 'PRESERVE') as Persistence;
+          session = this.#programming.open(caller, { controllerId: o.controllerId, electionId: fromWire128(o.electionId), persistence, leaseMs: Number(o.leaseMs) }, (n) => {
+            send({ primary: { primary: n.primary, primaryElectionId: toWire128(n.electionId), primaryControllerId: n.controller } });
+          }, (e) => finish(e));
+          const st = this.#programming.opened(session);
+          send({ opened: { primary: st.primary, primaryElectionId: toWire128(st.primaryElectionId), controllerId: session.controller, generation: String(st.generation), fibGeneration: String(st.fibGeneration), limits: LIMITS } });
+          return;
+        }
+        const s = session;
+        const reply = (seq: string, o: BatchOutcome) => send(resultOf(seq, o));
+        if (req.request === 'batch') {
+          const b = req.batch;
+          const { ops, bad } = opsFromWire(b.ops);
+          s.submit('batch', { seq: b.seq, electionId: fromWire128(b.electionId), ...(b._expectGeneration ? { expectGeneration: Number(b.expectGeneration) } : {}), ops, bad }, reply);
+        } else if (req.request === 'replaceBegin') {
+          s.submit('begin', { seq: req.replaceBegin.seq, electionId: fromWire128(req.replaceBegin.electionId), ops: [], bad: [] }, reply);
+        } else if (req.request === 'replaceEnd') {
+          const e = req.replaceEnd;
+          s.submit('end', { seq: e.seq, electionId: fromWire128(e.electionId), ...(e._expectGeneration ? { expectGeneration: Number(e.expectGeneration) } : {}), ops: [], bad: [] }, reply);
+        } else throw new DmscError('ERR_DMSC_INVALID_ARGUMENT', 'open was already sent; send batch, replace_begin or replace_end');
+      } catch (e) {
+        finish(e);
+      }
+    });
+    call.on('end', () => finish());
+    call.on('error', () => finish());
+    call.on('cancelled', () => finish());
+    call.on('close', () => session?.close());
+  }
+
+  #get(call: grpc.ServerWritableStream<any, any>): void {
+    let controller: string;
+    try {
+      const caller = this.#caller(call);
+      controller = call.request.controllerId || caller.name;
+      if (!caller.admin && controller !== caller.name) throw new DmscError('ERR_DMSC_FORBIDDEN', `this key is controller ${caller.name}'s, not ${controller}'s`);
+    } catch (e) {
+      call.emit('error', fail(e));
+      return;
+    }
+    const rib = this.#programming.rib;
+    // One generation: the entries are copied now, sent at the client's pace.
+    const generation = String(rib.generation(controller));
+    const entries = [...rib.entries(controller)];
+    let i = 0;
+    let cancelled = false;
+    call.on('cancelled', () => (cancelled = true));
+    const pump = () => {
+      while (!cancelled && i < entries.length) {
+        const chunk = entries.slice(i, i + GET_CHUNK);
+        i += chunk.length;
+        if (!call.write({ generation, entries: chunk, end: i >= entries.length })) {
+          call.once('drain', pump);
+          return;
+        }
+      }
+      if (!cancelled) {
+        if (entries.length === 0) call.write({ generation, entries: [], end: true });
+        call.end();
+      }
+    };
+    pump();
+  }
+
+  #watch(call: grpc.ServerWritableStream<any, any>): void {
+    try {
+      this.#caller(call);
+    } catch (e) {
+      call.emit('error', fail(e));
+      return;
+    }
+    const queue: unknown[] = [];
+    let blocked = false;
+    let over = false;
+    let sub: { stop(): void } | undefined;
+    const flush = () => {
+      blocked = false;
+      while (queue.length && !blocked) blocked = !call.write(queue.shift());
+      if (blocked) call.once('drain', flush);
+    };
+    const w = {
+      push: (e: WatchEvent) => {
+        if (over) return;
+        if (!blocked) {
+          blocked = !call.write(watchMessage(e));
+          if (blocked) call.once('drain', flush);
+          return;
+        }
+        if (queue.length >= WATCH_QUEUE) {
+          over = true;
+          sub?.stop();
+          call.emit('error', fail(new DmscError('ERR_DMSC_BUSY', `the watcher fell ${WATCH_QUEUE} changes behind; watch again from the last generation it saw`)));
+          return;
+        }
+        queue.push(watchMessage(e));
+      },
+    };
+    sub = this.#programming.history.watch(Number(call.request.sinceGeneration), w);
+    if (over) sub.stop();
+    call.on('cancelled', () => sub?.stop());
+    call.on('close', () => sub?.stop());
+  }
+
+  #flush(call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>): void {
+    let caller: Caller;
+    try {
+      caller = this.#caller(call);
+    } catch (e) {
+      cb(fail(e));
+      return;
+    }
+    const r = call.request;
+    this.#programming.flush(caller, r.controllerId, fromWire128(r.electionId), !!r.override).then(
+      (out) => cb(null, { removed: String(out.removed), generation: String(out.generation), fibGeneration: String(out.fibGeneration) }),
+      (e: unknown) => cb(fail(e)),
+    );
+  }
+}

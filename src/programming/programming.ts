@@ -1,0 +1,264 @@
+// FIB programming, whatever the transport: who is calling, the single-primary election
+// among open Modify sessions, and the sessions themselves (batches answered one each, in
+// order, within a window; Replace). The gRPC service and the HTTP routes are thin over it.
+import { timingSafeEqual } from 'node:crypto';
+import { DmscError } from '../errors.js';
+import type { Directory } from '../directory/directory.js';
+import type { ForwardingTable } from '../fastpath/forwarding-table.js';
+import type { Store } from '../store/store.js';
+import { ControllerKeys } from './keys.js';
+import type { Persistence, Status } from './proto.js';
+import { ControllerRib, type ControllerOp, type OpError, type Programmer } from './rib.js';
+import { FibHistory } from './watch.js';
+
+/** What the node tells each session it may send. */
+export const LIMITS = { maxOpsPerBatch: 10_000, maxBytesPerBatch: 16 << 20, window: 64 } as const;
+/** Modify sessions open at once, over all controllers. */
+export const MAX_SESSIONS = 256;
+const MIN_LEASE_MS = 1_000;
+const MAX_LEASE_MS = 86_400_000;
+
+/** Who is calling: a controller by its key, or the admin (any controller, any prefix, override). */
+export interface Caller {
+  readonly name: string;
+  readonly admin: boolean;
+  readonly scopes: { matches(name: string): boolean };
+}
+
+export interface BatchOutcome {
+  readonly status: Status;
+  readonly generation: number;
+  readonly fibGeneration: number;
+  readonly errors: readonly OpError[];
+  readonly message: string;
+}
+
+export interface PrimaryNews {
+  readonly primary: boolean;
+  readonly electionId: bigint;
+  readonly controller: string;
+}
+
+const EVERYTHING = { matches: () => true };
+
+export class Programming {
+  readonly rib: ControllerRib;
+  readonly keys: ControllerKeys;
+  readonly history: FibHistory;
+  readonly #fib: ForwardingTable;
+  readonly #adminToken: Buffer;
+  readonly #sessions = new Set<ModifySession>();
+  #primary: ModifySession | undefined;
+  #opened = 0;
+
+  constructor(deps: { directory: Directory; fib: ForwardingTable; store: Store; adminToken: string; log: (e: Record<string, unknown>) => void }) {
+    this.#fib = deps.fib;
+    this.#adminToken = Buffer.from(deps.adminToken);
+    this.rib = new ControllerRib(deps);
+    this.keys = new ControllerKeys(deps.store);
+    this.history = new FibHistory(deps.directory, deps.fib);
+    this.keys.onRevoke((name) => {
+      for (const s of this.#sessions) if (s.caller.name === name && !s.caller.admin) s.end(new DmscError('ERR_DMSC_UNAUTHORIZED', `the key of controller ${name} was revoked`));
+    });
+  }
+
+  /** The caller a bearer value names, or undefined. */
+  authenticate(bearer: string | undefined): Caller | undefined {
+    if (!bearer) return undefined;
+    const given = Buffer.from(bearer);
+    if (given.length === this.#adminToken.length && timingSafeEqual(given, this.#adminToken)) return { name: 'admin', admin: true, scopes: EVERYTHING };
+    const k = this.keys.verify(bearer);
+    return k ? { name: k.name, admin: false, scopes: k.patterns } : undefined;
+  }
+
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  get primary(): { controller: string; electionId: bigint } | undefined {
+    const p = this.#primary;
+    return p ? { controller: p.controller, electionId: p.electionId } : undefined;
+  }
+
+  /**
+   * Opens a Modify session; `notify` hears of changes of primary, `end` is how the node
+   * ends the session (a revoked key). Throws a typed error for a bad open.
+   */
+  open(caller: Caller, o: { controllerId: string; electionId: bigint; persistence: Persistence; leaseMs: number }, notify: (n: PrimaryNews) => void, end: (e: DmscError) => void): ModifySession {
+    const controller = o.controllerId || caller.name;
+    if (!caller.admin && controller !== caller.name) throw new DmscError('ERR_DMSC_FORBIDDEN', `this key is controller ${caller.name}'s, not ${controller}'s`);
+    if (controller === 'admin' && !caller.admin) throw new DmscError('ERR_DMSC_FORBIDDEN', 'the controller id admin is reserved');
+    if (o.persistence === 'LEASE' && !(o.leaseMs >= MIN_LEASE_MS && o.leaseMs <= MAX_LEASE_MS)) {
+      throw new DmscError('ERR_DMSC_OUT_OF_RANGE', `LEASE needs lease_ms from ${MIN_LEASE_MS} to ${MAX_LEASE_MS}, got ${o.leaseMs}`);
+    }
+    if (this.#sessions.size >= MAX_SESSIONS) throw new DmscError('ERR_DMSC_BUSY', `${MAX_SESSIONS} Modify sessions are open; try later`);
+    const s = new ModifySession(this, caller, controller, o.electionId, ++this.#opened, notify, end);
+    this.#sessions.add(s);
+    this.rib.sessionOpened(controller, o.persistence, o.persistence === 'LEASE' ? o.leaseMs : 0);
+    this.#elect(s);
+    return s;
+  }
+
+  /** What a new session is told. */
+  opened(s: ModifySession): { primary: boolean; primaryElectionId: bigint; generation: number; fibGeneration: number } {
+    return { primary: this.#primary === s, primaryElectionId: this.#primary?.electionId ?? 0n, generation: this.rib.generation(s.controller), fibGeneration: this.#fib.generation };
+  }
+
+  /** @internal */
+  closed(s: ModifySession): void {
+    if (!this.#sessions.delete(s)) return;
+    this.rib.sessionEnded(s.controller);
+    this.#elect();
+  }
+
+  /** @internal */
+  isPrimary(s: ModifySession): boolean {
+    return this.#primary === s;
+  }
+
+  /**
+   * One batch outside any session (HTTP): refused while another controller's session is
+   * primary. Resolves once VISIBLE, or with why not.
+   */
+  async batch(caller: Caller, controller: string | undefined, ops: readonly ControllerOp[], ifGeneration?: number): Promise<BatchOutcome> {
+    const id = controller ?? caller.name;
+    if (!caller.admin && id !== caller.name) throw new DmscError('ERR_DMSC_FORBIDDEN', `this key is controller ${caller.name}'s, not ${id}'s`);
+    const p = this.#primary;
+    if (p && p.controller !== id) {
+      return { status: 'NOT_PRIMARY', generation: this.rib.generation(id), fibGeneration: this.#fib.generation, errors: [], message: `controller ${p.controller} is primary (election id ${p.electionId})` };
+    }
+    if (ops.length > LIMITS.maxOpsPerBatch) throw new DmscError('ERR_DMSC_LIMIT_EXCEEDED', `a batch holds at most ${LIMITS.maxOpsPerBatch} ops, got ${ops.length}`);
+    return this.run({ controller: id, scopes: caller.scopes }, ops, ifGeneration === undefined ? {} : { expectGeneration: ifGeneration });
+  }
+
+  /** Applies and waits for VISIBLE. @internal */
+  async run(who: Programmer, ops: readonly ControllerOp[], opts: { expectGeneration?: number; replace?: boolean }): Promise<BatchOutcome> {
+    const r = this.rib.apply(who, ops, opts);
+    const fibGeneration = this.#fib.generation;
+    if (r.status === 'GENERATION_MISMATCH') return { status: r.status, generation: r.generation, fibGeneration, errors: [], message: `the controller's generation is ${r.generation}` };
+    if (r.status === 'REJECTED') return { status: r.status, generation: r.generation, fibGeneration, errors: r.errors, message: `${r.errors.length} bad op${r.errors.length === 1 ? '' : 's'}; nothing was applied` };
+    await r.done;
+    return { status: 'VISIBLE', generation: r.generation, fibGeneration: r.fibGeneration, errors: [], message: '' };
+  }
+
+  /** Flush: by the primary session's election id, or the admin with `override`. */
+  async flush(caller: Caller, controllerId: string, electionId: bigint, override: boolean): Promise<{ removed: number; generation: number; fibGeneration: number }> {
+    const controller = controllerId || caller.name;
+    if (!caller.admin && controller !== caller.name) throw new DmscError('ERR_DMSC_FORBIDDEN', `this key is controller ${caller.name}'s, not ${controller}'s`);
+    if (override && !caller.admin) throw new DmscError('ERR_DMSC_FORBIDDEN', 'override takes the admin token');
+    const p = this.#primary;
+    if (!override && p && (p.controller !== controller || p.electionId !== electionId)) {
+      throw new DmscError('ERR_DMSC_NOT_PRIMARY', `controller ${p.controller} is primary with election id ${p.electionId}; flush with that id, or with override and the admin token`);
+    }
+    const r = this.rib.flush(controller);
+    await r.done;
+    return { removed: r.removed, generation: r.generation, fibGeneration: r.fibGeneration };
+  }
+
+  /** Ends every session (the node is stopping). */
+  stop(): void {
+    for (const s of this.#sessions) s.end(new DmscError('ERR_DMSC_CLOSED', 'the node is stopping'));
+  }
+
+  // The highest election id is primary; between equal ids, the newest session.
+  #elect(joining?: ModifySession): void {
+    let best: ModifySession | undefined;
+    for (const s of this.#sessions) if (!best || s.electionId > best.electionId || (s.electionId === best.electionId && s.order > best.order)) best = s;
+    if (best === this.#primary) return;
+    this.#primary = best;
+    if (!best) return;
+    for (const s of this.#sessions) if (s !== joining) s.notify({ primary: s === best, electionId: best.electionId, controller: best.controller });
+  }
+}
+
+/**
+ * One Modify session: batches in, one result each, in order. At most `window` batches
+ * wait for their result; more get BUSY (in their turn). Inside a Replace, batches are
+ * checked and kept (STAGED) and `replace_end` applies the whole table at once.
+ */
+export class ModifySession {
+  readonly caller: Caller;
+  readonly controller: string;
+  readonly electionId: bigint;
+  readonly order: number;
+  readonly notify: (n: PrimaryNews) => void;
+  readonly end: (e: DmscError) => void;
+  readonly #owner: Programming;
+  #tail: Promise<void> = Promise.resolve();
+  #waiting = 0;
+  #staged: Map<string, ControllerOp> | undefined;
+  #closed = false;
+
+  constructor(owner: Programming, caller: Caller, controller: string, electionId: bigint, order: number, notify: (n: PrimaryNews) => void, end: (e: DmscError) => void) {
+    this.#owner = owner;
+    this.caller = caller;
+    this.controller = controller;
+    this.electionId = electionId;
+    this.order = order;
+    this.notify = notify;
+    this.end = end;
+  }
+
+  get waiting(): number {
+    return this.#waiting;
+  }
+
+  /**
+   * Takes a batch (or a Replace's begin or end: `kind`); `reply` gets its result, in the
+   * order batches came. `bad` are ops that could not even be read (an unknown op).
+   */
+  submit(kind: 'batch' | 'begin' | 'end', b: { seq: string; electionId: bigint; expectGeneration?: number; ops: readonly ControllerOp[]; bad: readonly OpError[] }, reply: (seq: string, o: BatchOutcome) => void): void {
+    if (this.#closed) return;
+    const outcome = this.#waiting >= LIMITS.window ? this.#now('BUSY', `more than ${LIMITS.window} batches wait for their result`) : this.#take(kind, b);
+    this.#waiting++;
+    this.#tail = this.#tail.then(() => outcome).then((o) => {
+      this.#waiting--;
+      if (!this.#closed) reply(b.seq, o);
+    }, (e: unknown) => {
+      this.#waiting--;
+      if (!this.#closed) reply(b.seq, { ...this.#nowOutcome('BUSY', `not applied: ${(e as Error).message}`) });
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#owner.closed(this);
+  }
+
+  #take(kind: 'batch' | 'begin' | 'end', b: { electionId: bigint; expectGeneration?: number; ops: readonly ControllerOp[]; bad: readonly OpError[] }): Promise<BatchOutcome> {
+    if (!this.#owner.isPrimary(this)) return this.#now('NOT_PRIMARY', `session is not primary${this.#owner.primary ? `: controller ${this.#owner.primary.controller} is, with election id ${this.#owner.primary.electionId}` : ''}`);
+    if (b.electionId !== this.electionId) return this.#now('NOT_PRIMARY', `the batch's election id ${b.electionId} is not the session's (${this.electionId})`);
+    const who: Programmer = { controller: this.controller, scopes: this.caller.scopes };
+    if (kind === 'begin') {
+      this.#staged = new Map();
+      return this.#now('STAGED', '');
+    }
+    if (b.bad.length || b.ops.length > LIMITS.maxOpsPerBatch) {
+      const errors = b.ops.length > LIMITS.maxOpsPerBatch ? [{ opIndex: LIMITS.maxOpsPerBatch, code: 'ERR_DMSC_LIMIT_EXCEEDED' as const, message: `a batch holds at most ${LIMITS.maxOpsPerBatch} ops, got ${b.ops.length}` }] : b.bad;
+      return Promise.resolve({ ...this.#nowOutcome('REJECTED', `${errors.length} bad op(s); nothing was applied`), errors });
+    }
+    if (kind === 'end') {
+      const staged = this.#staged;
+      this.#staged = undefined;
+      if (!staged) return this.#now('REJECTED', 'replace_end without replace_begin');
+      return this.#owner.run(who, [...staged.values()], { replace: true, ...(b.expectGeneration !== undefined ? { expectGeneration: b.expectGeneration } : {}) });
+    }
+    if (this.#staged) {
+      const errors = this.#owner.rib.check(who, b.ops);
+      if (errors.length) return Promise.resolve({ ...this.#nowOutcome('REJECTED', `${errors.length} bad op(s); nothing was staged`), errors });
+      // The last op on a prefix wins; health ops go in order after the table is replaced.
+      for (const [i, op] of b.ops.entries()) this.#staged.set(op.op === 'health' ? `health ${this.#staged.size} ${i}` : op.prefix, op);
+      return this.#now('STAGED', '');
+    }
+    return this.#owner.run(who, b.ops, b.expectGeneration !== undefined ? { expectGeneration: b.expectGeneration } : {});
+  }
+
+  #now(status: Status, message: string): Promise<BatchOutcome> {
+    return Promise.resolve(this.#nowOutcome(status, message));
+  }
+
+  #nowOutcome(status: Status, message: string): BatchOutcome {
+    return { status, generation: this.#owner.rib.generation(this.controller), fibGeneration: 0, errors: [], message };
+  }
+}

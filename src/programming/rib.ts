@@ -1,0 +1,439 @@
+// What external controllers programmed: each controller's own table of prefixes and next
+// hops, its generation and its persistence. Per prefix, the controllers' next hops are one
+// source of the FIB entry beside static routes, agents and peers (the directory unites
+// them), so a controller never touches another source's next hops. A batch is checked
+// whole first, naming every bad op, then applied as one FIB batch: all or nothing.
+import { DmscError, type DmscErrorCode } from '../errors.js';
+import type { Directory } from '../directory/directory.js';
+import { peerOf } from '../directory/directory.js';
+import type { ForwardingTable } from '../fastpath/forwarding-table.js';
+import type { HealthState, NextHop } from '../fastpath/types.js';
+import { checkId, MAX_NEXT_HOPS, MAX_PRIORITY, MAX_WEIGHT, nameProblem, tagProblem } from '../fastpath/validate.js';
+import { parseEndpoint } from '../dataplane/endpoint.js';
+import { aicProblem } from '../identity/aic.js';
+import type { Store } from '../store/store.js';
+import type { Persistence } from './proto.js';
+
+/** A next hop as a controller gives it: a FIB next hop, and for a plain service its URL. */
+export interface ControllerHop extends NextHop {
+  readonly endpoint?: string;
+}
+
+export type ControllerOp =
+  | { readonly op: 'upsert'; readonly prefix: string; readonly nextHops: readonly ControllerHop[] }
+  | { readonly op: 'remove'; readonly prefix: string }
+  | { readonly op: 'health'; readonly nextHopId: string; readonly state: HealthState; readonly load?: number };
+
+export interface OpError {
+  readonly opIndex: number;
+  readonly code: DmscErrorCode;
+  readonly message: string;
+}
+
+export type Applied =
+  | { readonly status: 'VISIBLE'; readonly generation: number; readonly fibGeneration: number; readonly done: Promise<void> }
+  | { readonly status: 'REJECTED'; readonly generation: number; readonly errors: readonly OpError[] }
+  | { readonly status: 'GENERATION_MISMATCH'; readonly generation: number };
+
+/** Who is programming: the controller, and the prefixes its key may program. */
+export interface Programmer {
+  readonly controller: string;
+  readonly scopes: { matches(name: string): boolean };
+}
+
+interface Controller {
+  readonly id: string;
+  readonly entries: Map<string, readonly NextHop[]>;
+  generation: number;
+  persistence: Persistence;
+  leaseMs: number;
+  /** Open Modify sessions of this controller. */
+  sessions: number;
+  lease?: NodeJS.Timeout;
+}
+
+interface Meta {
+  generation: number;
+  persistence: Persistence;
+  leaseMs: number;
+}
+
+/** What the store keeps of a next hop: [id, weight, priority, tags, endpoint?]. */
+type StoredHop = [string, number | null, number, string[], string?];
+
+const ROUTES = 'fib-controller-routes';
+const META = 'fib-controllers';
+const SEP = '\n'; // names never hold a line feed
+const keyOf = (controller: string, prefix: string) => controller + SEP + prefix;
+
+const bad = (opIndex: number, code: DmscErrorCode, message: string): OpError => ({ opIndex, code, message });
+
+export class ControllerRib {
+  readonly #directory: Directory;
+  readonly #fib: ForwardingTable;
+  readonly #store: Store;
+  readonly #log: (e: Record<string, unknown>) => void;
+  readonly #controllers = new Map<string, Controller>();
+  /** Endpoint next hops: their URL, and how many entries of each controller use them. */
+  readonly #endpoints = new Map<string, { url: string; users: Map<string, number> }>();
+  /** Endpoint URLs already parsed and found good. */
+  readonly #goodUrls = new Set<string>();
+  readonly #changeListeners: ((controller: string) => void)[] = [];
+
+  constructor(deps: { directory: Directory; fib: ForwardingTable; store: Store; log: (e: Record<string, unknown>) => void }) {
+    this.#directory = deps.directory;
+    this.#fib = deps.fib;
+    this.#store = deps.store;
+    this.#log = deps.log;
+  }
+
+  /** Programs what PRESERVE and LEASE controllers left in the store; LEASE ones start their lease now. */
+  load(): void {
+    const metas = this.#store.db<Meta>(META);
+    for (const { key, value } of metas.getRange()) {
+      const c = this.#controller(String(key));
+      c.generation = value.generation;
+      c.persistence = value.persistence;
+      c.leaseMs = value.leaseMs;
+    }
+    const changes = new Map<string, readonly NextHop[] | null>();
+    const touched = new Map<string, Set<string>>();
+    for (const { key, value } of this.#store.db<StoredHop[]>(ROUTES).getRange()) {
+      const k = String(key);
+      const at = k.indexOf(SEP);
+      const c = this.#controller(k.slice(0, at));
+      const prefix = k.slice(at + 1);
+      const hops = value.map(([id, weight, priority, tags, endpoint]) => {
+        if (endpoint !== undefined) this.#use(c.id, id, endpoint, 1);
+        return weight === null ? { id, priority, tags } : { id, weight, priority, tags };
+      });
+      c.entries.set(prefix, hops);
+      let t = touched.get(prefix);
+      if (!t) touched.set(prefix, (t = new Set()));
+      t.add(c.id);
+      changes.set(prefix, null);
+    }
+    for (const prefix of changes.keys()) changes.set(prefix, this.#union(prefix));
+    this.#directory.setEndpoints(new Map([...this.#endpoints].map(([id, e]) => [id, e.url])));
+    if (changes.size) this.#directory.setControlled(changes);
+    for (const c of this.#controllers.values()) if (c.persistence === 'LEASE') this.#startLease(c);
+    if (changes.size) this.#log({ msg: 'controller routes loaded', entries: changes.size, controllers: this.#controllers.size });
+  }
+
+  /** The controller's generation (0 for one never seen). */
+  generation(controller: string): number {
+    return this.#controllers.get(controller)?.generation ?? 0;
+  }
+
+  /** The controller's entries, with each endpoint next hop's URL. */
+  *entries(controller: string): Generator<{ prefix: string; nextHops: ControllerHop[] }> {
+    const c = this.#controllers.get(controller);
+    if (!c) return;
+    for (const [prefix, hops] of c.entries) {
+      yield { prefix, nextHops: hops.map((h) => this.#withEndpoint(h)) };
+    }
+  }
+
+  /** Calls `listener` with a controller whose table changed. */
+  onChange(listener: (controller: string) => void): void {
+    this.#changeListeners.push(listener);
+  }
+
+  /** A Modify session of `controller` opened with this persistence. */
+  sessionOpened(controller: string, persistence: Persistence, leaseMs: number): void {
+    const c = this.#controller(controller);
+    c.sessions++;
+    if (c.lease) clearTimeout(c.lease);
+    c.lease = undefined;
+    const was = c.persistence;
+    c.persistence = persistence;
+    c.leaseMs = leaseMs;
+    // The store holds the routes of PRESERVE and LEASE controllers only.
+    const write = was === 'DELETE' && persistence !== 'DELETE' ? () => this.#writeAll(c)
+      : was !== 'DELETE' && persistence === 'DELETE' ? () => this.#removeAll(c)
+        : () => this.#writeMeta(c);
+    void this.#store.durable(write).catch((e) => this.#storeFailed(e));
+  }
+
+  /** A Modify session of `controller` ended: DELETE routes go now, LEASE ones after the lease. */
+  sessionEnded(controller: string): void {
+    const c = this.#controllers.get(controller);
+    if (!c) return;
+    c.sessions = Math.max(0, c.sessions - 1);
+    if (c.sessions > 0) return;
+    if (c.persistence === 'DELETE') this.flush(controller);
+    else if (c.persistence === 'LEASE') this.#startLease(c);
+  }
+
+  /**
+   * Checks a batch whole: every bad op gets its error, none stops the others being
+   * checked. `staged`: the prefixes a Replace in progress already announced.
+   */
+  check(who: Programmer, ops: readonly ControllerOp[]): OpError[] {
+    const errors: OpError[] = [];
+    const c = this.#controllers.get(who.controller);
+    const batchUrls = new Map<string, string>();
+    const defined = new Set<string>();
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (op.op === 'health') continue;
+      const p = nameProblem(op.prefix);
+      if (p !== null) {
+        errors.push(bad(i, 'ERR_DMSC_INVALID_NAME', `prefix: ${p}`));
+        continue;
+      }
+      if (!who.scopes.matches(op.prefix)) {
+        errors.push(bad(i, 'ERR_DMSC_FORBIDDEN', `${op.prefix} is outside the scopes of controller ${who.controller}`));
+        continue;
+      }
+      if (op.op === 'remove') continue;
+      const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, batchUrls);
+      if (e) errors.push(e);
+      else for (const h of op.nextHops) if (h.endpoint) defined.add(h.id);
+    }
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (op.op !== 'health') continue;
+      if (op.state !== 'up' && op.state !== 'degraded' && op.state !== 'down') {
+        errors.push(bad(i, 'ERR_DMSC_INVALID_ARGUMENT', `state must be up, degraded or down`));
+      } else if (op.load !== undefined && !(op.load >= 0 && op.load <= 1)) {
+        errors.push(bad(i, 'ERR_DMSC_OUT_OF_RANGE', `load must be from 0 to 1, got ${op.load}`));
+      } else if (!defined.has(op.nextHopId) && !(c && this.#endpoints.get(op.nextHopId)?.users.has(c.id))) {
+        errors.push(bad(i, 'ERR_DMSC_NOT_FOUND', `${JSON.stringify(op.nextHopId)} is not an endpoint next hop of controller ${who.controller}; health is set on those only`));
+      }
+    }
+    return errors;
+  }
+
+  #checkHops(i: number, prefix: string, hops: readonly ControllerHop[], controller: string, batchUrls: Map<string, string>): OpError | null {
+    if (hops.length === 0) return bad(i, 'ERR_DMSC_INVALID_ARGUMENT', `an upsert needs at least one next hop (remove the prefix instead)`);
+    const others = this.#directory.othersOn(prefix) + this.#othersControlled(prefix, controller);
+    if (hops.length + others > MAX_NEXT_HOPS) {
+      return bad(i, 'ERR_DMSC_LIMIT_EXCEEDED', `${prefix} would have ${hops.length + others} next hops (${hops.length} here, ${others} from other sources); the limit is ${MAX_NEXT_HOPS}`);
+    }
+    const seen = new Set<string>();
+    for (let j = 0; j < hops.length; j++) {
+      const h = hops[j]!;
+      const at = `nextHops[${j}]`;
+      try {
+        checkId(h.id);
+      } catch (e) {
+        return bad(i, (e as DmscError).code, `${at}.id: ${(e as Error).message}`);
+      }
+      if (seen.has(h.id)) return bad(i, 'ERR_DMSC_DUPLICATE_NEXT_HOP', `${at}: next hop ${JSON.stringify(h.id)} appears twice`);
+      seen.add(h.id);
+      if (h.weight !== undefined && !(Number.isInteger(h.weight) && h.weight >= 0 && h.weight <= MAX_WEIGHT)) return bad(i, 'ERR_DMSC_OUT_OF_RANGE', `${at}.weight must be an integer from 0 to ${MAX_WEIGHT}`);
+      if (h.priority !== undefined && !(Number.isInteger(h.priority) && h.priority >= 0 && h.priority <= MAX_PRIORITY)) return bad(i, 'ERR_DMSC_OUT_OF_RANGE', `${at}.priority must be an integer from 0 to ${MAX_PRIORITY}`);
+      for (const t of h.tags ?? []) {
+        const p = tagProblem(t, `${at}.tags`);
+        if (p) return bad(i, p.code, p.message);
+      }
+      const e = h.endpoint ? this.#checkEndpoint(h.id, h.endpoint, batchUrls) : this.#checkReference(h.id);
+      if (e) return bad(i, e.code, `${at}: ${e.message}`);
+    }
+    return null;
+  }
+
+  // A next hop without an endpoint is an agent here (by its AIC) or a peer gateway.
+  #checkReference(id: string): { code: DmscErrorCode; message: string } | null {
+    if (peerOf(id) !== undefined) return peerOf(id) ? null : { code: 'ERR_DMSC_INVALID_ARGUMENT', message: "'peer:' needs a gateway id after it" };
+    if (aicProblem(id) === null) return null;
+    return { code: 'ERR_DMSC_INVALID_ARGUMENT', message: `${JSON.stringify(id)} is neither an AIC nor peer:<gateway>; a plain service needs an endpoint URL` };
+  }
+
+  #checkEndpoint(id: string, url: string, batchUrls: Map<string, string>): { code: DmscErrorCode; message: string } | null {
+    if (peerOf(id) !== undefined || aicProblem(id) === null) return { code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an endpoint next hop needs an id of its own, not an AIC or peer:<gateway> (${JSON.stringify(id)})` };
+    if (!this.#goodUrls.has(url)) {
+      const e = parseEndpoint(url);
+      if (!e || !e.origin.startsWith('http:')) return { code: 'ERR_DMSC_INVALID_ARGUMENT', message: `endpoint must be an http:// URL, got ${JSON.stringify(url)}` };
+      if (this.#goodUrls.size > 100_000) this.#goodUrls.clear();
+      this.#goodUrls.add(url);
+    }
+    const known = batchUrls.get(id) ?? this.#endpoints.get(id)?.url;
+    if (known !== undefined && known !== url) return { code: 'ERR_DMSC_CONFLICT', message: `next hop ${JSON.stringify(id)} is ${known}; give ${url} another id` };
+    batchUrls.set(id, url);
+    return null;
+  }
+
+  /**
+   * Applies a batch checked by `check`, as one FIB change; resolves `done` once it is on
+   * disk (PRESERVE, LEASE) and every reader of the table sees it. With `replace`, the
+   * controller's entries not in the batch are removed in the same change.
+   */
+  apply(who: Programmer, ops: readonly ControllerOp[], opts: { expectGeneration?: number; replace?: boolean } = {}): Applied {
+    const c = this.#controller(who.controller);
+    if (opts.expectGeneration !== undefined && opts.expectGeneration !== c.generation) return { status: 'GENERATION_MISMATCH', generation: c.generation };
+    const errors = this.check(who, ops);
+    if (errors.length) return { status: 'REJECTED', generation: c.generation, errors };
+    // The controller's new next hops for each prefix the batch names (last op wins).
+    const next = new Map<string, readonly ControllerHop[] | null>();
+    for (const op of ops) {
+      if (op.op === 'upsert') next.set(op.prefix, op.nextHops);
+      else if (op.op === 'remove') next.set(op.prefix, null);
+    }
+    if (opts.replace) for (const prefix of c.entries.keys()) if (!next.has(prefix)) next.set(prefix, null);
+    const before = new Map<string, readonly NextHop[] | undefined>();
+    for (const [prefix, hops] of next) {
+      const old = c.entries.get(prefix);
+      if (!hops && !old) {
+        next.delete(prefix);
+        continue;
+      }
+      before.set(prefix, old);
+      if (hops) c.entries.set(prefix, hops.map(plainHop));
+      else c.entries.delete(prefix);
+    }
+    const changes = new Map<string, readonly NextHop[] | null>();
+    for (const prefix of next.keys()) changes.set(prefix, this.#union(prefix));
+    let fibGeneration: number;
+    try {
+      fibGeneration = changes.size ? this.#directory.setControlled(changes) : this.#fib.generation;
+    } catch (e) {
+      for (const [prefix, hops] of before) {
+        if (hops) c.entries.set(prefix, hops);
+        else c.entries.delete(prefix);
+      }
+      return { status: 'REJECTED', generation: c.generation, errors: [bad(0, (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', `the forwarding table refused the batch: ${(e as Error).message}`)] };
+    }
+    // All on this thread: nothing forwards between the FIB change and the endpoints'.
+    const urls = new Map<string, string | null>();
+    this.#countEndpoints(c.id, next, before, urls);
+    this.#directory.setEndpoints(urls);
+    for (const op of ops) if (op.op === 'health') this.#directory.setEndpointHealth(op.nextHopId, op.state, op.load ?? 0);
+    if (next.size) c.generation++;
+    const durable = c.persistence !== 'DELETE' && next.size > 0
+      ? this.#store.durable(() => {
+        const routes = this.#store.db<StoredHop[]>(ROUTES);
+        for (const [prefix, hops] of next) {
+          if (hops) void routes.put(keyOf(c.id, prefix), hops.map(storedHop));
+          else void routes.remove(keyOf(c.id, prefix));
+        }
+        this.#writeMeta(c);
+      })
+      : Promise.resolve();
+    if (next.size) for (const l of this.#changeListeners) l(c.id);
+    return { status: 'VISIBLE', generation: c.generation, fibGeneration, done: Promise.all([durable, this.#fib.visible(fibGeneration)]).then(() => undefined) };
+  }
+
+  /** Removes every entry of `controller`; returns how many and the generations after. */
+  flush(controller: string): { removed: number; generation: number; fibGeneration: number; done: Promise<void> } {
+    const c = this.#controllers.get(controller);
+    if (!c || c.entries.size === 0) return { removed: 0, generation: c?.generation ?? 0, fibGeneration: this.#fib.generation, done: Promise.resolve() };
+    const removed = c.entries.size;
+    const r = this.apply({ controller, scopes: ALL }, [], { replace: true });
+    if (r.status !== 'VISIBLE') throw new DmscError('ERR_DMSC_INTERNAL', `flushing ${controller} failed: ${r.status}`);
+    this.#log({ msg: 'controller routes flushed', controller, removed });
+    return { removed, generation: r.generation, fibGeneration: r.fibGeneration, done: r.done };
+  }
+
+  #controller(id: string): Controller {
+    let c = this.#controllers.get(id);
+    if (!c) this.#controllers.set(id, (c = { id, entries: new Map(), generation: 0, persistence: 'PRESERVE', leaseMs: 0, sessions: 0 }));
+    return c;
+  }
+
+  #startLease(c: Controller): void {
+    if (c.lease) clearTimeout(c.lease);
+    c.lease = setTimeout(() => {
+      c.lease = undefined;
+      if (c.sessions === 0) this.flush(c.id);
+    }, c.leaseMs);
+    c.lease.unref();
+  }
+
+  // Every controller's next hops for `prefix`, together (usually there is one controller).
+  #union(prefix: string): readonly NextHop[] | null {
+    let out: NextHop[] | readonly NextHop[] | null = null;
+    let shared = true;
+    for (const c of this.#controllers.values()) {
+      const hops = c.entries.get(prefix);
+      if (!hops) continue;
+      if (out === null) out = hops;
+      else {
+        if (shared) out = [...out];
+        shared = false;
+        const have = new Set(out.map((h) => h.id));
+        for (const h of hops) if (!have.has(h.id)) (out as NextHop[]).push(h);
+      }
+    }
+    return out;
+  }
+
+  #othersControlled(prefix: string, controller: string): number {
+    let n = 0;
+    for (const c of this.#controllers.values()) if (c.id !== controller) n += c.entries.get(prefix)?.length ?? 0;
+    return n;
+  }
+
+  // Moves the endpoint counts from the `before` entries to the `next` ones; endpoints that
+  // appear or go are put in `urls` for the directory.
+  #countEndpoints(controller: string, next: ReadonlyMap<string, readonly ControllerHop[] | null>, before: ReadonlyMap<string, readonly NextHop[] | undefined>, urls: Map<string, string | null>): void {
+    for (const hops of before.values()) {
+      if (!hops) continue;
+      for (const h of hops) {
+        const e = this.#endpoints.get(h.id);
+        if (e) this.#use(controller, h.id, e.url, -1, urls);
+      }
+    }
+    for (const hops of next.values()) {
+      if (!hops) continue;
+      for (const h of hops) if (h.endpoint) this.#use(controller, h.id, h.endpoint, 1, urls);
+    }
+  }
+
+  #use(controller: string, id: string, url: string, delta: number, urls?: Map<string, string | null>): void {
+    let e = this.#endpoints.get(id);
+    if (!e) {
+      if (delta < 0) return;
+      this.#endpoints.set(id, (e = { url, users: new Map() }));
+      urls?.set(id, url);
+    }
+    const n = (e.users.get(controller) ?? 0) + delta;
+    if (n > 0) e.users.set(controller, n);
+    else e.users.delete(controller);
+    if (e.users.size === 0) {
+      this.#endpoints.delete(id);
+      urls?.set(id, null);
+    }
+  }
+
+  #withEndpoint(h: NextHop): ControllerHop {
+    const url = this.#endpoints.get(h.id)?.url;
+    return url ? { ...h, endpoint: url } : h;
+  }
+
+  #writeMeta(c: Controller): void {
+    void this.#store.db<Meta>(META).put(c.id, { generation: c.generation, persistence: c.persistence, leaseMs: c.leaseMs });
+  }
+
+  #writeAll(c: Controller): void {
+    const routes = this.#store.db<StoredHop[]>(ROUTES);
+    for (const [prefix, hops] of c.entries) void routes.put(keyOf(c.id, prefix), hops.map((h) => storedHop(this.#withEndpoint(h))));
+    this.#writeMeta(c);
+  }
+
+  #removeAll(c: Controller): void {
+    const routes = this.#store.db<StoredHop[]>(ROUTES);
+    for (const prefix of c.entries.keys()) void routes.remove(keyOf(c.id, prefix));
+    this.#writeMeta(c);
+  }
+
+  #storeFailed(e: unknown): void {
+    this.#log({ msg: 'controller state not stored', code: (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', reason: (e as Error).message });
+  }
+}
+
+/** Every prefix: what a flush (or the admin) may touch. */
+const ALL = { matches: () => true };
+
+function plainHop(h: ControllerHop): NextHop {
+  if (h.endpoint === undefined) return h;
+  const { endpoint: _e, ...rest } = h;
+  return rest;
+}
+
+function storedHop(h: ControllerHop): StoredHop {
+  const out: StoredHop = [h.id, h.weight ?? null, h.priority ?? 0, [...(h.tags ?? [])]];
+  if (h.endpoint) out.push(h.endpoint);
+  return out;
+}

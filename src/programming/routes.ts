@@ -1,0 +1,104 @@
+// FIB programming over HTTP, for curl and scripts: one atomic batch at a time
+// (`POST /v1/fib/batches`), the change stream as server-sent events (`GET /v1/fib/watch`),
+// and the admin routes for controller keys.
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { DmscError } from '../errors.js';
+import { adminOnly, bearer } from '../http/server.js';
+import type { Caller, Programming } from './programming.js';
+import type { ControllerOp } from './rib.js';
+import type { WatchEvent } from './watch.js';
+
+const MAX_BATCH_BYTES = 16 << 20;
+const name = { type: 'string', minLength: 1, maxLength: 1024 } as const;
+const hop = {
+  type: 'object', additionalProperties: false, required: ['id'],
+  properties: {
+    id: { type: 'string', minLength: 1, maxLength: 256 }, weight: { type: 'integer' }, priority: { type: 'integer' },
+    tags: { type: 'array', maxItems: 64, items: { type: 'string' } }, endpoint: { type: 'string', maxLength: 2048 },
+  },
+} as const;
+const op = {
+  type: 'object', required: ['op'],
+  oneOf: [
+    { type: 'object', additionalProperties: false, required: ['op', 'prefix', 'nextHops'], properties: { op: { const: 'upsert' }, prefix: name, nextHops: { type: 'array', maxItems: 1024, items: hop } } },
+    { type: 'object', additionalProperties: false, required: ['op', 'prefix'], properties: { op: { const: 'remove' }, prefix: name } },
+    { type: 'object', additionalProperties: false, required: ['op', 'nextHopId', 'state'], properties: { op: { const: 'health' }, nextHopId: { type: 'string', minLength: 1, maxLength: 256 }, state: { enum: ['up', 'degraded', 'down'] }, load: { type: 'number' } } },
+  ],
+} as const;
+
+/** Adds the routes; returns what ends the open watch streams (the node is stopping). */
+export function programmingRoutes(http: FastifyInstance, programming: Programming, adminToken: string): () => void {
+  const admin = adminOnly(adminToken);
+  const caller = (req: FastifyRequest): Caller => {
+    let c: Caller | undefined;
+    try {
+      c = programming.authenticate(bearer(req));
+    } catch {
+      c = undefined;
+    }
+    if (!c) throw new DmscError('ERR_DMSC_UNAUTHORIZED', 'a controller key (or the admin token) is needed as `Authorization: Bearer <key>`');
+    return c;
+  };
+
+  http.post<{ Body: { name: string; scopes: string[] } }>('/v1/controllers', {
+    onRequest: admin,
+    schema: { body: { type: 'object', additionalProperties: false, required: ['name', 'scopes'], properties: { name: { type: 'string', minLength: 1, maxLength: 63 }, scopes: { type: 'array', minItems: 1, maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 1024 } } } } },
+  }, async (req, reply) => reply.status(201).send(await programming.keys.add(req.body.name, req.body.scopes)));
+  http.get('/v1/controllers', { onRequest: admin }, async () => ({
+    controllers: programming.keys.list().map((c) => ({ ...c, generation: programming.rib.generation(c.name) })),
+    primary: programming.primary ? { controller: programming.primary.controller, electionId: String(programming.primary.electionId) } : null,
+    sessions: programming.sessions,
+  }));
+  http.delete<{ Params: { name: string } }>('/v1/controllers/:name', { onRequest: admin }, async (req, reply) => {
+    await programming.keys.revoke(req.params.name);
+    return reply.status(204).send();
+  });
+
+  http.post<{ Body: { controller?: string; ifGeneration?: number; ops: ControllerOp[] } }>('/v1/fib/batches', {
+    bodyLimit: MAX_BATCH_BYTES,
+    schema: { body: { type: 'object', additionalProperties: false, required: ['ops'], properties: { controller: { type: 'string', minLength: 1, maxLength: 63 }, ifGeneration: { type: 'integer', minimum: 0 }, ops: { type: 'array', items: op } } } },
+  }, async (req) => {
+    const r = await programming.batch(caller(req), req.body.controller, req.body.ops, req.body.ifGeneration);
+    if (r.status === 'VISIBLE') return { status: r.status, generation: r.generation, fibGeneration: r.fibGeneration };
+    if (r.status === 'REJECTED') throw new DmscError('ERR_DMSC_BATCH_REJECTED', r.message, { errors: r.errors, generation: r.generation });
+    if (r.status === 'GENERATION_MISMATCH') throw new DmscError('ERR_DMSC_GENERATION_MISMATCH', r.message, { generation: r.generation });
+    throw new DmscError('ERR_DMSC_NOT_PRIMARY', r.message);
+  });
+
+  const streams = new Set<ServerResponse>();
+  http.get<{ Querystring: { since?: number } }>('/v1/fib/watch', {
+    schema: { querystring: { type: 'object', additionalProperties: false, properties: { since: { type: 'integer', minimum: 0 } } } },
+  }, async (req, reply) => {
+    caller(req);
+    const last = Number(req.headers['last-event-id']);
+    const since = req.query.since ?? (Number.isSafeInteger(last) && last >= 0 ? last : 0);
+    reply.hijack();
+    const res = reply.raw;
+    streams.add(res);
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.write('retry: 1000\n\n');
+    let queued = 0;
+    let sub: { stop(): void } | undefined;
+    const end = () => {
+      sub?.stop();
+      streams.delete(res);
+      if (!res.destroyed) res.end();
+    };
+    const write = (e: WatchEvent) => {
+      if (res.destroyed) return;
+      // The generation is the resume point; health events move no generation, so carry none.
+      const id = e.type === 'health' ? '' : `id: ${e.generation}\n`;
+      const { type, ...data } = e;
+      if (!res.write(`${id}event: ${type}\ndata: ${JSON.stringify(data)}\n\n`) && ++queued > 1 << 20) end();
+    };
+    res.on('drain', () => (queued = 0));
+    req.raw.on('close', end);
+    res.on('error', end);
+    sub = programming.history.watch(since, { push: write });
+  });
+  return () => {
+    for (const res of streams) res.end();
+    streams.clear();
+  };
+}

@@ -1,0 +1,90 @@
+// The FIB's change history, for Watch and GET /v1/fib/watch: every batch the directory
+// applied (whatever its source), kept for a while so a watcher can resume from a
+// generation, and every next-hop health change, live. A watcher that asks for history
+// no longer kept gets a snapshot of the table ended by `end_of_snapshot` instead.
+import type { Directory } from '../directory/directory.js';
+import type { ForwardingTable } from '../fastpath/forwarding-table.js';
+import type { FibOp, HealthState } from '../fastpath/types.js';
+
+export interface HopState {
+  readonly id: string;
+  readonly weight: number;
+  readonly priority: number;
+  readonly tags: readonly string[];
+  readonly state: HealthState;
+  readonly load: number;
+}
+
+export type WatchEvent =
+  | { readonly type: 'entry'; readonly generation: number; readonly prefix: string; readonly removed: boolean; readonly nextHops: readonly HopState[] }
+  | { readonly type: 'health'; readonly generation: number; readonly nextHopId: string; readonly state: HealthState; readonly load: number }
+  | { readonly type: 'end_of_snapshot'; readonly generation: number };
+
+/** A watcher's sink: false when it cannot take more now (it is dropped past its bound). */
+export interface Watcher {
+  push(e: WatchEvent): void;
+}
+
+/** Entry changes kept for resuming watchers. */
+const HISTORY_OPS = 262_144;
+
+export class FibHistory {
+  readonly #directory: Directory;
+  readonly #fib: ForwardingTable;
+  readonly #batches: { generation: number; ops: readonly FibOp[] }[] = [];
+  #kept = 0;
+  /** Changes up to this generation are no longer (or never were) in the history. */
+  #floor: number;
+  readonly #watchers = new Set<Watcher>();
+
+  constructor(directory: Directory, fib: ForwardingTable) {
+    this.#directory = directory;
+    this.#fib = fib;
+    this.#floor = fib.generation;
+    directory.onFibChange((ops, generation) => {
+      this.#batches.push({ generation, ops });
+      this.#kept += ops.length;
+      while (this.#kept > HISTORY_OPS && this.#batches.length > 1) {
+        const gone = this.#batches.shift()!;
+        this.#kept -= gone.ops.length;
+        this.#floor = gone.generation;
+      }
+      for (const w of this.#watchers) for (const op of ops) w.push(this.#entry(op, generation));
+    });
+    directory.onNextHopHealth((id, state, load) => {
+      const e: WatchEvent = { type: 'health', generation: this.#fib.generation, nextHopId: id, state, load };
+      for (const w of this.#watchers) w.push(e);
+    });
+  }
+
+  /**
+   * Sends `w` the changes after `since` (or a snapshot, when the history does not reach
+   * back that far, or `since` is 0) and then every change as it happens, until `stop()`.
+   */
+  watch(since: number, w: Watcher): { stop(): void } {
+    const current = this.#fib.generation;
+    if (since > 0 && since >= this.#floor && since <= current) {
+      for (const b of this.#batches) if (b.generation > since) for (const op of b.ops) w.push(this.#entry(op, b.generation));
+    } else {
+      for (const e of this.#fib.entries()) {
+        w.push({ type: 'entry', generation: current, prefix: e.prefix, removed: false, nextHops: e.nextHops });
+      }
+      w.push({ type: 'end_of_snapshot', generation: current });
+    }
+    this.#watchers.add(w);
+    return { stop: () => this.#watchers.delete(w) };
+  }
+
+  get watchers(): number {
+    return this.#watchers.size;
+  }
+
+  #entry(op: FibOp, generation: number): WatchEvent {
+    if (op.op === 'remove') return { type: 'entry', generation, prefix: op.prefix, removed: true, nextHops: [] };
+    const d = this.#directory;
+    return {
+      type: 'entry', generation, prefix: op.prefix, removed: false,
+      nextHops: op.nextHops.map((h) => ({ id: h.id, weight: h.weight ?? 100, priority: h.priority ?? 0, tags: [...(h.tags ?? [])].sort(), ...d.healthOf(h.id) })),
+    };
+  }
+}
