@@ -12,6 +12,7 @@ import { checkId, MAX_NEXT_HOPS, MAX_PRIORITY, MAX_WEIGHT, nameProblem, tagProbl
 import { parseEndpoint } from '../dataplane/endpoint.js';
 import { aicProblem } from '../identity/aic.js';
 import type { Store } from '../store/store.js';
+import { ControllerJournal, type ControllerMeta } from './journal.js';
 import type { Persistence } from './proto.js';
 
 /** A next hop as a controller gives it: a FIB next hop, and for a plain service its URL. */
@@ -44,27 +45,13 @@ export interface Programmer {
 interface Controller {
   readonly id: string;
   readonly entries: Map<string, readonly NextHop[]>;
-  generation: number;
-  persistence: Persistence;
-  leaseMs: number;
+  /** Generation, persistence, lease and journal position: what the store keeps. */
+  meta: ControllerMeta;
   /** Open Modify sessions of this controller. */
   sessions: number;
   lease?: NodeJS.Timeout;
 }
 
-interface Meta {
-  generation: number;
-  persistence: Persistence;
-  leaseMs: number;
-}
-
-/** What the store keeps of a next hop: [id, weight, priority, tags, endpoint?]. */
-type StoredHop = [string, number | null, number, string[], string?];
-
-const ROUTES = 'fib-controller-routes';
-const META = 'fib-controllers';
-const SEP = '\n'; // names never hold a line feed
-const keyOf = (controller: string, prefix: string) => controller + SEP + prefix;
 
 const bad = (opIndex: number, code: DmscErrorCode, message: string): OpError => ({ opIndex, code, message });
 
@@ -72,6 +59,7 @@ export class ControllerRib {
   readonly #directory: Directory;
   readonly #fib: ForwardingTable;
   readonly #store: Store;
+  readonly #journal: ControllerJournal;
   readonly #log: (e: Record<string, unknown>) => void;
   readonly #controllers = new Map<string, Controller>();
   /** Endpoint next hops: their URL, and how many entries of each controller use them. */
@@ -84,45 +72,32 @@ export class ControllerRib {
     this.#directory = deps.directory;
     this.#fib = deps.fib;
     this.#store = deps.store;
+    this.#journal = new ControllerJournal(deps.store);
     this.#log = deps.log;
   }
 
   /** Programs what PRESERVE and LEASE controllers left in the store; LEASE ones start their lease now. */
   load(): void {
-    const metas = this.#store.db<Meta>(META);
-    for (const { key, value } of metas.getRange()) {
-      const c = this.#controller(String(key));
-      c.generation = value.generation;
-      c.persistence = value.persistence;
-      c.leaseMs = value.leaseMs;
-    }
     const changes = new Map<string, readonly NextHop[] | null>();
-    const touched = new Map<string, Set<string>>();
-    for (const { key, value } of this.#store.db<StoredHop[]>(ROUTES).getRange()) {
-      const k = String(key);
-      const at = k.indexOf(SEP);
-      const c = this.#controller(k.slice(0, at));
-      const prefix = k.slice(at + 1);
-      const hops = value.map(([id, weight, priority, tags, endpoint]) => {
-        if (endpoint !== undefined) this.#use(c.id, id, endpoint, 1);
-        return weight === null ? { id, priority, tags } : { id, weight, priority, tags };
-      });
-      c.entries.set(prefix, hops);
-      let t = touched.get(prefix);
-      if (!t) touched.set(prefix, (t = new Set()));
-      t.add(c.id);
-      changes.set(prefix, null);
+    for (const [id, kept] of this.#journal.load()) {
+      const c = this.#controller(id);
+      c.meta = kept.meta;
+      for (const [prefix, hops] of kept.entries) {
+        for (const h of hops) if (h.endpoint !== undefined) this.#use(c.id, h.id, h.endpoint, 1);
+        c.entries.set(prefix, hops.map(plainHop));
+        changes.set(prefix, null);
+      }
     }
     for (const prefix of changes.keys()) changes.set(prefix, this.#union(prefix));
     this.#directory.setEndpoints(new Map([...this.#endpoints].map(([id, e]) => [id, e.url])));
     if (changes.size) this.#directory.setControlled(changes);
-    for (const c of this.#controllers.values()) if (c.persistence === 'LEASE') this.#startLease(c);
+    for (const c of this.#controllers.values()) if (c.meta.persistence === 'LEASE') this.#startLease(c);
     if (changes.size) this.#log({ msg: 'controller routes loaded', entries: changes.size, controllers: this.#controllers.size });
   }
 
   /** The controller's generation (0 for one never seen). */
   generation(controller: string): number {
-    return this.#controllers.get(controller)?.generation ?? 0;
+    return this.#controllers.get(controller)?.meta.generation ?? 0;
   }
 
   /** The controller's entries, with each endpoint next hop's URL. */
@@ -145,13 +120,13 @@ export class ControllerRib {
     c.sessions++;
     if (c.lease) clearTimeout(c.lease);
     c.lease = undefined;
-    const was = c.persistence;
-    c.persistence = persistence;
-    c.leaseMs = leaseMs;
+    const was = c.meta.persistence;
+    c.meta.persistence = persistence;
+    c.meta.leaseMs = leaseMs;
     // The store holds the routes of PRESERVE and LEASE controllers only.
-    const write = was === 'DELETE' && persistence !== 'DELETE' ? () => this.#writeAll(c)
-      : was !== 'DELETE' && persistence === 'DELETE' ? () => this.#removeAll(c)
-        : () => this.#writeMeta(c);
+    const write = was === 'DELETE' && persistence !== 'DELETE' ? () => this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c))
+      : was !== 'DELETE' && persistence === 'DELETE' ? () => this.#journal.drop(c.id, c.meta)
+        : () => this.#journal.writeMeta(c.id, c.meta);
     void this.#store.durable(write).catch((e) => this.#storeFailed(e));
   }
 
@@ -161,8 +136,8 @@ export class ControllerRib {
     if (!c) return;
     c.sessions = Math.max(0, c.sessions - 1);
     if (c.sessions > 0) return;
-    if (c.persistence === 'DELETE') this.flush(controller);
-    else if (c.persistence === 'LEASE') this.#startLease(c);
+    if (c.meta.persistence === 'DELETE') this.flush(controller);
+    else if (c.meta.persistence === 'LEASE') this.#startLease(c);
   }
 
   /**
@@ -262,9 +237,9 @@ export class ControllerRib {
    */
   apply(who: Programmer, ops: readonly ControllerOp[], opts: { expectGeneration?: number; replace?: boolean } = {}): Applied {
     const c = this.#controller(who.controller);
-    if (opts.expectGeneration !== undefined && opts.expectGeneration !== c.generation) return { status: 'GENERATION_MISMATCH', generation: c.generation };
+    if (opts.expectGeneration !== undefined && opts.expectGeneration !== c.meta.generation) return { status: 'GENERATION_MISMATCH', generation: c.meta.generation };
     const errors = this.check(who, ops);
-    if (errors.length) return { status: 'REJECTED', generation: c.generation, errors };
+    if (errors.length) return { status: 'REJECTED', generation: c.meta.generation, errors };
     // The controller's new next hops for each prefix the batch names (last op wins).
     const next = new Map<string, readonly ControllerHop[] | null>();
     for (const op of ops) {
@@ -293,32 +268,27 @@ export class ControllerRib {
         if (hops) c.entries.set(prefix, hops);
         else c.entries.delete(prefix);
       }
-      return { status: 'REJECTED', generation: c.generation, errors: [bad(0, (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', `the forwarding table refused the batch: ${(e as Error).message}`)] };
+      return { status: 'REJECTED', generation: c.meta.generation, errors: [bad(0, (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', `the forwarding table refused the batch: ${(e as Error).message}`)] };
     }
     // All on this thread: nothing forwards between the FIB change and the endpoints'.
     const urls = new Map<string, string | null>();
     this.#countEndpoints(c.id, next, before, urls);
     this.#directory.setEndpoints(urls);
     for (const op of ops) if (op.op === 'health') this.#directory.setEndpointHealth(op.nextHopId, op.state, op.load ?? 0);
-    if (next.size) c.generation++;
-    const durable = c.persistence !== 'DELETE' && next.size > 0
+    if (next.size) c.meta.generation++;
+    const durable = c.meta.persistence !== 'DELETE' && next.size > 0
       ? this.#store.durable(() => {
-        const routes = this.#store.db<StoredHop[]>(ROUTES);
-        for (const [prefix, hops] of next) {
-          if (hops) void routes.put(keyOf(c.id, prefix), hops.map(storedHop));
-          else void routes.remove(keyOf(c.id, prefix));
-        }
-        this.#writeMeta(c);
+        if (this.#journal.append(c.id, c.meta, next, c.entries.size)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
       })
       : Promise.resolve();
     if (next.size) for (const l of this.#changeListeners) l(c.id);
-    return { status: 'VISIBLE', generation: c.generation, fibGeneration, done: Promise.all([durable, this.#fib.visible(fibGeneration)]).then(() => undefined) };
+    return { status: 'VISIBLE', generation: c.meta.generation, fibGeneration, done: Promise.all([durable, this.#fib.visible(fibGeneration)]).then(() => undefined) };
   }
 
   /** Removes every entry of `controller`; returns how many and the generations after. */
   flush(controller: string): { removed: number; generation: number; fibGeneration: number; done: Promise<void> } {
     const c = this.#controllers.get(controller);
-    if (!c || c.entries.size === 0) return { removed: 0, generation: c?.generation ?? 0, fibGeneration: this.#fib.generation, done: Promise.resolve() };
+    if (!c || c.entries.size === 0) return { removed: 0, generation: c?.meta.generation ?? 0, fibGeneration: this.#fib.generation, done: Promise.resolve() };
     const removed = c.entries.size;
     const r = this.apply({ controller, scopes: ALL }, [], { replace: true });
     if (r.status !== 'VISIBLE') throw new DmscError('ERR_DMSC_INTERNAL', `flushing ${controller} failed: ${r.status}`);
@@ -328,7 +298,7 @@ export class ControllerRib {
 
   #controller(id: string): Controller {
     let c = this.#controllers.get(id);
-    if (!c) this.#controllers.set(id, (c = { id, entries: new Map(), generation: 0, persistence: 'PRESERVE', leaseMs: 0, sessions: 0 }));
+    if (!c) this.#controllers.set(id, (c = { id, entries: new Map(), meta: { generation: 0, persistence: 'PRESERVE', leaseMs: 0, next: 0, changes: 0 }, sessions: 0 }));
     return c;
   }
 
@@ -337,7 +307,7 @@ export class ControllerRib {
     c.lease = setTimeout(() => {
       c.lease = undefined;
       if (c.sessions === 0) this.flush(c.id);
-    }, c.leaseMs);
+    }, c.meta.leaseMs);
     c.lease.unref();
   }
 
@@ -402,20 +372,8 @@ export class ControllerRib {
     return url ? { ...h, endpoint: url } : h;
   }
 
-  #writeMeta(c: Controller): void {
-    void this.#store.db<Meta>(META).put(c.id, { generation: c.generation, persistence: c.persistence, leaseMs: c.leaseMs });
-  }
-
-  #writeAll(c: Controller): void {
-    const routes = this.#store.db<StoredHop[]>(ROUTES);
-    for (const [prefix, hops] of c.entries) void routes.put(keyOf(c.id, prefix), hops.map((h) => storedHop(this.#withEndpoint(h))));
-    this.#writeMeta(c);
-  }
-
-  #removeAll(c: Controller): void {
-    const routes = this.#store.db<StoredHop[]>(ROUTES);
-    for (const prefix of c.entries.keys()) void routes.remove(keyOf(c.id, prefix));
-    this.#writeMeta(c);
+  *#withEndpoints(c: Controller): Generator<[string, readonly ControllerHop[]]> {
+    for (const [prefix, hops] of c.entries) yield [prefix, hops.map((h) => this.#withEndpoint(h))];
   }
 
   #storeFailed(e: unknown): void {
@@ -430,10 +388,4 @@ function plainHop(h: ControllerHop): NextHop {
   if (h.endpoint === undefined) return h;
   const { endpoint: _e, ...rest } = h;
   return rest;
-}
-
-function storedHop(h: ControllerHop): StoredHop {
-  const out: StoredHop = [h.id, h.weight ?? null, h.priority ?? 0, [...(h.tags ?? [])]];
-  if (h.endpoint) out.push(h.endpoint);
-  return out;
 }
