@@ -183,6 +183,30 @@ export function peerCommands(program: Command): void {
     .action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/peers')));
 }
 
+/** `dmsc controller add|list|revoke`: the keys external controllers program the FIB with. */
+export function controllerCommands(program: Command): void {
+  const controller = program.command('controller').description("keys of the external controllers that program a node's FIB (gRPC on --fib-api, or POST /v1/fib/batches)");
+  withServer(controller.command('add'))
+    .description('make a controller key; prints it once (the node keeps only its hash)')
+    .argument('<name>', 'controller name (its controller_id)')
+    .option('--scope <pattern>', 'prefixes it may program: a capability name, optionally ending in /** (repeatable; at least one)', collect, [])
+    .action(async (name: string, o: ClientOptions & { scope: string[] }) => {
+      if (o.scope.length === 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', "a controller needs at least one --scope PATTERN (for example --scope '/capability/**')");
+      print(await call(o, 'POST', '/v1/controllers', { name, scopes: o.scope }));
+      process.stderr.write('Keep the key: it is shown only this once. Controllers send it as `authorization: Bearer <key>` metadata (or set DMSC_FIB_KEY for `dmsc fib push`).\n');
+    });
+  withServer(controller.command('list'))
+    .description("list controllers: scopes, table generation, and the primary session's controller and election id")
+    .action(async (o: ClientOptions) => print(await call(o, 'GET', '/v1/controllers')));
+  withServer(controller.command('revoke'))
+    .description('revoke a controller key: its calls are refused and its open sessions end (its routes stay, as its persistence says)')
+    .argument('<name>', 'controller name')
+    .action(async (name: string, o: ClientOptions) => {
+      await call(o, 'DELETE', `/v1/controllers/${encodeURIComponent(name)}`);
+      process.stdout.write(`revoked ${name}\n`);
+    });
+}
+
 /** `dmsc amc gateway add`, `dmsc amc rotate-key` and `dmsc amc keys`, against an AMC's API. */
 export function amcAdminCommands(amc: Command): void {
   amc.command('keys')
