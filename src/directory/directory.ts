@@ -322,23 +322,28 @@ export class Directory {
    * controller's together, programmed as one FIB batch: if the table refuses it, nothing
    * changes and the error is thrown. Returns the FIB generation.
    */
-  setControlled(changes: ReadonlyMap<string, readonly NextHop[] | null>): number {
-    const undo = new Map<string, readonly NextHop[] | undefined>();
-    for (const [prefix, hops] of changes) {
-      undo.set(prefix, this.#controlled.get(prefix));
-      if (hops && hops.length) this.#controlled.set(prefix, hops);
+  setControlled(prefixes: readonly string[], hops: readonly (readonly NextHop[] | null)[]): number {
+    // Prefixes are distinct (the caller's batch has each once): arrays, not maps, on a
+    // path that carries bulk loads.
+    const undo: (readonly NextHop[] | undefined)[] = new Array(prefixes.length);
+    for (let i = 0; i < prefixes.length; i++) {
+      const prefix = prefixes[i]!;
+      const h = hops[i];
+      undo[i] = this.#controlled.get(prefix);
+      if (h && h.length) this.#controlled.set(prefix, h);
       else this.#controlled.delete(prefix);
     }
     try {
-      this.#program(new Set(changes.keys()));
+      this.#program(prefixes);
     } catch (e) {
-      for (const [prefix, hops] of undo) {
-        if (hops) this.#controlled.set(prefix, hops);
-        else this.#controlled.delete(prefix);
+      for (let i = 0; i < prefixes.length; i++) {
+        const h = undo[i];
+        if (h) this.#controlled.set(prefixes[i]!, h);
+        else this.#controlled.delete(prefixes[i]!);
       }
       throw e;
     }
-    this.#localChanged(new Set(changes.keys()));
+    this.#localChanged(new Set(prefixes));
     return this.#fib.generation;
   }
 
@@ -466,8 +471,8 @@ export class Directory {
     if (crowded.length) this.#program(new Set(crowded));
   }
 
-  #program(prefixes: Set<string>, tagsFor: TagMapper = this.#tagsFor): void {
-    if (prefixes.size === 0) return;
+  #program(prefixes: ReadonlySet<string> | readonly string[], tagsFor: TagMapper = this.#tagsFor): void {
+    if ((prefixes instanceof Set ? prefixes.size : (prefixes as readonly string[]).length) === 0) return;
     const ops: FibOp[] = [];
     for (const prefix of prefixes) {
       const statics = this.#static.get(prefix) ?? [];

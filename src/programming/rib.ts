@@ -88,9 +88,9 @@ export class ControllerRib {
         changes.set(prefix, null);
       }
     }
-    for (const prefix of changes.keys()) changes.set(prefix, this.#union(prefix));
+    const prefixes = [...changes.keys()];
     this.#directory.setEndpoints(new Map([...this.#endpoints].map(([id, e]) => [id, e.url])));
-    if (changes.size) this.#directory.setControlled(changes);
+    if (prefixes.length) this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p)));
     for (const c of this.#controllers.values()) if (c.meta.persistence === 'LEASE') this.#startLease(c);
     if (changes.size) this.#log({ msg: 'controller routes loaded', entries: changes.size, controllers: this.#controllers.size });
   }
@@ -186,7 +186,6 @@ export class ControllerRib {
     if (hops.length + others > MAX_NEXT_HOPS) {
       return bad(i, 'ERR_DMSC_LIMIT_EXCEEDED', `${prefix} would have ${hops.length + others} next hops (${hops.length} here, ${others} from other sources); the limit is ${MAX_NEXT_HOPS}`);
     }
-    const seen = new Set<string>();
     for (let j = 0; j < hops.length; j++) {
       const h = hops[j]!;
       const at = `nextHops[${j}]`;
@@ -195,8 +194,7 @@ export class ControllerRib {
       } catch (e) {
         return bad(i, (e as DmscError).code, `${at}.id: ${(e as Error).message}`);
       }
-      if (seen.has(h.id)) return bad(i, 'ERR_DMSC_DUPLICATE_NEXT_HOP', `${at}: next hop ${JSON.stringify(h.id)} appears twice`);
-      seen.add(h.id);
+      for (let k = 0; k < j; k++) if (hops[k]!.id === h.id) return bad(i, 'ERR_DMSC_DUPLICATE_NEXT_HOP', `${at}: next hop ${JSON.stringify(h.id)} appears twice`);
       if (h.weight !== undefined && !(Number.isInteger(h.weight) && h.weight >= 0 && h.weight <= MAX_WEIGHT)) return bad(i, 'ERR_DMSC_OUT_OF_RANGE', `${at}.weight must be an integer from 0 to ${MAX_WEIGHT}`);
       if (h.priority !== undefined && !(Number.isInteger(h.priority) && h.priority >= 0 && h.priority <= MAX_PRIORITY)) return bad(i, 'ERR_DMSC_OUT_OF_RANGE', `${at}.priority must be an integer from 0 to ${MAX_PRIORITY}`);
       for (const t of h.tags ?? []) {
@@ -247,26 +245,28 @@ export class ControllerRib {
       else if (op.op === 'remove') next.set(op.prefix, null);
     }
     if (opts.replace) for (const prefix of c.entries.keys()) if (!next.has(prefix)) next.set(prefix, null);
-    const before = new Map<string, readonly NextHop[] | undefined>();
+    // The prefixes the batch changes, each once, and what the controller had there.
+    const prefixes: string[] = [];
+    const before: (readonly NextHop[] | undefined)[] = [];
     for (const [prefix, hops] of next) {
       const old = c.entries.get(prefix);
       if (!hops && !old) {
         next.delete(prefix);
         continue;
       }
-      before.set(prefix, old);
+      prefixes.push(prefix);
+      before.push(old);
       if (hops) c.entries.set(prefix, hops.map(plainHop));
       else c.entries.delete(prefix);
     }
-    const changes = new Map<string, readonly NextHop[] | null>();
-    for (const prefix of next.keys()) changes.set(prefix, this.#union(prefix));
     let fibGeneration: number;
     try {
-      fibGeneration = changes.size ? this.#directory.setControlled(changes) : this.#fib.generation;
+      fibGeneration = prefixes.length ? this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p))) : this.#fib.generation;
     } catch (e) {
-      for (const [prefix, hops] of before) {
-        if (hops) c.entries.set(prefix, hops);
-        else c.entries.delete(prefix);
+      for (let i = 0; i < prefixes.length; i++) {
+        const hops = before[i];
+        if (hops) c.entries.set(prefixes[i]!, hops);
+        else c.entries.delete(prefixes[i]!);
       }
       return { status: 'REJECTED', generation: c.meta.generation, errors: [bad(0, (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', `the forwarding table refused the batch: ${(e as Error).message}`)] };
     }
@@ -313,6 +313,7 @@ export class ControllerRib {
 
   // Every controller's next hops for `prefix`, together (usually there is one controller).
   #union(prefix: string): readonly NextHop[] | null {
+    if (this.#controllers.size === 1) for (const c of this.#controllers.values()) return c.entries.get(prefix) ?? null;
     let out: NextHop[] | readonly NextHop[] | null = null;
     let shared = true;
     for (const c of this.#controllers.values()) {
@@ -337,8 +338,9 @@ export class ControllerRib {
 
   // Moves the endpoint counts from the `before` entries to the `next` ones; endpoints that
   // appear or go are put in `urls` for the directory.
-  #countEndpoints(controller: string, next: ReadonlyMap<string, readonly ControllerHop[] | null>, before: ReadonlyMap<string, readonly NextHop[] | undefined>, urls: Map<string, string | null>): void {
-    for (const hops of before.values()) {
+  #countEndpoints(controller: string, next: ReadonlyMap<string, readonly ControllerHop[] | null>, before: readonly (readonly NextHop[] | undefined)[], urls: Map<string, string | null>): void {
+    if (this.#endpoints.size === 0 && !this.#anyEndpoint(next)) return;
+    for (const hops of before) {
       if (!hops) continue;
       for (const h of hops) {
         const e = this.#endpoints.get(h.id);
@@ -349,6 +351,11 @@ export class ControllerRib {
       if (!hops) continue;
       for (const h of hops) if (h.endpoint) this.#use(controller, h.id, h.endpoint, 1, urls);
     }
+  }
+
+  #anyEndpoint(next: ReadonlyMap<string, readonly ControllerHop[] | null>): boolean {
+    for (const hops of next.values()) for (const h of hops ?? []) if (h.endpoint) return true;
+    return false;
   }
 
   #use(controller: string, id: string, url: string, delta: number, urls?: Map<string, string | null>): void {
