@@ -9,10 +9,8 @@ import { formatListen, type Listen } from '../net/listen.js';
 import { fibService, fromWire128, toWire128, type Persistence, type WireOp } from './proto.js';
 import { LIMITS, type BatchOutcome, type Caller, type ModifySession, type Programming } from './programming.js';
 import type { ControllerHop, ControllerOp, OpError } from './rib.js';
-import type { WatchEvent } from './watch.js';
+import { WATCH_QUEUE, type WatchEvent } from './watch.js';
 
-/** Watch messages a slow watcher may have queued before it is ended. */
-const WATCH_QUEUE = 1 << 20;
 /** Entries a Get sends per message. */
 const GET_CHUNK = 1000;
 
@@ -241,36 +239,14 @@ export class FibServer {
       call.emit('error', fail(e));
       return;
     }
-    const queue: unknown[] = [];
-    let blocked = false;
-    let over = false;
-    let sub: { stop(): void } | undefined;
-    const flush = () => {
-      blocked = false;
-      while (queue.length && !blocked) blocked = !call.write(queue.shift());
-      if (blocked) call.once('drain', flush);
-    };
-    const w = {
-      push: (e: WatchEvent) => {
-        if (over) return;
-        if (!blocked) {
-          blocked = !call.write(watchMessage(e));
-          if (blocked) call.once('drain', flush);
-          return;
-        }
-        if (queue.length >= WATCH_QUEUE) {
-          over = true;
-          sub?.stop();
-          call.emit('error', fail(new DmscError('ERR_DMSC_BUSY', `the watcher fell ${WATCH_QUEUE} changes behind; watch again from the last generation it saw`)));
-          return;
-        }
-        queue.push(watchMessage(e));
-      },
-    };
-    sub = this.#programming.history.watch(Number(call.request.sinceGeneration), w);
-    if (over) sub.stop();
-    call.on('cancelled', () => sub?.stop());
-    call.on('close', () => sub?.stop());
+    const stop = this.#programming.history.stream(
+      Number(call.request.sinceGeneration),
+      (e) => call.write(watchMessage(e)),
+      (resume) => call.once('drain', resume),
+      () => call.emit('error', fail(new DmscError('ERR_DMSC_BUSY', `the watcher fell ${WATCH_QUEUE} changes behind; watch again from the last generation it saw`))),
+    );
+    call.on('cancelled', stop);
+    call.on('close', stop);
   }
 
   #flush(call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>): void {

@@ -7,7 +7,6 @@ import { DmscError } from '../errors.js';
 import { adminOnly, bearer } from '../http/server.js';
 import type { Caller, Programming } from './programming.js';
 import type { ControllerOp } from './rib.js';
-import type { WatchEvent } from './watch.js';
 
 const MAX_BATCH_BYTES = 16 << 20;
 const name = { type: 'string', minLength: 1, maxLength: 1024 } as const;
@@ -78,24 +77,20 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
     streams.add(res);
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write('retry: 1000\n\n');
-    let queued = 0;
-    let sub: { stop(): void } | undefined;
+    let stop = () => {};
     const end = () => {
-      sub?.stop();
+      stop();
       streams.delete(res);
       if (!res.destroyed) res.end();
     };
-    const write = (e: WatchEvent) => {
-      if (res.destroyed) return;
-      // The generation is the resume point; health events move no generation, so carry none.
-      const id = e.type === 'health' ? '' : `id: ${e.generation}\n`;
-      const { type, ...data } = e;
-      if (!res.write(`${id}event: ${type}\ndata: ${JSON.stringify(data)}\n\n`) && ++queued > 1 << 20) end();
-    };
-    res.on('drain', () => (queued = 0));
     req.raw.on('close', end);
     res.on('error', end);
-    sub = programming.history.watch(since, { push: write });
+    stop = programming.history.stream(since, (e) => {
+      if (res.destroyed) return true;
+      // The generation is the resume point; health events move none, so they carry no id.
+      const { type, ...data } = e;
+      return res.write(`${type === 'health' ? '' : `id: ${e.generation}\n`}event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+    }, (resume) => res.once('drain', resume), end);
   });
   return () => {
     for (const res of streams) res.end();

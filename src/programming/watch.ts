@@ -20,10 +20,13 @@ export type WatchEvent =
   | { readonly type: 'health'; readonly generation: number; readonly nextHopId: string; readonly state: HealthState; readonly load: number }
   | { readonly type: 'end_of_snapshot'; readonly generation: number };
 
-/** A watcher's sink: false when it cannot take more now (it is dropped past its bound). */
+/** Where a watcher's events go as they happen. */
 export interface Watcher {
   push(e: WatchEvent): void;
 }
+
+/** Live events a watcher may have waiting before it is ended (it resumes from its last generation). */
+export const WATCH_QUEUE = 1 << 20;
 
 /** Entry changes kept for resuming watchers. */
 const HISTORY_OPS = 262_144;
@@ -61,18 +64,77 @@ export class FibHistory {
    * Sends `w` the changes after `since` (or a snapshot, when the history does not reach
    * back that far, or `since` is 0) and then every change as it happens, until `stop()`.
    */
-  watch(since: number, w: Watcher): { stop(): void } {
+  watch(since: number, w: Watcher): { backlog: Iterator<WatchEvent>; stop(): void } {
+    this.#watchers.add(w);
+    return { backlog: this.#backlog(since), stop: () => this.#watchers.delete(w) };
+  }
+
+  /**
+   * Sends a watcher its backlog, then its live events, at the pace `write` allows (false:
+   * wait for `drained`); `overflow` is called, and the watch stopped, when the live events
+   * waiting pass WATCH_QUEUE. Returns what stops it.
+   */
+  stream(since: number, write: (e: WatchEvent) => boolean, drained: (resume: () => void) => void, overflow: () => void): () => void {
+    const live: WatchEvent[] = [];
+    let head = 0;
+    let backlog: Iterator<WatchEvent> | undefined;
+    let waiting = false;
+    let stopped = false;
+    const pump = () => {
+      waiting = false;
+      while (!stopped) {
+        let e: WatchEvent;
+        if (backlog) {
+          const n = backlog.next();
+          if (n.done) {
+            backlog = undefined;
+            continue;
+          }
+          e = n.value;
+        } else if (head < live.length) {
+          e = live[head++]!;
+          if (head > 4096 && head * 2 > live.length) live.splice(0, head), (head = 0);
+        } else return;
+        if (!write(e)) {
+          waiting = true;
+          drained(pump);
+          return;
+        }
+      }
+    };
+    const sub = this.watch(since, {
+      push: (e) => {
+        if (stopped) return;
+        if (live.length - head >= WATCH_QUEUE) {
+          stop();
+          overflow();
+          return;
+        }
+        live.push(e);
+        if (!waiting && !backlog) pump();
+      },
+    });
+    const stop = () => {
+      stopped = true;
+      sub.stop();
+    };
+    backlog = sub.backlog;
+    pump();
+    return stop;
+  }
+
+  // The changes after `since` still kept, or the whole table and end_of_snapshot, read as
+  // the watcher takes them (the snapshot is the table when the watch began).
+  *#backlog(since: number): Generator<WatchEvent> {
     const current = this.#fib.generation;
     if (since > 0 && since >= this.#floor && since <= current) {
-      for (const b of this.#batches) if (b.generation > since) for (const op of b.ops) w.push(this.#entry(op, b.generation));
-    } else {
-      for (const e of this.#fib.entries()) {
-        w.push({ type: 'entry', generation: current, prefix: e.prefix, removed: false, nextHops: e.nextHops });
-      }
-      w.push({ type: 'end_of_snapshot', generation: current });
+      const batches = this.#batches.filter((b) => b.generation > since && b.generation <= current);
+      for (const b of batches) for (const op of b.ops) yield this.#entry(op, b.generation);
+      return;
     }
-    this.#watchers.add(w);
-    return { stop: () => this.#watchers.delete(w) };
+    const entries = this.#fib.entries();
+    for (const e of entries) yield { type: 'entry', generation: current, prefix: e.prefix, removed: false, nextHops: e.nextHops };
+    yield { type: 'end_of_snapshot', generation: current };
   }
 
   get watchers(): number {
