@@ -34,6 +34,8 @@ export interface NodeConfig extends MeshConfig {
   readonly dataplane: Listen;
   /** The FIB programming listener (gRPC, for external controllers); undefined: off. */
   readonly fibApi?: Listen;
+  /** Serve it over the mesh config's TLS (mutual when that has a CA). */
+  readonly fibApiTls?: boolean;
   /** How long an instance may take to start answering a data-plane request. */
   readonly upstreamTimeoutMs: number;
   /** Failed authentications per source: in a row, and earned back a second. */
@@ -61,6 +63,7 @@ export interface NodeOptions {
   peering?: string;
   dataplane?: string;
   fibApi?: string;
+  fibApiTls?: boolean;
   upstreamTimeout?: string;
   authFailBurst?: string;
   authFailRate?: string;
@@ -164,6 +167,7 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     throw invalid(`--upstream ${options.upstream} and the mesh config's upstream ${mesh.upstream} differ`);
   }
   const upstream = options.upstream ?? mesh?.upstream;
+  if (options.fibApiTls && !mesh?.tls) throw invalid("--fib-api-tls serves the FIB programming listener with the mesh config's TLS: give --mesh-config FILE with /tls");
   if (upstream !== undefined && !peers.some((p) => p.id === upstream)) throw invalid(`upstream ${upstream} must be one of the peers`);
   return {
     id,
@@ -179,6 +183,7 @@ export function nodeConfig(options: NodeOptions): NodeConfig {
     peering: options.peering === undefined ? DEFAULT_PEERING : parseListen(options.peering, '--peering'),
     dataplane: options.dataplane === undefined ? DEFAULT_DATAPLANE : parseListen(options.dataplane, '--dataplane'),
     ...(options.fibApi === 'off' ? {} : { fibApi: options.fibApi === undefined ? DEFAULT_FIB_API : parseListen(options.fibApi, '--fib-api') }),
+    ...(options.fibApiTls ? { fibApiTls: true } : {}),
     upstreamTimeoutMs: parseIntFlag(options.upstreamTimeout, '--upstream-timeout-ms', 30_000, 10, 3_600_000),
     authFailures: {
       burst: parseIntFlag(options.authFailBurst, '--auth-fail-burst', DEFAULT_AUTH_BURST, 1, 1_000_000),

@@ -206,7 +206,9 @@ export class DmscNode {
       await node.dataPlane.start();
       await node.mesh.start();
       await node.tasks.start();
-      if (config.fibApi) await node.#fibServer?.start(config.fibApi);
+      if (config.fibApi) {
+        await node.#fibServer?.start(config.fibApi, config.fibApiTls ? config.tls : undefined);
+      }
       await node.#http.listen({ host: config.api.host, port: config.api.port }).catch((e: unknown) => {
         throw listenError({ name: 'API', flag: '--api' }, config.api, e);
       });

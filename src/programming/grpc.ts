@@ -108,9 +108,16 @@ export class FibServer {
     return this.#address;
   }
 
-  async start(listen: Listen): Promise<void> {
+  /**
+   * Listens; with `tls`, over TLS with the mesh's certificate, and when it has a CA, only
+   * for clients presenting a certificate that CA signed (mutual TLS).
+   */
+  async start(listen: Listen, tls?: { cert: string; key: string; ca?: string }): Promise<void> {
+    const creds = tls
+      ? grpc.ServerCredentials.createSsl(tls.ca ? Buffer.from(tls.ca) : null, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], !!tls.ca)
+      : grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) => {
-      this.#server.bindAsync(formatListen(listen), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      this.#server.bindAsync(formatListen(listen), creds, (err, p) => (err ? reject(err) : resolve(p)));
     }).catch((e: Error) => {
       throw new DmscError('ERR_DMSC_LISTEN', `the FIB programming listener cannot listen on ${formatListen(listen)}: ${e.message}; choose another address with --fib-api HOST:PORT (or --fib-api off)`);
     });
