@@ -29,3 +29,7 @@ export type { AcceptorOptions, OpenOptions, SessionClose, SessionParams, Session
 export { GrantVerifier } from './session/grants.js';
 export type { TrustedAmc, VerifiedGrant } from './session/grants.js';
 export type { ResolveAnswer, ResolveTarget } from './directory/gateway.js';
+export { FibClient } from './programming/client.js';
+export type {
+  BatchResult, FibClientEntry, FibClientEvents, FibClientNextHop, FibClientOp, FibClientOptions, FibLimits, Opened, PrimaryChange, ReplaceOptions, WatchEvent, WatchNextHop,
+} from './programming/client.js';

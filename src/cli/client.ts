@@ -23,7 +23,8 @@ export function withServer(cmd: Command, server: 'node' | 'amc' = 'node'): Comma
     .option('--token-file <file>', 'file holding the admin token (or set DMSC_ADMIN_TOKEN)');
 }
 
-function adminToken(o: ClientOptions): string {
+/** The admin token: --token-file, DMSC_ADMIN_TOKEN, or the admin-token file in --data. */
+export function adminToken(o: Pick<ClientOptions, 'data' | 'tokenFile'>): string {
   const env = process.env['DMSC_ADMIN_TOKEN'];
   if (o.tokenFile === undefined && env) return env;
   const file = o.tokenFile ?? join(resolve(o.data), 'admin-token');

@@ -10,7 +10,8 @@ import { ForwardingTable } from '../fastpath/forwarding-table.js';
 import { ReferenceTable } from '../fastpath/reference-table.js';
 import { nameProblem } from '../fastpath/validate.js';
 import { formatListen, nodeConfig, readFibFile } from '../node/config.js';
-import { adminCommands, amcAdminCommands, fibShow, peerCommands, reportChecks } from './admin.js';
+import { adminCommands, amcAdminCommands, controllerCommands, fibShow, peerCommands, reportChecks } from './admin.js';
+import { fibClientCommands } from './fib.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -64,6 +65,7 @@ program
   .option('--peering <host:port>', 'peering listener (gateway-to-gateway sessions)', '127.0.0.1:7071')
   .option('--dataplane <host:port>', 'data-plane listener (requests addressed by capability)', '127.0.0.1:7080')
   .option('--fib-api <host:port|off>', 'FIB programming listener (gRPC dmsc.fib.v1.FibProgramming, for external controllers), or off', '127.0.0.1:7072')
+  .option('--fib-api-tls', "serve the FIB programming listener over the mesh config's TLS; with its CA, controllers must present a certificate it signed (mutual TLS)")
   .option('--upstream-timeout-ms <ms>', 'how long an instance may take to start answering a data-plane request before the next is tried', '30000')
   .option('--auth-fail-burst <n>', 'failed authentications one address may make in a row before it is answered 429 (API and data plane)', '20')
   .option('--auth-fail-rate <n>', 'failed authentications a second an address earns back', '5')
@@ -73,7 +75,7 @@ program
   .option('--peer <id@host:port>', 'a peer gateway to keep a session with (repeatable)', collect, [])
   .option('--upstream <id>', 'the peer (one of the peers) to ask for names with no route here')
   .option('--mesh-config <file>', 'JSON file: peers, upstream, other trust domains (keys, export policy, tag table), route limits, hold time, TLS')
-  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; taxonomy?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; fibApi: string; upstreamTimeoutMs: string; auditMaxAge: string; auditMaxEntries: string; auditPruneMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
+  .action(async (opts: { id: string; data?: string; api: string; fib?: string; domain: string; credentialTtl: string; grantTtl: string; taskRules?: string; taxonomy?: string; heartbeatMs: string; amc?: string; amcKeyFile?: string; amcPollMs: string; peering: string; dataplane: string; fibApi: string; fibApiTls?: boolean; upstreamTimeoutMs: string; auditMaxAge: string; auditMaxEntries: string; auditPruneMs: string; peer: string[]; upstream?: string; meshConfig?: string }) => {
     const config = nodeConfig({ ...opts, heartbeat: opts.heartbeatMs, upstreamTimeout: opts.upstreamTimeoutMs });
     // The servers' modules (fastify, lmdb, jose) load only for the commands that run one.
     const { DmscNode } = await import('../node/node.js');
@@ -118,9 +120,11 @@ const amc = program
 amcAdminCommands(amc);
 adminCommands(program);
 peerCommands(program);
+controllerCommands(program);
 
 const fib = program.command('fib').description('forwarding tables: offline tools, and a running node\'s FIB');
 fibShow(fib);
+fibClientCommands(fib);
 
 fib
   .command('check')

@@ -1,0 +1,237 @@
+// What FibClient sends and receives, in both shapes: the JSON-shaped ops of the `--fib`
+// file format (`{op: 'upsert', prefix, nextHops}`) to the wire's oneofs, and the wire's
+// answers (decimal-string generations, upper-case enums) back to plain TypeScript values;
+// and the gRPC status of a failed call to the DmscError it means.
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { DmscError, DmscTypeError, dmscError, type DmscErrorCode } from '../errors.js';
+import { describe } from '../fastpath/validate.js';
+import type { HealthState } from '../fastpath/types.js';
+import type { ControllerHop, ControllerOp } from './rib.js';
+import type { HopState, WatchEvent } from './watch.js';
+import { fromWire128, type Status, type WireHealth, type WireNextHop, type WireOp, type WireResult, type WireUint128 } from './proto.js';
+
+/** A next hop as a controller writes it: an AIC, `peer:<gateway>`, or a name with `endpoint`. */
+export type FibClientNextHop = ControllerHop;
+/** One op of a batch, in the `--fib` file format (plus `health`): what the node's HTTP batches take too. */
+export type FibClientOp = ControllerOp;
+
+/** The answer to one batch (or to a Replace's end). */
+export interface BatchResult {
+  readonly seq: number;
+  readonly status: Status;
+  /** The controller's table generation after the batch. */
+  readonly generation: number;
+  /** The node's FIB generation after the batch. */
+  readonly fibGeneration: number;
+  /** Every bad op of a REJECTED batch, by its index in the batch. */
+  readonly errors: readonly { readonly opIndex: number; readonly code: string; readonly message: string }[];
+  /** Why, for statuses other than VISIBLE and STAGED. */
+  readonly message: string;
+}
+
+/** What the node limits a session to, from its `opened` answer. */
+export interface FibLimits {
+  readonly maxOpsPerBatch: number;
+  readonly maxBytesPerBatch: number;
+  /** Batches that may wait for their result at once; the client queues the rest. */
+  readonly window: number;
+}
+
+/** The node's answer to `open`. */
+export interface Opened {
+  /** Whether this session is the controller's primary (only the primary's batches apply). */
+  readonly primary: boolean;
+  readonly primaryElectionId: bigint;
+  readonly controllerId: string;
+  /** The controller's table generation. */
+  readonly generation: number;
+  /** The node's FIB generation. */
+  readonly fibGeneration: number;
+  readonly limits: FibLimits;
+}
+
+/** A change of the controller's primary session, told to every open session. */
+export interface PrimaryChange {
+  readonly primary: boolean;
+  readonly primaryElectionId: bigint;
+  readonly primaryControllerId: string;
+}
+
+/** A next hop as the node's FIB holds it, in a watch event. */
+export type WatchNextHop = HopState;
+export type { WatchEvent };
+
+const STATES: Readonly<Record<HealthState, WireHealth>> = { up: 'UP', degraded: 'DEGRADED', down: 'DOWN' };
+const OP_KEYS: Readonly<Record<FibClientOp['op'], ReadonlySet<string>>> = {
+  upsert: new Set(['op', 'prefix', 'nextHops']),
+  remove: new Set(['op', 'prefix']),
+  health: new Set(['op', 'nextHopId', 'state', 'load']),
+};
+const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags', 'endpoint']);
+
+function invalid(where: string, what: string): DmscTypeError {
+  return new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: ${what}`);
+}
+
+function unknownKey(o: object, known: ReadonlySet<string>): string | undefined {
+  return Object.keys(o).find((k) => !known.has(k));
+}
+
+function wireHop(hop: unknown, where: string, at: string): WireNextHop {
+  if (typeof hop !== 'object' || hop === null || Array.isArray(hop)) throw invalid(where, `${at} must be an object, got ${describe(hop)}`);
+  const { id, weight, priority, tags, endpoint } = hop as Record<string, unknown>;
+  const extra = unknownKey(hop, HOP_KEYS);
+  if (extra !== undefined) throw invalid(where, `${at} has unknown field '${extra}'`);
+  if (typeof id !== 'string') throw invalid(where, `${at}.id must be a string, got ${describe(id)}`);
+  if (weight !== undefined && typeof weight !== 'number') throw invalid(where, `${at}.weight must be a number, got ${describe(weight)}`);
+  if (priority !== undefined && typeof priority !== 'number') throw invalid(where, `${at}.priority must be a number, got ${describe(priority)}`);
+  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string'))) throw invalid(where, `${at}.tags must be an array of strings`);
+  if (endpoint !== undefined && typeof endpoint !== 'string') throw invalid(where, `${at}.endpoint must be a string, got ${describe(endpoint)}`);
+  // Range and name checks are the node's: it names every bad op of a batch in its result.
+  return {
+    id, ...(weight !== undefined ? { weight } : {}), priority: (priority as number | undefined) ?? 0,
+    tags: (tags as string[] | undefined) ?? [], endpoint: (endpoint as string | undefined) ?? '',
+  };
+}
+
+/**
+ * The wire form of one op, after the checks only the client can make (types and unknown
+ * fields, which the wire would silently drop); `where` names the op in the error, as
+ * `ops[3]` or `line 12`.
+ * @throws ERR_DMSC_INVALID_ARGUMENT
+ */
+export function wireOp(op: unknown, where: string): WireOp {
+  if (typeof op !== 'object' || op === null || Array.isArray(op)) throw invalid(where, `an op must be an object, got ${describe(op)}`);
+  const kind = (op as { op?: unknown }).op;
+  if (kind !== 'upsert' && kind !== 'remove' && kind !== 'health') throw invalid(where, `op must be 'upsert', 'remove' or 'health', got ${describe(kind)}`);
+  const extra = unknownKey(op, OP_KEYS[kind]);
+  if (extra !== undefined) throw invalid(where, `unknown field '${extra}' in a ${kind} op`);
+  if (kind === 'health') {
+    const { nextHopId, state, load } = op as Record<string, unknown>;
+    if (typeof nextHopId !== 'string') throw invalid(where, `nextHopId must be a string, got ${describe(nextHopId)}`);
+    if (typeof state !== 'string' || !Object.hasOwn(STATES, state)) throw invalid(where, `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
+    if (load !== undefined && typeof load !== 'number') throw invalid(where, `load must be a number, got ${describe(load)}`);
+    return { health: { nextHopId, state: STATES[state as HealthState], load: (load as number | undefined) ?? 0 } };
+  }
+  const prefix = (op as { prefix?: unknown }).prefix;
+  if (typeof prefix !== 'string') throw invalid(where, `prefix must be a string, got ${describe(prefix)}`);
+  if (kind === 'remove') return { remove: { prefix } };
+  const hops = (op as { nextHops?: unknown }).nextHops;
+  if (!Array.isArray(hops)) throw invalid(where, `nextHops must be an array, got ${describe(hops)}`);
+  return { upsert: { prefix, nextHops: hops.map((h, i) => wireHop(h, where, `nextHops[${i}]`)) } };
+}
+
+/** A next hop read back from the node, in the file format: fields at their defaults left out. */
+export function fromWireHop(h: WireNextHop): FibClientNextHop {
+  return {
+    id: h.id, ...(h.weight !== undefined && h.weight !== null ? { weight: h.weight } : {}), ...(h.priority ? { priority: h.priority } : {}),
+    ...(h.tags.length > 0 ? { tags: h.tags } : {}), ...(h.endpoint ? { endpoint: h.endpoint } : {}),
+  };
+}
+
+export const toState = (s: WireHealth | string): HealthState => (s === 'DOWN' ? 'down' : s === 'DEGRADED' ? 'degraded' : 'up');
+
+export interface WireOpened {
+  primary: boolean;
+  primaryElectionId: WireUint128 | null;
+  controllerId: string;
+  generation: string;
+  fibGeneration: string;
+  limits: { maxOpsPerBatch: number; maxBytesPerBatch: number; window: number } | null;
+}
+
+export function fromWireOpened(o: WireOpened): Opened {
+  const l = o.limits;
+  return {
+    primary: o.primary, primaryElectionId: fromWire128(o.primaryElectionId), controllerId: o.controllerId,
+    generation: Number(o.generation), fibGeneration: Number(o.fibGeneration),
+    limits: { maxOpsPerBatch: l?.maxOpsPerBatch ?? 0, maxBytesPerBatch: l?.maxBytesPerBatch ?? 0, window: l?.window ?? 0 },
+  };
+}
+
+export function fromWireResult(r: WireResult): BatchResult {
+  return {
+    seq: Number(r.seq), status: r.status, generation: Number(r.generation), fibGeneration: Number(r.fibGeneration),
+    errors: r.errors.map((e) => ({ opIndex: e.opIndex, code: e.code, message: e.message })), message: r.message,
+  };
+}
+
+interface WireNextHopState {
+  id: string;
+  weight: number;
+  priority: number;
+  tags: string[];
+  state: WireHealth;
+  load: number;
+}
+
+export interface WireWatchResponse {
+  change: 'entry' | 'health' | 'endOfSnapshot';
+  entry?: { generation: string; prefix: string; removed: boolean; nextHops: WireNextHopState[] } | null;
+  health?: { nextHopId: string; state: WireHealth; load: number; generation: string } | null;
+  endOfSnapshot?: { generation: string } | null;
+}
+
+export function fromWireWatch(m: WireWatchResponse): WatchEvent {
+  if (m.change === 'entry' && m.entry) {
+    const e = m.entry;
+    return {
+      type: 'entry', generation: Number(e.generation), prefix: e.prefix, removed: e.removed,
+      nextHops: e.nextHops.map((h) => ({ id: h.id, weight: h.weight, priority: h.priority, tags: h.tags, state: toState(h.state), load: h.load })),
+    };
+  }
+  if (m.change === 'health' && m.health) {
+    const h = m.health;
+    return { type: 'health', generation: Number(h.generation), nextHopId: h.nextHopId, state: toState(h.state), load: h.load };
+  }
+  return { type: 'end_of_snapshot', generation: Number(m.endOfSnapshot?.generation ?? 0) };
+}
+
+// gRPC statuses after which a new attempt cannot succeed as it stands (a bad key, a bad
+// `open`, a server without the service); any other failure may be the network or a restart.
+const PERMANENT = new Set<number>([
+  status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.INVALID_ARGUMENT, status.FAILED_PRECONDITION,
+  status.OUT_OF_RANGE, status.NOT_FOUND, status.UNIMPLEMENTED,
+]);
+
+export function isPermanent(e: unknown): boolean {
+  const code = (e as { grpcCode?: unknown }).grpcCode;
+  return typeof code === 'number' && PERMANENT.has(code);
+}
+
+const BY_STATUS: Partial<Record<number, DmscErrorCode>> = {
+  [status.UNAUTHENTICATED]: 'ERR_DMSC_UNAUTHORIZED',
+  [status.PERMISSION_DENIED]: 'ERR_DMSC_FORBIDDEN',
+  [status.INVALID_ARGUMENT]: 'ERR_DMSC_INVALID_ARGUMENT',
+  [status.OUT_OF_RANGE]: 'ERR_DMSC_OUT_OF_RANGE',
+  [status.FAILED_PRECONDITION]: 'ERR_DMSC_CONFLICT',
+  [status.ALREADY_EXISTS]: 'ERR_DMSC_CONFLICT',
+  [status.NOT_FOUND]: 'ERR_DMSC_NOT_FOUND',
+  [status.RESOURCE_EXHAUSTED]: 'ERR_DMSC_LIMIT_EXCEEDED',
+  [status.UNIMPLEMENTED]: 'ERR_DMSC_NOT_IMPLEMENTED',
+  [status.DEADLINE_EXCEEDED]: 'ERR_DMSC_TIMEOUT',
+  [status.CANCELLED]: 'ERR_DMSC_CANCELLED',
+  [status.UNAVAILABLE]: 'ERR_DMSC_UNAVAILABLE',
+};
+
+/**
+ * The DmscError for a failed gRPC call to the node at `address`: the node's own
+ * `ERR_DMSC_*` code when its message starts with one, else one for the gRPC status. The
+ * status stays on the error as `grpcCode`.
+ */
+export function fromGrpc(e: unknown, address: string): Error {
+  if (e instanceof DmscError) return e;
+  const se = e as Partial<ServiceError>;
+  if (typeof se.code !== 'number') return new DmscError('ERR_DMSC_INTERNAL', (e as Error)?.message ?? String(e));
+  const details = se.details || (se.message ?? '');
+  const own = /^(ERR_DMSC_[A-Z_]+):?\s*(.*)$/s.exec(details);
+  const code = own ? own[1]! : BY_STATUS[se.code] ?? (se.code === status.INTERNAL || se.code === status.UNKNOWN ? 'ERR_DMSC_INTERNAL' : 'ERR_DMSC_UNAVAILABLE');
+  const said = own ? own[2]! : details;
+  const message = code === 'ERR_DMSC_UNAUTHORIZED' ? `the node at ${address} refused the key: ${said}`
+    : !own && code === 'ERR_DMSC_UNAVAILABLE' ? `cannot reach the FIB API at ${address}: ${said}`
+    : !own && code === 'ERR_DMSC_NOT_IMPLEMENTED' ? `${address} does not serve dmsc.fib.v1 (${said}); is that a dmsc node's --fib-api listener?`
+    : said;
+  const err = dmscError(code, message);
+  Object.defineProperty(err, 'grpcCode', { value: se.code, enumerable: false });
+  return err;
+}
