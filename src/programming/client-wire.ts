@@ -8,7 +8,7 @@ import { describe } from '../fastpath/validate.js';
 import type { HealthState } from '../fastpath/types.js';
 import type { ControllerHop, ControllerOp } from './rib.js';
 import type { HopState, WatchEvent } from './watch.js';
-import { fromWire128, type Status, type WireHealth, type WireNextHop, type WireOp, type WireResult, type WireUint128 } from './proto.js';
+import { fromWire128, HEALTH_OF, WIRE_HEALTH, type Status, type WireHealth, type WireNextHop, type WireOp, type WireResult, type WireUint128 } from './proto.js';
 
 /** A next hop as a controller writes it: an AIC, `peer:<gateway>`, or a name with `endpoint`. */
 export type FibClientNextHop = ControllerHop;
@@ -61,7 +61,7 @@ export interface PrimaryChange {
 export type WatchNextHop = HopState;
 export type { WatchEvent };
 
-const STATES: Readonly<Record<HealthState, WireHealth>> = { up: 'UP', degraded: 'DEGRADED', down: 'DOWN' };
+const STATES = WIRE_HEALTH;
 const OP_KEYS: Readonly<Record<FibClientOp['op'], ReadonlySet<string>>> = {
   upsert: new Set(['op', 'prefix', 'nextHops']),
   remove: new Set(['op', 'prefix']),
@@ -129,7 +129,7 @@ export function fromWireHop(h: WireNextHop): FibClientNextHop {
   };
 }
 
-export const toState = (s: WireHealth | string): HealthState => (s === 'DOWN' ? 'down' : s === 'DEGRADED' ? 'degraded' : 'up');
+export const toState = (s: WireHealth | string): HealthState => HEALTH_OF[s] ?? 'up';
 
 export interface WireOpened {
   primary: boolean;

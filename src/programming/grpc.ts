@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DmscError } from '../errors.js';
 import type { HealthState } from '../fastpath/types.js';
 import { formatListen, type Listen } from '../net/listen.js';
-import { fibService, fromWire128, toWire128, type Persistence, type WireOp } from './proto.js';
+import { fibService, fromWire128, HEALTH_OF, toWire128, WIRE_HEALTH, type Persistence, type WireOp } from './proto.js';
 import { LIMITS, type BatchOutcome, type Caller, type ModifySession, type Programming } from './programming.js';
 import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 import { WATCH_QUEUE, type WatchEvent } from './watch.js';
@@ -14,8 +14,6 @@ import { WATCH_QUEUE, type WatchEvent } from './watch.js';
 /** Entries a Get sends per message. */
 const GET_CHUNK = 1000;
 
-const STATES: Record<string, HealthState> = { UP: 'up', DEGRADED: 'degraded', DOWN: 'down' };
-const WIRE_STATES: Record<HealthState, string> = { up: 'UP', degraded: 'DEGRADED', down: 'DOWN' };
 
 /** Maps a dmsc error to the gRPC status a client library understands. */
 function grpcStatus(e: DmscError): grpc.status {
@@ -60,7 +58,7 @@ export function opsFromWire(wire: readonly WireOp[]): { ops: ControllerOp[]; bad
       ops.push({ op: 'upsert', prefix: w.upsert.prefix, nextHops: hops });
     } else if (w.op === 'remove' && w.remove) ops.push({ op: 'remove', prefix: w.remove.prefix });
     else if (w.op === 'health' && w.health) {
-      const state = STATES[w.health.state];
+      const state = HEALTH_OF[w.health.state];
       if (!state) bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `unknown health state ${String(w.health.state)}` });
       else ops.push({ op: 'health', nextHopId: w.health.nextHopId, state, load: w.health.load });
     } else {
@@ -77,9 +75,9 @@ function resultOf(seq: string, o: BatchOutcome) {
 
 function watchMessage(e: WatchEvent) {
   if (e.type === 'entry') {
-    return { entry: { generation: String(e.generation), prefix: e.prefix, removed: e.removed, nextHops: e.nextHops.map((h) => ({ ...h, state: WIRE_STATES[h.state] })) } };
+    return { entry: { generation: String(e.generation), prefix: e.prefix, removed: e.removed, nextHops: e.nextHops.map((h) => ({ ...h, state: WIRE_HEALTH[h.state] })) } };
   }
-  if (e.type === 'health') return { health: { nextHopId: e.nextHopId, state: WIRE_STATES[e.state], load: e.load, generation: String(e.generation) } };
+  if (e.type === 'health') return { health: { nextHopId: e.nextHopId, state: WIRE_HEALTH[e.state], load: e.load, generation: String(e.generation) } };
   return { endOfSnapshot: { generation: String(e.generation) } };
 }
 

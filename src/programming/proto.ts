@@ -4,6 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type { HealthState } from '../fastpath/types.js';
 import { decodeModifyRequest, encodeModifyRequest } from './codec.js';
 
 export const PROTO_PATH = fileURLToPath(new URL('../../proto/dmsc/fib/v1/fib.proto', import.meta.url));
@@ -38,6 +39,10 @@ export function fibService(): grpc.ServiceClientConstructor {
 
 export type Persistence = 'PRESERVE' | 'DELETE' | 'LEASE';
 export type WireHealth = 'UP' | 'DEGRADED' | 'DOWN';
+
+/** Health states on the wire, and back. */
+export const WIRE_HEALTH: Readonly<Record<HealthState, WireHealth>> = { up: 'UP', degraded: 'DEGRADED', down: 'DOWN' };
+export const HEALTH_OF: Readonly<Record<string, HealthState | undefined>> = { UP: 'up', DEGRADED: 'degraded', DOWN: 'down' };
 export type Status = 'VISIBLE' | 'REJECTED' | 'NOT_PRIMARY' | 'GENERATION_MISMATCH' | 'BUSY' | 'STAGED';
 
 /** uint128 as two decimal strings (what the loader gives and takes). */

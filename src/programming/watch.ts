@@ -4,16 +4,10 @@
 // no longer kept gets a snapshot of the table ended by `end_of_snapshot` instead.
 import type { Directory } from '../directory/directory.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
-import type { FibOp, HealthState } from '../fastpath/types.js';
+import type { FibEntry, FibOp, HealthState } from '../fastpath/types.js';
 
-export interface HopState {
-  readonly id: string;
-  readonly weight: number;
-  readonly priority: number;
-  readonly tags: readonly string[];
-  readonly state: HealthState;
-  readonly load: number;
-}
+/** A next hop of an entry as a watcher sees it: as `entries()` lists it, with its health. */
+export type HopState = FibEntry['nextHops'][number];
 
 export type WatchEvent =
   | { readonly type: 'entry'; readonly generation: number; readonly prefix: string; readonly removed: boolean; readonly nextHops: readonly HopState[] }
