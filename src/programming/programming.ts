@@ -71,6 +71,10 @@ export class Programming {
     return k ? { name: k.name, admin: false, scopes: k.patterns } : undefined;
   }
 
+  get fibGeneration(): number {
+    return this.#fib.generation;
+  }
+
   get sessions(): number {
     return this.#sessions.size;
   }
@@ -259,6 +263,6 @@ export class ModifySession {
   }
 
   #nowOutcome(status: Status, message: string): BatchOutcome {
-    return { status, generation: this.#owner.rib.generation(this.controller), fibGeneration: 0, errors: [], message };
+    return { status, generation: this.#owner.rib.generation(this.controller), fibGeneration: this.#owner.fibGeneration, errors: [], message };
   }
 }
