@@ -253,7 +253,10 @@ export class Directory {
     for (const l of this.#healthListeners) l({ aic, from, to, why });
   }
 
-  /** Calls `listener` with the AIC of an agent whose record was added, replaced or removed. */
+  /**
+   * Calls `listener` with the AIC of an agent whose record was added, replaced or removed,
+   * and with the id of a controller's endpoint next hop that came or went.
+   */
   onAgentChange(listener: (aic: string) => void): void {
     this.#agentListeners.push(listener);
   }
@@ -359,6 +362,8 @@ export class Directory {
         this.#endpointHops.delete(id);
         this.#endpointHealth.delete(id);
       } else this.#endpointHops.set(id, url);
+      // Whoever cached where the next hop was (the native relay) forgets it.
+      this.#agentChanged(id);
     }
   }
 
