@@ -242,6 +242,7 @@ export class DmscNode {
     await this.#invoker.close();
     this.gateway.stop();
     this.key.stop();
+    this.programming.stop();
     await this.#fibServer?.stop();
     this.#endFibStreams();
     await this.dataPlane.stop();

@@ -167,7 +167,7 @@ interface WireNextHopState {
 
 export interface WireWatchResponse {
   change: 'entry' | 'health' | 'endOfSnapshot';
-  entry?: { generation: string; prefix: string; removed: boolean; nextHops: WireNextHopState[] } | null;
+  entry?: { generation: string; prefix: string; removed: boolean; nextHops: WireNextHopState[]; last: boolean } | null;
   health?: { nextHopId: string; state: WireHealth; load: number; generation: string } | null;
   endOfSnapshot?: { generation: string } | null;
 }
@@ -176,7 +176,7 @@ export function fromWireWatch(m: WireWatchResponse): WatchEvent {
   if (m.change === 'entry' && m.entry) {
     const e = m.entry;
     return {
-      type: 'entry', generation: Number(e.generation), prefix: e.prefix, removed: e.removed,
+      type: 'entry', generation: Number(e.generation), prefix: e.prefix, removed: e.removed, last: !!e.last,
       nextHops: e.nextHops.map((h) => ({ id: h.id, weight: h.weight, priority: h.priority, tags: h.tags, state: toState(h.state), load: h.load })),
     };
   }

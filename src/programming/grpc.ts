@@ -122,8 +122,8 @@ export class FibServer {
     this.#address = { host: listen.host, port };
   }
 
+  /** Stops listening; end the sessions first (`Programming.stop`). */
   async stop(): Promise<void> {
-    this.#programming.stop();
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         this.#server.forceShutdown();
@@ -238,20 +238,30 @@ export class FibServer {
   }
 
   #watch(call: grpc.ServerWritableStream<any, any>): void {
+    let caller: Caller;
     try {
-      this.#caller(call);
+      caller = this.#caller(call);
     } catch (e) {
       call.emit('error', fail(e));
       return;
     }
-    const stop = this.#programming.history.stream(
+    let stop = () => {};
+    const untrack = this.#programming.watching(caller, (e) => {
+      stop();
+      call.emit('error', fail(e));
+    });
+    stop = this.#programming.history.stream(
       Number(call.request.sinceGeneration),
       (e) => call.write(watchMessage(e)),
       (resume) => call.once('drain', resume),
       () => call.emit('error', fail(new DmscError('ERR_DMSC_BUSY', `the watcher fell ${WATCH_QUEUE} changes behind; watch again from the last generation it saw`))),
     );
-    call.on('cancelled', stop);
-    call.on('close', stop);
+    const ended = () => {
+      stop();
+      untrack();
+    };
+    call.on('cancelled', ended);
+    call.on('close', ended);
   }
 
   #flush(call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>): void {

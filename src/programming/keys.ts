@@ -43,6 +43,7 @@ export class ControllerKeys {
     } catch (e) {
       throw new DmscTypeError((e as DmscError).code, (e as Error).message.replace(/provider/g, 'controller'));
     }
+    if (name === 'admin') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'the controller name admin is reserved for the admin token');
     if (this.#records.has(name)) throw new DmscError('ERR_DMSC_CONFLICT', `controller '${name}' exists; revoke it first to issue a new key`);
     const key = `dmsc_ck_${randomBytes(32).toString('base64url')}`;
     const record: ControllerRecord = { name, scopes: checked, keyHash: hashKey(key), createdAt: Date.now() };

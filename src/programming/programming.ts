@@ -48,6 +48,8 @@ export class Programming {
   readonly #fib: ForwardingTable;
   readonly #adminToken: Buffer;
   readonly #sessions = new Set<ModifySession>();
+  /** Open watch streams by caller name, and how to end each. */
+  readonly #watches = new Map<string, Set<(e: DmscError) => void>>();
   #primary: ModifySession | undefined;
   #opened = 0;
 
@@ -58,7 +60,9 @@ export class Programming {
     this.keys = new ControllerKeys(deps.store);
     this.history = new FibHistory(deps.directory, deps.fib);
     this.keys.onRevoke((name) => {
-      for (const s of this.#sessions) if (s.caller.name === name && !s.caller.admin) s.end(new DmscError('ERR_DMSC_UNAUTHORIZED', `the key of controller ${name} was revoked`));
+      const revoked = new DmscError('ERR_DMSC_UNAUTHORIZED', `the key of controller ${name} was revoked`);
+      for (const s of this.#sessions) if (s.caller.name === name && !s.caller.admin) s.end(revoked);
+      if (name !== 'admin') for (const end of [...(this.#watches.get(name) ?? [])]) end(revoked);
     });
   }
 
@@ -92,6 +96,9 @@ export class Programming {
     const controller = o.controllerId || caller.name;
     if (!caller.admin && controller !== caller.name) throw new DmscError('ERR_DMSC_FORBIDDEN', `this key is controller ${caller.name}'s, not ${controller}'s`);
     if (controller === 'admin' && !caller.admin) throw new DmscError('ERR_DMSC_FORBIDDEN', 'the controller id admin is reserved');
+    if (o.persistence !== 'PRESERVE' && o.persistence !== 'DELETE' && o.persistence !== 'LEASE') {
+      throw new DmscError('ERR_DMSC_INVALID_ARGUMENT', `persistence must be PRESERVE, DELETE or LEASE, got ${String(o.persistence)}`);
+    }
     if (o.persistence === 'LEASE' && !(o.leaseMs >= MIN_LEASE_MS && o.leaseMs <= MAX_LEASE_MS)) {
       throw new DmscError('ERR_DMSC_OUT_OF_RANGE', `LEASE needs lease_ms from ${MIN_LEASE_MS} to ${MAX_LEASE_MS}, got ${o.leaseMs}`);
     }
@@ -162,6 +169,23 @@ export class Programming {
   /** Ends every session (the node is stopping). */
   stop(): void {
     for (const s of this.#sessions) s.end(new DmscError('ERR_DMSC_CLOSED', 'the node is stopping'));
+    for (const end of [...this.#watches.values()].flatMap((m) => [...m])) end(new DmscError('ERR_DMSC_CLOSED', 'the node is stopping'));
+    this.rib.stop();
+  }
+
+  /**
+   * A watch stream of `caller` is open; `end` closes it (its key was revoked, the node is
+   * stopping). Returns what to call when it ends by itself.
+   */
+  watching(caller: Caller, end: (e: DmscError) => void): () => void {
+    let m = this.#watches.get(caller.name);
+    if (!m) this.#watches.set(caller.name, (m = new Set()));
+    const set = m;
+    set.add(end);
+    return () => {
+      set.delete(end);
+      if (set.size === 0 && this.#watches.get(caller.name) === set) this.#watches.delete(caller.name);
+    };
   }
 
   // The highest election id is primary; between equal ids, the newest session.
@@ -191,6 +215,7 @@ export class ModifySession {
   #tail: Promise<void> = Promise.resolve();
   #waiting = 0;
   #staged: Map<string, ControllerOp> | undefined;
+  #stagedEndpoints = new Set<string>();
   #closed = false;
 
   constructor(owner: Programming, caller: Caller, controller: string, electionId: bigint, order: number, notify: (n: PrimaryNews) => void, end: (e: DmscError) => void) {
@@ -236,6 +261,7 @@ export class ModifySession {
     const who: Programmer = { controller: this.controller, scopes: this.caller.scopes };
     if (kind === 'begin') {
       this.#staged = new Map();
+      this.#stagedEndpoints = new Set();
       return this.#now('STAGED', '');
     }
     if (b.bad.length || b.ops.length > LIMITS.maxOpsPerBatch) {
@@ -249,8 +275,10 @@ export class ModifySession {
       return this.#owner.run(who, [...staged.values()], { replace: true, ...(b.expectGeneration !== undefined ? { expectGeneration: b.expectGeneration } : {}) });
     }
     if (this.#staged) {
-      const errors = this.#owner.rib.check(who, b.ops);
+      // Health may name an endpoint next hop an earlier staged batch defined.
+      const errors = this.#owner.rib.check(who, b.ops, this.#stagedEndpoints);
       if (errors.length) return Promise.resolve({ ...this.#nowOutcome('REJECTED', `${errors.length} bad op(s); nothing was staged`), errors });
+      for (const op of b.ops) if (op.op === 'upsert') for (const h of op.nextHops) if (h.endpoint) this.#stagedEndpoints.add(h.id);
       // The last op on a prefix wins; health ops go in order after the table is replaced.
       for (const [i, op] of b.ops.entries()) this.#staged.set(op.op === 'health' ? `health ${this.#staged.size} ${i}` : op.prefix, op);
       return this.#now('STAGED', '');

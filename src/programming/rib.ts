@@ -67,6 +67,7 @@ export class ControllerRib {
   /** Endpoint URLs already parsed and found good. */
   readonly #goodUrls = new Set<string>();
   readonly #changeListeners: ((controller: string) => void)[] = [];
+  #stopped = false;
 
   constructor(deps: { directory: Directory; fib: ForwardingTable; store: Store; log: (e: Record<string, unknown>) => void }) {
     this.#directory = deps.directory;
@@ -136,15 +137,34 @@ export class ControllerRib {
     if (!c) return;
     c.sessions = Math.max(0, c.sessions - 1);
     if (c.sessions > 0) return;
-    if (c.meta.persistence === 'DELETE') this.flush(controller);
+    if (c.meta.persistence === 'DELETE') this.#flushQuietly(controller);
     else if (c.meta.persistence === 'LEASE') this.#startLease(c);
+  }
+
+  /** The node is stopping: no lease runs out on a table and store that are closing. */
+  stop(): void {
+    this.#stopped = true;
+    for (const c of this.#controllers.values()) {
+      if (c.lease) clearTimeout(c.lease);
+      c.lease = undefined;
+    }
+  }
+
+  // A flush nobody waits for (a session's end, a lease): failures are logged.
+  #flushQuietly(controller: string): void {
+    if (this.#stopped) return;
+    try {
+      this.flush(controller).done.catch((e: unknown) => this.#storeFailed(e));
+    } catch (e) {
+      this.#log({ msg: 'controller routes not flushed', controller, code: (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', reason: (e as Error).message });
+    }
   }
 
   /**
    * Checks a batch whole: every bad op gets its error, none stops the others being
-   * checked. `staged`: the prefixes a Replace in progress already announced.
+   * checked. `staged`: endpoint next hops a Replace in progress already defined.
    */
-  check(who: Programmer, ops: readonly ControllerOp[]): OpError[] {
+  check(who: Programmer, ops: readonly ControllerOp[], staged?: ReadonlySet<string>): OpError[] {
     const errors: OpError[] = [];
     const c = this.#controllers.get(who.controller);
     const batchUrls = new Map<string, string>();
@@ -173,7 +193,7 @@ export class ControllerRib {
         errors.push(bad(i, 'ERR_DMSC_INVALID_ARGUMENT', `state must be up, degraded or down`));
       } else if (op.load !== undefined && !(op.load >= 0 && op.load <= 1)) {
         errors.push(bad(i, 'ERR_DMSC_OUT_OF_RANGE', `load must be from 0 to 1, got ${op.load}`));
-      } else if (!defined.has(op.nextHopId) && !(c && this.#endpoints.get(op.nextHopId)?.users.has(c.id))) {
+      } else if (!defined.has(op.nextHopId) && !staged?.has(op.nextHopId) && !(c && this.#endpoints.get(op.nextHopId)?.users.has(c.id))) {
         errors.push(bad(i, 'ERR_DMSC_NOT_FOUND', `${JSON.stringify(op.nextHopId)} is not an endpoint next hop of controller ${who.controller}; health is set on those only`));
       }
     }
@@ -304,9 +324,10 @@ export class ControllerRib {
 
   #startLease(c: Controller): void {
     if (c.lease) clearTimeout(c.lease);
+    if (this.#stopped) return;
     c.lease = setTimeout(() => {
       c.lease = undefined;
-      if (c.sessions === 0) this.flush(c.id);
+      if (c.sessions === 0) this.#flushQuietly(c.id);
     }, c.meta.leaseMs);
     c.lease.unref();
   }

@@ -69,7 +69,7 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
   http.get<{ Querystring: { since?: number } }>('/v1/fib/watch', {
     schema: { querystring: { type: 'object', additionalProperties: false, properties: { since: { type: 'integer', minimum: 0 } } } },
   }, async (req, reply) => {
-    caller(req);
+    const who = caller(req);
     const last = Number(req.headers['last-event-id']);
     const since = req.query.since ?? (Number.isSafeInteger(last) && last >= 0 ? last : 0);
     reply.hijack();
@@ -78,18 +78,24 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write('retry: 1000\n\n');
     let stop = () => {};
+    let untrack = () => {};
     const end = () => {
       stop();
+      untrack();
       streams.delete(res);
       if (!res.destroyed) res.end();
     };
+    // A revoked key's stream ends (the client's reconnect is then refused).
+    untrack = programming.watching(who, end);
     req.raw.on('close', end);
     res.on('error', end);
     stop = programming.history.stream(since, (e) => {
       if (res.destroyed) return true;
-      // The generation is the resume point; health events move none, so they carry no id.
+      // The id is where to resume: only once a generation is whole (its last change, or
+      // the end of the snapshot); health changes move no generation.
       const { type, ...data } = e;
-      return res.write(`${type === 'health' ? '' : `id: ${e.generation}\n`}event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+      const resume = e.type === 'end_of_snapshot' || (e.type === 'entry' && e.last);
+      return res.write(`${resume ? `id: ${e.generation}\n` : ''}event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
     }, (resume) => res.once('drain', resume), end);
   });
   return () => {

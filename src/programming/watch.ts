@@ -10,7 +10,12 @@ import type { FibEntry, FibOp, HealthState } from '../fastpath/types.js';
 export type HopState = FibEntry['nextHops'][number];
 
 export type WatchEvent =
-  | { readonly type: 'entry'; readonly generation: number; readonly prefix: string; readonly removed: boolean; readonly nextHops: readonly HopState[] }
+  /**
+   * `last`: the last change of its generation. A watcher that has it may resume from that
+   * generation; one cut off before it resumes from the generation before (snapshot
+   * entries have none: a watcher resumes only after end_of_snapshot).
+   */
+  | { readonly type: 'entry'; readonly generation: number; readonly prefix: string; readonly removed: boolean; readonly nextHops: readonly HopState[]; readonly last: boolean }
   | { readonly type: 'health'; readonly generation: number; readonly nextHopId: string; readonly state: HealthState; readonly load: number }
   | { readonly type: 'end_of_snapshot'; readonly generation: number };
 
@@ -46,7 +51,7 @@ export class FibHistory {
         this.#kept -= gone.ops.length;
         this.#floor = gone.generation;
       }
-      for (const w of this.#watchers) for (const op of ops) w.push(this.#entry(op, generation));
+      for (const w of this.#watchers) for (let i = 0; i < ops.length; i++) w.push(this.#entry(ops[i]!, generation, i === ops.length - 1));
     });
     directory.onNextHopHealth((id, state, load) => {
       const e: WatchEvent = { type: 'health', generation: this.#fib.generation, nextHopId: id, state, load };
@@ -123,11 +128,11 @@ export class FibHistory {
     const current = this.#fib.generation;
     if (since > 0 && since >= this.#floor && since <= current) {
       const batches = this.#batches.filter((b) => b.generation > since && b.generation <= current);
-      for (const b of batches) for (const op of b.ops) yield this.#entry(op, b.generation);
+      for (const b of batches) for (let i = 0; i < b.ops.length; i++) yield this.#entry(b.ops[i]!, b.generation, i === b.ops.length - 1);
       return;
     }
     const entries = this.#fib.entries();
-    for (const e of entries) yield { type: 'entry', generation: current, prefix: e.prefix, removed: false, nextHops: e.nextHops };
+    for (const e of entries) yield { type: 'entry', generation: current, prefix: e.prefix, removed: false, nextHops: e.nextHops, last: false };
     yield { type: 'end_of_snapshot', generation: current };
   }
 
@@ -135,11 +140,11 @@ export class FibHistory {
     return this.#watchers.size;
   }
 
-  #entry(op: FibOp, generation: number): WatchEvent {
-    if (op.op === 'remove') return { type: 'entry', generation, prefix: op.prefix, removed: true, nextHops: [] };
+  #entry(op: FibOp, generation: number, last: boolean): WatchEvent {
+    if (op.op === 'remove') return { type: 'entry', generation, prefix: op.prefix, removed: true, nextHops: [], last };
     const d = this.#directory;
     return {
-      type: 'entry', generation, prefix: op.prefix, removed: false,
+      type: 'entry', generation, prefix: op.prefix, removed: false, last,
       nextHops: op.nextHops.map((h) => ({ id: h.id, weight: h.weight ?? 100, priority: h.priority ?? 0, tags: [...(h.tags ?? [])].sort(), ...d.healthOf(h.id) })),
     };
   }
