@@ -24,8 +24,12 @@ export interface Watcher {
   push(e: WatchEvent): void;
 }
 
-/** Live events a watcher may have waiting before it is ended (it resumes from its last generation). */
-export const WATCH_QUEUE = 1 << 20;
+/**
+ * Live events a watcher may have waiting before it is ended; it resumes from its last
+ * generation, which the history (twice as long) still holds. Counted in events, so a
+ * watcher that stops reading holds at most this many entries of up to 64 next hops.
+ */
+export const WATCH_QUEUE = 1 << 17;
 
 /** Entry changes kept for resuming watchers. */
 const HISTORY_OPS = 262_144;
