@@ -12,7 +12,8 @@ const MAX_DEPTH_BYTES = 1 << 30;
 
 class Reader {
   pos: number;
-  readonly end: number;
+  /** The end of the message being read: no field of it may run past. */
+  end: number;
   constructor(readonly buf: Buffer, start = 0, end = buf.length) {
     this.pos = start;
     this.end = end;
@@ -43,6 +44,19 @@ class Reader {
       shift += 7n;
     }
     return (v & 0xffffffffffffffffn).toString();
+  }
+
+  /** Enters a nested message; returns the enclosing end, for `leave`. */
+  enter(): number {
+    const inner = this.bytesEnd();
+    const outer = this.end;
+    this.end = inner;
+    return outer;
+  }
+
+  leave(outer: number): void {
+    if (this.pos !== this.end) throw new Error('a nested message ends inside a field');
+    this.end = outer;
   }
 
   bytesEnd(): number {
@@ -78,12 +92,13 @@ class Reader {
   }
 }
 
-// Each message reader takes the reader positioned at the message and its end.
+// Each message reader takes the reader positioned at the message, its end set to the
+// message's: a length inside can never reach past it.
 type Msg = Record<string, unknown>;
 
-function uint128(r: Reader, end: number): { high: string; low: string } {
+function uint128(r: Reader): { high: string; low: string } {
   const out = { high: '0', low: '0' };
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 8) out.high = r.varint64();
     else if (tag === 16) out.low = r.varint64();
@@ -92,9 +107,9 @@ function uint128(r: Reader, end: number): { high: string; low: string } {
   return out;
 }
 
-function nextHop(r: Reader, end: number): Msg {
+function nextHop(r: Reader): Msg {
   const h: Msg = { tags: [] as string[], id: '', priority: 0, endpoint: '' };
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     switch (tag) {
       case 10: h['id'] = r.string(); break;
@@ -111,9 +126,9 @@ function nextHop(r: Reader, end: number): Msg {
   return h;
 }
 
-function prefixOnly(r: Reader, end: number): Msg {
+function prefixOnly(r: Reader): Msg {
   const m: Msg = { prefix: '' };
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 10) m['prefix'] = r.string();
     else r.skip(tag & 7);
@@ -121,24 +136,24 @@ function prefixOnly(r: Reader, end: number): Msg {
   return m;
 }
 
-function upsert(r: Reader, end: number): Msg {
+function upsert(r: Reader): Msg {
   const hops: Msg[] = [];
   const m: Msg = { nextHops: hops, prefix: '' };
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 10) m['prefix'] = r.string();
     else if (tag === 18) {
-      const e = r.bytesEnd();
-      hops.push(nextHop(r, e));
-      r.pos = e;
+      const outer = r.enter();
+      hops.push(nextHop(r));
+      r.leave(outer);
     } else r.skip(tag & 7);
   }
   return m;
 }
 
-function health(r: Reader, end: number): Msg {
+function health(r: Reader): Msg {
   const m: Msg = { nextHopId: '', state: 'UP', load: 0 };
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 10) m['nextHopId'] = r.string();
     else if (tag === 16) {
@@ -150,58 +165,58 @@ function health(r: Reader, end: number): Msg {
   return m;
 }
 
-function op(r: Reader, end: number): Msg {
+function op(r: Reader): Msg {
   const m: Msg = {};
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     const field = tag >>> 3;
     if ((tag & 7) === 2 && field >= 1 && field <= 3) {
-      const e = r.bytesEnd();
+      const outer = r.enter();
       const kind = field === 1 ? 'upsert' : field === 2 ? 'remove' : 'health';
       // A oneof keeps the last member set.
       delete m['upsert'];
       delete m['remove'];
       delete m['health'];
-      m[kind] = field === 1 ? upsert(r, e) : field === 2 ? prefixOnly(r, e) : health(r, e);
+      m[kind] = field === 1 ? upsert(r) : field === 2 ? prefixOnly(r) : health(r);
       m['op'] = kind;
-      r.pos = e;
+      r.leave(outer);
     } else r.skip(tag & 7);
   }
   return m;
 }
 
 // Batch, ReplaceBegin and ReplaceEnd share seq (1), election_id (2), expect_generation (3).
-function batchLike(r: Reader, end: number, withOps: boolean): Msg {
+function batchLike(r: Reader, withOps: boolean): Msg {
   const ops: Msg[] = [];
   const m: Msg = withOps ? { ops, seq: '0', electionId: null } : { seq: '0', electionId: null };
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 8) m['seq'] = r.varint64();
     else if (tag === 18) {
-      const e = r.bytesEnd();
-      m['electionId'] = uint128(r, e);
-      r.pos = e;
+      const outer = r.enter();
+      m['electionId'] = uint128(r);
+      r.leave(outer);
     } else if (tag === 24) {
       m['expectGeneration'] = r.varint64();
       m['_expectGeneration'] = 'expectGeneration';
     } else if (tag === 34 && withOps) {
-      const e = r.bytesEnd();
-      ops.push(op(r, e));
-      r.pos = e;
+      const outer = r.enter();
+      ops.push(op(r));
+      r.leave(outer);
     } else r.skip(tag & 7);
   }
   return m;
 }
 
-function open(r: Reader, end: number): Msg {
+function open(r: Reader): Msg {
   const m: Msg = { controllerId: '', electionId: null, persistence: 'PRESERVE', leaseMs: '0' };
-  while (r.pos < end) {
+  while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 10) m['controllerId'] = r.string();
     else if (tag === 18) {
-      const e = r.bytesEnd();
-      m['electionId'] = uint128(r, e);
-      r.pos = e;
+      const outer = r.enter();
+      m['electionId'] = uint128(r);
+      r.leave(outer);
     } else if (tag === 24) {
       const v = r.varint();
       m['persistence'] = PERSISTENCE[v] ?? v;
@@ -221,12 +236,12 @@ export function decodeModifyRequest(buf: Buffer): Msg {
     const tag = r.varint();
     const field = tag >>> 3;
     if ((tag & 7) === 2 && field >= 1 && field <= 4) {
-      const e = r.bytesEnd();
+      const outer = r.enter();
       for (const k of KINDS) if (k) delete m[k];
       const kind = KINDS[field]!;
-      m[kind] = field === 1 ? open(r, e) : batchLike(r, e, field === 2);
+      m[kind] = field === 1 ? open(r) : batchLike(r, field === 2);
       m['request'] = kind;
-      r.pos = e;
+      r.leave(outer);
     } else r.skip(tag & 7);
   }
   return m;
