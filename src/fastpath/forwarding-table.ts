@@ -316,6 +316,18 @@ export class ForwardingTable {
     if (this.#readOnly) throw new DmscTypeError('ERR_DMSC_READ_ONLY', 'an attached view is read-only');
   }
 
+  /** Distinct tags the table holds (at most 64; a tag once added stays). */
+  get tagCount(): number {
+    this.#live();
+    return this.#native.tagCount();
+  }
+
+  /** Whether the table already holds `tag`. */
+  hasTag(tag: string): boolean {
+    this.#live();
+    return this.#tagBit(tag) >= 0;
+  }
+
   #tagBit(tag: string): number {
     let bit = this.#tagBits.get(tag);
     if (bit === undefined) {

@@ -13,6 +13,8 @@ import { WATCH_QUEUE, type WatchEvent } from './watch.js';
 
 /** Entries a Get sends per message. */
 const GET_CHUNK = 1000;
+/** About the bytes a Get message holds at most. */
+const GET_BYTES = 1 << 20;
 
 
 /** Maps a dmsc error to the gRPC status a client library understands. */
@@ -21,7 +23,7 @@ function grpcStatus(e: DmscError): grpc.status {
     case 'ERR_DMSC_UNAUTHORIZED': return grpc.status.UNAUTHENTICATED;
     case 'ERR_DMSC_FORBIDDEN': return grpc.status.PERMISSION_DENIED;
     case 'ERR_DMSC_BUSY': case 'ERR_DMSC_LIMIT_EXCEEDED': return grpc.status.RESOURCE_EXHAUSTED;
-    case 'ERR_DMSC_NOT_PRIMARY': return grpc.status.FAILED_PRECONDITION;
+    case 'ERR_DMSC_NOT_PRIMARY': case 'ERR_DMSC_CONFLICT': return grpc.status.FAILED_PRECONDITION;
     case 'ERR_DMSC_CLOSED': return grpc.status.UNAVAILABLE;
     case 'ERR_DMSC_NOT_FOUND': return grpc.status.NOT_FOUND;
     case 'ERR_DMSC_INTERNAL': return grpc.status.INTERNAL;
@@ -159,12 +161,18 @@ export class FibServer {
       if (e) call.emit('error', fail(e));
       else call.end();
     };
-    // The client not reading: stop reading its batches until it does.
+    // The client not reading its results, or the window full: its batches wait unread.
+    let blocked = false;
+    let full = false;
     const send = (msg: unknown) => {
       if (ended) return;
-      if (!call.write(msg) && !call.isPaused()) {
+      if (!call.write(msg) && !blocked) {
+        blocked = true;
         call.pause();
-        call.once('drain', () => call.resume());
+        call.once('drain', () => {
+          blocked = false;
+          if (!full) call.resume();
+        });
       }
     };
     call.on('data', (req: any) => {
@@ -182,7 +190,14 @@ export class FibServer {
           return;
         }
         const s = session;
-        const reply = (seq: string, o: BatchOutcome) => send(resultOf(seq, o));
+        const reply = (seq: string, o: BatchOutcome) => {
+          send(resultOf(seq, o));
+          // A result went out: room in the window again.
+          if (full && s.waiting < LIMITS.window) {
+            full = false;
+            if (!blocked) call.resume();
+          }
+        };
         if (req.request === 'batch') {
           const b = req.batch;
           const { ops, bad } = opsFromWire(b.ops);
@@ -193,6 +208,12 @@ export class FibServer {
           const e = req.replaceEnd;
           s.submit('end', { seq: e.seq, electionId: fromWire128(e.electionId), ...(e._expectGeneration ? { expectGeneration: Number(e.expectGeneration) } : {}), ops: [], bad: [] }, reply);
         } else throw new DmscError('ERR_DMSC_INVALID_ARGUMENT', 'open was already sent; send batch, replace_begin or replace_end');
+        // The window is full: read no more batches until a result goes out, so a client
+        // that sends ahead is slowed by flow control instead of answered BUSY.
+        if (s.waiting >= LIMITS.window && !full) {
+          full = true;
+          call.pause();
+        }
       } catch (e) {
         finish(e);
       }
@@ -222,8 +243,16 @@ export class FibServer {
     call.on('cancelled', () => (cancelled = true));
     const pump = () => {
       while (!cancelled && i < entries.length) {
-        const chunk = entries.slice(i, i + GET_CHUNK);
-        i += chunk.length;
+        // Chunks of GET_CHUNK entries, or fewer that stay well under a client's 4 MiB
+        // default message limit (entries of 64 next hops with long URLs are large).
+        const start = i;
+        let bytes = 0;
+        while (i < entries.length && i - start < GET_CHUNK && bytes < GET_BYTES) {
+          const e = entries[i++]!;
+          bytes += e.prefix.length + 16;
+          for (const h of e.nextHops) bytes += h.id.length + (h.endpoint?.length ?? 0) + 24 + (h.tags ?? []).reduce((n, t) => n + t.length + 2, 0);
+        }
+        const chunk = entries.slice(start, i);
         if (!call.write({ generation, entries: chunk, end: i >= entries.length })) {
           call.once('drain', pump);
           return;

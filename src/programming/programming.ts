@@ -102,6 +102,12 @@ export class Programming {
     if (o.persistence === 'LEASE' && !(o.leaseMs >= MIN_LEASE_MS && o.leaseMs <= MAX_LEASE_MS)) {
       throw new DmscError('ERR_DMSC_OUT_OF_RANGE', `LEASE needs lease_ms from ${MIN_LEASE_MS} to ${MAX_LEASE_MS}, got ${o.leaseMs}`);
     }
+    // One persistence a controller: a standby session must not turn the primary's
+    // PRESERVE routes into DELETE ones (or drop them from the store).
+    const current = this.rib.openPersistence(controller);
+    if (current && (current.persistence !== o.persistence || (o.persistence === 'LEASE' && current.leaseMs !== o.leaseMs))) {
+      throw new DmscError('ERR_DMSC_CONFLICT', `controller ${controller} has sessions open with persistence ${current.persistence}${current.persistence === 'LEASE' ? ` (lease ${current.leaseMs} ms)` : ''}; open with the same`);
+    }
     if (this.#sessions.size >= MAX_SESSIONS) throw new DmscError('ERR_DMSC_BUSY', `${MAX_SESSIONS} Modify sessions are open; try later`);
     const s = new ModifySession(this, caller, controller, o.electionId, ++this.#opened, notify, end);
     this.#sessions.add(s);
@@ -244,8 +250,10 @@ export class ModifySession {
       this.#waiting--;
       if (!this.#closed) reply(b.seq, o);
     }, (e: unknown) => {
+      // Applied but not stored (the store failed): no status says that truly, so the
+      // session ends and the controller resyncs.
       this.#waiting--;
-      if (!this.#closed) reply(b.seq, { ...this.#nowOutcome('BUSY', `not applied: ${(e as Error).message}`) });
+      if (!this.#closed) this.end(new DmscError('ERR_DMSC_INTERNAL', `batch ${b.seq} was applied but could not be stored (${(e as Error).message}); reconnect and resync with a Replace`));
     });
   }
 

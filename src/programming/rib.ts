@@ -8,7 +8,7 @@ import type { Directory } from '../directory/directory.js';
 import { peerOf } from '../directory/directory.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { HealthState, NextHop } from '../fastpath/types.js';
-import { checkId, MAX_NEXT_HOPS, MAX_PRIORITY, MAX_WEIGHT, nameProblem, tagProblem } from '../fastpath/validate.js';
+import { checkId, MAX_NEXT_HOPS, MAX_TAGS, MAX_PRIORITY, MAX_WEIGHT, nameProblem, tagProblem } from '../fastpath/validate.js';
 import { parseEndpoint } from '../dataplane/endpoint.js';
 import { aicProblem } from '../identity/aic.js';
 import type { Store } from '../store/store.js';
@@ -53,6 +53,9 @@ interface Controller {
 }
 
 
+/** Tags of the table controllers cannot take: room for the policy's. */
+export const TAGS_KEPT_FOR_POLICY = 16;
+
 const bad = (opIndex: number, code: DmscErrorCode, message: string): OpError => ({ opIndex, code, message });
 
 export class ControllerRib {
@@ -91,7 +94,19 @@ export class ControllerRib {
     }
     const prefixes = [...changes.keys()];
     this.#directory.setEndpoints(new Map([...this.#endpoints].map(([id, e]) => [id, e.url])));
-    if (prefixes.length) this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p)));
+    try {
+      if (prefixes.length) this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p)));
+    } catch {
+      // Something the table cannot hold now (a --fib file that grew, say): program what it
+      // can, entry by entry, and say what it left out rather than fail to start.
+      for (const p of prefixes) {
+        try {
+          this.#directory.setControlled([p], [this.#union(p)]);
+        } catch (e) {
+          this.#log({ msg: 'controller route not programmed', prefix: p, code: (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', reason: (e as Error).message });
+        }
+      }
+    }
     for (const c of this.#controllers.values()) if (c.meta.persistence === 'LEASE') this.#startLease(c);
     if (changes.size) this.#log({ msg: 'controller routes loaded', entries: changes.size, controllers: this.#controllers.size });
   }
@@ -116,6 +131,12 @@ export class ControllerRib {
   }
 
   /** A Modify session of `controller` opened with this persistence. */
+  /** The persistence of the controller's open sessions, or undefined when none is open. */
+  openPersistence(controller: string): { persistence: Persistence; leaseMs: number } | undefined {
+    const c = this.#controllers.get(controller);
+    return c && c.sessions > 0 ? { persistence: c.meta.persistence, leaseMs: c.meta.leaseMs } : undefined;
+  }
+
   sessionOpened(controller: string, persistence: Persistence, leaseMs: number): void {
     const c = this.#controller(controller);
     c.sessions++;
@@ -169,6 +190,7 @@ export class ControllerRib {
     const c = this.#controllers.get(who.controller);
     const batchUrls = new Map<string, string>();
     const defined = new Set<string>();
+    const newTags = new Set<string>();
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       if (op.op === 'health') continue;
@@ -182,7 +204,7 @@ export class ControllerRib {
         continue;
       }
       if (op.op === 'remove') continue;
-      const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, batchUrls);
+      const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, batchUrls) ?? this.#checkTags(i, op.nextHops, newTags);
       if (e) errors.push(e);
       else for (const h of op.nextHops) if (h.endpoint) defined.add(h.id);
     }
@@ -221,8 +243,23 @@ export class ControllerRib {
         const p = tagProblem(t, `${at}.tags`);
         if (p) return bad(i, p.code, p.message);
       }
-      const e = h.endpoint ? this.#checkEndpoint(h.id, h.endpoint, batchUrls) : this.#checkReference(h.id);
+      const e = h.endpoint ? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : this.#checkReference(h.id);
       if (e) return bad(i, e.code, `${at}: ${e.message}`);
+    }
+    return null;
+  }
+
+  // The table's 64 tags are added for good: controllers may bring new ones only while
+  // room is left for the policy's.
+  #checkTags(i: number, hops: readonly ControllerHop[], newTags: Set<string>): OpError | null {
+    for (const h of hops) {
+      for (const t of h.tags ?? []) {
+        if (newTags.has(t) || this.#fib.hasTag(t)) continue;
+        newTags.add(t);
+        if (this.#fib.tagCount + newTags.size > MAX_TAGS - TAGS_KEPT_FOR_POLICY) {
+          return bad(i, 'ERR_DMSC_LIMIT_EXCEEDED', `tag ${JSON.stringify(t)} is new to the table, which has ${this.#fib.tagCount} of its ${MAX_TAGS} tags and keeps the last ${TAGS_KEPT_FOR_POLICY} for the policy; use a tag it has`);
+        }
+      }
     }
     return null;
   }
@@ -234,7 +271,7 @@ export class ControllerRib {
     return { code: 'ERR_DMSC_INVALID_ARGUMENT', message: `${JSON.stringify(id)} is neither an AIC nor peer:<gateway>; a plain service needs an endpoint URL` };
   }
 
-  #checkEndpoint(id: string, url: string, batchUrls: Map<string, string>): { code: DmscErrorCode; message: string } | null {
+  #checkEndpoint(controller: string, id: string, url: string, batchUrls: Map<string, string>): { code: DmscErrorCode; message: string } | null {
     if (peerOf(id) !== undefined || aicProblem(id) === null) return { code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an endpoint next hop needs an id of its own, not an AIC or peer:<gateway> (${JSON.stringify(id)})` };
     if (!this.#goodUrls.has(url)) {
       const e = parseEndpoint(url);
@@ -242,8 +279,12 @@ export class ControllerRib {
       if (this.#goodUrls.size > 100_000) this.#goodUrls.clear();
       this.#goodUrls.add(url);
     }
-    const known = batchUrls.get(id) ?? this.#endpoints.get(id)?.url;
-    if (known !== undefined && known !== url) return { code: 'ERR_DMSC_CONFLICT', message: `next hop ${JSON.stringify(id)} is ${known}; give ${url} another id` };
+    // An endpoint id is its first controller's: another can neither point it elsewhere nor
+    // set its health (nor learn where it is).
+    const held = this.#endpoints.get(id);
+    if (held && !held.users.has(controller)) return { code: 'ERR_DMSC_CONFLICT', message: `next hop ${JSON.stringify(id)} is another controller's; give yours another id` };
+    const known = batchUrls.get(id) ?? held?.url;
+    if (known !== undefined && known !== url) return { code: 'ERR_DMSC_CONFLICT', message: `next hop ${JSON.stringify(id)} is ${known}; give ${url} another id (or remove it first)` };
     batchUrls.set(id, url);
     return null;
   }

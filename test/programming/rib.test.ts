@@ -218,24 +218,22 @@ describe('per-op checks', () => {
     expect(w.directory.endpointOf('svc-1')).toBeUndefined();
 
     expect((await apply(w, 'a', [upsert('/svc/one', [{ id: 'svc-1', endpoint: 'http://127.0.0.1:9/one' }])])).status).toBe('VISIBLE');
-    // Another batch, or another controller, giving svc-1 another URL is a conflict; the same URL is sharing it.
+    // Another batch giving svc-1 another URL is a conflict; another controller may not use
+    // a's id at all (nor learn its URL from the refusal).
     const again = w.programming.rib.apply(as('a'), [upsert('/svc/two', [{ id: 'svc-1', endpoint: 'http://127.0.0.1:9/two' }])]);
     expect(again.status === 'REJECTED' && again.errors[0]).toMatchObject({ opIndex: 0, code: 'ERR_DMSC_CONFLICT' });
-    const other = w.programming.rib.apply(as('b'), [upsert('/svc/two', [{ id: 'svc-1', endpoint: 'http://127.0.0.1:9/two' }])]);
+    const other = w.programming.rib.apply(as('b'), [upsert('/svc/two', [{ id: 'svc-1', endpoint: 'http://127.0.0.1:9/one' }])]);
     expect(other.status === 'REJECTED' && other.errors[0]).toMatchObject({ opIndex: 0, code: 'ERR_DMSC_CONFLICT' });
-    expect((await apply(w, 'b', [upsert('/svc/two', [{ id: 'svc-1', endpoint: 'http://127.0.0.1:9/one' }])])).status).toBe('VISIBLE');
-    expect([...w.programming.rib.entries('b')]).toEqual([{ prefix: '/svc/two', nextHops: [expect.objectContaining({ id: 'svc-1', endpoint: 'http://127.0.0.1:9/one' })] }]);
+    expect(other.status === 'REJECTED' && other.errors[0]!.message).not.toContain('127.0.0.1');
 
     // Health is set on one's own endpoint next hops only.
-    const h = w.programming.rib.apply(as('c'), [{ op: 'health', nextHopId: 'svc-1', state: 'down' }]);
+    const h = w.programming.rib.apply(as('b'), [{ op: 'health', nextHopId: 'svc-1', state: 'down' }]);
     expect(h.status === 'REJECTED' && h.errors[0]).toMatchObject({ opIndex: 0, code: 'ERR_DMSC_NOT_FOUND' });
     expect((await apply(w, 'a', [{ op: 'health', nextHopId: 'svc-1', state: 'degraded', load: 0.5 }])).status).toBe('VISIBLE');
     expect(w.fib.entries().find((e) => e.prefix === '/svc/one')!.nextHops[0]).toMatchObject({ id: 'svc-1', state: 'degraded', load: 0.5 });
 
-    // Once no entry uses svc-1, the id is free for another URL.
+    // Once no entry uses svc-1, the id is free, for another URL or another controller.
     await apply(w, 'a', [remove('/svc/one')]);
-    expect(w.directory.endpointOf('svc-1')).toBe('http://127.0.0.1:9/one');
-    await apply(w, 'b', [remove('/svc/two')]);
     expect(w.directory.endpointOf('svc-1')).toBeUndefined();
     expect((await apply(w, 'b', [upsert('/svc/two', [{ id: 'svc-1', endpoint: 'http://127.0.0.1:9/two' }])])).status).toBe('VISIBLE');
     expect(w.directory.endpointOf('svc-1')).toBe('http://127.0.0.1:9/two');
@@ -243,15 +241,17 @@ describe('per-op checks', () => {
     expect(w.fib.entries().find((e) => e.prefix === '/svc/two')!.nextHops[0]).toMatchObject({ id: 'svc-1', state: 'up', load: 0 });
   });
 
-  it('applies nothing of a batch the forwarding table itself refuses', async () => {
+  it('applies nothing of a batch that would take the tags the table keeps for the policy', async () => {
     const w = await world();
     await apply(w, 'a', [upsert('/t/keep', [{ id: 'peer:k', tags: ['t-keep'] }])]);
     const before = { fib: w.fib.generation, entries: w.fib.entries(), generation: w.programming.rib.generation('a') };
-    // 70 distinct tags: each op is fine alone, the table holds at most 64.
+    // 70 distinct tags: each op is fine alone; controllers may bring the table to 48.
     const ops = Array.from({ length: 70 }, (_, i) => upsert(`/t/${i}`, [{ id: `svc-${i}`, endpoint: `http://127.0.0.1:9/${i}`, tags: [`tag-${i}`] }]));
     const r = w.programming.rib.apply(as('a'), [...ops, remove('/t/keep')]);
     expect(r.status).toBe('REJECTED');
     expect(r.status === 'REJECTED' && r.errors[0]!.code).toBe('ERR_DMSC_LIMIT_EXCEEDED');
+    // The table holds t-keep: the ops bringing its 48th tag and on are named (16 stay free).
+    expect(r.status === 'REJECTED' && r.errors.map((e) => e.opIndex)).toEqual(Array.from({ length: 23 }, (_, i) => 47 + i));
     expect(w.fib.generation).toBe(before.fib);
     expect(w.fib.entries()).toEqual(before.entries);
     expect(w.programming.rib.generation('a')).toBe(before.generation);
@@ -338,6 +338,19 @@ describe('per-op checks', () => {
       expect(() => open(w, admin(w), { controllerId: 'odd', persistence: persistence as unknown as Persistence })).toThrow(expect.objectContaining({ code: expect.stringMatching(/^ERR_DMSC_(INVALID_ARGUMENT|OUT_OF_RANGE)$/) }));
     }
     expect(w.programming.sessions).toBe(0);
+  });
+
+  it("refuses a second session of a controller that would change its persistence, so a standby cannot drop the primary's routes", async () => {
+    const w = await world();
+    const primary = open(w, admin(w), { controllerId: 'te', persistence: 'PRESERVE', electionId: 2n });
+    expect(() => open(w, admin(w), { controllerId: 'te', persistence: 'DELETE', electionId: 1n })).toThrow(expect.objectContaining({ code: 'ERR_DMSC_CONFLICT' }));
+    expect(() => open(w, admin(w), { controllerId: 'te', persistence: 'LEASE', leaseMs: 5000, electionId: 1n })).toThrow(expect.objectContaining({ code: 'ERR_DMSC_CONFLICT' }));
+    const standby = open(w, admin(w), { controllerId: 'te', persistence: 'PRESERVE', electionId: 1n });
+    expect(w.programming.sessions).toBe(2);
+    standby.s.close();
+    primary.s.close();
+    // With none open, the next session may choose again.
+    open(w, admin(w), { controllerId: 'te', persistence: 'DELETE', electionId: 1n }).s.close();
   });
 });
 
