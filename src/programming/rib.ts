@@ -88,7 +88,7 @@ export class ControllerRib {
       c.meta = kept.meta;
       for (const [prefix, hops] of kept.entries) {
         for (const h of hops) if (h.endpoint !== undefined) this.#use(c.id, h.id, h.endpoint, 1);
-        c.entries.set(prefix, hops.map(plainHop));
+        c.entries.set(prefix, plainHops(hops));
         changes.set(prefix, null);
       }
     }
@@ -317,7 +317,7 @@ export class ControllerRib {
       }
       prefixes.push(prefix);
       before.push(old);
-      if (hops) c.entries.set(prefix, hops.map(plainHop));
+      if (hops) c.entries.set(prefix, plainHops(hops));
       else c.entries.delete(prefix);
     }
     let fibGeneration: number;
@@ -452,6 +452,12 @@ export class ControllerRib {
 
 /** Every prefix: what a flush (or the admin) may touch. */
 const ALL = { matches: () => true };
+
+/** The FIB's next hops of a controller's: without endpoints (the same array when none has one). */
+function plainHops(hops: readonly ControllerHop[]): readonly NextHop[] {
+  for (const h of hops) if (h.endpoint !== undefined) return hops.map(plainHop);
+  return hops;
+}
 
 function plainHop(h: ControllerHop): NextHop {
   if (h.endpoint === undefined) return h;
