@@ -70,6 +70,18 @@ void StagingDeleter::operator()(Staging* s) const { delete s; }
 
 namespace {
 
+// Room for `n` elements, grown by half at least: std::vector::reserve and
+// unordered_map::reserve take the exact size asked, so reserving "what this batch adds"
+// would move the whole container on every batch (quadratic over a bulk load).
+template <class Vec>
+void reserve_for(Vec& v, size_t n) {
+  if (n > v.capacity()) v.reserve(std::max(n, v.capacity() + v.capacity() / 2));
+}
+template <class Map>
+void reserve_map_for(Map& m, size_t n) {
+  if (static_cast<float>(n) > static_cast<float>(m.bucket_count()) * m.max_load_factor()) m.reserve(std::max(n, m.size() + m.size() / 2));
+}
+
 std::string where(size_t op) { return "ops[" + std::to_string(op) + "]"; }
 std::string where(size_t op, size_t hop) {
   return where(op) + ".nextHops[" + std::to_string(hop) + "]";
@@ -348,17 +360,17 @@ Status BatchApplier::run(bool* changed) {
   try {
     released.reserve(old_hops);
     if (!t_.nhs_.reserve(static_cast<uint32_t>(new_ids.size()))) return undo();
-    t_.nhs_.by_id.reserve(t_.nhs_.by_id.size() + new_ids.size());
+    reserve_map_for(t_.nhs_.by_id, t_.nhs_.by_id.size() + new_ids.size());
     std::unordered_map<std::string_view, uint32_t> fresh;
     for (size_t k = 0; k < new_ids.size(); ++k)
       fresh.emplace(blobs[new_tags.size() + k]->view(), 0);
     for (size_t k = 0; k < new_ids.size(); ++k)  // in new_ids order, for the commit below
       id_nodes.push_back(fresh.extract(blobs[new_tags.size() + k]->view()));
-    t_.nh_base_.reserve(t_.nhs_.high_water() + new_ids.size());
-    t_.key_base_.reserve(t_.next_key_ + upserts);
+    reserve_for(t_.nh_base_, t_.nhs_.high_water() + new_ids.size());
+    reserve_for(t_.key_base_, t_.next_key_ + upserts);
     // Superseded heads, plus the tombstoned keys a grow() drops, plus the old array.
     const uint64_t tombstoned = cur->used - t_.live_keys_.load(std::memory_order_relaxed);
-    t_.retired_.reserve(t_.retired_.size() + work.size() + tombstoned + 2);
+    reserve_for(t_.retired_, t_.retired_.size() + work.size() + tombstoned + 2);
   } catch (const std::bad_alloc&) {
     return undo();
   }
