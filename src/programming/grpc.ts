@@ -2,6 +2,7 @@
 // listener (`--fib-api`). Every call is authenticated first; messages are turned into
 // the transport-free calls of `Programming`, and a client that stops reading is slowed
 // down by HTTP/2 flow control instead of growing the node's memory.
+import type { Http2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { DmscError } from '../errors.js';
 import type { HealthState } from '../fastpath/types.js';
@@ -13,6 +14,8 @@ import { WATCH_QUEUE, type WatchEvent } from './watch.js';
 
 /** Entries a Get sends per message. */
 const GET_CHUNK = 1000;
+/** What a controller may send ahead before the node's HTTP/2 flow control holds it back. */
+const RECEIVE_WINDOW = 16 << 20;
 /** About the bytes a Get message holds at most. */
 const GET_BYTES = 1 << 20;
 
@@ -122,6 +125,26 @@ export class FibServer {
       throw new DmscError('ERR_DMSC_LISTEN', `the FIB programming listener cannot listen on ${formatListen(listen)}: ${e.message}; choose another address with --fib-api HOST:PORT (or --fib-api off)`);
     });
     this.#address = { host: listen.host, port };
+    this.#widenWindows();
+  }
+
+  // HTTP/2's default 64 KiB receive window holds less than one 1,000-op batch (about
+  // 93 KB), so a pipelining controller waited on window updates while the node idled.
+  // grpc-js offers no server option for it; its HTTP/2 servers are reached here, and if a
+  // later grpc-js keeps them elsewhere, this does nothing and only speed is lost.
+  #widenWindows(): void {
+    const servers = (this.#server as unknown as { http2Servers?: unknown }).http2Servers;
+    if (!(servers instanceof Map)) return;
+    for (const h2 of servers.keys() as IterableIterator<{ on?: (event: string, f: (s: Http2Session) => void) => void }>) {
+      h2.on?.('session', (session: Http2Session) => {
+        try {
+          session.settings({ initialWindowSize: RECEIVE_WINDOW });
+          session.setLocalWindowSize(RECEIVE_WINDOW);
+        } catch {
+          // A session already closing.
+        }
+      });
+    }
   }
 
   /** Stops listening; end the sessions first (`Programming.stop`). */
