@@ -12,6 +12,7 @@ const BENCHES = {
   dataplane: { file: 'dataplane.mjs', what: 'data plane: requests/s and latency beside nginx and the bare upstream; failures across a kill' },
   intent: { file: 'intent.mjs', what: 'intent resolution: precision@1/@3 and out-of-scope rejection on a labelled set, time per intent' },
   session: { file: 'session.mjs', what: 'A2ASP: session setup and message round trip across one and two gateways, beside bare WebSocket' },
+  push: { file: 'push.mjs', what: 'FIB programming: 1M entries pushed over HTTP, FibClient and Python gRPC beside the table\'s own apply; ack latency; readers during the push' },
 };
 
 const args = process.argv.slice(2);
