@@ -386,6 +386,7 @@ export class Directory {
     const l = this.#liveness.get(id);
     if (l) return { state: l.state, load: l.load };
     const e = this.#endpointHealth.get(id);
+    if (this.#endpointsDown.has(id)) return { state: 'down', load: e?.load ?? 0 };
     if (e) return e;
     return { state: this.#external.get(id) ?? 'up', load: 0 };
   }
@@ -476,34 +477,51 @@ export class Directory {
     if (crowded.length) this.#program(new Set(crowded));
   }
 
+  /**
+   * Every entry this directory has programmed, computed as it is read: a watcher's
+   * snapshot, without copying a large table at once. Entries that change while it is
+   * read may come out as they are after the change (a watcher gets that change after the
+   * snapshot anyway); none that exists throughout is left out.
+   */
+  *programmed(): Generator<FibOp & { op: 'upsert' }> {
+    const sources = [this.#offers, this.#static, this.#controlled, this.#learned] as const;
+    for (let i = 0; i < sources.length; i++) {
+      for (const prefix of sources[i]!.keys()) {
+        // Each prefix once: from the first source that holds it.
+        let earlier = false;
+        for (let j = 0; j < i && !earlier; j++) earlier = sources[j]!.has(prefix);
+        if (earlier) continue;
+        const op = this.#opFor(prefix, this.#tagsFor);
+        if (op.op === 'upsert') yield op;
+      }
+    }
+  }
+
+  // What the FIB holds for `prefix`: every source's next hops, within the 64 the table takes.
+  #opFor(prefix: string, tagsFor: TagMapper): FibOp {
+    const statics = this.#static.get(prefix) ?? [];
+    const controlled = this.#controlled.get(prefix) ?? [];
+    const m = this.#offers.get(prefix);
+    const fixed = statics.length + controlled.length;
+    // Agents come first; peer gateways fill what room is left.
+    const learned = (this.#learned.get(prefix) ?? []).slice(0, Math.max(0, MAX_INSTALLED - fixed - (m?.size ?? 0)));
+    if ((!m || m.size === 0) && fixed === 0 && learned.length === 0) return { op: 'remove', prefix };
+    // Only controllers: their union, as they gave it (the common case of a large push).
+    if (!m && statics.length === 0 && learned.length === 0) return { op: 'upsert', prefix, nextHops: controlled };
+    let members = [...(m ?? [])];
+    const room = MAX_INSTALLED - fixed;
+    if (members.length > room) {
+      const rank = ([aic, o]: [string, CapabilityOffer]) => (this.#liveness.get(aic)?.state === 'down' ? 1 << 20 : 0) + o.priority;
+      members = members.map((e, i) => ({ e, i, k: rank(e) })).sort((a, b) => a.k - b.k || a.i - b.i).slice(0, Math.max(0, room)).map((x) => x.e);
+    }
+    const agents: NextHop[] = members.map(([aic, o]) => ({ id: aic, weight: o.weight, priority: o.priority, tags: tagsFor(o.attributes) }));
+    return { op: 'upsert', prefix, nextHops: distinct([...statics, ...controlled, ...agents, ...learned]) };
+  }
+
   #program(prefixes: ReadonlySet<string> | readonly string[], tagsFor: TagMapper = this.#tagsFor): void {
     if ((prefixes instanceof Set ? prefixes.size : (prefixes as readonly string[]).length) === 0) return;
     const ops: FibOp[] = [];
-    for (const prefix of prefixes) {
-      const statics = this.#static.get(prefix) ?? [];
-      const controlled = this.#controlled.get(prefix) ?? [];
-      const m = this.#offers.get(prefix);
-      const fixed = statics.length + controlled.length;
-      // Agents come first; peer gateways fill what room is left.
-      const learned = (this.#learned.get(prefix) ?? []).slice(0, Math.max(0, MAX_INSTALLED - fixed - (m?.size ?? 0)));
-      if ((!m || m.size === 0) && fixed === 0 && learned.length === 0) {
-        ops.push({ op: 'remove', prefix });
-        continue;
-      }
-      if (!m && statics.length === 0 && learned.length === 0) {
-        // Only controllers: their union, as they gave it (the common case of a large push).
-        ops.push({ op: 'upsert', prefix, nextHops: controlled });
-        continue;
-      }
-      let members = [...(m ?? [])];
-      const room = MAX_INSTALLED - fixed;
-      if (members.length > room) {
-        const rank = ([aic, o]: [string, CapabilityOffer]) => (this.#liveness.get(aic)?.state === 'down' ? 1 << 20 : 0) + o.priority;
-        members = members.map((e, i) => ({ e, i, k: rank(e) })).sort((a, b) => a.k - b.k || a.i - b.i).slice(0, Math.max(0, room)).map((x) => x.e);
-      }
-      const agents: NextHop[] = members.map(([aic, o]) => ({ id: aic, weight: o.weight, priority: o.priority, tags: tagsFor(o.attributes) }));
-      ops.push({ op: 'upsert', prefix, nextHops: distinct([...statics, ...controlled, ...agents, ...learned]) });
-    }
+    for (const prefix of prefixes) ops.push(this.#opFor(prefix, tagsFor));
     const generation = this.#fib.apply(ops);
     // Health is per next hop and survives re-programming; re-assert it for new next hops.
     for (const op of ops) {

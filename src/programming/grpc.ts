@@ -167,14 +167,19 @@ export class FibServer {
     return c;
   }
 
-  #modify(call: grpc.ServerDuplexStream<any, any>): void {
-    let caller: Caller;
+  // A stream's caller, or undefined once the stream is ended with UNAUTHENTICATED.
+  #streamCaller(call: grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>): Caller | undefined {
     try {
-      caller = this.#caller(call);
+      return this.#caller(call);
     } catch (e) {
       call.emit('error', fail(e));
-      return;
+      return undefined;
     }
+  }
+
+  #modify(call: grpc.ServerDuplexStream<any, any>): void {
+    const caller = this.#streamCaller(call);
+    if (!caller) return;
     let session: ModifySession | undefined;
     let ended = false;
     const finish = (e?: unknown) => {
@@ -290,13 +295,8 @@ export class FibServer {
   }
 
   #watch(call: grpc.ServerWritableStream<any, any>): void {
-    let caller: Caller;
-    try {
-      caller = this.#caller(call);
-    } catch (e) {
-      call.emit('error', fail(e));
-      return;
-    }
+    const caller = this.#streamCaller(call);
+    if (!caller) return;
     let stop = () => {};
     const untrack = this.#programming.watching(caller, (e) => {
       stop();

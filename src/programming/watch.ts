@@ -135,8 +135,9 @@ export class FibHistory {
       for (const b of batches) for (let i = 0; i < b.ops.length; i++) yield this.#entry(b.ops[i]!, b.generation, i === b.ops.length - 1);
       return;
     }
-    const entries = this.#fib.entries();
-    for (const e of entries) yield { type: 'entry', generation: current, prefix: e.prefix, removed: false, nextHops: e.nextHops, last: false };
+    // Read from the directory as the watcher takes it: a copy of a 1M-entry table
+    // (`fib.entries()`) would hold the node up for seconds.
+    for (const op of this.#directory.programmed()) yield this.#entry(op, current, false);
     yield { type: 'end_of_snapshot', generation: current };
   }
 
