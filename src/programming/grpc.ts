@@ -246,7 +246,11 @@ export class FibServer {
         finish(e);
       }
     });
-    call.on('end', () => finish());
+    // The controller sent its last batch: its results still go out, then the stream ends.
+    call.on('end', () => {
+      if (session) void session.settled().then(() => finish());
+      else finish();
+    });
     call.on('error', () => finish());
     call.on('cancelled', () => finish());
     call.on('close', () => session?.close());

@@ -238,6 +238,11 @@ export class ModifySession {
     return this.#waiting;
   }
 
+  /** Resolves once every batch taken so far has had its result. */
+  settled(): Promise<void> {
+    return this.#tail;
+  }
+
   /**
    * Takes a batch (or a Replace's begin or end: `kind`); `reply` gets its result, in the
    * order batches came. `bad` are ops that could not even be read (an unknown op).
