@@ -167,16 +167,16 @@ interface WireNextHopState {
 
 export interface WireWatchResponse {
   change: 'entry' | 'health' | 'endOfSnapshot';
-  entry?: { generation: string; prefix: string; removed: boolean; nextHops: WireNextHopState[]; last: boolean } | null;
+  entry?: { generation: string; prefix: string; removed: boolean; nextHops: WireNextHopState[]; last: boolean; epoch: string } | null;
   health?: { nextHopId: string; state: WireHealth; load: number; generation: string } | null;
-  endOfSnapshot?: { generation: string } | null;
+  endOfSnapshot?: { generation: string; epoch: string } | null;
 }
 
 export function fromWireWatch(m: WireWatchResponse): WatchEvent {
   if (m.change === 'entry' && m.entry) {
     const e = m.entry;
     return {
-      type: 'entry', generation: Number(e.generation), prefix: e.prefix, removed: e.removed, last: !!e.last,
+      type: 'entry', generation: Number(e.generation), prefix: e.prefix, removed: e.removed, last: !!e.last, epoch: Number(e.epoch ?? 0),
       nextHops: e.nextHops.map((h) => ({ id: h.id, weight: h.weight, priority: h.priority, tags: h.tags, state: toState(h.state), load: h.load })),
     };
   }
@@ -184,7 +184,7 @@ export function fromWireWatch(m: WireWatchResponse): WatchEvent {
     const h = m.health;
     return { type: 'health', generation: Number(h.generation), nextHopId: h.nextHopId, state: toState(h.state), load: h.load };
   }
-  return { type: 'end_of_snapshot', generation: Number(m.endOfSnapshot?.generation ?? 0) };
+  return { type: 'end_of_snapshot', generation: Number(m.endOfSnapshot?.generation ?? 0), epoch: Number(m.endOfSnapshot?.epoch ?? 0) };
 }
 
 // gRPC statuses after which a new attempt cannot succeed as it stands (a bad key, a bad

@@ -332,12 +332,15 @@ export class FibClient extends EventEmitter<FibClientEvents> {
   /**
    * Every change to the node's FIB after `sinceGeneration` (0: a snapshot first, ended by
    * an `end_of_snapshot` event), and every next-hop health change, until the loop breaks.
+   * To resume, pass the generation of the last change marked `last` (or of the end of the
+   * snapshot) and its `epoch`: a node restarted since answers with a snapshot.
    * @example
    * for await (const ev of fib.watch()) if (ev.type === 'entry') console.log(ev.prefix, ev.removed);
    */
-  async *watch(sinceGeneration = 0): AsyncGenerator<WatchEvent> {
+  async *watch(sinceGeneration = 0, epoch = 0): AsyncGenerator<WatchEvent> {
     checkGeneration(sinceGeneration);
-    const call = this.#stub.Watch({ sinceGeneration: String(sinceGeneration) }, this.#metadata());
+    checkGeneration(epoch);
+    const call = this.#stub.Watch({ sinceGeneration: String(sinceGeneration), epoch: String(epoch) }, this.#metadata());
     try {
       for await (const m of this.#read(call)) yield fromWireWatch(m);
     } finally {

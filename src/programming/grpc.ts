@@ -78,12 +78,12 @@ function resultOf(seq: string, o: BatchOutcome) {
   return { result: { seq, status: o.status, generation: String(o.generation), fibGeneration: String(o.fibGeneration), errors: o.errors, message: o.message } };
 }
 
-function watchMessage(e: WatchEvent) {
+function watchMessage(e: WatchEvent, epoch: number) {
   if (e.type === 'entry') {
-    return { entry: { generation: String(e.generation), prefix: e.prefix, removed: e.removed, nextHops: e.nextHops.map((h) => ({ ...h, state: WIRE_HEALTH[h.state] })) } };
+    return { entry: { generation: String(e.generation), prefix: e.prefix, removed: e.removed, last: e.last, epoch: String(epoch), nextHops: e.nextHops.map((h) => ({ ...h, state: WIRE_HEALTH[h.state] })) } };
   }
   if (e.type === 'health') return { health: { nextHopId: e.nextHopId, state: WIRE_HEALTH[e.state], load: e.load, generation: String(e.generation) } };
-  return { endOfSnapshot: { generation: String(e.generation) } };
+  return { endOfSnapshot: { generation: String(e.generation), epoch: String(epoch) } };
 }
 
 export class FibServer {
@@ -308,9 +308,10 @@ export class FibServer {
     });
     stop = this.#programming.history.stream(
       Number(call.request.sinceGeneration),
-      (e) => call.write(watchMessage(e)),
+      (e) => call.write(watchMessage(e, this.#programming.history.epoch)),
       (resume) => call.once('drain', resume),
       () => call.emit('error', fail(new DmscError('ERR_DMSC_BUSY', `the watcher fell ${WATCH_QUEUE} changes behind; watch again from the last generation it saw`))),
+      Number(call.request.epoch),
     );
     const ended = () => {
       stop();

@@ -70,8 +70,10 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
     schema: { querystring: { type: 'object', additionalProperties: false, properties: { since: { type: 'integer', minimum: 0 } } } },
   }, async (req, reply) => {
     const who = caller(req);
-    const last = Number(req.headers['last-event-id']);
-    const since = req.query.since ?? (Number.isSafeInteger(last) && last >= 0 ? last : 0);
+    // Ids are EPOCH.GENERATION: a generation of an earlier start of the node gets a snapshot.
+    const [epoch, generation] = String(req.headers['last-event-id'] ?? '').split('.').map(Number);
+    const resumed = Number.isSafeInteger(epoch) && Number.isSafeInteger(generation) && generation! >= 0 ? { since: generation!, epoch: epoch! } : { since: 0, epoch: undefined };
+    const since = req.query.since ?? resumed.since;
     reply.hijack();
     const res = reply.raw;
     streams.add(res);
@@ -95,8 +97,8 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
       // the end of the snapshot); health changes move no generation.
       const { type, ...data } = e;
       const resume = e.type === 'end_of_snapshot' || (e.type === 'entry' && e.last);
-      return res.write(`${resume ? `id: ${e.generation}\n` : ''}event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
-    }, (resume) => res.once('drain', resume), end);
+      return res.write(`${resume ? `id: ${programming.history.epoch}.${e.generation}\n` : ''}event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+    }, (resume) => res.once('drain', resume), end, req.query.since === undefined ? resumed.epoch : undefined);
   });
   return () => {
     for (const res of streams) res.end();

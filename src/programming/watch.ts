@@ -2,6 +2,7 @@
 // applied (whatever its source), kept for a while so a watcher can resume from a
 // generation, and every next-hop health change, live. A watcher that asks for history
 // no longer kept gets a snapshot of the table ended by `end_of_snapshot` instead.
+import { randomInt } from 'node:crypto';
 import type { Directory } from '../directory/directory.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { FibEntry, FibOp, HealthState } from '../fastpath/types.js';
@@ -15,9 +16,9 @@ export type WatchEvent =
    * generation; one cut off before it resumes from the generation before (snapshot
    * entries have none: a watcher resumes only after end_of_snapshot).
    */
-  | { readonly type: 'entry'; readonly generation: number; readonly prefix: string; readonly removed: boolean; readonly nextHops: readonly HopState[]; readonly last: boolean }
+  | { readonly type: 'entry'; readonly generation: number; readonly prefix: string; readonly removed: boolean; readonly nextHops: readonly HopState[]; readonly last: boolean; readonly epoch?: number }
   | { readonly type: 'health'; readonly generation: number; readonly nextHopId: string; readonly state: HealthState; readonly load: number }
-  | { readonly type: 'end_of_snapshot'; readonly generation: number };
+  | { readonly type: 'end_of_snapshot'; readonly generation: number; readonly epoch?: number };
 
 /** Where a watcher's events go as they happen. */
 export interface Watcher {
@@ -42,6 +43,8 @@ export class FibHistory {
   /** Changes up to this generation are no longer (or never were) in the history. */
   #floor: number;
   readonly #watchers = new Set<Watcher>();
+  /** New at each start of the node: generations start again with it. */
+  readonly epoch = randomInt(1, 2 ** 31);
 
   constructor(directory: Directory, fib: ForwardingTable) {
     this.#directory = directory;
@@ -67,9 +70,9 @@ export class FibHistory {
    * Sends `w` the changes after `since` (or a snapshot, when the history does not reach
    * back that far, or `since` is 0) and then every change as it happens, until `stop()`.
    */
-  watch(since: number, w: Watcher): { backlog: Iterator<WatchEvent>; stop(): void } {
+  watch(since: number, w: Watcher, epoch?: number): { backlog: Iterator<WatchEvent>; stop(): void } {
     this.#watchers.add(w);
-    return { backlog: this.#backlog(since), stop: () => this.#watchers.delete(w) };
+    return { backlog: this.#backlog(since, epoch), stop: () => this.#watchers.delete(w) };
   }
 
   /**
@@ -77,7 +80,7 @@ export class FibHistory {
    * wait for `drained`); `overflow` is called, and the watch stopped, when the live events
    * waiting pass WATCH_QUEUE. Returns what stops it.
    */
-  stream(since: number, write: (e: WatchEvent) => boolean, drained: (resume: () => void) => void, overflow: () => void): () => void {
+  stream(since: number, write: (e: WatchEvent) => boolean, drained: (resume: () => void) => void, overflow: () => void, epoch?: number): () => void {
     const live: WatchEvent[] = [];
     let head = 0;
     let backlog: Iterator<WatchEvent> | undefined;
@@ -116,7 +119,7 @@ export class FibHistory {
         live.push(e);
         if (!waiting && !backlog) pump();
       },
-    });
+    }, epoch);
     const stop = () => {
       stopped = true;
       sub.stop();
@@ -128,9 +131,10 @@ export class FibHistory {
 
   // The changes after `since` still kept, or the whole table and end_of_snapshot, read as
   // the watcher takes them (the snapshot is the table when the watch began).
-  *#backlog(since: number): Generator<WatchEvent> {
+  *#backlog(since: number, epoch?: number): Generator<WatchEvent> {
     const current = this.#fib.generation;
-    if (since > 0 && since >= this.#floor && since <= current) {
+    // A generation of an earlier start of the node means nothing now.
+    if (since > 0 && (epoch === undefined || epoch === 0 || epoch === this.epoch) && since >= this.#floor && since <= current) {
       const batches = this.#batches.filter((b) => b.generation > since && b.generation <= current);
       for (const b of batches) for (let i = 0; i < b.ops.length; i++) yield this.#entry(b.ops[i]!, b.generation, i === b.ops.length - 1);
       return;

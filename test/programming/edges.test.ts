@@ -406,26 +406,34 @@ describe('FIB programming at its edges', () => {
       const snapshot = first.events.slice();
       const end = snapshot.find((e) => e.event === 'end_of_snapshot')!;
       expect(snapshot.filter((e) => e.event === 'entry').map((e) => e.data.prefix)).toContain('/web/admin');
-      // Only the end of the snapshot is a place to resume from.
-      for (const e of snapshot) expect(e.id).toBe(e === end ? String(end.data.generation) : undefined);
+      // Only the end of the snapshot is a place to resume from; ids are EPOCH.GENERATION.
+      const epoch = end.id!.split('.')[0]!;
+      expect(Number(epoch)).toBeGreaterThan(0);
+      const id = (generation: number) => `${epoch}.${generation}`;
+      for (const e of snapshot) expect(e.id).toBe(e === end ? id(end.data.generation) : undefined);
 
       const one = await batch(keys['web']!, { ops: [{ op: 'upsert', prefix: '/sse/one', nextHops: [{ id: 'peer:s' }] }] });
       await first.until((events) => events.some((e) => e.data?.prefix === '/sse/one'));
       const seen = first.events.find((e) => e.data?.prefix === '/sse/one')!;
-      expect(seen).toMatchObject({ event: 'entry', id: String(one.body.fibGeneration), data: { prefix: '/sse/one', removed: false, nextHops: [{ id: 'peer:s', state: 'up' }] } });
+      expect(seen).toMatchObject({ event: 'entry', id: id(one.body.fibGeneration), data: { prefix: '/sse/one', removed: false, nextHops: [{ id: 'peer:s', state: 'up' }] } });
       first.stop();
 
       // Missed while away: an upsert and a removal.
       const two = await batch(keys['web']!, { ops: [{ op: 'upsert', prefix: '/sse/two', nextHops: [{ id: 'peer:s' }] }] });
       const three = await batch(keys['web']!, { ops: [{ op: 'remove', prefix: '/sse/one' }] });
       const resumed = sse(node, keys['web']!, seen.id);
-      await resumed.until((events) => events.some((e) => e.id === String(three.body.fibGeneration)));
+      await resumed.until((events) => events.some((e) => e.id === id(three.body.fibGeneration)));
       await new Promise((r) => setTimeout(r, 200));
       resumed.stop();
       expect(resumed.events.map((e) => [e.event, e.id, e.data.prefix, e.data.removed])).toEqual([
-        ['entry', String(two.body.fibGeneration), '/sse/two', false],
-        ['entry', String(three.body.fibGeneration), '/sse/one', true],
+        ['entry', id(two.body.fibGeneration), '/sse/two', false],
+        ['entry', id(three.body.fibGeneration), '/sse/one', true],
       ]);
+      // The same generation of another epoch (an earlier start of the node) is a snapshot.
+      const stale = sse(node, keys['web']!, `${Number(epoch) + 1}.${two.body.fibGeneration}`);
+      await stale.until((events) => events.some((e) => e.event === 'end_of_snapshot'));
+      stale.stop();
+      expect(stale.events.filter((e) => e.event === 'entry').map((e) => e.data.prefix)).toContain('/web/admin');
       // Without a key, nothing.
       const denied = sse(node, 'nope');
       await denied.exited;
