@@ -32,13 +32,17 @@ export interface Watcher {
  */
 export const WATCH_QUEUE = 1 << 17;
 
-/** Entry changes kept for resuming watchers. */
+/** What the history keeps: a batch of entry changes, or a next hop's health change. */
+type HistoryItem = { generation: number; ops: readonly FibOp[] } | { generation: number; health: WatchEvent & { type: 'health' } };
+
+/** Changes (entries, and health changes counted one each) kept for resuming watchers. */
 const HISTORY_OPS = 262_144;
 
 export class FibHistory {
   readonly #directory: Directory;
   readonly #fib: ForwardingTable;
-  readonly #batches: { generation: number; ops: readonly FibOp[] }[] = [];
+  /** Entry batches and health changes, in the order they happened. */
+  readonly #batches: HistoryItem[] = [];
   #kept = 0;
   /** Changes up to this generation are no longer (or never were) in the history. */
   #floor: number;
@@ -51,19 +55,26 @@ export class FibHistory {
     this.#fib = fib;
     this.#floor = fib.generation;
     directory.onFibChange((ops, generation) => {
-      this.#batches.push({ generation, ops });
-      this.#kept += ops.length;
-      while (this.#kept > HISTORY_OPS && this.#batches.length > 1) {
-        const gone = this.#batches.shift()!;
-        this.#kept -= gone.ops.length;
-        this.#floor = gone.generation;
-      }
+      this.#keep({ generation, ops }, ops.length);
       for (const w of this.#watchers) for (let i = 0; i < ops.length; i++) w.push(this.#entry(ops[i]!, generation, i === ops.length - 1));
     });
     directory.onNextHopHealth((id, state, load) => {
-      const e: WatchEvent = { type: 'health', generation: this.#fib.generation, nextHopId: id, state, load };
+      const e = { type: 'health', generation: this.#fib.generation, nextHopId: id, state, load } as const;
+      this.#keep({ generation: e.generation, health: e }, 1);
       for (const w of this.#watchers) w.push(e);
     });
+  }
+
+  #keep(item: HistoryItem, size: number): void {
+    this.#batches.push(item);
+    this.#kept += size;
+    while (this.#kept > HISTORY_OPS && this.#batches.length > 1) {
+      const gone = this.#batches.shift()!;
+      this.#kept -= 'ops' in gone ? gone.ops.length : 1;
+      // A watcher that saw generation g has its changes, but maybe not every health
+      // change made at g: once one at g is dropped, only later generations resume.
+      this.#floor = Math.max(this.#floor, 'ops' in gone ? gone.generation : gone.generation + 1);
+    }
   }
 
   /**
@@ -135,8 +146,14 @@ export class FibHistory {
     const current = this.#fib.generation;
     // A generation of an earlier start of the node means nothing now.
     if (since > 0 && (epoch === undefined || epoch === 0 || epoch === this.epoch) && since >= this.#floor && since <= current) {
-      const batches = this.#batches.filter((b) => b.generation > since && b.generation <= current);
-      for (const b of batches) for (let i = 0; i < b.ops.length; i++) yield this.#entry(b.ops[i]!, b.generation, i === b.ops.length - 1);
+      // Entry changes after `since`; health changes from `since` on (one made at `since`
+      // may not have reached the watcher; sent again, it changes nothing).
+      const end = this.#batches.length;
+      const items = this.#batches.filter((b, i) => i < end && ('ops' in b ? b.generation > since && b.generation <= current : b.generation >= since));
+      for (const b of items) {
+        if ('ops' in b) for (let i = 0; i < b.ops.length; i++) yield this.#entry(b.ops[i]!, b.generation, i === b.ops.length - 1);
+        else yield b.health;
+      }
       return;
     }
     // Read from the directory as the watcher takes it: a copy of a 1M-entry table

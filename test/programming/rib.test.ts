@@ -600,6 +600,22 @@ describe('watch history', () => {
     expect(w.programming.history.watchers).toBe(0);
   });
 
+  it('replays the health changes made since a generation to a watcher resuming from it', async () => {
+    const w = await world();
+    const g1 = (await apply(w, 'a', [upsert('/hh/a', [{ id: 'svc-h', endpoint: 'http://127.0.0.1:9/h' }])]) as { fibGeneration: number }).fibGeneration;
+    // Health moves no generation: this change is made "at" g1.
+    await apply(w, 'a', [{ op: 'health', nextHopId: 'svc-h', state: 'down' }]);
+    const g2 = (await apply(w, 'a', [upsert('/hh/b', [{ id: 'peer:h' }])]) as { fibGeneration: number }).fibGeneration;
+    await apply(w, 'a', [{ op: 'health', nextHopId: 'svc-h', state: 'degraded', load: 0.5 }]);
+    const from = (since: number) => {
+      const events: WatchEvent[] = [];
+      watch(w.programming, since, events)();
+      return events.map((e) => (e.type === 'health' ? `${e.nextHopId} ${e.state}` : e.type === 'entry' ? e.prefix : e.type));
+    };
+    expect(from(g1)).toEqual(['svc-h down', '/hh/b', 'svc-h degraded']);
+    expect(from(g2)).toEqual(['svc-h degraded']);
+  });
+
   it('sends as its snapshot exactly what the table holds, from every source', async () => {
     const w = await world();
     w.directory.setStatic([{ op: 'upsert', prefix: '/s/both', nextHops: [{ id: 'static-1', tags: ['x'] }] }, { op: 'upsert', prefix: '/s/static', nextHops: [{ id: 'static-2' }] }]);
