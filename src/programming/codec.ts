@@ -10,7 +10,7 @@ const PERSISTENCE = ['PRESERVE', 'DELETE', 'LEASE'];
 const HEALTH = ['UP', 'DEGRADED', 'DOWN'];
 const MAX_DEPTH_BYTES = 1 << 30;
 
-class Reader {
+export class Reader {
   pos: number;
   /** The end of the message being read: no field of it may run past. */
   end: number;
@@ -96,7 +96,7 @@ class Reader {
 // message's: a length inside can never reach past it.
 type Msg = Record<string, unknown>;
 
-function uint128(r: Reader): { high: string; low: string } {
+export function uint128(r: Reader): { high: string; low: string } {
   const out = { high: '0', low: '0' };
   while (r.pos < r.end) {
     const tag = r.varint();
@@ -249,7 +249,7 @@ export function decodeModifyRequest(buf: Buffer): Msg {
 
 // --- writing ---
 
-class Writer {
+export class Writer {
   buf: Buffer;
   pos = 0;
   constructor(size: number) {
@@ -349,7 +349,7 @@ function writeHop(w: Writer, h: Any): void {
   if (h['endpoint']) w.string(5, h['endpoint']);
 }
 
-function writeOp(w: Writer, o: Any): void {
+export function writeOp(w: Writer, o: Any): void {
   if (o['upsert']) {
     const u = o['upsert'];
     w.nested(1, () => {

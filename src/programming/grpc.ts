@@ -7,7 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import { DmscError } from '../errors.js';
 import type { HealthState } from '../fastpath/types.js';
 import { formatListen, type Listen } from '../net/listen.js';
-import { fibService, fromWire128, HEALTH_OF, toWire128, WIRE_HEALTH, type Persistence, type WireOp } from './proto.js';
+import type { NodeBatch } from './batch-codec.js';
+import { fibService, fromWire128, toWire128, WIRE_HEALTH, type Persistence } from './proto.js';
 import { LIMITS, type BatchOutcome, type Caller, type ModifySession, type Programming } from './programming.js';
 import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 import { WATCH_QUEUE, type WatchEvent } from './watch.js';
@@ -44,34 +45,6 @@ function fail(e: unknown): Partial<grpc.StatusObject> {
 function bearerOf(md: grpc.Metadata): string | undefined {
   const v = md.get('authorization')[0];
   return typeof v === 'string' && /^bearer /i.test(v) ? v.slice(7) : undefined;
-}
-
-/** Wire ops to the rib's, naming the ones that cannot be read. */
-export function opsFromWire(wire: readonly WireOp[]): { ops: ControllerOp[]; bad: OpError[] } {
-  const ops: ControllerOp[] = [];
-  const bad: OpError[] = [];
-  for (let i = 0; i < wire.length; i++) {
-    const w = wire[i]!;
-    if (w.op === 'upsert' && w.upsert) {
-      const hops: ControllerHop[] = [];
-      for (const h of w.upsert.nextHops) {
-        const hop: { id: string; weight?: number; priority: number; tags: string[]; endpoint?: string } = { id: h.id, priority: h.priority, tags: h.tags };
-        if (h.weight !== undefined && h.weight !== null) hop.weight = h.weight;
-        if (h.endpoint) hop.endpoint = h.endpoint;
-        hops.push(hop);
-      }
-      ops.push({ op: 'upsert', prefix: w.upsert.prefix, nextHops: hops });
-    } else if (w.op === 'remove' && w.remove) ops.push({ op: 'remove', prefix: w.remove.prefix });
-    else if (w.op === 'health' && w.health) {
-      const state = HEALTH_OF[w.health.state];
-      if (!state) bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `unknown health state ${String(w.health.state)}` });
-      else ops.push({ op: 'health', nextHopId: w.health.nextHopId, state, load: w.health.load });
-    } else {
-      bad.push({ opIndex: i, code: 'ERR_DMSC_MALFORMED_BATCH', message: 'an op must be one of upsert, remove, health (this one is empty or of a kind this node does not know)' });
-      ops.push({ op: 'remove', prefix: '/' }); // keeps the indexes; the batch is refused anyway
-    }
-  }
-  return { ops, bad };
 }
 
 function resultOf(seq: string, o: BatchOutcome) {
@@ -227,9 +200,8 @@ export class FibServer {
           }
         };
         if (req.request === 'batch') {
-          const b = req.batch;
-          const { ops, bad } = opsFromWire(b.ops);
-          s.submit('batch', { seq: b.seq, electionId: fromWire128(b.electionId), ...(b._expectGeneration ? { expectGeneration: Number(b.expectGeneration) } : {}), ops, bad }, reply);
+          const b = req.batch as NodeBatch;
+          s.submit('batch', { seq: b.seq, electionId: fromWire128(b.electionId), ...(b._expectGeneration ? { expectGeneration: Number(b.expectGeneration) } : {}), ops: b.ops, bad: b.bad, record: b.record }, reply);
         } else if (req.request === 'replaceBegin') {
           s.submit('begin', { seq: req.replaceBegin.seq, electionId: fromWire128(req.replaceBegin.electionId), ops: [], bad: [] }, reply);
         } else if (req.request === 'replaceEnd') {

@@ -1,11 +1,13 @@
-// Where controllers' routes are kept across restarts: one journal record per batch (the
-// controller's next hops for each prefix the batch changed), replayed in order at start.
+// Where controllers' routes are kept across restarts: one journal record per batch, a
+// Batch message of the wire format (a gRPC batch is kept as it came; other changes are
+// encoded as upserts and removes), replayed in order at start.
 // A record a batch instead of a record a prefix keeps a bulk load at one store write per
 // thousand entries; when the journal grows well past the live table, it is rewritten as
 // the table itself.
 import type { Store } from '../store/store.js';
 import type { ControllerHop } from './rib.js';
 import type { Persistence } from './proto.js';
+import { encodeRecord, recordOps } from './batch-codec.js';
 
 export interface ControllerMeta {
   generation: number;
@@ -17,14 +19,9 @@ export interface ControllerMeta {
   changes: number;
 }
 
-/** [id, weight (null: the default), priority, tags, endpoint?] */
+/** Records of earlier versions: JSON of [prefix, [id, weight | null, priority, tags, endpoint?][] | null][]. */
 type StoredHop = [string, number | null, number, string[], string?];
-type Record = [string, StoredHop[] | null][];
-/**
- * A record as stored: JSON text. V8 writes and reads JSON natively at a fraction of what
- * packing the same nested arrays with msgpack costs, on the path of every bulk load.
- */
-type Stored = string;
+type Stored = Uint8Array | string;
 
 const JOURNAL = 'fib-controller-journal';
 const META = 'fib-controllers';
@@ -47,23 +44,29 @@ export class ControllerJournal {
     for (const { key, value } of this.#store.db<Stored>(JOURNAL).getRange()) {
       const c = out.get(String((key as unknown as [string, number])[0]));
       if (!c) continue;
-      for (const [prefix, hops] of JSON.parse(value) as Record) {
-        if (hops) c.entries.set(prefix, hops.map(hopOf));
-        else c.entries.delete(prefix);
+      if (typeof value === 'string') {
+        for (const [prefix, hops] of JSON.parse(value) as [string, StoredHop[] | null][]) {
+          if (hops) c.entries.set(prefix, hops.map(hopOf));
+          else c.entries.delete(prefix);
+        }
+        continue;
+      }
+      for (const op of recordOps(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) {
+        if (op.op === 'upsert') c.entries.set(op.prefix, op.nextHops as ControllerHop[]);
+        else if (op.op === 'remove') c.entries.delete(op.prefix);
       }
     }
     return out;
   }
 
   /**
-   * Writes one batch's changes (inside a store transaction). Returns true when the
-   * journal should be rewritten as the table (`rewrite`).
+   * Writes one batch's changes (inside a store transaction): `record`, the batch's own
+   * bytes, when it has them. Returns true when the journal should be rewritten as the
+   * table (`rewrite`).
    */
-  append(id: string, meta: ControllerMeta, changes: ReadonlyMap<string, readonly ControllerHop[] | null>, live: number): boolean {
-    const record: Record = [];
-    for (const [prefix, hops] of changes) record.push([prefix, hops ? hops.map(storedHop) : null]);
-    void this.#store.db<Stored>(JOURNAL).put([id, meta.next++] as never, JSON.stringify(record));
-    meta.changes += record.length;
+  append(id: string, meta: ControllerMeta, changes: ReadonlyMap<string, readonly ControllerHop[] | null>, live: number, record?: Buffer): boolean {
+    void this.#store.db<Stored>(JOURNAL).put([id, meta.next++] as never, record ?? encodeRecord(changes));
+    meta.changes += changes.size;
     this.writeMeta(id, meta);
     return meta.changes > 2 * live + CHUNK;
   }
@@ -71,15 +74,15 @@ export class ControllerJournal {
   /** Replaces the controller's journal with its table (inside a store transaction). */
   rewrite(id: string, meta: ControllerMeta, entries: Iterable<[string, readonly ControllerHop[]]>): void {
     this.drop(id, meta);
-    let record: Record = [];
+    let record: [string, readonly ControllerHop[]][] = [];
     const flush = () => {
       if (!record.length) return;
-      void this.#store.db<Stored>(JOURNAL).put([id, meta.next++] as never, JSON.stringify(record));
+      void this.#store.db<Stored>(JOURNAL).put([id, meta.next++] as never, encodeRecord(record));
       meta.changes += record.length;
       record = [];
     };
-    for (const [prefix, hops] of entries) {
-      record.push([prefix, hops.map(storedHop)]);
+    for (const entry of entries) {
+      record.push(entry);
       if (record.length >= CHUNK) flush();
     }
     flush();
@@ -97,12 +100,6 @@ export class ControllerJournal {
   writeMeta(id: string, meta: ControllerMeta): void {
     void this.#store.db<ControllerMeta>(META).put(id, { ...meta });
   }
-}
-
-function storedHop(h: ControllerHop): StoredHop {
-  const out: StoredHop = [h.id, h.weight ?? null, h.priority ?? 0, (h.tags ?? []) as string[]];
-  if (h.endpoint) out.push(h.endpoint);
-  return out;
 }
 
 function hopOf([id, weight, priority, tags, endpoint]: StoredHop): ControllerHop {

@@ -8,7 +8,7 @@ import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { Store } from '../store/store.js';
 import { ControllerKeys } from './keys.js';
 import type { Persistence, Status } from './proto.js';
-import { ControllerRib, type ControllerOp, type OpError, type Programmer } from './rib.js';
+import { ControllerRib, type ApplyOptions, type ControllerOp, type OpError, type Programmer } from './rib.js';
 import { FibHistory } from './watch.js';
 
 /** What the node tells each session it may send. */
@@ -149,7 +149,7 @@ export class Programming {
   }
 
   /** Applies and waits for VISIBLE. @internal */
-  async run(who: Programmer, ops: readonly ControllerOp[], opts: { expectGeneration?: number; replace?: boolean }): Promise<BatchOutcome> {
+  async run(who: Programmer, ops: readonly ControllerOp[], opts: ApplyOptions): Promise<BatchOutcome> {
     const r = this.rib.apply(who, ops, opts);
     const fibGeneration = this.#fib.generation;
     if (r.status === 'GENERATION_MISMATCH') return { status: r.status, generation: r.generation, fibGeneration, errors: [], message: `the controller's generation is ${r.generation}` };
@@ -247,7 +247,7 @@ export class ModifySession {
    * Takes a batch (or a Replace's begin or end: `kind`); `reply` gets its result, in the
    * order batches came. `bad` are ops that could not even be read (an unknown op).
    */
-  submit(kind: 'batch' | 'begin' | 'end', b: { seq: string; electionId: bigint; expectGeneration?: number; ops: readonly ControllerOp[]; bad: readonly OpError[] }, reply: (seq: string, o: BatchOutcome) => void): void {
+  submit(kind: 'batch' | 'begin' | 'end', b: { seq: string; electionId: bigint; expectGeneration?: number; ops: readonly ControllerOp[]; bad: readonly OpError[]; record?: Buffer }, reply: (seq: string, o: BatchOutcome) => void): void {
     if (this.#closed) return;
     const outcome = this.#waiting >= LIMITS.window ? this.#now('BUSY', `more than ${LIMITS.window} batches wait for their result`) : this.#take(kind, b);
     this.#waiting++;
@@ -268,7 +268,7 @@ export class ModifySession {
     this.#owner.closed(this);
   }
 
-  #take(kind: 'batch' | 'begin' | 'end', b: { electionId: bigint; expectGeneration?: number; ops: readonly ControllerOp[]; bad: readonly OpError[] }): Promise<BatchOutcome> {
+  #take(kind: 'batch' | 'begin' | 'end', b: { electionId: bigint; expectGeneration?: number; ops: readonly ControllerOp[]; bad: readonly OpError[]; record?: Buffer }): Promise<BatchOutcome> {
     if (!this.#owner.isPrimary(this)) return this.#now('NOT_PRIMARY', `session is not primary${this.#owner.primary ? `: controller ${this.#owner.primary.controller} is, with election id ${this.#owner.primary.electionId}` : ''}`);
     if (b.electionId !== this.electionId) return this.#now('NOT_PRIMARY', `the batch's election id ${b.electionId} is not the session's (${this.electionId})`);
     const who: Programmer = { controller: this.controller, scopes: this.caller.scopes };
@@ -296,7 +296,7 @@ export class ModifySession {
       for (const [i, op] of b.ops.entries()) this.#staged.set(op.op === 'health' ? `health ${this.#staged.size} ${i}` : op.prefix, op);
       return this.#now('STAGED', '');
     }
-    return this.#owner.run(who, b.ops, b.expectGeneration !== undefined ? { expectGeneration: b.expectGeneration } : {});
+    return this.#owner.run(who, b.ops, { ...(b.expectGeneration !== undefined ? { expectGeneration: b.expectGeneration } : {}), ...(b.record ? { record: b.record } : {}) });
   }
 
   #now(status: Status, message: string): Promise<BatchOutcome> {

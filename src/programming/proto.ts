@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { HealthState } from '../fastpath/types.js';
-import { decodeModifyRequest, encodeModifyRequest } from './codec.js';
+import { encodeModifyRequest } from './codec.js';
+import { decodeModifyForNode } from './batch-codec.js';
 
 export const PROTO_PATH = fileURLToPath(new URL('../../proto/dmsc/fib/v1/fib.proto', import.meta.url));
 
@@ -29,9 +30,10 @@ export function genericModifyCodec(): { serialize: (m: unknown) => Buffer; deser
 export function fibService(): grpc.ServiceClientConstructor {
   if (cached) return cached;
   const def = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS);
-  // Batches, the bulk of the traffic, go through the hand-written codec (same bytes).
+  // Batches, the bulk of the traffic, go through the hand-written codec (same bytes); the
+  // node reads them straight into the rib's ops.
   const modify = (def['dmsc.fib.v1.FibProgramming'] as grpc.ServiceDefinition)['Modify'] as grpc.MethodDefinition<unknown, unknown>;
-  Object.assign(modify, { requestSerialize: encodeModifyRequest, requestDeserialize: decodeModifyRequest });
+  Object.assign(modify, { requestSerialize: encodeModifyRequest, requestDeserialize: decodeModifyForNode });
   const pkg = grpc.loadPackageDefinition(def) as unknown as { dmsc: { fib: { v1: { FibProgramming: grpc.ServiceClientConstructor } } } };
   cached = pkg.dmsc.fib.v1.FibProgramming;
   return cached;

@@ -12,6 +12,7 @@ import { checkId, MAX_NEXT_HOPS, MAX_TAGS, MAX_PRIORITY, MAX_WEIGHT, nameProblem
 import { parseEndpoint } from '../dataplane/endpoint.js';
 import { aicProblem } from '../identity/aic.js';
 import type { Store } from '../store/store.js';
+import { sealed } from './batch-codec.js';
 import { ControllerJournal, type ControllerMeta } from './journal.js';
 import type { Persistence } from './proto.js';
 
@@ -35,6 +36,15 @@ export type Applied =
   | { readonly status: 'VISIBLE'; readonly generation: number; readonly fibGeneration: number; readonly done: Promise<void> }
   | { readonly status: 'REJECTED'; readonly generation: number; readonly errors: readonly OpError[] }
   | { readonly status: 'GENERATION_MISMATCH'; readonly generation: number };
+
+export interface ApplyOptions {
+  /** Applies only if the controller's generation is this one. */
+  readonly expectGeneration?: number;
+  /** The controller's entries not in the batch are removed in the same change. */
+  readonly replace?: boolean;
+  /** The batch as it came on the wire (a Batch message): the journal keeps it as it is. */
+  readonly record?: Buffer;
+}
 
 /** Who is programming: the controller, and the prefixes its key may program. */
 export interface Programmer {
@@ -69,6 +79,8 @@ export class ControllerRib {
   readonly #endpoints = new Map<string, { url: string; users: Map<string, number> }>();
   /** Endpoint URLs already parsed and found good. */
   readonly #goodUrls = new Set<string>();
+  /** Next-hop lists shared by the decoder that passed the checks of the list alone. */
+  readonly #wellFormed = new WeakSet<readonly ControllerHop[]>();
   readonly #changeListeners: ((controller: string) => void)[] = [];
   #stopped = false;
 
@@ -228,6 +240,21 @@ export class ControllerRib {
     if (hops.length + others > MAX_NEXT_HOPS) {
       return bad(i, 'ERR_DMSC_LIMIT_EXCEEDED', `${prefix} would have ${hops.length + others} next hops (${hops.length} here, ${others} from other sources); the limit is ${MAX_NEXT_HOPS}`);
     }
+    // What depends on the list alone is checked once per list the decoder shares.
+    if (!this.#wellFormed.has(hops)) {
+      const e = this.#checkList(i, hops);
+      if (e) return e;
+      if (sealed(hops)) this.#wellFormed.add(hops);
+    }
+    for (let j = 0; j < hops.length; j++) {
+      const h = hops[j]!;
+      const e = h.endpoint ? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : null;
+      if (e) return bad(i, e.code, `nextHops[${j}]: ${e.message}`);
+    }
+    return null;
+  }
+
+  #checkList(i: number, hops: readonly ControllerHop[]): OpError | null {
     for (let j = 0; j < hops.length; j++) {
       const h = hops[j]!;
       const at = `nextHops[${j}]`;
@@ -243,7 +270,7 @@ export class ControllerRib {
         const p = tagProblem(t, `${at}.tags`);
         if (p) return bad(i, p.code, p.message);
       }
-      const e = h.endpoint ? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : this.#checkReference(h.id);
+      const e = h.endpoint ? this.#endpointProblem(h.id, h.endpoint) : this.#checkReference(h.id);
       if (e) return bad(i, e.code, `${at}: ${e.message}`);
     }
     return null;
@@ -271,7 +298,8 @@ export class ControllerRib {
     return { code: 'ERR_DMSC_INVALID_ARGUMENT', message: `${JSON.stringify(id)} is neither an AIC nor peer:<gateway>; a plain service needs an endpoint URL` };
   }
 
-  #checkEndpoint(controller: string, id: string, url: string, batchUrls: Map<string, string>): { code: DmscErrorCode; message: string } | null {
+  // What an endpoint next hop must be, whoever holds it: an id of its own and an http:// URL.
+  #endpointProblem(id: string, url: string): { code: DmscErrorCode; message: string } | null {
     if (peerOf(id) !== undefined || aicProblem(id) === null) return { code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an endpoint next hop needs an id of its own, not an AIC or peer:<gateway> (${JSON.stringify(id)})` };
     if (!this.#goodUrls.has(url)) {
       const e = parseEndpoint(url);
@@ -279,6 +307,10 @@ export class ControllerRib {
       if (this.#goodUrls.size > 100_000) this.#goodUrls.clear();
       this.#goodUrls.add(url);
     }
+    return null;
+  }
+
+  #checkEndpoint(controller: string, id: string, url: string, batchUrls: Map<string, string>): { code: DmscErrorCode; message: string } | null {
     // An endpoint id is its first controller's: another can neither point it elsewhere nor
     // set its health (nor learn where it is).
     const held = this.#endpoints.get(id);
@@ -294,7 +326,7 @@ export class ControllerRib {
    * disk (PRESERVE, LEASE) and every reader of the table sees it. With `replace`, the
    * controller's entries not in the batch are removed in the same change.
    */
-  apply(who: Programmer, ops: readonly ControllerOp[], opts: { expectGeneration?: number; replace?: boolean } = {}): Applied {
+  apply(who: Programmer, ops: readonly ControllerOp[], opts: ApplyOptions = {}): Applied {
     const c = this.#controller(who.controller);
     if (opts.expectGeneration !== undefined && opts.expectGeneration !== c.meta.generation) return { status: 'GENERATION_MISMATCH', generation: c.meta.generation };
     const errors = this.check(who, ops);
@@ -339,7 +371,7 @@ export class ControllerRib {
     if (next.size) c.meta.generation++;
     const durable = c.meta.persistence !== 'DELETE' && next.size > 0
       ? this.#store.durable(() => {
-        if (this.#journal.append(c.id, c.meta, next, c.entries.size)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
+        if (this.#journal.append(c.id, c.meta, next, c.entries.size, opts.replace ? undefined : opts.record)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
       })
       : Promise.resolve();
     if (next.size) for (const l of this.#changeListeners) l(c.id);

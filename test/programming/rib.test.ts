@@ -140,6 +140,16 @@ describe('per-op checks', () => {
     expect(alone.status === 'REJECTED' && alone.errors[0]).toMatchObject({ opIndex: 0, code: 'ERR_DMSC_LIMIT_EXCEEDED' });
   });
 
+  it('checks again a next-hop list the caller changed after an accepted batch', async () => {
+    const w = await world();
+    const hops = [{ id: 'peer:a', weight: 1 }];
+    expect(await apply(w, 'a', [upsert('/cap/one', hops)])).toMatchObject({ status: 'VISIBLE' });
+    // An id the table would take, but a controller may not name (neither AIC nor peer).
+    hops[0]!.id = 'service-without-endpoint';
+    expect(await apply(w, 'a', [upsert('/cap/two', hops)])).toMatchObject({ status: 'REJECTED', errors: [{ opIndex: 0, code: 'ERR_DMSC_INVALID_ARGUMENT' }] });
+    expect(ids(w.fib, '/cap/two')).toBeNull();
+  });
+
   it('names every bad op of a batch (duplicate ids, bad names, bad ids, ranges) and applies none of it', async () => {
     const w = await world();
     await apply(w, 'a', [upsert('/cap/keep', [{ id: 'peer:k' }])]);
@@ -386,6 +396,27 @@ describe('persistence', () => {
     // The generation carries on from where it was.
     const next = await apply(again, 'keeper', [upsert('/keep/d', [{ id: 'peer:d' }])], { expectGeneration: generation });
     expect(next).toMatchObject({ status: 'VISIBLE', generation: generation + 1 });
+  });
+
+  it('reloads the JSON journal records of earlier versions, and keeps journaling after them', async () => {
+    const dir = await newDir();
+    const store = Store.open(dir);
+    // What a node of the earlier format left: meta, and [prefix, [id, weight, priority, tags, endpoint?][] | null] records.
+    await store.durable(() => {
+      void store.db('fib-controllers').put('old', { generation: 2, persistence: 'PRESERVE', leaseMs: 0, next: 2, changes: 3 });
+      void store.db('fib-controller-journal').put(['old', 0] as never, JSON.stringify([['/old/a', [['peer:a', 5, 1, ['eu']]]], ['/old/b', [['svc-o', null, 0, [], 'http://127.0.0.1:9/o']]]]));
+      void store.db('fib-controller-journal').put(['old', 1] as never, JSON.stringify([['/old/a', null]]));
+    });
+    await store.close();
+    const w = await world(dir);
+    expect(w.programming.rib.generation('old')).toBe(2);
+    expect(table(w.programming.rib.entries('old'))).toEqual(table([{ prefix: '/old/b', nextHops: [{ id: 'svc-o', priority: 0, tags: [], endpoint: 'http://127.0.0.1:9/o' }] }]));
+    expect(ids(w.fib, '/old/a')).toBeNull();
+    expect(w.directory.endpointOf('svc-o')).toBe('http://127.0.0.1:9/o');
+    expect(await apply(w, 'old', [upsert('/old/c', [{ id: 'peer:c' }])])).toMatchObject({ status: 'VISIBLE', generation: 3 });
+    await close(w);
+    const again = await world(dir);
+    expect([...table(again.programming.rib.entries('old')).keys()].sort()).toEqual(['/old/b', '/old/c']);
   });
 
   it('removes DELETE entries when the session ends, and never stores them', async () => {

@@ -1,0 +1,216 @@
+// The node's reading of ModifyRequest batches: straight into the rib's ops, with no
+// intermediate objects in the wire's shape. A bulk load is a million upserts whose next-hop
+// lists repeat (a few hundred next-hop groups, as gRIBI and Linux nexthop objects call
+// them), so a list is read once and shared, frozen, by every upsert that carries the same
+// bytes: far less to allocate, to collect and to check. The same bytes are the journal's
+// records (journal.ts): a batch is stored as it came, not re-encoded.
+import type { HealthState } from '../fastpath/types.js';
+import { decodeModifyRequest, Reader, uint128, Writer, writeOp } from './codec.js';
+import type { ControllerHop, ControllerOp, OpError } from './rib.js';
+
+const HEALTH: readonly (HealthState | undefined)[] = ['up', 'degraded', 'down'];
+const NO_TAGS: readonly string[] = Object.freeze([]);
+
+/** A batch as the node reads it: the rib's ops, the ops it could not read, and its bytes. */
+export interface NodeBatch {
+  seq: string;
+  electionId: { high: string; low: string } | null;
+  expectGeneration?: string;
+  _expectGeneration?: 'expectGeneration';
+  ops: ControllerOp[];
+  bad: OpError[];
+  /** A copy of the Batch message's own bytes: what the journal keeps. */
+  record: Buffer;
+}
+
+/** Next-hop lists already read, by the hash of their bytes; one list per hash. */
+const GROUPS_MAX = 16_384;
+const groups = new Map<number, { bytes: Buffer; hops: readonly ControllerHop[] }>();
+/** Lists this module built and froze, of frozen plain next hops: a verdict on one holds for good. */
+const sealedLists = new WeakSet<readonly ControllerHop[]>();
+
+/** Whether `hops` is a list read here: frozen, of frozen plain objects, so never to change. */
+export function sealed(hops: readonly ControllerHop[]): boolean {
+  return sealedLists.has(hops);
+}
+
+function hashOf(buf: Buffer, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  return h;
+}
+
+function sameBytes(a: Buffer, buf: Buffer, start: number, end: number): boolean {
+  if (a.length !== end - start) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== buf[start + i]) return false;
+  return true;
+}
+
+function hop(r: Reader): ControllerHop {
+  let id = '';
+  let weight: number | undefined;
+  let priority = 0;
+  let tags: string[] | undefined;
+  let endpoint = '';
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    switch (tag) {
+      case 10: id = r.string(); break;
+      case 16: weight = r.varint() >>> 0; break;
+      case 24: priority = r.varint() >>> 0; break;
+      case 34: (tags ??= []).push(r.string()); break;
+      case 42: endpoint = r.string(); break;
+      default: r.skip(tag & 7);
+    }
+  }
+  const h: { id: string; priority: number; tags: readonly string[]; weight?: number; endpoint?: string } = { id, priority, tags: tags ? Object.freeze(tags) : NO_TAGS };
+  if (weight !== undefined) h.weight = weight;
+  if (endpoint) h.endpoint = endpoint;
+  return Object.freeze(h);
+}
+
+// Upsert {prefix = 1, next_hops = 2}. Encoders write fields in order, so the next hops
+// run from the first of them to the message's end: those bytes are the list's key.
+function upsert(r: Reader): ControllerOp {
+  let prefix = '';
+  let hops: ControllerHop[] | readonly ControllerHop[] = [];
+  let from = -1;
+  let keyed = true;
+  while (r.pos < r.end) {
+    const at = r.pos;
+    const tag = r.varint();
+    if (tag === 10) {
+      prefix = r.string();
+      if (from >= 0) keyed = false;
+    } else if (tag === 18) {
+      if (from < 0) {
+        from = at;
+        const key = hashOf(r.buf, at, r.end);
+        const known = groups.get(key);
+        if (known && sameBytes(known.bytes, r.buf, at, r.end)) {
+          r.pos = r.end;
+          return { op: 'upsert', prefix, nextHops: known.hops };
+        }
+      }
+      const outer = r.enter();
+      (hops as ControllerHop[]).push(hop(r));
+      r.leave(outer);
+    } else {
+      r.skip(tag & 7);
+      if (from >= 0) keyed = false;
+    }
+  }
+  if (from >= 0 && keyed) {
+    hops = Object.freeze(hops);
+    sealedLists.add(hops);
+    if (groups.size >= GROUPS_MAX) groups.clear();
+    groups.set(hashOf(r.buf, from, r.end), { bytes: Buffer.from(r.buf.subarray(from, r.end)), hops });
+  }
+  return { op: 'upsert', prefix, nextHops: hops };
+}
+
+function prefixOnly(r: Reader): string {
+  let prefix = '';
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    if (tag === 10) prefix = r.string();
+    else r.skip(tag & 7);
+  }
+  return prefix;
+}
+
+function health(r: Reader): { op: ControllerOp; state: number } {
+  let nextHopId = '';
+  let state = 0;
+  let load = 0;
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    if (tag === 10) nextHopId = r.string();
+    else if (tag === 16) state = r.varint();
+    else if (tag === 25) load = r.double();
+    else r.skip(tag & 7);
+  }
+  return { op: { op: 'health', nextHopId, state: HEALTH[state] ?? 'up', load }, state };
+}
+
+// Op {oneof: upsert = 1, remove = 2, health = 3}; the last member set wins.
+function op(r: Reader, i: number, bad: OpError[]): ControllerOp {
+  let out: ControllerOp | undefined;
+  let state = 0;
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    const field = tag >>> 3;
+    if ((tag & 7) === 2 && field >= 1 && field <= 3) {
+      const outer = r.enter();
+      state = 0;
+      if (field === 1) out = upsert(r);
+      else if (field === 2) out = { op: 'remove', prefix: prefixOnly(r) };
+      else ({ op: out, state } = health(r));
+      r.leave(outer);
+    } else r.skip(tag & 7);
+  }
+  if (out) {
+    if (HEALTH[state] === undefined) bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `unknown health state ${state}` });
+    return out;
+  }
+  bad.push({ opIndex: i, code: 'ERR_DMSC_MALFORMED_BATCH', message: 'an op must be one of upsert, remove, health (this one is empty or of a kind this node does not know)' });
+  return { op: 'remove', prefix: '/' }; // keeps the indexes; the batch is refused anyway
+}
+
+// Batch {seq = 1, election_id = 2, expect_generation = 3, ops = 4}.
+function batch(r: Reader): NodeBatch {
+  const b: NodeBatch = { seq: '0', electionId: null, ops: [], bad: [], record: Buffer.from(r.buf.subarray(r.pos, r.end)) };
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    if (tag === 8) b.seq = r.varint64();
+    else if (tag === 18) {
+      const outer = r.enter();
+      b.electionId = uint128(r);
+      r.leave(outer);
+    } else if (tag === 24) {
+      b.expectGeneration = r.varint64();
+      b._expectGeneration = 'expectGeneration';
+    } else if (tag === 34) {
+      const outer = r.enter();
+      b.ops.push(op(r, b.ops.length, b.bad));
+      r.leave(outer);
+    } else r.skip(tag & 7);
+  }
+  return b;
+}
+
+/**
+ * The node's deserializer of ModifyRequest: a batch comes as a NodeBatch; open and the
+ * Replace markers as the generic codec gives them. Throws on bytes that are not one.
+ */
+export function decodeModifyForNode(buf: Buffer): Record<string, unknown> {
+  // The oneof's last member wins: find it before reading anything big.
+  const r = new Reader(buf);
+  let last = 0;
+  let from = 0;
+  let end = 0;
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    const field = tag >>> 3;
+    if ((tag & 7) === 2 && field >= 1 && field <= 4) {
+      end = r.bytesEnd();
+      from = r.pos;
+      r.pos = end;
+      last = field;
+    } else r.skip(tag & 7);
+  }
+  if (last !== 2) return decodeModifyRequest(buf);
+  return { request: 'batch', batch: batch(new Reader(buf, from, end)) };
+}
+
+/** The ops of a journal record (a Batch message), in order. */
+export function recordOps(bytes: Buffer): ControllerOp[] {
+  return batch(new Reader(bytes)).ops;
+}
+
+/** A journal record for changes made otherwise than by one gRPC batch: upserts and removes, as a Batch message. */
+export function encodeRecord(changes: Iterable<[string, readonly ControllerHop[] | null]>): Buffer {
+  const w = new Writer(4096);
+  for (const [prefix, hops] of changes) w.nested(4, () => writeOp(w, hops ? { upsert: { prefix, nextHops: hops } } : { remove: { prefix } }));
+  return Buffer.from(w.done());
+}
