@@ -198,7 +198,7 @@ async function push(file: string, o: PushOptions): Promise<void> {
     }
     input = createReadStream(file);
   }
-  const { wireOp } = await import('../programming/client-wire.js');
+  const { checkOp } = await import('../programming/client-encode.js');
   const fib = await client(o, {
     electionId, persistence, ...(o.controller !== undefined ? { controllerId: o.controller } : {}),
     ...(o.leaseMs !== undefined ? { leaseMs: positive(o.leaseMs, '--lease-ms') } : {}),
@@ -208,7 +208,7 @@ async function push(file: string, o: PushOptions): Promise<void> {
     if (!opened.primary) throw new DmscError('ERR_DMSC_NOT_PRIMARY', `another session is primary (election id ${opened.primaryElectionId}); push with a higher --election`);
     const { maxOpsPerBatch, maxBytesPerBatch, window } = opened.limits;
     const progress = new Progress(totalBytes);
-    const batches = readBatches(input, name, Math.min(batchSize, maxOpsPerBatch || batchSize), maxBytesPerBatch || 16 << 20, wireOp, (n) => (progress.totalEntries = n));
+    const batches = readBatches(input, name, Math.min(batchSize, maxOpsPerBatch || batchSize), maxBytesPerBatch || 16 << 20, checkOp, (n) => (progress.totalEntries = n));
     const unit = (b: Origin, i: number) => (progress.totalEntries !== undefined ? `ops[${b.at[i]}]` : `line ${b.at[i]}`);
     const summary = { entries: 0, batches: 0, failed: 0, errors: [] as unknown[] };
     let last: BatchResult | undefined;

@@ -1,14 +1,12 @@
-// What FibClient sends and receives, in both shapes: the JSON-shaped ops of the `--fib`
-// file format (`{op: 'upsert', prefix, nextHops}`) to the wire's oneofs, and the wire's
-// answers (decimal-string generations, upper-case enums) back to plain TypeScript values;
-// and the gRPC status of a failed call to the DmscError it means.
+// What FibClient receives: the wire's answers (decimal-string generations, upper-case
+// enums) as plain TypeScript values, and the gRPC status of a failed call as the
+// DmscError it means. What it sends is client-encode.ts's.
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { DmscError, DmscTypeError, dmscError, type DmscErrorCode } from '../errors.js';
-import { describe } from '../fastpath/validate.js';
+import { DmscError, dmscError, type DmscErrorCode } from '../errors.js';
 import type { HealthState } from '../fastpath/types.js';
 import type { ControllerHop, ControllerOp } from './rib.js';
 import type { HopState, WatchEvent } from './watch.js';
-import { fromWire128, HEALTH_OF, WIRE_HEALTH, type Status, type WireHealth, type WireNextHop, type WireOp, type WireResult, type WireUint128 } from './proto.js';
+import { fromWire128, HEALTH_OF, type Status, type WireHealth, type WireNextHop, type WireResult, type WireUint128 } from './proto.js';
 
 /** A next hop as a controller writes it: an AIC, `peer:<gateway>`, or a name with `endpoint`. */
 export type FibClientNextHop = ControllerHop;
@@ -60,66 +58,6 @@ export interface PrimaryChange {
 /** A next hop as the node's FIB holds it, in a watch event. */
 export type WatchNextHop = HopState;
 export type { WatchEvent };
-
-const STATES = WIRE_HEALTH;
-const OP_KEYS: Readonly<Record<FibClientOp['op'], ReadonlySet<string>>> = {
-  upsert: new Set(['op', 'prefix', 'nextHops']),
-  remove: new Set(['op', 'prefix']),
-  health: new Set(['op', 'nextHopId', 'state', 'load']),
-};
-const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags', 'endpoint']);
-
-function invalid(where: string, what: string): DmscTypeError {
-  return new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: ${what}`);
-}
-
-function unknownKey(o: object, known: ReadonlySet<string>): string | undefined {
-  return Object.keys(o).find((k) => !known.has(k));
-}
-
-function wireHop(hop: unknown, where: string, at: string): WireNextHop {
-  if (typeof hop !== 'object' || hop === null || Array.isArray(hop)) throw invalid(where, `${at} must be an object, got ${describe(hop)}`);
-  const { id, weight, priority, tags, endpoint } = hop as Record<string, unknown>;
-  const extra = unknownKey(hop, HOP_KEYS);
-  if (extra !== undefined) throw invalid(where, `${at} has unknown field '${extra}'`);
-  if (typeof id !== 'string') throw invalid(where, `${at}.id must be a string, got ${describe(id)}`);
-  if (weight !== undefined && typeof weight !== 'number') throw invalid(where, `${at}.weight must be a number, got ${describe(weight)}`);
-  if (priority !== undefined && typeof priority !== 'number') throw invalid(where, `${at}.priority must be a number, got ${describe(priority)}`);
-  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string'))) throw invalid(where, `${at}.tags must be an array of strings`);
-  if (endpoint !== undefined && typeof endpoint !== 'string') throw invalid(where, `${at}.endpoint must be a string, got ${describe(endpoint)}`);
-  // Range and name checks are the node's: it names every bad op of a batch in its result.
-  return {
-    id, ...(weight !== undefined ? { weight } : {}), priority: (priority as number | undefined) ?? 0,
-    tags: (tags as string[] | undefined) ?? [], endpoint: (endpoint as string | undefined) ?? '',
-  };
-}
-
-/**
- * The wire form of one op, after the checks only the client can make (types and unknown
- * fields, which the wire would silently drop); `where` names the op in the error, as
- * `ops[3]` or `line 12`.
- * @throws ERR_DMSC_INVALID_ARGUMENT
- */
-export function wireOp(op: unknown, where: string): WireOp {
-  if (typeof op !== 'object' || op === null || Array.isArray(op)) throw invalid(where, `an op must be an object, got ${describe(op)}`);
-  const kind = (op as { op?: unknown }).op;
-  if (kind !== 'upsert' && kind !== 'remove' && kind !== 'health') throw invalid(where, `op must be 'upsert', 'remove' or 'health', got ${describe(kind)}`);
-  const extra = unknownKey(op, OP_KEYS[kind]);
-  if (extra !== undefined) throw invalid(where, `unknown field '${extra}' in a ${kind} op`);
-  if (kind === 'health') {
-    const { nextHopId, state, load } = op as Record<string, unknown>;
-    if (typeof nextHopId !== 'string') throw invalid(where, `nextHopId must be a string, got ${describe(nextHopId)}`);
-    if (typeof state !== 'string' || !Object.hasOwn(STATES, state)) throw invalid(where, `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
-    if (load !== undefined && typeof load !== 'number') throw invalid(where, `load must be a number, got ${describe(load)}`);
-    return { health: { nextHopId, state: STATES[state as HealthState], load: (load as number | undefined) ?? 0 } };
-  }
-  const prefix = (op as { prefix?: unknown }).prefix;
-  if (typeof prefix !== 'string') throw invalid(where, `prefix must be a string, got ${describe(prefix)}`);
-  if (kind === 'remove') return { remove: { prefix } };
-  const hops = (op as { nextHops?: unknown }).nextHops;
-  if (!Array.isArray(hops)) throw invalid(where, `nextHops must be an array, got ${describe(hops)}`);
-  return { upsert: { prefix, nextHops: hops.map((h, i) => wireHop(h, where, `nextHops[${i}]`)) } };
-}
 
 /** A next hop read back from the node, in the file format: fields at their defaults left out. */
 export function fromWireHop(h: WireNextHop): FibClientNextHop {

@@ -7,10 +7,11 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { DmscError, DmscRangeError, DmscTypeError } from '../errors.js';
 import {
-  fromGrpc, fromWireHop, fromWireOpened, fromWireResult, fromWireWatch, isPermanent, wireOp,
+  fromGrpc, fromWireHop, fromWireOpened, fromWireResult, fromWireWatch, isPermanent,
   type BatchResult, type FibClientNextHop, type FibClientOp, type Opened, type PrimaryChange, type WatchEvent, type WireOpened, type WireWatchResponse,
 } from './client-wire.js';
-import { fibService, fromWire128, toWire128, type Persistence, type WireNextHop, type WireOp, type WireResult, type WireUint128 } from './proto.js';
+import { fibService, fromWire128, toWire128, type Persistence, type WireNextHop, type WireResult, type WireUint128 } from './proto.js';
+import { encodeOps, type EncodedOps } from './client-encode.js';
 
 export type { BatchResult, FibClientNextHop, FibClientOp, FibLimits, Opened, PrimaryChange, WatchEvent, WatchNextHop } from './client-wire.js';
 
@@ -67,7 +68,8 @@ const PERSISTENCE = new Set<Persistence>(['PRESERVE', 'DELETE', 'LEASE']);
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
-type Held = Map<string, WireNextHop[]>;
+/** Each entry the client holds: its upsert's bytes, as they were sent. */
+type Held = Map<string, Buffer>;
 
 // A Replace in progress: begin, staged batches, end. `sent` once a frame of it is on the
 // stream: from then on, a broken stream ends it (the node drops what it staged).
@@ -84,7 +86,7 @@ interface ReplaceRun {
 interface Frame {
   readonly kind: 'batch' | 'begin' | 'end';
   /** Until sent; then only while the client holds a table (for the result to update it). */
-  ops?: WireOp[] | undefined;
+  ops?: EncodedOps | undefined;
   readonly expectGeneration?: number;
   readonly run?: ReplaceRun;
   readonly index?: number;
@@ -129,15 +131,10 @@ function checkGeneration(g: unknown): number | undefined {
   return g as number;
 }
 
-function wireOps(ops: unknown, where: string): WireOp[] {
-  if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: a batch must be an array of ops`);
-  return ops.map((op, i) => wireOp(op, `${where}[${i}]`));
-}
-
-function apply(held: Held, ops: readonly WireOp[]): void {
-  for (const op of ops) {
-    if (op.upsert) held.set(op.upsert.prefix, op.upsert.nextHops);
-    else if (op.remove) held.delete(op.remove.prefix);
+function apply(held: Held, ops: EncodedOps): void {
+  for (const [prefix, bytes] of ops.changes) {
+    if (bytes) held.set(prefix, bytes);
+    else held.delete(prefix);
   }
 }
 
@@ -254,7 +251,7 @@ export class FibClient extends EventEmitter<FibClientEvents> {
     try {
       this.#checkUsable();
       const expectGeneration = checkGeneration(opts.expectGeneration);
-      frame = { kind: 'batch', ops: wireOps(ops, 'ops'), ...(expectGeneration !== undefined ? { expectGeneration } : {}) };
+      frame = { kind: 'batch', ops: encodeOps(ops, 'ops', !!this.#held), ...(expectGeneration !== undefined ? { expectGeneration } : {}) };
     } catch (e) {
       return Promise.reject(e);
     }
@@ -295,7 +292,7 @@ export class FibClient extends EventEmitter<FibClientEvents> {
         this.#enqueue({ kind: 'begin', run });
         let index = 0;
         for await (const ops of batches) {
-          const wire = wireOps(ops, `batch ${index}`);
+          const wire = encodeOps(ops, `batch ${index}`, !!run.next);
           // Read no further ahead than the window: the batches may be a million entries.
           await this.#waitFor(() => run.done || this.#queue.length < this.#window());
           if (run.done) break;
@@ -549,21 +546,21 @@ export class FibClient extends EventEmitter<FibClientEvents> {
       reject: () => {},
     };
     const frames: Frame[] = [{ kind: 'begin', run }];
-    let ops: WireOp[] = [];
+    let ops: Buffer[] = [];
     let bytes = 0;
-    for (const [prefix, nextHops] of this.#held!) {
-      const op: WireOp = { upsert: { prefix, nextHops } };
-      // The JSON of an op is longer than its protobuf encoding.
-      const size = Buffer.byteLength(JSON.stringify(op));
-      if (ops.length > 0 && (ops.length >= maxOps || bytes + size > maxBytes)) {
-        frames.push({ kind: 'batch', ops, run, index: frames.length - 1 });
+    const batch = () => frames.push({ kind: 'batch', ops: { bytes: Buffer.concat(ops, bytes), count: ops.length, changes: [] }, run, index: frames.length - 1 });
+    // Room for the batch's other fields under the node's byte limit.
+    const room = maxBytes - 64;
+    for (const op of this.#held!.values()) {
+      if (ops.length > 0 && (ops.length >= maxOps || bytes + op.length > room)) {
+        batch();
         ops = [];
         bytes = 0;
       }
       ops.push(op);
-      bytes += size;
+      bytes += op.length;
     }
-    if (ops.length > 0) frames.push({ kind: 'batch', ops, run, index: frames.length - 1 });
+    if (ops.length > 0) batch();
     frames.push({ kind: 'end', run });
     return frames;
   }
@@ -608,7 +605,7 @@ export class FibClient extends EventEmitter<FibClientEvents> {
     const expect = f.expectGeneration !== undefined ? { expectGeneration: String(f.expectGeneration) } : {};
     if (f.kind === 'begin') return { replaceBegin: { seq, electionId } };
     if (f.kind === 'end') return { replaceEnd: { seq, electionId, ...expect } };
-    return { batch: { seq, electionId, ...expect, ops: f.ops } };
+    return { batch: { seq, electionId, ...expect, opsBytes: f.ops?.bytes } };
   }
 
   #fail(f: Frame, e: Error): void {

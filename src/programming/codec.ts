@@ -314,6 +314,12 @@ export class Writer {
     this.pos = start + bytes + len;
   }
 
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
   done(): Buffer {
     return this.buf.subarray(0, this.pos);
   }
@@ -387,12 +393,14 @@ function writeBatchLike(w: Writer, b: Any, withOps: boolean): void {
     w.varint(24);
     w.varint64(b['expectGeneration']);
   }
-  if (withOps) for (const o of b['ops'] ?? []) w.nested(4, () => writeOp(w, o));
+  // Ops come as objects, or already encoded as Batch field 4 entries (FibClient's).
+  if (withOps && b['opsBytes']) w.raw(b['opsBytes']);
+  else if (withOps) for (const o of b['ops'] ?? []) w.nested(4, () => writeOp(w, o));
 }
 
 /** Encodes a ModifyRequest given as proto-loader objects (numbers, strings or bigints for 64-bit fields). */
 export function encodeModifyRequest(m: Any): Buffer {
-  const w = new Writer(m['batch'] ? 256 + 64 * (m['batch']['ops']?.length ?? 0) : 128);
+  const w = new Writer(m['batch'] ? 256 + (m['batch']['opsBytes']?.length ?? 64 * (m['batch']['ops']?.length ?? 0)) : 128);
   if (m['open']) {
     const o = m['open'];
     w.nested(1, () => {

@@ -5,12 +5,10 @@
 import type { Http2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { DmscError } from '../errors.js';
-import type { HealthState } from '../fastpath/types.js';
 import { formatListen, type Listen } from '../net/listen.js';
 import type { NodeBatch } from './batch-codec.js';
 import { fibService, fromWire128, toWire128, WIRE_HEALTH, type Persistence } from './proto.js';
 import { LIMITS, type BatchOutcome, type Caller, type ModifySession, type Programming } from './programming.js';
-import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 import { WATCH_QUEUE, type WatchEvent } from './watch.js';
 
 /** Entries a Get sends per message. */

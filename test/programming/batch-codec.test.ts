@@ -1,10 +1,13 @@
-// The node's reading of batches (straight into the rib's ops, next-hop lists shared by
-// their bytes) against the generic codec (protobufjs through proto-loader) followed by the
-// plain conversion of its objects: same ops, same unreadable ops, whether a list is read
-// for the first time or found again; and the journal's records read back as the batch.
+// Batches on their way in and out, against the generic codec (protobufjs through
+// proto-loader): the node's reading (straight into the rib's ops, next-hop lists shared by
+// their bytes) gives the same ops as the generic codec and the plain conversion of its
+// objects, whether a list is read for the first time or found again; the journal's
+// records read back as the batch; FibClient's encoding writes the same bytes' meaning.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeModifyForNode, encodeRecord, recordOps, sealed, type NodeBatch } from '../../src/programming/batch-codec.js';
+import { encodeOps } from '../../src/programming/client-encode.js';
+import { encodeModifyRequest } from '../../src/programming/codec.js';
 import { genericModifyCodec, HEALTH_OF } from '../../src/programming/proto.js';
 import type { ControllerHop, ControllerOp, OpError } from '../../src/programming/rib.js';
 
@@ -133,5 +136,51 @@ describe('the node reading batches', () => {
       { op: 'upsert', prefix: '/capability/a', nextHops: [{ id: 'peer:gw-1', weight: 0, priority: 2, tags: ['t'] }, { id: 'svc', priority: 0, tags: [], endpoint: 'http://127.0.0.1:1/' }] },
       { op: 'remove', prefix: '/capability/b' },
     ]);
+  });
+});
+
+describe("FibClient's encoding of batches", () => {
+  const name = fc.oneof(fc.string({ maxLength: 200 }), fc.constantFrom('/capability/é/☃', 'x'.repeat(127), 'y'.repeat(128), ''));
+  const clientHop = fc.record({
+    id: name, weight: fc.integer({ min: 0, max: 70_000 }), priority: fc.integer({ min: 0, max: 70_000 }), tags: fc.array(name, { maxLength: 3 }), endpoint: name,
+  }, { requiredKeys: ['id'] });
+  const clientOp = fc.oneof(
+    fc.record({ op: fc.constant('upsert' as const), prefix: name, nextHops: fc.array(clientHop, { maxLength: 4 }) }),
+    fc.record({ op: fc.constant('remove' as const), prefix: name }),
+    fc.record({ op: fc.constant('health' as const), nextHopId: name, state: fc.constantFrom('up' as const, 'degraded' as const, 'down' as const), load: fc.double({ min: 0, max: 1, noNaN: true }) }, { requiredKeys: ['op', 'nextHopId', 'state'] }),
+  );
+  // The ops in the wire's shape, as the generic codec takes them.
+  const wire = (o: any) => o.op === 'upsert' ? { upsert: { prefix: o.prefix, nextHops: o.nextHops.map((h: any) => ({ ...h, tags: h.tags ?? [] })) } }
+    : o.op === 'remove' ? { remove: { prefix: o.prefix } } : { health: { nextHopId: o.nextHopId, state: o.state.toUpperCase(), load: o.load ?? 0 } };
+
+  it('writes the bytes the generic codec reads as the same ops, and keeps each upsert by its prefix', () => {
+    fc.assert(fc.property(fc.array(clientOp, { maxLength: 8 }), (ops) => {
+      const e = encodeOps(ops, 'ops', true);
+      const ours = generic.deserialize(encodeModifyRequest({ batch: { seq: '9', opsBytes: e.bytes } })) as any;
+      const theirs = generic.deserialize(generic.serialize({ batch: { seq: '9', ops: ops.map(wire) } })) as any;
+      expect(plain(ours)).toEqual(plain(theirs));
+      expect(e.count).toBe(ops.length);
+      const changes = ops.filter((o) => o.op !== 'health');
+      expect(e.changes.map(([p, b]) => [p, b !== null])).toEqual(changes.map((o) => [o.prefix, o.op === 'upsert']));
+      // An upsert's kept bytes are a whole op: sent again, they read as that upsert.
+      for (const [i, [, b]] of e.changes.entries()) {
+        if (!b) continue;
+        const again = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: b } })) as { batch: NodeBatch }).batch.ops;
+        expect(again).toHaveLength(1);
+        expect((again[0] as { prefix: string }).prefix).toBe(changes[i]!.prefix);
+      }
+    }), { numRuns: 300 });
+  });
+
+  it('names the op and the field that cannot be sent', () => {
+    const bad: [unknown, RegExp][] = [
+      [[{ op: 'upsert', prefix: '/a', nextHops: [{ id: 'x', colour: 'red' }] }], /ops\[0\]: nextHops\[0\] has unknown field 'colour'/],
+      [[{ op: 'remove', prefix: '/a' }, { op: 'upsert', prefix: '/b', nextHops: [{ id: 7 }] }], /ops\[1\]: nextHops\[0\]\.id must be a string/],
+      [[{ op: 'move', prefix: '/a' }], /ops\[0\]: op must be 'upsert', 'remove' or 'health'/],
+      [[{ op: 'health', nextHopId: 'x', state: 'sideways' }], /ops\[0\]: state must be/],
+      [[{ op: 'remove', prefix: '/a', nextHops: [] }], /unknown field 'nextHops' in a remove op/],
+      ['not ops', /ops: a batch must be an array of ops/],
+    ];
+    for (const [ops, message] of bad) expect(() => encodeOps(ops, 'ops', false)).toThrow(message);
   });
 });

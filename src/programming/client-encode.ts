@@ -1,0 +1,152 @@
+// FibClient's batches, from the `--fib` file format (`{op: 'upsert', prefix, nextHops}`)
+// straight to the protobuf bytes of `Batch.ops`, in one pass with the checks only the
+// client can make (types and unknown fields, which the wire would silently drop). No
+// object in the wire's shape is built on the way: a bulk load is a million of them.
+// Each upsert's bytes are kept by prefix for the table the client holds (its resync):
+// they are sent again as they are.
+import { DmscTypeError } from '../errors.js';
+import { describe } from '../fastpath/validate.js';
+import type { HealthState } from '../fastpath/types.js';
+import { Writer } from './codec.js';
+
+const STATES: Readonly<Record<HealthState, number>> = { up: 0, degraded: 1, down: 2 };
+const OP_KEYS: Readonly<Record<'upsert' | 'remove' | 'health', ReadonlySet<string>>> = {
+  upsert: new Set(['op', 'prefix', 'nextHops']),
+  remove: new Set(['op', 'prefix']),
+  health: new Set(['op', 'nextHopId', 'state', 'load']),
+};
+const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags', 'endpoint']);
+
+/** A batch's ops, encoded: Batch field 4 entries, and what each op does to the client's table. */
+export interface EncodedOps {
+  readonly bytes: Buffer;
+  readonly count: number;
+  /** Per upsert, its prefix and its entry's bytes; per remove, its prefix and null. */
+  readonly changes: readonly (readonly [string, Buffer | null])[];
+}
+
+function invalid(where: string, what: string): DmscTypeError {
+  return new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: ${what}`);
+}
+
+function unknownKey(o: object, known: ReadonlySet<string>): string | undefined {
+  for (const k in o) if (!known.has(k)) return k;
+  return undefined;
+}
+
+// Strings as UTF-8 with their length first. Names and ids are nearly always ASCII of
+// fewer than 128 bytes: written here, byte by byte, rather than through two calls into Buffer.
+function text(w: Writer, field: number, s: string): void {
+  const n = s.length;
+  if (n < 128) {
+    w.ensure(n + 2);
+    const buf = w.buf;
+    const start = w.pos;
+    buf[start] = (field << 3) | 2;
+    buf[start + 1] = n;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) break;
+      buf[start + 2 + i] = c;
+    }
+    if (i === n) {
+      w.pos = start + 2 + n;
+      return;
+    }
+  }
+  w.string(field, s);
+}
+
+function hop(w: Writer, h: unknown, where: string, at: string): void {
+  if (typeof h !== 'object' || h === null || Array.isArray(h)) throw invalid(where, `${at} must be an object, got ${describe(h)}`);
+  const extra = unknownKey(h, HOP_KEYS);
+  if (extra !== undefined) throw invalid(where, `${at} has unknown field '${extra}'`);
+  const { id, weight, priority, tags, endpoint } = h as Record<string, unknown>;
+  if (typeof id !== 'string') throw invalid(where, `${at}.id must be a string, got ${describe(id)}`);
+  if (weight !== undefined && typeof weight !== 'number') throw invalid(where, `${at}.weight must be a number, got ${describe(weight)}`);
+  if (priority !== undefined && typeof priority !== 'number') throw invalid(where, `${at}.priority must be a number, got ${describe(priority)}`);
+  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string'))) throw invalid(where, `${at}.tags must be an array of strings`);
+  if (endpoint !== undefined && typeof endpoint !== 'string') throw invalid(where, `${at}.endpoint must be a string, got ${describe(endpoint)}`);
+  // Range and name checks are the node's: it names every bad op of a batch in its result.
+  w.nested(2, () => {
+    if (id) text(w, 1, id);
+    if (weight !== undefined) {
+      w.varint(16);
+      w.varint(weight);
+    }
+    if (priority) {
+      w.varint(24);
+      w.varint(priority);
+    }
+    if (tags) for (const t of tags as string[]) text(w, 4, t);
+    if (endpoint) text(w, 5, endpoint);
+  });
+}
+
+function op(w: Writer, o: unknown, where: string): [string, boolean] | undefined {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw invalid(where, `an op must be an object, got ${describe(o)}`);
+  const kind = (o as { op?: unknown }).op;
+  if (kind !== 'upsert' && kind !== 'remove' && kind !== 'health') throw invalid(where, `op must be 'upsert', 'remove' or 'health', got ${describe(kind)}`);
+  const extra = unknownKey(o, OP_KEYS[kind]);
+  if (extra !== undefined) throw invalid(where, `unknown field '${extra}' in a ${kind} op`);
+  if (kind === 'health') {
+    const { nextHopId, state, load } = o as Record<string, unknown>;
+    if (typeof nextHopId !== 'string') throw invalid(where, `nextHopId must be a string, got ${describe(nextHopId)}`);
+    if (typeof state !== 'string' || !Object.hasOwn(STATES, state)) throw invalid(where, `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
+    if (load !== undefined && typeof load !== 'number') throw invalid(where, `load must be a number, got ${describe(load)}`);
+    w.nested(3, () => {
+      if (nextHopId) text(w, 1, nextHopId);
+      const s = STATES[state as HealthState];
+      if (s) {
+        w.varint(16);
+        w.varint(s);
+      }
+      if (load) {
+        w.varint(25);
+        w.ensure(8);
+        w.buf.writeDoubleLE(load as number, w.pos);
+        w.pos += 8;
+      }
+    });
+    return undefined;
+  }
+  const prefix = (o as { prefix?: unknown }).prefix;
+  if (typeof prefix !== 'string') throw invalid(where, `prefix must be a string, got ${describe(prefix)}`);
+  if (kind === 'remove') {
+    w.nested(2, () => prefix && text(w, 1, prefix));
+    return [prefix, false];
+  }
+  const hops = (o as { nextHops?: unknown }).nextHops;
+  if (!Array.isArray(hops)) throw invalid(where, `nextHops must be an array, got ${describe(hops)}`);
+  w.nested(1, () => {
+    if (prefix) text(w, 1, prefix);
+    for (let i = 0; i < hops.length; i++) hop(w, hops[i], where, `nextHops[${i}]`);
+  });
+  return [prefix, true];
+}
+
+/**
+ * Encodes a batch's ops; `where` names the batch in errors (an op is `where[3]`). With
+ * `keep`, says what each op does to the client's table.
+ * @throws ERR_DMSC_INVALID_ARGUMENT for an op that cannot be sent
+ */
+export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOps {
+  if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: a batch must be an array of ops`);
+  const w = new Writer(64 + 96 * ops.length);
+  const marks: [string, boolean, number, number][] = [];
+  for (let i = 0; i < ops.length; i++) {
+    const start = w.pos;
+    let did: [string, boolean] | undefined;
+    w.nested(4, () => (did = op(w, ops[i], `${where}[${i}]`)));
+    if (keep && did) marks.push([did[0], did[1], start, w.pos]);
+  }
+  // Taken once the buffer is final: it may have moved while it grew.
+  const bytes = w.done();
+  return { bytes, count: ops.length, changes: marks.map(([prefix, upsert, a, b]) => [prefix, upsert ? bytes.subarray(a, b) : null]) };
+}
+
+/** Checks one op as `encodeOps` would; `where` names it in the error. */
+export function checkOp(o: unknown, where: string): void {
+  op(new Writer(256), o, where);
+}
