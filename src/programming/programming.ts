@@ -296,7 +296,9 @@ export class ModifySession {
       for (const [i, op] of b.ops.entries()) this.#staged.set(op.op === 'health' ? `health ${this.#staged.size} ${i}` : op.prefix, op);
       return this.#now('STAGED', '');
     }
-    return this.#owner.run(who, b.ops, { ...(b.expectGeneration !== undefined ? { expectGeneration: b.expectGeneration } : {}), ...(b.record ? { record: b.record } : {}) });
+    return this.#owner.run(who, b.ops, {
+      ...(b.expectGeneration !== undefined ? { expectGeneration: b.expectGeneration } : {}), ...(b.record ? { record: b.record } : {}), alone: this.#waiting === 0,
+    });
   }
 
   #now(status: Status, message: string): Promise<BatchOutcome> {

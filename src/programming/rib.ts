@@ -44,6 +44,8 @@ export interface ApplyOptions {
   readonly replace?: boolean;
   /** The batch as it came on the wire (a Batch message): the journal keeps it as it is. */
   readonly record?: Buffer;
+  /** Nothing else of the caller's waits: a small batch may be committed in place (Store.durable). */
+  readonly alone?: boolean;
 }
 
 /** Who is programming: the controller, and the prefixes its key may program. */
@@ -62,6 +64,9 @@ interface Controller {
   lease?: NodeJS.Timeout;
 }
 
+
+/** Prefixes a batch may change and still be committed in place when it is alone (Store.durable). */
+const INLINE_CHANGES = 16;
 
 /** Tags of the table controllers cannot take: room for the policy's. */
 export const TAGS_KEPT_FOR_POLICY = 16;
@@ -372,7 +377,7 @@ export class ControllerRib {
     const durable = c.meta.persistence !== 'DELETE' && next.size > 0
       ? this.#store.durable(() => {
         if (this.#journal.append(c.id, c.meta, next, c.entries.size, opts.replace ? undefined : opts.record)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
-      })
+      }, { inline: !!opts.alone && next.size <= INLINE_CHANGES })
       : Promise.resolve();
     if (next.size) for (const l of this.#changeListeners) l(c.id);
     return { status: 'VISIBLE', generation: c.meta.generation, fibGeneration, done: Promise.all([durable, this.#fib.visible(fibGeneration)]).then(() => undefined) };
