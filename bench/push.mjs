@@ -3,7 +3,8 @@
 // and what that costs the node's readers. One run prints, side by side, the floor (the
 // table's own `apply` of the same entries, in this process), the baseline (the same
 // batches as JSON through POST /v1/fib/batches) and ours (FibClient over gRPC, and
-// Debian's Python grpcio with generated stubs), as entries/s and ratios to the floor,
+// Debian's Python grpcio with generated stubs, building its messages as it pushes and
+// again with them built beforehand), as entries/s and ratios to the floor,
 // with the anchors' published figures beside them; then FibClient's ack latency for
 // 1-op and 1,000-op batches, and a worker thread's lookups/s on the node's table before
 // and during each push. Writes bench/results/push.json.
@@ -39,12 +40,13 @@ const USAGE = `usage: npm run bench -- push [options]
   --ack-small N    1-op batches for the ack latency, one at a time (default 2000)
   --ack-large N    1,000-op batches for the ack latency, one at a time (default 200)
   --idle N         seconds of the readers' idle rate before each push (default 2)
-  --only=LIST      comma-separated runs: floor,http,ts,python (default all; the = form,
+  --only=LIST      comma-separated runs: floor,http,ts,python,python-prebuilt (default all; the = form,
                    so that npm run bench does not read LIST as a benchmark's name)
   --skip-python    leave out the Python pusher
   --json           print the results as JSON instead of the table
   --no-write       do not write bench/results/push.json`;
 
+const RUN_NAMES_DEFAULT = 'floor,http,ts,python,python-prebuilt';
 const { opts, int } = benchOptions('push', USAGE, {
   entries: { type: 'string', default: '1000000' },
   batch: { type: 'string', default: '1000' },
@@ -52,7 +54,7 @@ const { opts, int } = benchOptions('push', USAGE, {
   'ack-small': { type: 'string', default: '2000' },
   'ack-large': { type: 'string', default: '200' },
   idle: { type: 'string', default: '2' },
-  only: { type: 'string', default: 'floor,http,ts,python' },
+  only: { type: 'string', default: RUN_NAMES_DEFAULT },
   'skip-python': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
 });
@@ -62,14 +64,18 @@ const INFLIGHT = int('inflight', 1, 64);
 const ACK_SMALL = int('ack-small', 10, 1_000_000);
 const ACK_LARGE = int('ack-large', 10, 100_000);
 const IDLE_S = int('idle', 1, 60);
+const RUN_NAMES = ['floor', 'http', 'ts', 'python', 'python-prebuilt'];
 const ONLY = new Set(opts.only.split(',').map((s) => s.trim()).filter(Boolean));
 for (const r of ONLY) {
-  if (!['floor', 'http', 'ts', 'python'].includes(r)) {
-    console.error(`dmsc bench push: --only takes floor, http, ts, python; got ${r}\n${USAGE}`);
+  if (!RUN_NAMES.includes(r)) {
+    console.error(`dmsc bench push: --only takes ${RUN_NAMES.join(', ')}; got ${r}\n${USAGE}`);
     process.exit(2);
   }
 }
-if (opts['skip-python']) ONLY.delete('python');
+if (opts['skip-python']) {
+  ONLY.delete('python');
+  ONLY.delete('python-prebuilt');
+}
 
 const READER_BATCH = 256;
 // Extra node flags for the TypeScript and HTTP pushers, e.g. to profile one:
@@ -255,17 +261,23 @@ const RUNS = {
   floor: floorRun,
   http: () => nodeRun('baseline (HTTP)', (n, onLine) => runChild(process.execPath, [...CHILD_FLAGS, join(here, 'push-client.mjs'), 'http', n.origin, n.token, String(N), String(BATCH), String(INFLIGHT)], onLine)),
   ts: () => nodeRun('ours (TypeScript)', (n, onLine) => runChild(process.execPath, [...CHILD_FLAGS, join(here, 'push-client.mjs'), 'grpc', n.fibAddress, n.token, String(N), String(BATCH), String(ACK_SMALL), String(ACK_LARGE)], onLine)),
-  python: () => {
-    const dir = pythonStubs();
-    return nodeRun('ours (Python)', (n, onLine) => runChild(PYTHON, [join(here, 'push_client.py'), '--stubs', dir, '--addr', n.fibAddress, '--key', n.token, '--entries', String(N), '--batch', String(BATCH)], onLine));
-  },
+  python: () => pythonRun('ours (Python)', []),
+  // The same pusher with every message built before its clock starts, as a controller
+  // that keeps its table as messages would: what the node and the transport take from
+  // Python, apart from what Python's protobuf takes to build the messages.
+  'python-prebuilt': () => pythonRun('ours (Python, prebuilt)', ['--prebuild']),
 };
+
+function pythonRun(label, extra) {
+  const dir = pythonStubs();
+  return nodeRun(label, (n, onLine) => runChild(PYTHON, [join(here, 'push_client.py'), '--stubs', dir, '--addr', n.fibAddress, '--key', n.token, '--entries', String(N), '--batch', String(BATCH), ...extra], onLine));
+}
 
 const cpu = cpus()[0]?.model ?? 'unknown cpu';
 const machine = { cpu, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadAverage: loadavg().map((x) => Math.round(x * 100) / 100) };
 progress(`push benchmark: ${N.toLocaleString('en')} entries in batches of ${BATCH.toLocaleString('en')}; load average ${machine.loadAverage.join(' ')}`);
 const results = {};
-for (const name of ['floor', 'http', 'ts', 'python']) {
+for (const name of RUN_NAMES) {
   if (!ONLY.has(name)) continue;
   results[name] = await RUNS[name]();
   progress(`${name}: ${results[name].push.seconds.toFixed(2)} s`);
@@ -281,6 +293,7 @@ const rows = [
   ['http', `baseline: POST /v1/fib/batches (JSON), ${INFLIGHT} in flight`],
   ['ts', 'ours: FibClient (TypeScript), gRPC, window'],
   ['python', 'ours: Python grpcio, generated stubs, window'],
+  ['python-prebuilt', 'ours: Python grpcio, messages built beforehand'],
 ].filter(([k]) => results[k]);
 
 const ts = results.ts;
@@ -290,6 +303,8 @@ if (ts) {
   targets.push([`${fmt(N)} entries VISIBLE in <= ${fmt(5 * N / 1e6, N < 1e5 ? 3 : 1)} s from TypeScript (${ts.push.seconds.toFixed(2)} s)`, ts.push.seconds <= 5 * N / 1e6]);
 }
 if (py) targets.push([`>= 100,000 entries/s from Python (${fmt(rate(py))}/s)`, rate(py) >= 100_000]);
+const pyPre = results['python-prebuilt'];
+if (pyPre) targets.push([`>= 100,000 entries/s from Python, its messages built beforehand (${fmt(rate(pyPre))}/s)`, rate(pyPre) >= 100_000]);
 if (ts) {
   targets.push([`1-op ack p50 <= 1 ms (${ts.ack.one.p50.toFixed(3)} ms)`, ts.ack.one.p50 <= 1]);
   targets.push([`readers keep >= 80% of their idle lookup rate during the TypeScript push (${(100 * ts.readers.ratio).toFixed(0)}%)`, ts.readers.ratio >= 0.8]);
@@ -323,9 +338,10 @@ if (opts.json) {
     const r = results[k];
     const extra = [];
     if (r.push.cpuSeconds !== undefined) extra.push(`client CPU ${r.push.cpuSeconds.toFixed(1)} s`);
-    if (r.push.buildSeconds !== undefined) extra.push(`building messages ${r.push.buildSeconds.toFixed(1)} s (wall, its request thread)`);
+    if (r.push.prebuildSeconds !== undefined) extra.push(`building the messages beforehand ${r.push.prebuildSeconds.toFixed(1)} s`);
+    else if (r.push.buildSeconds !== undefined) extra.push(`building messages ${r.push.buildSeconds.toFixed(1)} s (wall, its request thread)`);
     if (k !== 'floor') extra.push(`node's main thread CPU ${r.mainThreadCpuSeconds.toFixed(1)} s`);
-    console.log(`  ${k.padEnd(7)} idle ${(r.readers.idle / 1e6).toFixed(2)} M/s, during ${(r.readers.during / 1e6).toFixed(2)} M/s${extra.length ? `; ${extra.join(', ')}` : ''}`);
+    console.log(`  ${k.padEnd(15)} idle ${(r.readers.idle / 1e6).toFixed(2)} M/s, during ${(r.readers.during / 1e6).toFixed(2)} M/s${extra.length ? `; ${extra.join(', ')}` : ''}`);
   }
   if (ts) {
     console.log(`\nack latency, FibClient, one batch at a time, on the node holding the ${fmt(N)} pushed entries;`);
