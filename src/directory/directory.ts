@@ -292,8 +292,10 @@ export class Directory {
   }
 
   #reachedHere(prefix: string): NextHop[] | undefined {
-    const hops = this.#controlled.get(prefix)?.filter((h) => peerOf(h.id) === undefined);
-    return hops?.length ? hops : undefined;
+    const all = this.#controlled.get(prefix);
+    // Most controller routes of a bulk load go through peers: nothing to copy then.
+    if (!all || all.every((h) => h.id.startsWith('peer:'))) return undefined;
+    return all.filter((h) => !h.id.startsWith('peer:'));
   }
 
   /** Next hops toward peer gateways for `prefix` (empty or null: none), after local agents. */

@@ -2,8 +2,10 @@
 // buffers reused from call to call: loading a million prefixes makes no per-hop garbage
 // and no large allocation, and costs one N-API crossing per chunk. The checks are the ones
 // ReferenceTable applies (validate.ts); the layout is documented in native/core/batch.cpp.
-import type { FibOp } from './types.js';
-import { walkOps } from './validate.js';
+import type { FibOp, NextHop } from './types.js';
+import { DEFAULT_WEIGHT, walkOps } from './validate.js';
+
+const NO_TAGS: readonly string[] = [];
 
 const CHUNK_WORDS = 1 << 16;
 const CHUNK_BYTES = 1 << 18;
@@ -24,6 +26,8 @@ export class BatchEncoder {
   // bytes it saves.
   #chunkIds: string[] = [];
   #chunkTags: string[] = [];
+  /** Shared lists in this chunk: where their ids start in #chunkIds. */
+  #listIds = new Map<readonly NextHop[], number>();
 
   /** Validates and encodes ops, passing full chunks to sink; returns the op count. */
   encode(input: readonly FibOp[], sink: ChunkSink): number {
@@ -45,6 +49,24 @@ export class BatchEncoder {
       tag: (tag) => {
         this.#word(this.#chunkTags.push(tag) - 1);
       },
+      // A list many entries share (a next-hop group): its ids go into the chunk once.
+      list: (list) => {
+        let base = this.#listIds.get(list);
+        if (base === undefined) {
+          base = this.#chunkIds.length;
+          for (const h of list) this.#chunkIds.push(h.id);
+          this.#listIds.set(list, base);
+        }
+        for (let h = 0; h < list.length; h++) {
+          const hop = list[h]!;
+          const tags = hop.tags ?? NO_TAGS;
+          this.#word(base + h);
+          this.#word(hop.weight ?? DEFAULT_WEIGHT);
+          this.#word(hop.priority ?? 0);
+          this.#word(tags.length);
+          for (const t of tags) this.#word(this.#chunkTags.push(t) - 1);
+        }
+      },
     });
     if (this.#ops > 0) this.#flush(sink);
     return n;
@@ -56,6 +78,7 @@ export class BatchEncoder {
     this.#ops = 0;
     this.#chunkIds = [];
     this.#chunkTags = [];
+    this.#listIds.clear();
   }
 
   #word(v: number): void {
@@ -116,5 +139,6 @@ export class BatchEncoder {
     this.#ops = 0;
     this.#chunkIds = [];
     this.#chunkTags = [];
+    this.#listIds.clear();
   }
 }

@@ -91,6 +91,25 @@ export interface OpVisitor {
   /** A next hop of the current upsert, followed by `tags` calls to tag(). */
   hop(id: string, weight: number, priority: number, tags: number): void;
   tag(tag: string): void;
+  /**
+   * Optional: the next hops of the current upsert, a list that cannot change and was
+   * found valid before (see `immutableList`), in place of its hop() and tag() calls.
+   */
+  list?(list: readonly NextHop[]): void;
+}
+
+/** Lists their builder froze, of frozen plain data objects it made itself: they never change. */
+const immutable = new WeakSet<readonly NextHop[]>();
+/** Immutable lists this module found valid: a verdict that holds for good. */
+const valid = new WeakSet<readonly NextHop[]>();
+
+/**
+ * Declares a next-hop list that can never change: frozen, of frozen objects with data
+ * properties only, all made by the caller. Its checks are then made once, however many
+ * entries share it. Only code that built the list itself may say so.
+ */
+export function immutableList(list: readonly NextHop[]): void {
+  if (Object.isFrozen(list)) immutable.add(list);
 }
 
 const idScratch: string[] = [];
@@ -127,9 +146,21 @@ export function walkOps(ops: unknown, v: OpVisitor): number {
       throw new DmscRangeError('ERR_DMSC_LIMIT_EXCEEDED', `${opAt(i)} has more than ${MAX_NEXT_HOPS} next hops (${count})`);
     }
     v.op(i, false, prefix as string, count);
+    if (valid.has(list)) {
+      if (v.list) v.list(list);
+      else for (const h of list as NextHop[]) emitHop(h, v);
+      continue;
+    }
     for (let h = 0; h < count; h++) walkHop(list[h], i, h, v);
+    if (immutable.has(list)) valid.add(list);
   }
   return n;
+}
+
+function emitHop(h: NextHop, v: OpVisitor): void {
+  const tags = h.tags ?? [];
+  v.hop(h.id, h.weight ?? DEFAULT_WEIGHT, h.priority ?? 0, tags.length);
+  for (const t of tags) v.tag(t);
 }
 
 function walkHop(hop: unknown, i: number, h: number, v: OpVisitor): void {

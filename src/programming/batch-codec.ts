@@ -5,6 +5,7 @@
 // bytes: far less to allocate, to collect and to check. The same bytes are the journal's
 // records (journal.ts): a batch is stored as it came, not re-encoded.
 import type { HealthState } from '../fastpath/types.js';
+import { immutableList } from '../fastpath/validate.js';
 import { decodeModifyRequest, Reader, uint128, Writer, writeOp } from './codec.js';
 import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 
@@ -103,6 +104,7 @@ function upsert(r: Reader): ControllerOp {
   if (from >= 0 && keyed) {
     hops = Object.freeze(hops);
     sealedLists.add(hops);
+    immutableList(hops);
     if (groups.size >= GROUPS_MAX) groups.clear();
     groups.set(hashOf(r.buf, from, r.end), { bytes: Buffer.from(r.buf.subarray(from, r.end)), hops });
   }
