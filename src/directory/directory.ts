@@ -293,9 +293,7 @@ export class Directory {
 
   #reachedHere(prefix: string): NextHop[] | undefined {
     const all = this.#controlled.get(prefix);
-    // Most controller routes of a bulk load go through peers: nothing to copy then.
-    if (!all || all.every((h) => h.id.startsWith('peer:'))) return undefined;
-    return all.filter((h) => !h.id.startsWith('peer:'));
+    return reachesHere(all) ? all!.filter((h) => !h.id.startsWith('peer:')) : undefined;
   }
 
   /** Next hops toward peer gateways for `prefix` (empty or null: none), after local agents. */
@@ -328,27 +326,23 @@ export class Directory {
    * changes and the error is thrown. Returns the FIB generation.
    */
   setControlled(prefixes: readonly string[], hops: readonly (readonly NextHop[] | null)[]): number {
-    // Prefixes are distinct (the caller's batch has each once): arrays, not maps, on a
-    // path that carries bulk loads.
-    const undo: (readonly NextHop[] | undefined)[] = new Array(prefixes.length);
+    // Prefixes are distinct (the caller's batch has each once). A bulk load comes this way,
+    // a million prefixes in a map as large: each is looked up once, and the map changes
+    // only once the table took the batch.
+    const ops: FibOp[] = new Array(prefixes.length);
+    for (let i = 0; i < prefixes.length; i++) ops[i] = this.#opFor(prefixes[i]!, this.#tagsFor, hops[i] ?? NONE);
+    this.#programOps(ops);
+    const local = new Set<string>();
     for (let i = 0; i < prefixes.length; i++) {
       const prefix = prefixes[i]!;
       const h = hops[i];
-      undo[i] = this.#controlled.get(prefix);
+      const before = this.#controlled.get(prefix);
       if (h && h.length) this.#controlled.set(prefix, h);
       else this.#controlled.delete(prefix);
+      // What this node advertises changes only where it serves the name itself.
+      if (this.#offers.has(prefix) || reachesHere(before) || reachesHere(h)) local.add(prefix);
     }
-    try {
-      this.#program(prefixes);
-    } catch (e) {
-      for (let i = 0; i < prefixes.length; i++) {
-        const h = undo[i];
-        if (h) this.#controlled.set(prefixes[i]!, h);
-        else this.#controlled.delete(prefixes[i]!);
-      }
-      throw e;
-    }
-    this.#localChanged(new Set(prefixes));
+    this.#localChanged(local);
     return this.#fib.generation;
   }
 
@@ -499,10 +493,10 @@ export class Directory {
     }
   }
 
-  // What the FIB holds for `prefix`: every source's next hops, within the 64 the table takes.
-  #opFor(prefix: string, tagsFor: TagMapper): FibOp {
+  // What the FIB holds for `prefix`: every source's next hops, within the 64 the table
+  // takes; `controlled`, when given, in place of the controllers' next hops held now.
+  #opFor(prefix: string, tagsFor: TagMapper, controlled: readonly NextHop[] = this.#controlled.get(prefix) ?? NONE): FibOp {
     const statics = this.#static.get(prefix) ?? [];
-    const controlled = this.#controlled.get(prefix) ?? [];
     const m = this.#offers.get(prefix);
     const fixed = statics.length + controlled.length;
     // Agents come first; peer gateways fill what room is left.
@@ -524,6 +518,10 @@ export class Directory {
     if ((prefixes instanceof Set ? prefixes.size : (prefixes as readonly string[]).length) === 0) return;
     const ops: FibOp[] = [];
     for (const prefix of prefixes) ops.push(this.#opFor(prefix, tagsFor));
+    this.#programOps(ops);
+  }
+
+  #programOps(ops: readonly FibOp[]): void {
     const generation = this.#fib.apply(ops);
     // Health is per next hop and survives re-programming; re-assert it for new next hops.
     for (const op of ops) {
@@ -540,6 +538,14 @@ export class Directory {
     }
     for (const l of this.#fibListeners) l(ops, generation);
   }
+}
+
+const NONE: readonly NextHop[] = [];
+
+/** Whether controller next hops lead to an agent or service of this node (not only to peers). */
+function reachesHere(hops: readonly NextHop[] | null | undefined): boolean {
+  if (hops) for (const h of hops) if (!h.id.startsWith('peer:')) return true;
+  return false;
 }
 
 /** Next hops with each id once, the first kept: sources may name the same next hop. */

@@ -346,6 +346,9 @@ export class ControllerRib {
     // The prefixes the batch changes, each once, and what the controller had there.
     const prefixes: string[] = [];
     const before: (readonly NextHop[] | undefined)[] = [];
+    // With one controller (the usual case) an entry's union is its own next hops.
+    const alone = this.#controllers.size === 1;
+    const unions: (readonly NextHop[] | null)[] = [];
     for (const [prefix, hops] of next) {
       const old = c.entries.get(prefix);
       if (!hops && !old) {
@@ -354,12 +357,14 @@ export class ControllerRib {
       }
       prefixes.push(prefix);
       before.push(old);
-      if (hops) c.entries.set(prefix, plainHops(hops));
+      const plain = hops ? plainHops(hops) : null;
+      if (plain) c.entries.set(prefix, plain);
       else c.entries.delete(prefix);
+      if (alone) unions.push(plain);
     }
     let fibGeneration: number;
     try {
-      fibGeneration = prefixes.length ? this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p))) : this.#fib.generation;
+      fibGeneration = prefixes.length ? this.#directory.setControlled(prefixes, alone ? unions : prefixes.map((p) => this.#union(p))) : this.#fib.generation;
     } catch (e) {
       for (let i = 0; i < prefixes.length; i++) {
         const hops = before[i];
