@@ -5,7 +5,7 @@
 // bytes: far less to allocate, to collect and to check. The same bytes are the journal's
 // records (journal.ts): a batch is stored as it came, not re-encoded.
 import type { HealthState } from '../fastpath/types.js';
-import { immutableList } from '../fastpath/validate.js';
+import { immutableList, MAX_NEXT_HOPS } from '../fastpath/validate.js';
 import { decodeModifyRequest, Reader, uint128, Writer, writeOp } from './codec.js';
 import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 
@@ -24,8 +24,13 @@ export interface NodeBatch {
   record: Buffer;
 }
 
-/** Next-hop lists already read, by the hash of their bytes; one list per hash. */
-const GROUPS_MAX = 16_384;
+/**
+ * Next-hop lists already read, by the hash of their bytes; one list per hash. Bounded in
+ * count and in the size of a list (batches are read before any check, so a list the
+ * table could never take must not be kept): at most about 30 MB.
+ */
+const GROUPS_MAX = 4096;
+const GROUP_BYTES_MAX = 4096;
 const groups = new Map<number, { bytes: Buffer; hops: readonly ControllerHop[] }>();
 /** Lists this module built and froze, of frozen plain next hops: a verdict on one holds for good. */
 const sealedLists = new WeakSet<readonly ControllerHop[]>();
@@ -86,6 +91,9 @@ function upsert(r: Reader): ControllerOp {
     } else if (tag === 18) {
       if (from < 0) {
         from = at;
+        if (r.end - at > GROUP_BYTES_MAX) keyed = false;
+      }
+      if (from === at && keyed) {
         const key = hashOf(r.buf, at, r.end);
         const known = groups.get(key);
         if (known && sameBytes(known.bytes, r.buf, at, r.end)) {
@@ -101,7 +109,7 @@ function upsert(r: Reader): ControllerOp {
       if (from >= 0) keyed = false;
     }
   }
-  if (from >= 0 && keyed) {
+  if (from >= 0 && keyed && hops.length <= MAX_NEXT_HOPS) {
     hops = Object.freeze(hops);
     sealedLists.add(hops);
     immutableList(hops);

@@ -92,6 +92,14 @@ describe('the node reading batches', () => {
       const read = (decodeModifyForNode(request) as { batch: NodeBatch }).batch.ops[0];
       expect(plain(read)).toEqual({ op: 'upsert', prefix, nextHops: [{ id: 'peer:a', priority: 0, tags: [] }] });
     }
+    // Lists no table could take, or large ones, are never kept: batches are read before any check.
+    for (const big of [Array.from({ length: 65 }, (_, k) => ({ id: `peer:g${k}`, priority: 0, tags: [], endpoint: '' })), [{ id: `peer:${'x'.repeat(5000)}`, priority: 0, tags: [], endpoint: '' }]]) {
+      const request = generic.serialize({ batch: { seq: '1', ops: [{ upsert: { prefix: '/capability/big', nextHops: big } }, { upsert: { prefix: '/capability/big2', nextHops: big } }] } });
+      const [a, b] = (decodeModifyForNode(request) as { batch: NodeBatch }).batch.ops.map((o) => (o as { nextHops: readonly ControllerHop[] }).nextHops);
+      expect(a).not.toBe(b);
+      expect(sealed(a!)).toBe(false);
+      expect(a).toHaveLength(big.length);
+    }
     // Lists built elsewhere are not taken for shared ones.
     expect(sealed(plain(lists[0]))).toBe(false);
   });
@@ -165,11 +173,19 @@ describe("FibClient's encoding of batches", () => {
       // An upsert's kept bytes are a whole op: sent again, they read as that upsert.
       for (const [i, [, b]] of e.changes.entries()) {
         if (!b) continue;
-        const again = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: b } })) as { batch: NodeBatch }).batch.ops;
+        const again = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: Buffer.from(b, 'latin1') } })) as { batch: NodeBatch }).batch.ops;
         expect(again).toHaveLength(1);
         expect((again[0] as { prefix: string }).prefix).toBe(changes[i]!.prefix);
       }
     }), { numRuns: 300 });
+  });
+
+  it('sends a weight or priority that is no uint32 as one the node refuses by name, never as unreadable bytes', () => {
+    for (const bad of [-1, 1.5, 2 ** 40, Number.NaN]) {
+      const e = encodeOps([{ op: 'upsert', prefix: '/a', nextHops: [{ id: 'peer:a', weight: bad, priority: bad }] }], 'ops', false);
+      const read = generic.deserialize(encodeModifyRequest({ batch: { seq: '1', opsBytes: e.bytes } })) as any;
+      expect(read.batch.ops[0].upsert.nextHops[0]).toMatchObject({ weight: 0xffffffff, priority: 0xffffffff });
+    }
   });
 
   it('names the op and the field that cannot be sent', () => {
