@@ -2,8 +2,9 @@
 // straight to the protobuf bytes of `Batch.ops`, in one pass with the checks only the
 // client can make (types and unknown fields, which the wire would silently drop). No
 // object in the wire's shape is built on the way: a bulk load is a million of them.
-// Each upsert's bytes are kept by prefix for the table the client holds (its resync):
-// they are sent again as they are.
+// Each upsert's bytes are kept by prefix for the table the client holds (its resync), as
+// a one-byte string each (no buffer held for the sake of one entry of a batch), and
+// sent again as they are.
 import { DmscTypeError } from '../errors.js';
 import { describe } from '../fastpath/validate.js';
 import type { HealthState } from '../fastpath/types.js';
@@ -21,8 +22,8 @@ const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags', 'endpoint']);
 export interface EncodedOps {
   readonly bytes: Buffer;
   readonly count: number;
-  /** Per upsert, its prefix and its entry's bytes; per remove, its prefix and null. */
-  readonly changes: readonly (readonly [string, Buffer | null])[];
+  /** Per upsert, its prefix and its entry's bytes (latin1); per remove, its prefix and null. */
+  readonly changes: readonly (readonly [string, string | null])[];
 }
 
 function invalid(where: string, what: string): DmscTypeError {
@@ -58,6 +59,13 @@ function text(w: Writer, field: number, s: string): void {
   w.string(field, s);
 }
 
+// A uint32 field: a number that is not one (negative, fractional, too large) goes as the
+// largest, which the node refuses by name as out of range, rather than as bytes no
+// protobuf reader takes.
+function uint32(v: number): number {
+  return Number.isInteger(v) && v >= 0 && v <= 0xffffffff ? v : 0xffffffff;
+}
+
 function hop(w: Writer, h: unknown, where: string, at: string): void {
   if (typeof h !== 'object' || h === null || Array.isArray(h)) throw invalid(where, `${at} must be an object, got ${describe(h)}`);
   const extra = unknownKey(h, HOP_KEYS);
@@ -73,11 +81,11 @@ function hop(w: Writer, h: unknown, where: string, at: string): void {
     if (id) text(w, 1, id);
     if (weight !== undefined) {
       w.varint(16);
-      w.varint(weight);
+      w.varint(uint32(weight as number));
     }
-    if (priority) {
+    if (priority !== undefined && priority !== 0) {
       w.varint(24);
-      w.varint(priority);
+      w.varint(uint32(priority as number));
     }
     if (tags) for (const t of tags as string[]) text(w, 4, t);
     if (endpoint) text(w, 5, endpoint);
@@ -143,7 +151,7 @@ export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOp
   }
   // Taken once the buffer is final: it may have moved while it grew.
   const bytes = w.done();
-  return { bytes, count: ops.length, changes: marks.map(([prefix, upsert, a, b]) => [prefix, upsert ? bytes.subarray(a, b) : null]) };
+  return { bytes, count: ops.length, changes: marks.map(([prefix, upsert, a, b]) => [prefix, upsert ? bytes.toString('latin1', a, b) : null]) };
 }
 
 /** Checks one op as `encodeOps` would; `where` names it in the error. */

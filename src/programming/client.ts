@@ -68,8 +68,8 @@ const PERSISTENCE = new Set<Persistence>(['PRESERVE', 'DELETE', 'LEASE']);
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
-/** Each entry the client holds: its upsert's bytes, as they were sent. */
-type Held = Map<string, Buffer>;
+/** Each entry the client holds: its upsert's bytes as they were sent, one char a byte. */
+type Held = Map<string, string>;
 
 // A Replace in progress: begin, staged batches, end. `sent` once a frame of it is on the
 // stream: from then on, a broken stream ends it (the node drops what it staged).
@@ -546,9 +546,14 @@ export class FibClient extends EventEmitter<FibClientEvents> {
       reject: () => {},
     };
     const frames: Frame[] = [{ kind: 'begin', run }];
-    let ops: Buffer[] = [];
+    let ops: string[] = [];
     let bytes = 0;
-    const batch = () => frames.push({ kind: 'batch', ops: { bytes: Buffer.concat(ops, bytes), count: ops.length, changes: [] }, run, index: frames.length - 1 });
+    const batch = () => {
+      const buf = Buffer.allocUnsafe(bytes);
+      let at = 0;
+      for (const op of ops) at += buf.write(op, at, 'latin1');
+      frames.push({ kind: 'batch', ops: { bytes: buf, count: ops.length, changes: [] }, run, index: frames.length - 1 });
+    };
     // Room for the batch's other fields under the node's byte limit.
     const room = maxBytes - 64;
     for (const op of this.#held!.values()) {
