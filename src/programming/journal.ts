@@ -68,7 +68,12 @@ export class ControllerJournal {
     void this.#store.db<Stored>(JOURNAL).put([id, meta.next++] as never, record ?? encodeRecord(changes));
     meta.changes += changes.size;
     this.writeMeta(id, meta);
-    return meta.changes > 2 * live + CHUNK;
+    return this.rewriteDue(meta, 0, live);
+  }
+
+  /** Whether `added` more changes take the journal far enough past the live table to rewrite it. */
+  rewriteDue(meta: ControllerMeta, added: number, live: number): boolean {
+    return meta.changes + added > 2 * live + CHUNK;
   }
 
   /** Replaces the controller's journal with its table (inside a store transaction). */

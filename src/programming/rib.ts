@@ -245,21 +245,16 @@ export class ControllerRib {
     if (hops.length + others > MAX_NEXT_HOPS) {
       return bad(i, 'ERR_DMSC_LIMIT_EXCEEDED', `${prefix} would have ${hops.length + others} next hops (${hops.length} here, ${others} from other sources); the limit is ${MAX_NEXT_HOPS}`);
     }
-    // What depends on the list alone is checked once per list the decoder shares.
-    if (!this.#wellFormed.has(hops)) {
-      const e = this.#checkList(i, hops);
-      if (e) return e;
-      if (sealed(hops)) this.#wellFormed.add(hops);
+    // A list the decoder shares, once found good, needs only what depends on the batch:
+    // who holds its endpoints. Others are checked hop by hop, the first problem named.
+    if (this.#wellFormed.has(hops)) {
+      for (let j = 0; j < hops.length; j++) {
+        const h = hops[j]!;
+        const e = h.endpoint ? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : null;
+        if (e) return bad(i, e.code, `nextHops[${j}]: ${e.message}`);
+      }
+      return null;
     }
-    for (let j = 0; j < hops.length; j++) {
-      const h = hops[j]!;
-      const e = h.endpoint ? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : null;
-      if (e) return bad(i, e.code, `nextHops[${j}]: ${e.message}`);
-    }
-    return null;
-  }
-
-  #checkList(i: number, hops: readonly ControllerHop[]): OpError | null {
     for (let j = 0; j < hops.length; j++) {
       const h = hops[j]!;
       const at = `nextHops[${j}]`;
@@ -275,9 +270,10 @@ export class ControllerRib {
         const p = tagProblem(t, `${at}.tags`);
         if (p) return bad(i, p.code, p.message);
       }
-      const e = h.endpoint ? this.#endpointProblem(h.id, h.endpoint) : this.#checkReference(h.id);
+      const e = h.endpoint ? this.#endpointProblem(h.id, h.endpoint) ?? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : this.#checkReference(h.id);
       if (e) return bad(i, e.code, `${at}: ${e.message}`);
     }
+    if (sealed(hops)) this.#wellFormed.add(hops);
     return null;
   }
 
@@ -382,7 +378,8 @@ export class ControllerRib {
     const durable = c.meta.persistence !== 'DELETE' && next.size > 0
       ? this.#store.durable(() => {
         if (this.#journal.append(c.id, c.meta, next, c.entries.size, opts.replace ? undefined : opts.record)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
-      }, { inline: !!opts.alone && next.size <= INLINE_CHANGES })
+        // A rewrite of the whole table is not one to block the loop for.
+      }, { inline: !!opts.alone && next.size <= INLINE_CHANGES && !this.#journal.rewriteDue(c.meta, next.size, c.entries.size) })
       : Promise.resolve();
     if (next.size) for (const l of this.#changeListeners) l(c.id);
     return { status: 'VISIBLE', generation: c.meta.generation, fibGeneration, done: Promise.all([durable, this.#fib.visible(fibGeneration)]).then(() => undefined) };

@@ -14,6 +14,8 @@ export class Store {
   #closed = false;
   /** Transactions handed to the write thread and not yet committed. */
   #pending = 0;
+  /** An inline commit was made in this turn of the event loop. */
+  #inlineTurn = false;
 
   private constructor(root: RootDatabase) {
     this.#root = root;
@@ -43,14 +45,17 @@ export class Store {
    * transaction and resolves once it is on disk. With `inline`, a small write that
    * nothing else waits behind is committed on this thread: it is acknowledged without
    * the round trips to the write thread (half the latency of one small commit), at the
-   * cost of blocking for its commit. Writes wait on the write thread otherwise, where
-   * many are flushed together.
+   * cost of blocking for its commit. At most one a turn of the event loop is: writes
+   * that come together (many sessions at once) wait on the write thread, where they are
+   * flushed together.
    */
   async durable(writes: () => void, opts?: { readonly inline?: boolean }): Promise<void> {
     if (this.#closed) throw new DmscError('ERR_DMSC_CLOSED', 'the store is closed');
     // Only when no transaction of ours waits on the write thread: commits keep the order
     // in which they were asked for.
-    if (opts?.inline && this.#pending === 0) {
+    if (opts?.inline && this.#pending === 0 && !this.#inlineTurn) {
+      this.#inlineTurn = true;
+      setImmediate(() => (this.#inlineTurn = false));
       this.#root.transactionSync(writes);
     } else {
       this.#pending++;

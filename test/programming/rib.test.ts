@@ -206,6 +206,13 @@ describe('per-op checks', () => {
     await expect(w.programming.batch(caller, 'someone-else', [])).rejects.toMatchObject({ code: 'ERR_DMSC_FORBIDDEN' });
   });
 
+  it('names the first problem of a list hop by hop, another controller\'s endpoint before a later bad weight', async () => {
+    const w = await world();
+    expect(await apply(w, 'b', [upsert('/svc/b', [{ id: 'svc-b', endpoint: 'http://127.0.0.1:9/b' }])])).toMatchObject({ status: 'VISIBLE' });
+    const r = w.programming.rib.apply(as('a'), [upsert('/svc/a', [{ id: 'svc-b', endpoint: 'http://127.0.0.1:9/b' }, { id: 'peer:a', weight: 70_000 }])]);
+    expect(r).toMatchObject({ status: 'REJECTED', errors: [{ opIndex: 0, code: 'ERR_DMSC_CONFLICT', message: expect.stringContaining('nextHops[0]') }] });
+  });
+
   it('takes endpoint next hops with an id of their own and one URL per id, across batches and controllers', async () => {
     const w = await world();
     const aic = formatAic({ registry: 'gw', provider: 'acme', serial: 3 });

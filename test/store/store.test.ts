@@ -52,3 +52,19 @@ describe('Store.durable', () => {
     await expect(s.durable(() => {})).rejects.toMatchObject({ code: 'ERR_DMSC_CLOSED' });
   });
 });
+
+describe('Store.durable, many writes at once', () => {
+  it('commits at most one write in place a turn of the event loop; the others wait, in order', async () => {
+    const s = await open();
+    const db = s.db<string>('t');
+    const writes = Array.from({ length: 5 }, (_, i) => s.durable(() => void db.put('k', `w${i}`), { inline: true }));
+    expect(db.get('k')).toBe('w0');
+    await Promise.all(writes);
+    expect(db.get('k')).toBe('w4');
+    // A later turn commits in place again.
+    await new Promise((r) => setImmediate(r));
+    const later = s.durable(() => void db.put('k', 'later'), { inline: true });
+    expect(db.get('k')).toBe('later');
+    await later;
+  });
+});
