@@ -66,43 +66,43 @@ function uint32(v: number): number {
   return Number.isInteger(v) && v >= 0 && v <= 0xffffffff ? v : 0xffffffff;
 }
 
-function hop(w: Writer, h: unknown, where: string, at: string): void {
-  if (typeof h !== 'object' || h === null || Array.isArray(h)) throw invalid(where, `${at} must be an object, got ${describe(h)}`);
+function hop(w: Writer, h: unknown, batch: string, index: number, j: number): void {
+  if (typeof h !== 'object' || h === null || Array.isArray(h)) throw hopInvalid(batch, index, j, ` must be an object, got ${describe(h)}`);
   const extra = unknownKey(h, HOP_KEYS);
-  if (extra !== undefined) throw invalid(where, `${at} has unknown field '${extra}'`);
+  if (extra !== undefined) throw hopInvalid(batch, index, j, ` has unknown field '${extra}'`);
   const { id, weight, priority, tags, endpoint } = h as Record<string, unknown>;
-  if (typeof id !== 'string') throw invalid(where, `${at}.id must be a string, got ${describe(id)}`);
-  if (weight !== undefined && typeof weight !== 'number') throw invalid(where, `${at}.weight must be a number, got ${describe(weight)}`);
-  if (priority !== undefined && typeof priority !== 'number') throw invalid(where, `${at}.priority must be a number, got ${describe(priority)}`);
-  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string'))) throw invalid(where, `${at}.tags must be an array of strings`);
-  if (endpoint !== undefined && typeof endpoint !== 'string') throw invalid(where, `${at}.endpoint must be a string, got ${describe(endpoint)}`);
+  if (typeof id !== 'string') throw hopInvalid(batch, index, j, `.id must be a string, got ${describe(id)}`);
+  if (weight !== undefined && typeof weight !== 'number') throw hopInvalid(batch, index, j, `.weight must be a number, got ${describe(weight)}`);
+  if (priority !== undefined && typeof priority !== 'number') throw hopInvalid(batch, index, j, `.priority must be a number, got ${describe(priority)}`);
+  if (tags !== undefined && (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string'))) throw hopInvalid(batch, index, j, '.tags must be an array of strings');
+  if (endpoint !== undefined && typeof endpoint !== 'string') throw hopInvalid(batch, index, j, `.endpoint must be a string, got ${describe(endpoint)}`);
   // Range and name checks are the node's: it names every bad op of a batch in its result.
-  w.nested(2, () => {
-    if (id) text(w, 1, id);
-    if (weight !== undefined) {
-      w.varint(16);
-      w.varint(uint32(weight as number));
-    }
-    if (priority !== undefined && priority !== 0) {
-      w.varint(24);
-      w.varint(uint32(priority as number));
-    }
-    if (tags) for (const t of tags as string[]) text(w, 4, t);
-    if (endpoint) text(w, 5, endpoint);
-  });
+  const at = w.begin(2);
+  if (id) text(w, 1, id);
+  if (weight !== undefined) {
+    w.varint(16);
+    w.varint(uint32(weight as number));
+  }
+  if (priority !== undefined && priority !== 0) {
+    w.varint(24);
+    w.varint(uint32(priority as number));
+  }
+  if (tags) for (const t of tags as string[]) text(w, 4, t);
+  if (endpoint) text(w, 5, endpoint);
+  w.end(at);
 }
 
-function op(w: Writer, o: unknown, where: string): [string, boolean] | undefined {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw invalid(where, `an op must be an object, got ${describe(o)}`);
+function op(w: Writer, o: unknown, batch: string, index: number): [string, boolean] | undefined {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw invalid(opName(batch, index), `an op must be an object, got ${describe(o)}`);
   const kind = (o as { op?: unknown }).op;
-  if (kind !== 'upsert' && kind !== 'remove' && kind !== 'health') throw invalid(where, `op must be 'upsert', 'remove' or 'health', got ${describe(kind)}`);
+  if (kind !== 'upsert' && kind !== 'remove' && kind !== 'health') throw invalid(opName(batch, index), `op must be 'upsert', 'remove' or 'health', got ${describe(kind)}`);
   const extra = unknownKey(o, OP_KEYS[kind]);
-  if (extra !== undefined) throw invalid(where, `unknown field '${extra}' in a ${kind} op`);
+  if (extra !== undefined) throw invalid(opName(batch, index), `unknown field '${extra}' in a ${kind} op`);
   if (kind === 'health') {
     const { nextHopId, state, load } = o as Record<string, unknown>;
-    if (typeof nextHopId !== 'string') throw invalid(where, `nextHopId must be a string, got ${describe(nextHopId)}`);
-    if (typeof state !== 'string' || !Object.hasOwn(STATES, state)) throw invalid(where, `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
-    if (load !== undefined && typeof load !== 'number') throw invalid(where, `load must be a number, got ${describe(load)}`);
+    if (typeof nextHopId !== 'string') throw invalid(opName(batch, index), `nextHopId must be a string, got ${describe(nextHopId)}`);
+    if (typeof state !== 'string' || !Object.hasOwn(STATES, state)) throw invalid(opName(batch, index), `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
+    if (load !== undefined && typeof load !== 'number') throw invalid(opName(batch, index), `load must be a number, got ${describe(load)}`);
     w.nested(3, () => {
       if (nextHopId) text(w, 1, nextHopId);
       const s = STATES[state as HealthState];
@@ -120,17 +120,17 @@ function op(w: Writer, o: unknown, where: string): [string, boolean] | undefined
     return undefined;
   }
   const prefix = (o as { prefix?: unknown }).prefix;
-  if (typeof prefix !== 'string') throw invalid(where, `prefix must be a string, got ${describe(prefix)}`);
+  if (typeof prefix !== 'string') throw invalid(opName(batch, index), `prefix must be a string, got ${describe(prefix)}`);
   if (kind === 'remove') {
     w.nested(2, () => prefix && text(w, 1, prefix));
     return [prefix, false];
   }
   const hops = (o as { nextHops?: unknown }).nextHops;
-  if (!Array.isArray(hops)) throw invalid(where, `nextHops must be an array, got ${describe(hops)}`);
-  w.nested(1, () => {
-    if (prefix) text(w, 1, prefix);
-    for (let i = 0; i < hops.length; i++) hop(w, hops[i], where, `nextHops[${i}]`);
-  });
+  if (!Array.isArray(hops)) throw invalid(opName(batch, index), `nextHops must be an array, got ${describe(hops)}`);
+  const at = w.begin(1);
+  if (prefix) text(w, 1, prefix);
+  for (let i = 0; i < hops.length; i++) hop(w, hops[i], batch, index, i);
+  w.end(at);
   return [prefix, true];
 }
 
@@ -145,8 +145,9 @@ export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOp
   const marks: [string, boolean, number, number][] = [];
   for (let i = 0; i < ops.length; i++) {
     const start = w.pos;
-    let did: [string, boolean] | undefined;
-    w.nested(4, () => (did = op(w, ops[i], `${where}[${i}]`)));
+    const at = w.begin(4);
+    const did = op(w, ops[i], where, i);
+    w.end(at);
     if (keep && did) marks.push([did[0], did[1], start, w.pos]);
   }
   // Taken once the buffer is final: it may have moved while it grew.
@@ -156,5 +157,15 @@ export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOp
 
 /** Checks one op as `encodeOps` would; `where` names it in the error. */
 export function checkOp(o: unknown, where: string): void {
-  op(new Writer(256), o, where);
+  op(new Writer(256), o, where, -1);
+}
+
+// Names are made only for an error: a bulk load has millions of ops and hops.
+function hopInvalid(batch: string, index: number, j: number, what: string): DmscTypeError {
+  return invalid(opName(batch, index), `nextHops[${j}]${what}`);
+}
+
+/** `batch[index]`, or `batch` alone for index -1. */
+function opName(batch: string, index: number): string {
+  return index < 0 ? batch : `${batch}[${index}]`;
 }

@@ -294,12 +294,22 @@ export class Writer {
 
   // A nested message: its length is written once the body is, moving the body if needed.
   nested(field: number, body: () => void): void {
+    const lenAt = this.begin(field);
+    body();
+    this.end(lenAt);
+  }
+
+  /** Starts a nested message (`end` finishes it): `nested` without a closure, for hot paths. */
+  begin(field: number): number {
     this.varint((field << 3) | 2);
     const lenAt = this.pos;
     this.ensure(1);
     this.pos += 1; // room for a one-byte length, the common case
-    const start = this.pos;
-    body();
+    return lenAt;
+  }
+
+  end(lenAt: number): void {
+    const start = lenAt + 1;
     const len = this.pos - start;
     if (len < 0x80) {
       this.buf[lenAt] = len;
