@@ -80,8 +80,13 @@ export class Directory {
   readonly #fib: ForwardingTable;
   #tagsFor: TagMapper;
   #static = new Map<string, readonly NextHop[]>();
-  /** Next hops external controllers program, every controller's together, by prefix. */
-  #controlled = new Map<string, readonly NextHop[]>();
+  /**
+   * Next hops external controllers program, every controller's together, by prefix: held
+   * here, or where `readControlledFrom` says (the controllers' own tables, so that a
+   * million routes are not kept twice).
+   */
+  #controlled: ControlledRoutes = new Map<string, readonly NextHop[]>();
+  #ownsControlled = true;
   /** Where controller next hops that are plain services are: id to endpoint URL. */
   readonly #endpointHops = new Map<string, string>();
   /** Controller-stated health of those next hops, which passive health returns to. */
@@ -321,26 +326,42 @@ export class Directory {
   }
 
   /**
+   * Reads controllers' next hops from `routes` from now on, instead of holding them: the
+   * holder changes them itself, before it calls `setControlled` (and undoes that if it
+   * throws).
+   */
+  readControlledFrom(routes: ControlledRoutes): void {
+    this.#controlled = routes;
+    this.#ownsControlled = false;
+  }
+
+  /**
    * Controller next hops for each prefix in `changes` (null: none left), every
    * controller's together, programmed as one FIB batch: if the table refuses it, nothing
-   * changes and the error is thrown. Returns the FIB generation.
+   * changes and the error is thrown. `before`: what they were, when the routes are read
+   * from elsewhere (without it, every prefix is taken as maybe served here). Returns the
+   * FIB generation.
    */
-  setControlled(prefixes: readonly string[], hops: readonly (readonly NextHop[] | null)[]): number {
+  setControlled(prefixes: readonly string[], hops: readonly (readonly NextHop[] | null)[], before?: readonly (readonly NextHop[] | null | undefined)[]): number {
     // Prefixes are distinct (the caller's batch has each once). A bulk load comes this way,
-    // a million prefixes in a map as large: each is looked up once, and the map changes
-    // only once the table took the batch.
+    // a million prefixes in a map as large: each is looked up once at most, and the map
+    // changes only once the table took the batch.
     const ops: FibOp[] = new Array(prefixes.length);
     for (let i = 0; i < prefixes.length; i++) ops[i] = this.#opFor(prefixes[i]!, this.#tagsFor, hops[i] ?? NONE);
     this.#programOps(ops);
     const local = new Set<string>();
+    const map = this.#ownsControlled ? (this.#controlled as Map<string, readonly NextHop[]>) : undefined;
     for (let i = 0; i < prefixes.length; i++) {
       const prefix = prefixes[i]!;
       const h = hops[i];
-      const before = this.#controlled.get(prefix);
-      if (h && h.length) this.#controlled.set(prefix, h);
-      else this.#controlled.delete(prefix);
+      let was: readonly NextHop[] | null | undefined = before?.[i];
+      if (map) {
+        was = map.get(prefix);
+        if (h && h.length) map.set(prefix, h);
+        else map.delete(prefix);
+      }
       // What this node advertises changes only where it serves the name itself.
-      if (this.#offers.has(prefix) || reachesHere(before) || reachesHere(h)) local.add(prefix);
+      if (this.#offers.has(prefix) || reachesHere(h) || reachesHere(was) || (!map && !before)) local.add(prefix);
     }
     this.#localChanged(local);
     return this.#fib.generation;
@@ -541,6 +562,13 @@ export class Directory {
 }
 
 const NONE: readonly NextHop[] = [];
+
+/** Controllers' next hops by prefix, every controller's together, as the directory reads them. */
+export interface ControlledRoutes {
+  get(prefix: string): readonly NextHop[] | undefined;
+  has(prefix: string): boolean;
+  keys(): IterableIterator<string>;
+}
 
 /** Whether controller next hops lead to an agent or service of this node (not only to peers). */
 function reachesHere(hops: readonly NextHop[] | null | undefined): boolean {

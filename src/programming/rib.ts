@@ -95,6 +95,29 @@ export class ControllerRib {
     this.#store = deps.store;
     this.#journal = new ControllerJournal(deps.store);
     this.#log = deps.log;
+    // The directory reads the controllers' routes from here rather than keep its own copy.
+    deps.directory.readControlledFrom({
+      get: (prefix) => this.#union(prefix) ?? undefined,
+      has: (prefix) => this.#anyHas(prefix),
+      keys: () => this.#prefixes(),
+    });
+  }
+
+  #anyHas(prefix: string): boolean {
+    for (const c of this.#controllers.values()) if (c.entries.has(prefix)) return true;
+    return false;
+  }
+
+  // Every controller's prefixes, each once.
+  *#prefixes(): Generator<string, undefined, undefined> {
+    const all = [...this.#controllers.values()];
+    for (let i = 0; i < all.length; i++) {
+      for (const prefix of all[i]!.entries.keys()) {
+        let earlier = false;
+        for (let j = 0; j < i && !earlier; j++) earlier = all[j]!.entries.has(prefix);
+        if (!earlier) yield prefix;
+      }
+    }
   }
 
   /** Programs what PRESERVE and LEASE controllers left in the store; LEASE ones start their lease now. */
@@ -112,14 +135,24 @@ export class ControllerRib {
     const prefixes = [...changes.keys()];
     this.#directory.setEndpoints(new Map([...this.#endpoints].map(([id, e]) => [id, e.url])));
     try {
-      if (prefixes.length) this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p)));
+      if (prefixes.length) this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p)), prefixes.map(() => null));
     } catch {
       // Something the table cannot hold now (a --fib file that grew, say): program what it
-      // can, entry by entry, and say what it left out rather than fail to start.
+      // can, entry by entry, and say what it left out rather than fail to start. What is
+      // left out stays in the store, to be tried at the next start, but not in the
+      // controller's table here (which the directory reads), so nothing else that programs
+      // the prefix brings it back unchecked.
       for (const p of prefixes) {
         try {
-          this.#directory.setControlled([p], [this.#union(p)]);
+          this.#directory.setControlled([p], [this.#union(p)], [null]);
         } catch (e) {
+          for (const c of this.#controllers.values()) {
+            for (const h of c.entries.get(p) ?? []) {
+              const url = this.#endpoints.get(h.id)?.url;
+              if (url !== undefined) this.#use(c.id, h.id, url, -1);
+            }
+            c.entries.delete(p);
+          }
           this.#log({ msg: 'controller route not programmed', prefix: p, code: (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', reason: (e as Error).message });
         }
       }
@@ -360,7 +393,7 @@ export class ControllerRib {
     }
     let fibGeneration: number;
     try {
-      fibGeneration = prefixes.length ? this.#directory.setControlled(prefixes, alone ? unions : prefixes.map((p) => this.#union(p))) : this.#fib.generation;
+      fibGeneration = prefixes.length ? this.#directory.setControlled(prefixes, alone ? unions : prefixes.map((p) => this.#union(p)), alone ? before : undefined) : this.#fib.generation;
     } catch (e) {
       for (let i = 0; i < prefixes.length; i++) {
         const hops = before[i];

@@ -426,6 +426,30 @@ describe('persistence', () => {
     expect([...table(again.programming.rib.entries('old')).keys()].sort()).toEqual(['/old/b', '/old/c']);
   });
 
+  it('starts without a stored route the table cannot hold now, and nothing else brings it back', async () => {
+    const first = await world();
+    const many = Array.from({ length: 40 }, (_, k) => ({ id: `peer:m${k}` }));
+    expect(await apply(first, 'c', [upsert('/big/x', many), upsert('/ok/x', [{ id: 'peer:ok' }])])).toMatchObject({ status: 'VISIBLE' });
+    await close(first);
+    // The node comes back with static routes that leave no room for the controller's 40.
+    const store = Store.open(first.dir);
+    const fib = new ForwardingTable();
+    const directory = new Directory(fib, () => []);
+    directory.setStatic([{ op: 'upsert', prefix: '/big/x', nextHops: Array.from({ length: 30 }, (_, k) => ({ id: `static-${k}` })) }]);
+    const logs: Record<string, unknown>[] = [];
+    const programming = new Programming({ directory, fib, store, adminToken: ADMIN, log: (e) => logs.push(e) });
+    const w: World = { dir: first.dir, store, fib, directory, programming, logs };
+    worlds.push(w);
+    programming.rib.load();
+    expect(logs).toContainEqual(expect.objectContaining({ msg: 'controller route not programmed', prefix: '/big/x', code: 'ERR_DMSC_LIMIT_EXCEEDED' }));
+    expect(ids(fib, '/ok/x')).toEqual(['peer:ok']);
+    expect(ids(fib, '/big/x')).toHaveLength(30);
+    expect([...programming.rib.entries('c')].map((e) => e.prefix)).toEqual(['/ok/x']);
+    // Programming the prefix again for another reason leaves the controller's route out.
+    directory.setStatic([{ op: 'upsert', prefix: '/big/x', nextHops: [{ id: 'static-0' }] }]);
+    expect(ids(fib, '/big/x')).toEqual(['static-0']);
+  });
+
   it('removes DELETE entries when the session ends, and never stores them', async () => {
     const w = await world();
     w.directory.setStatic([{ op: 'upsert', prefix: '/del/a', nextHops: [{ id: 'static-a' }] }]);
