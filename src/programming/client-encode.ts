@@ -2,9 +2,8 @@
 // straight to the protobuf bytes of `Batch.ops`, in one pass with the checks only the
 // client can make (types and unknown fields, which the wire would silently drop). No
 // object in the wire's shape is built on the way: a bulk load is a million of them.
-// Each upsert's bytes are kept by prefix for the table the client holds (its resync), as
-// a one-byte string each (no buffer held for the sake of one entry of a batch), and
-// sent again as they are.
+// Where each upsert's bytes are is told to the table the client holds for its resync
+// (client-held.ts), which copies them and sends them again as they are.
 import { DmscTypeError } from '../errors.js';
 import { describe } from '../fastpath/validate.js';
 import type { HealthState } from '../fastpath/types.js';
@@ -22,8 +21,8 @@ const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags', 'endpoint']);
 export interface EncodedOps {
   readonly bytes: Buffer;
   readonly count: number;
-  /** Per upsert, its prefix and its entry's bytes (latin1); per remove, its prefix and null. */
-  readonly changes: readonly (readonly [string, string | null])[];
+  /** Per upsert and remove, in order: its prefix, and for an upsert where its entry is in `bytes` (`ends[i]` -1 for a remove). */
+  readonly changes: { readonly prefixes: readonly string[]; readonly starts: readonly number[]; readonly ends: readonly number[] };
 }
 
 function invalid(where: string, what: string): DmscTypeError {
@@ -142,17 +141,21 @@ function op(w: Writer, o: unknown, batch: string, index: number): [string, boole
 export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOps {
   if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: a batch must be an array of ops`);
   const w = new Writer(64 + 96 * ops.length);
-  const marks: [string, boolean, number, number][] = [];
+  const prefixes: string[] = [];
+  const starts: number[] = [];
+  const ends: number[] = [];
   for (let i = 0; i < ops.length; i++) {
     const start = w.pos;
     const at = w.begin(4);
     const did = op(w, ops[i], where, i);
     w.end(at);
-    if (keep && did) marks.push([did[0], did[1], start, w.pos]);
+    if (keep && did) {
+      prefixes.push(did[0]);
+      starts.push(start);
+      ends.push(did[1] ? w.pos : -1);
+    }
   }
-  // Taken once the buffer is final: it may have moved while it grew.
-  const bytes = w.done();
-  return { bytes, count: ops.length, changes: marks.map(([prefix, upsert, a, b]) => [prefix, upsert ? bytes.toString('latin1', a, b) : null]) };
+  return { bytes: w.done(), count: ops.length, changes: { prefixes, starts, ends } };
 }
 
 /** Checks one op as `encodeOps` would; `where` names it in the error. */

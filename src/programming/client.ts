@@ -12,6 +12,7 @@ import {
 } from './client-wire.js';
 import { fibService, fromWire128, toWire128, type Persistence, type WireNextHop, type WireResult, type WireUint128 } from './proto.js';
 import { encodeOps, type EncodedOps } from './client-encode.js';
+import { HeldTable } from './client-held.js';
 
 export type { BatchResult, FibClientNextHop, FibClientOp, FibLimits, Opened, PrimaryChange, WatchEvent, WatchNextHop } from './client-wire.js';
 
@@ -68,8 +69,7 @@ const PERSISTENCE = new Set<Persistence>(['PRESERVE', 'DELETE', 'LEASE']);
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
-/** Each entry the client holds: its upsert's bytes as they were sent, one char a byte. */
-type Held = Map<string, string>;
+type Held = HeldTable;
 
 // A Replace in progress: begin, staged batches, end. `sent` once a frame of it is on the
 // stream: from then on, a broken stream ends it (the node drops what it staged).
@@ -131,12 +131,6 @@ function checkGeneration(g: unknown): number | undefined {
   return g as number;
 }
 
-function apply(held: Held, ops: EncodedOps): void {
-  for (const [prefix, bytes] of ops.changes) {
-    if (bytes) held.set(prefix, bytes);
-    else held.delete(prefix);
-  }
-}
 
 /**
  * Programs a node's FIB as one controller, over gRPC.
@@ -195,7 +189,7 @@ export class FibClient extends EventEmitter<FibClientEvents> {
     this.#options = checkOptions(options);
     this.#election = toWire128(options.electionId ?? 1n);
     this.#reconnect = options.reconnect ?? true;
-    if (options.resync ?? true) this.#held = new Map();
+    if (options.resync ?? true) this.#held = new HeldTable();
     const Service = fibService();
     // grpc-js waits up to 2 minutes between attempts by default; a restarted node should
     // be found within the client's own backoff.
@@ -273,7 +267,7 @@ export class FibClient extends EventEmitter<FibClientEvents> {
     const expectGeneration = checkGeneration(opts.expectGeneration);
     let run!: ReplaceRun;
     const result = new Promise<BatchResult>((resolve, reject) => {
-      run = { sent: false, done: false, next: this.#held ? new Map() : undefined, resolve, reject, onBatch: opts.onBatch };
+      run = { sent: false, done: false, next: this.#held ? new HeldTable() : undefined, resolve, reject, onBatch: opts.onBatch };
     });
     // It may fail while the batches are still being read; the caller sees that when it is returned.
     result.catch(() => {});
@@ -467,11 +461,11 @@ export class FibClient extends EventEmitter<FibClientEvents> {
     const f = this.#inflight.splice(i, 1)[0]!;
     const run = f.run;
     if (!run) {
-      if (r.status === 'VISIBLE' && this.#held) apply(this.#held, f.ops!);
+      if (r.status === 'VISIBLE' && this.#held) this.#held.apply(f.ops!);
       f.resolve!(r);
     } else if (!run.done) {
       if (f.kind === 'batch') {
-        if (r.status === 'STAGED' && run.next) apply(run.next, f.ops!);
+        if (r.status === 'STAGED' && run.next) run.next.apply(f.ops!);
         try {
           run.onBatch?.(r, f.index!);
         } catch {
@@ -546,17 +540,13 @@ export class FibClient extends EventEmitter<FibClientEvents> {
       reject: () => {},
     };
     const frames: Frame[] = [{ kind: 'begin', run }];
-    let ops: string[] = [];
+    let ops: Buffer[] = [];
     let bytes = 0;
-    const batch = () => {
-      const buf = Buffer.allocUnsafe(bytes);
-      let at = 0;
-      for (const op of ops) at += buf.write(op, at, 'latin1');
-      frames.push({ kind: 'batch', ops: { bytes: buf, count: ops.length, changes: [] }, run, index: frames.length - 1 });
-    };
+    // Copied at once: the views are of the held table's buffer, which the next result may change.
+    const batch = () => frames.push({ kind: 'batch', ops: { bytes: Buffer.concat(ops, bytes), count: ops.length, changes: { prefixes: [], starts: [], ends: [] } }, run, index: frames.length - 1 });
     // Room for the batch's other fields under the node's byte limit.
     const room = maxBytes - 64;
-    for (const op of this.#held!.values()) {
+    for (const op of this.#held!.ops()) {
       if (ops.length > 0 && (ops.length >= maxOps || bytes + op.length > room)) {
         batch();
         ops = [];
