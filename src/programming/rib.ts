@@ -138,23 +138,37 @@ export class ControllerRib {
       if (prefixes.length) this.#directory.setControlled(prefixes, prefixes.map((p) => this.#union(p)), prefixes.map(() => null));
     } catch {
       // Something the table cannot hold now (a --fib file that grew, say): program what it
-      // can, entry by entry, and say what it left out rather than fail to start. What is
-      // left out stays in the store, to be tried at the next start, but not in the
-      // controller's table here (which the directory reads), so nothing else that programs
-      // the prefix brings it back unchecked.
+      // can, entry by entry, and drop what it cannot rather than fail to start. A dropped
+      // route leaves the controller's table, here (which the directory reads) and in the
+      // store, with a new generation: the node holds what it programmed, and the
+      // controller's next resync or Get tells it so.
+      const dropped = new Map<Controller, Map<string, null>>();
+      const urls = new Map<string, string | null>();
       for (const p of prefixes) {
         try {
           this.#directory.setControlled([p], [this.#union(p)], [null]);
         } catch (e) {
           for (const c of this.#controllers.values()) {
-            for (const h of c.entries.get(p) ?? []) {
+            const hops = c.entries.get(p);
+            if (!hops) continue;
+            for (const h of hops) {
               const url = this.#endpoints.get(h.id)?.url;
-              if (url !== undefined) this.#use(c.id, h.id, url, -1);
+              if (url !== undefined) this.#use(c.id, h.id, url, -1, urls);
             }
             c.entries.delete(p);
+            let gone = dropped.get(c);
+            if (!gone) dropped.set(c, (gone = new Map()));
+            gone.set(p, null);
           }
-          this.#log({ msg: 'controller route not programmed', prefix: p, code: (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', reason: (e as Error).message });
+          this.#log({ msg: 'controller route dropped: the table cannot hold it', prefix: p, code: (e as DmscError).code ?? 'ERR_DMSC_INTERNAL', reason: (e as Error).message });
         }
+      }
+      this.#directory.setEndpoints(urls);
+      for (const [c, gone] of dropped) {
+        c.meta.generation++;
+        void this.#store.durable(() => {
+          if (this.#journal.append(c.id, c.meta, gone, c.entries.size)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
+        }).catch((e) => this.#storeFailed(e));
       }
     }
     for (const c of this.#controllers.values()) if (c.meta.persistence === 'LEASE') this.#startLease(c);

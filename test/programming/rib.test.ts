@@ -426,9 +426,9 @@ describe('persistence', () => {
     expect([...table(again.programming.rib.entries('old')).keys()].sort()).toEqual(['/old/b', '/old/c']);
   });
 
-  it('starts without a stored route the table cannot hold now, and nothing else brings it back', async () => {
+  it('drops, for good, a stored route the table cannot hold at start, and nothing else brings it back', async () => {
     const first = await world();
-    const many = Array.from({ length: 40 }, (_, k) => ({ id: `peer:m${k}` }));
+    const many = [...Array.from({ length: 39 }, (_, k) => ({ id: `peer:m${k}` })), { id: 'svc-big', endpoint: 'http://127.0.0.1:9/big' }];
     expect(await apply(first, 'c', [upsert('/big/x', many), upsert('/ok/x', [{ id: 'peer:ok' }])])).toMatchObject({ status: 'VISIBLE' });
     await close(first);
     // The node comes back with static routes that leave no room for the controller's 40.
@@ -441,13 +441,21 @@ describe('persistence', () => {
     const w: World = { dir: first.dir, store, fib, directory, programming, logs };
     worlds.push(w);
     programming.rib.load();
-    expect(logs).toContainEqual(expect.objectContaining({ msg: 'controller route not programmed', prefix: '/big/x', code: 'ERR_DMSC_LIMIT_EXCEEDED' }));
+    expect(logs).toContainEqual(expect.objectContaining({ msg: 'controller route dropped: the table cannot hold it', prefix: '/big/x', code: 'ERR_DMSC_LIMIT_EXCEEDED' }));
     expect(ids(fib, '/ok/x')).toEqual(['peer:ok']);
     expect(ids(fib, '/big/x')).toHaveLength(30);
     expect([...programming.rib.entries('c')].map((e) => e.prefix)).toEqual(['/ok/x']);
+    expect(directory.endpointOf('svc-big')).toBeUndefined();
+    expect(programming.rib.generation('c')).toBe(2);
     // Programming the prefix again for another reason leaves the controller's route out.
     directory.setStatic([{ op: 'upsert', prefix: '/big/x', nextHops: [{ id: 'static-0' }] }]);
     expect(ids(fib, '/big/x')).toEqual(['static-0']);
+    // Dropped for good: a start with room again does not bring it back.
+    await close(w);
+    const again = await world(first.dir);
+    expect([...again.programming.rib.entries('c')].map((e) => e.prefix)).toEqual(['/ok/x']);
+    expect(ids(again.fib, '/big/x')).toBeNull();
+    expect(again.programming.rib.generation('c')).toBe(2);
   });
 
   it('removes DELETE entries when the session ends, and never stores them', async () => {
