@@ -112,6 +112,11 @@ export function immutableList(list: readonly NextHop[]): void {
   if (Object.isFrozen(list)) immutable.add(list);
 }
 
+/** Whether `list` was declared with `immutableList`: a verdict on it holds for good. */
+export function isImmutableList(list: readonly NextHop[]): boolean {
+  return immutable.has(list);
+}
+
 const idScratch: string[] = [];
 
 /**

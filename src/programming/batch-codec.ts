@@ -32,14 +32,6 @@ export interface NodeBatch {
 const GROUPS_MAX = 4096;
 const GROUP_BYTES_MAX = 4096;
 const groups = new Map<number, { bytes: Buffer; hops: readonly ControllerHop[] }>();
-/** Lists this module built and froze, of frozen plain next hops: a verdict on one holds for good. */
-const sealedLists = new WeakSet<readonly ControllerHop[]>();
-
-/** Whether `hops` is a list read here: frozen, of frozen plain objects, so never to change. */
-export function sealed(hops: readonly ControllerHop[]): boolean {
-  return sealedLists.has(hops);
-}
-
 function hashOf(buf: Buffer, start: number, end: number): number {
   let h = 0x811c9dc5;
   for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
@@ -81,6 +73,7 @@ function upsert(r: Reader): ControllerOp {
   let prefix = '';
   let hops: ControllerHop[] | readonly ControllerHop[] = [];
   let from = -1;
+  let key = 0;
   let keyed = true;
   while (r.pos < r.end) {
     const at = r.pos;
@@ -94,7 +87,7 @@ function upsert(r: Reader): ControllerOp {
         if (r.end - at > GROUP_BYTES_MAX) keyed = false;
       }
       if (from === at && keyed) {
-        const key = hashOf(r.buf, at, r.end);
+        key = hashOf(r.buf, at, r.end);
         const known = groups.get(key);
         if (known && sameBytes(known.bytes, r.buf, at, r.end)) {
           r.pos = r.end;
@@ -111,10 +104,9 @@ function upsert(r: Reader): ControllerOp {
   }
   if (from >= 0 && keyed && hops.length <= MAX_NEXT_HOPS) {
     hops = Object.freeze(hops);
-    sealedLists.add(hops);
     immutableList(hops);
     if (groups.size >= GROUPS_MAX) groups.clear();
-    groups.set(hashOf(r.buf, from, r.end), { bytes: Buffer.from(r.buf.subarray(from, r.end)), hops });
+    groups.set(key, { bytes: Buffer.from(r.buf.subarray(from, r.end)), hops });
   }
   return { op: 'upsert', prefix, nextHops: hops };
 }

@@ -8,11 +8,10 @@ import type { Directory } from '../directory/directory.js';
 import { peerOf } from '../directory/directory.js';
 import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { HealthState, NextHop } from '../fastpath/types.js';
-import { checkId, MAX_NEXT_HOPS, MAX_TAGS, MAX_PRIORITY, MAX_WEIGHT, nameProblem, tagProblem } from '../fastpath/validate.js';
+import { checkId, isImmutableList, MAX_NEXT_HOPS, MAX_TAGS, MAX_PRIORITY, MAX_WEIGHT, nameProblem, tagProblem } from '../fastpath/validate.js';
 import { parseEndpoint } from '../dataplane/endpoint.js';
 import { aicProblem } from '../identity/aic.js';
 import type { Store } from '../store/store.js';
-import { sealed } from './batch-codec.js';
 import { ControllerJournal, type ControllerMeta } from './journal.js';
 import type { Persistence } from './proto.js';
 
@@ -320,7 +319,7 @@ export class ControllerRib {
       const e = h.endpoint ? this.#endpointProblem(h.id, h.endpoint) ?? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : this.#checkReference(h.id);
       if (e) return bad(i, e.code, `${at}: ${e.message}`);
     }
-    if (sealed(hops)) this.#wellFormed.add(hops);
+    if (isImmutableList(hops)) this.#wellFormed.add(hops);
     return null;
   }
 

@@ -5,7 +5,8 @@
 // records read back as the batch; FibClient's encoding writes the same bytes' meaning.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeModifyForNode, encodeRecord, recordOps, sealed, type NodeBatch } from '../../src/programming/batch-codec.js';
+import { decodeModifyForNode, encodeRecord, recordOps, type NodeBatch } from '../../src/programming/batch-codec.js';
+import { isImmutableList } from '../../src/fastpath/validate.js';
 import { encodeOps } from '../../src/programming/client-encode.js';
 import { encodeModifyRequest } from '../../src/programming/codec.js';
 import { genericModifyCodec, HEALTH_OF } from '../../src/programming/proto.js';
@@ -79,7 +80,7 @@ describe('the node reading batches', () => {
     const lists = b.ops.map((o) => (o as { nextHops: readonly ControllerHop[] }).nextHops);
     expect(lists[1]).toBe(lists[0]);
     expect(lists[2]).toBe(lists[0]);
-    expect(sealed(lists[0]!)).toBe(true);
+    expect(isImmutableList(lists[0]!)).toBe(true);
     expect(Object.isFrozen(lists[0])).toBe(true);
     expect(Object.isFrozen(lists[0]![0])).toBe(true);
     expect(Object.isFrozen(lists[0]![0]!.tags)).toBe(true);
@@ -97,11 +98,11 @@ describe('the node reading batches', () => {
       const request = generic.serialize({ batch: { seq: '1', ops: [{ upsert: { prefix: '/capability/big', nextHops: big } }, { upsert: { prefix: '/capability/big2', nextHops: big } }] } });
       const [a, b] = (decodeModifyForNode(request) as { batch: NodeBatch }).batch.ops.map((o) => (o as { nextHops: readonly ControllerHop[] }).nextHops);
       expect(a).not.toBe(b);
-      expect(sealed(a!)).toBe(false);
+      expect(isImmutableList(a!)).toBe(false);
       expect(a).toHaveLength(big.length);
     }
     // Lists built elsewhere are not taken for shared ones.
-    expect(sealed(plain(lists[0]))).toBe(false);
+    expect(isImmutableList(plain(lists[0]))).toBe(false);
   });
 
   it('gives open and the Replace markers as the generic codec does', () => {
