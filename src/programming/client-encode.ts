@@ -7,9 +7,9 @@
 import { DmscTypeError } from '../errors.js';
 import { describe } from '../fastpath/validate.js';
 import type { HealthState } from '../fastpath/types.js';
-import { Writer } from './codec.js';
+import { Writer, writeOp } from './codec.js';
+import { WIRE_HEALTH } from './proto.js';
 
-const STATES: Readonly<Record<HealthState, number>> = { up: 0, degraded: 1, down: 2 };
 const OP_KEYS: Readonly<Record<'upsert' | 'remove' | 'health', ReadonlySet<string>>> = {
   upsert: new Set(['op', 'prefix', 'nextHops']),
   remove: new Set(['op', 'prefix']),
@@ -100,28 +100,15 @@ function op(w: Writer, o: unknown, batch: string, index: number): [string, boole
   if (kind === 'health') {
     const { nextHopId, state, load } = o as Record<string, unknown>;
     if (typeof nextHopId !== 'string') throw invalid(opName(batch, index), `nextHopId must be a string, got ${describe(nextHopId)}`);
-    if (typeof state !== 'string' || !Object.hasOwn(STATES, state)) throw invalid(opName(batch, index), `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
+    if (typeof state !== 'string' || !Object.hasOwn(WIRE_HEALTH, state)) throw invalid(opName(batch, index), `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
     if (load !== undefined && typeof load !== 'number') throw invalid(opName(batch, index), `load must be a number, got ${describe(load)}`);
-    w.nested(3, () => {
-      if (nextHopId) text(w, 1, nextHopId);
-      const s = STATES[state as HealthState];
-      if (s) {
-        w.varint(16);
-        w.varint(s);
-      }
-      if (load) {
-        w.varint(25);
-        w.ensure(8);
-        w.buf.writeDoubleLE(load as number, w.pos);
-        w.pos += 8;
-      }
-    });
+    writeOp(w, { health: { nextHopId, state: WIRE_HEALTH[state as HealthState], load } });
     return undefined;
   }
   const prefix = (o as { prefix?: unknown }).prefix;
   if (typeof prefix !== 'string') throw invalid(opName(batch, index), `prefix must be a string, got ${describe(prefix)}`);
   if (kind === 'remove') {
-    w.nested(2, () => prefix && text(w, 1, prefix));
+    writeOp(w, { remove: { prefix } });
     return [prefix, false];
   }
   const hops = (o as { nextHops?: unknown }).nextHops;
