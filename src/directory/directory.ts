@@ -81,12 +81,11 @@ export class Directory {
   #tagsFor: TagMapper;
   #static = new Map<string, readonly NextHop[]>();
   /**
-   * Next hops external controllers program, every controller's together, by prefix: held
-   * here, or where `readControlledFrom` says (the controllers' own tables, so that a
-   * million routes are not kept twice).
+   * Next hops external controllers program, every controller's together, by prefix: read
+   * from the controllers' own tables (`readControlledFrom`), so that a million routes are
+   * not kept twice. None until then.
    */
   #controlled: ControlledRoutes = new Map<string, readonly NextHop[]>();
-  #ownsControlled = true;
   /** Where controller next hops that are plain services are: id to endpoint URL. */
   readonly #endpointHops = new Map<string, string>();
   /** Controller-stated health of those next hops, which passive health returns to. */
@@ -326,42 +325,30 @@ export class Directory {
   }
 
   /**
-   * Reads controllers' next hops from `routes` from now on, instead of holding them: the
-   * holder changes them itself, before it calls `setControlled` (and undoes that if it
-   * throws).
+   * Reads controllers' next hops from `routes` from now on: their holder changes them
+   * itself, before it calls `setControlled` (and undoes that if it throws).
    */
   readControlledFrom(routes: ControlledRoutes): void {
     this.#controlled = routes;
-    this.#ownsControlled = false;
   }
 
   /**
-   * Controller next hops for each prefix in `changes` (null: none left), every
-   * controller's together, programmed as one FIB batch: if the table refuses it, nothing
-   * changes and the error is thrown. `before`: what they were, when the routes are read
-   * from elsewhere (without it, every prefix is taken as maybe served here). Returns the
-   * FIB generation.
+   * Programs controller next hops for each prefix (null: none left), every controller's
+   * together, as one FIB batch: if the table refuses it, the error is thrown and the FIB
+   * is unchanged. `before`: what they were (without it, every prefix is taken as maybe
+   * served here). Returns the FIB generation.
    */
   setControlled(prefixes: readonly string[], hops: readonly (readonly NextHop[] | null)[], before?: readonly (readonly NextHop[] | null | undefined)[]): number {
-    // Prefixes are distinct (the caller's batch has each once). A bulk load comes this way,
-    // a million prefixes in a map as large: each is looked up once at most, and the map
-    // changes only once the table took the batch.
+    // Prefixes are distinct (the caller's batch has each once). A bulk load comes this way:
+    // the ops are made from the next hops given, with no lookup in the controllers' tables.
     const ops: FibOp[] = new Array(prefixes.length);
     for (let i = 0; i < prefixes.length; i++) ops[i] = this.#opFor(prefixes[i]!, this.#tagsFor, hops[i] ?? NONE);
     this.#programOps(ops);
     const local = new Set<string>();
-    const map = this.#ownsControlled ? (this.#controlled as Map<string, readonly NextHop[]>) : undefined;
     for (let i = 0; i < prefixes.length; i++) {
       const prefix = prefixes[i]!;
-      const h = hops[i];
-      let was: readonly NextHop[] | null | undefined = before?.[i];
-      if (map) {
-        was = map.get(prefix);
-        if (h && h.length) map.set(prefix, h);
-        else map.delete(prefix);
-      }
       // What this node advertises changes only where it serves the name itself.
-      if (this.#offers.has(prefix) || reachesHere(h) || reachesHere(was) || (!map && !before)) local.add(prefix);
+      if (!before || this.#offers.has(prefix) || reachesHere(hops[i]) || reachesHere(before[i])) local.add(prefix);
     }
     this.#localChanged(local);
     return this.#fib.generation;
