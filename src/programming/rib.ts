@@ -165,9 +165,7 @@ export class ControllerRib {
       this.#directory.setEndpoints(urls);
       for (const [c, gone] of dropped) {
         c.meta.generation++;
-        void this.#store.durable(() => {
-          if (this.#journal.append(c.id, c.meta, gone, c.entries.size)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
-        }).catch((e) => this.#storeFailed(e));
+        void this.#store.durable(this.#journaled(c, gone)).catch((e) => this.#storeFailed(e));
       }
     }
     for (const c of this.#controllers.values()) if (c.meta.persistence === 'LEASE') this.#startLease(c);
@@ -422,10 +420,8 @@ export class ControllerRib {
     for (const op of ops) if (op.op === 'health') this.#directory.setEndpointHealth(op.nextHopId, op.state, op.load ?? 0);
     if (next.size) c.meta.generation++;
     const durable = c.meta.persistence !== 'DELETE' && next.size > 0
-      ? this.#store.durable(() => {
-        if (this.#journal.append(c.id, c.meta, next, c.entries.size, opts.replace ? undefined : opts.record)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
-        // A rewrite of the whole table is not one to block the loop for.
-      }, { inline: !!opts.alone && next.size <= INLINE_CHANGES && !this.#journal.rewriteDue(c.meta, next.size, c.entries.size) })
+      // A rewrite of the whole table is not one to block the loop for.
+      ? this.#store.durable(this.#journaled(c, next, opts.replace ? undefined : opts.record), { inline: !!opts.alone && next.size <= INLINE_CHANGES && !this.#journal.rewriteDue(c.meta, next.size, c.entries.size) })
       : Promise.resolve();
     if (next.size) for (const l of this.#changeListeners) l(c.id);
     return { status: 'VISIBLE', generation: c.meta.generation, fibGeneration, done: Promise.all([durable, this.#fib.visible(fibGeneration)]).then(() => undefined) };
@@ -528,6 +524,14 @@ export class ControllerRib {
 
   *#withEndpoints(c: Controller): Generator<[string, readonly ControllerHop[]]> {
     for (const [prefix, hops] of c.entries) yield [prefix, hops.map((h) => this.#withEndpoint(h))];
+  }
+
+  // The store writes of a change to the controller's table: its journal record, and the
+  // journal rewritten as the table when it has grown well past it.
+  #journaled(c: Controller, changes: ReadonlyMap<string, readonly ControllerHop[] | null>, record?: Buffer): () => void {
+    return () => {
+      if (this.#journal.append(c.id, c.meta, changes, c.entries.size, record)) this.#journal.rewrite(c.id, c.meta, this.#withEndpoints(c));
+    };
   }
 
   #storeFailed(e: unknown): void {
