@@ -21,8 +21,8 @@ const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags', 'endpoint']);
 export interface EncodedOps {
   readonly bytes: Buffer;
   readonly count: number;
-  /** Per upsert and remove, in order: its prefix, and for an upsert where its entry is in `bytes` (`ends[i]` -1 for a remove). */
-  readonly changes: { readonly prefixes: readonly string[]; readonly starts: readonly number[]; readonly ends: readonly number[] };
+  /** Per upsert and remove, in order: where its entry starts in `bytes`, and where it ends (-1 for a remove). */
+  readonly changes: { readonly starts: readonly number[]; readonly ends: readonly number[] };
 }
 
 function invalid(where: string, what: string): DmscTypeError {
@@ -91,7 +91,13 @@ function hop(w: Writer, h: unknown, batch: string, index: number, j: number): vo
   w.end(at);
 }
 
-function op(w: Writer, o: unknown, batch: string, index: number): [string, boolean] | undefined {
+/** What an op does to the client's table. */
+const NOTHING = 0;
+const UPSERT = 1;
+const REMOVE = 2;
+type Did = typeof NOTHING | typeof UPSERT | typeof REMOVE;
+
+function op(w: Writer, o: unknown, batch: string, index: number): Did {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw invalid(opName(batch, index), `an op must be an object, got ${describe(o)}`);
   const kind = (o as { op?: unknown }).op;
   if (kind !== 'upsert' && kind !== 'remove' && kind !== 'health') throw invalid(opName(batch, index), `op must be 'upsert', 'remove' or 'health', got ${describe(kind)}`);
@@ -103,13 +109,13 @@ function op(w: Writer, o: unknown, batch: string, index: number): [string, boole
     if (typeof state !== 'string' || !Object.hasOwn(WIRE_HEALTH, state)) throw invalid(opName(batch, index), `state must be 'up', 'degraded' or 'down', got ${describe(state)}`);
     if (load !== undefined && typeof load !== 'number') throw invalid(opName(batch, index), `load must be a number, got ${describe(load)}`);
     writeOp(w, { health: { nextHopId, state: WIRE_HEALTH[state as HealthState], load } });
-    return undefined;
+    return NOTHING;
   }
   const prefix = (o as { prefix?: unknown }).prefix;
   if (typeof prefix !== 'string') throw invalid(opName(batch, index), `prefix must be a string, got ${describe(prefix)}`);
   if (kind === 'remove') {
     writeOp(w, { remove: { prefix } });
-    return [prefix, false];
+    return REMOVE;
   }
   const hops = (o as { nextHops?: unknown }).nextHops;
   if (!Array.isArray(hops)) throw invalid(opName(batch, index), `nextHops must be an array, got ${describe(hops)}`);
@@ -117,7 +123,7 @@ function op(w: Writer, o: unknown, batch: string, index: number): [string, boole
   if (prefix) text(w, 1, prefix);
   for (let i = 0; i < hops.length; i++) hop(w, hops[i], batch, index, i);
   w.end(at);
-  return [prefix, true];
+  return UPSERT;
 }
 
 /**
@@ -128,7 +134,6 @@ function op(w: Writer, o: unknown, batch: string, index: number): [string, boole
 export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOps {
   if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: a batch must be an array of ops`);
   const w = new Writer(64 + 96 * ops.length);
-  const prefixes: string[] = [];
   const starts: number[] = [];
   const ends: number[] = [];
   for (let i = 0; i < ops.length; i++) {
@@ -136,13 +141,12 @@ export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOp
     const at = w.begin(4);
     const did = op(w, ops[i], where, i);
     w.end(at);
-    if (keep && did) {
-      prefixes.push(did[0]);
+    if (keep && did !== NOTHING) {
       starts.push(start);
-      ends.push(did[1] ? w.pos : -1);
+      ends.push(did === UPSERT ? w.pos : -1);
     }
   }
-  return { bytes: w.done(), count: ops.length, changes: { prefixes, starts, ends } };
+  return { bytes: w.done(), count: ops.length, changes: { starts, ends } };
 }
 
 /** Checks one op as `encodeOps` would; `where` names it in the error. */

@@ -170,10 +170,13 @@ describe("FibClient's encoding of batches", () => {
       expect(plain(ours)).toEqual(plain(theirs));
       expect(e.count).toBe(ops.length);
       const changes = ops.filter((o) => o.op !== 'health');
-      const { prefixes, starts, ends } = e.changes;
-      expect(prefixes.map((p, i) => [p, ends[i]! >= 0])).toEqual(changes.map((o) => [o.prefix, o.op === 'upsert']));
-      // An upsert's kept bytes are a whole op: sent again, they read as that upsert.
-      for (let i = 0; i < prefixes.length; i++) {
+      const { starts, ends } = e.changes;
+      expect(ends.map((end) => end >= 0)).toEqual(changes.map((o) => o.op === 'upsert'));
+      // Each change starts a whole op; an upsert's kept bytes are exactly that op, which
+      // sent again reads as that upsert.
+      for (let i = 0; i < starts.length; i++) {
+        const from = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: e.bytes.subarray(starts[i]) } })) as { batch: NodeBatch }).batch.ops;
+        expect(from[0]).toMatchObject({ op: changes[i]!.op, prefix: changes[i]!.prefix });
         if (ends[i]! < 0) continue;
         const again = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: e.bytes.subarray(starts[i], ends[i]) } })) as { batch: NodeBatch }).batch.ops;
         expect(again).toHaveLength(1);

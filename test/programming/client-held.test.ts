@@ -5,36 +5,63 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeOps, type EncodedOps } from '../../src/programming/client-encode.js';
-import { HeldTable } from '../../src/programming/client-held.js';
+import { HeldTable, prefixHash } from '../../src/programming/client-held.js';
 
-const prefix = fc.constantFrom('/a', '/b', '/c/d', '/e');
+// Few prefixes, so that batches replace and remove what earlier ones wrote; some long (a
+// two-byte length), non-ASCII or empty; and some many, so that the index grows.
+const prefix = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('/a', '/b', '/c/d', '/e', '', '/é', `/${'l'.repeat(150)}`) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 3000 }).map((i) => `/n${i}`) },
+);
 const op = fc.oneof(
   fc.record({ op: fc.constant('upsert' as const), prefix, nextHops: fc.array(fc.record({ id: fc.oneof(fc.string({ minLength: 1, maxLength: 60 }), fc.constant(`peer:${'x'.repeat(200)}`)) }), { minLength: 1, maxLength: 4 }) }),
   fc.record({ op: fc.constant('remove' as const), prefix }),
 );
 
-function reference(map: Map<string, string>, e: EncodedOps): void {
-  const { prefixes, starts, ends } = e.changes;
-  for (let i = 0; i < prefixes.length; i++) {
-    if (ends[i]! < 0) map.delete(prefixes[i]!);
-    else map.set(prefixes[i]!, e.bytes.subarray(starts[i], ends[i]).toString('hex'));
+type Op = { op: 'upsert'; prefix: string } | { op: 'remove'; prefix: string };
+
+function reference(map: Map<string, string>, ops: readonly Op[], e: EncodedOps): void {
+  const { starts, ends } = e.changes;
+  expect(starts.length).toBe(ops.length);
+  for (let i = 0; i < ops.length; i++) {
+    if (ends[i]! < 0) map.delete(ops[i]!.prefix);
+    else map.set(ops[i]!.prefix, e.bytes.subarray(starts[i], ends[i]).toString('hex'));
   }
 }
 
 describe("FibClient's held table", () => {
   it('holds the last upsert of every prefix not removed since, across compactions', () => {
-    fc.assert(fc.property(fc.array(fc.array(op, { maxLength: 6 }), { maxLength: 30 }), fc.constantFrom(0, 64, 1 << 20), (batches, slack) => {
-      const held = new HeldTable(slack);
+    fc.assert(fc.property(fc.array(fc.array(op, { maxLength: 40 }), { maxLength: 40 }), fc.constantFrom(0, 64, 1 << 20), fc.constantFrom(2, 1024), (batches, slack, slots) => {
+      const held = new HeldTable(slack, slots);
       const want = new Map<string, string>();
       for (const [i, ops] of batches.entries()) {
         const e = encodeOps(ops, `batch ${i}`, true);
         held.apply(e);
-        reference(want, e);
+        reference(want, ops, e);
         expect(held.size).toBe(want.size);
       }
       const got = [...held.ops()].map((b) => b.toString('hex')).sort();
       expect(got).toEqual([...want.values()].sort());
     }), { numRuns: 300 });
+  });
+
+  it('tells apart prefixes whose hashes are equal', () => {
+    // Two prefixes of one length with the same 32-bit hash, found by the birthday bound.
+    const seen = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 100_000; !pair; i++) {
+      const p = `/n${i}`;
+      const h = prefixHash(Buffer.from(p), 0, p.length);
+      const other = seen.get(h);
+      if (other !== undefined) pair = [other, p];
+      else seen.set(h, p);
+    }
+    const [a, b] = pair;
+    const held = new HeldTable(1 << 20, 2);
+    held.apply(encodeOps([{ op: 'upsert', prefix: a, nextHops: [{ id: 'peer:a' }] }, { op: 'upsert', prefix: b, nextHops: [{ id: 'peer:b' }] }], 'b', true));
+    expect(held.size).toBe(2);
+    held.apply(encodeOps([{ op: 'remove', prefix: a }], 'b', true));
+    expect([...held.ops()].map((o) => o.toString('latin1'))).toEqual([expect.stringContaining(`${b}\x12`)]);
   });
 
   it('empties on clear', () => {
