@@ -4,7 +4,8 @@
 //       POST /v1/fib/batches (JSON, undici), INFLIGHT batches at a time;
 //   grpc ADDRESS TOKEN ENTRIES BATCH SMALL LARGE
 //       FibClient: ENTRIES in batches of BATCH pipelined up to the node's window, then
-//       SMALL 1-op batches and LARGE 1,000-op batches one at a time (ack latency).
+//       SMALL 1-op batches and LARGE 1,000-op batches one at a time (ack latency; none
+//       when SMALL is 0).
 // Prints a JSON line once the push is done: its start and end (CLOCK_MONOTONIC ns, which
 // the parent shares), statuses and the client's CPU time; then, in grpc mode, one with
 // the latency histograms.
@@ -107,7 +108,7 @@ if (mode === 'http') {
   const opened = await fib.open();
   if (!opened.primary) throw new Error('the session is not primary');
   line({ push: await pushGrpc(fib, entries, batch, opened.limits.window), held: fib.held });
-  line({ ack: { one: await ackLatency(fib, 'ack1', small, 1), thousand: await ackLatency(fib, 'ack1000', large, 1000) } });
+  if (small > 0) line({ ack: { one: await ackLatency(fib, 'ack1', small, 1), thousand: await ackLatency(fib, 'ack1000', large, 1000) } });
   fib.close();
 } else {
   console.error(`push-client: unknown mode ${mode}`);

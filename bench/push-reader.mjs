@@ -1,8 +1,10 @@
 // A reader of the node's table during the push benchmark: attaches a read view (the
 // token from `fib.share()`), checks that its names are found, then runs lookupPacked
 // over them in a closed loop until told to stop, recording (CLOCK_MONOTONIC ns, lookups
-// so far) about every 5 ms in a shared array so the main thread can compute its rate
+// so far, this thread's CPU time in clock ticks) about every 5 ms in a shared array so
+// the main thread can compute its rate, and the share of a core the scheduler gave it,
 // over any interval.
+import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ForwardingTable } from '../dist/index.js';
 import { batches } from './workload.mjs';
@@ -11,9 +13,16 @@ const { token, names, batch, samples, control } = workerData;
 const view = ForwardingTable.attach(token);
 const packed = batches(view, names, batch);
 const out = new Int32Array(batch);
-const series = new Float64Array(samples); // pairs: time ns, lookups
+const series = new Float64Array(samples); // triples: time ns, lookups, CPU ticks
 const ctl = new Int32Array(control); // [0]: stop flag, [1]: samples written
-const pairs = series.length / 2;
+const triples = series.length / 3;
+
+/** This thread's user + system time, in clock ticks (fields 14 and 15 of its stat). */
+function cpuTicks() {
+  const stat = readFileSync('/proc/thread-self/stat', 'latin1');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
 
 let misses = 0;
 for (const b of packed) {
@@ -25,9 +34,10 @@ parentPort.postMessage({ ready: true, misses });
 let lookups = 0;
 let n = 0;
 const record = () => {
-  if (n >= pairs) return;
-  series[2 * n] = Number(process.hrtime.bigint());
-  series[2 * n + 1] = lookups;
+  if (n >= triples) return;
+  series[3 * n] = Number(process.hrtime.bigint());
+  series[3 * n + 1] = lookups;
+  series[3 * n + 2] = cpuTicks();
   n++;
   Atomics.store(ctl, 1, n);
 };
