@@ -8,6 +8,7 @@ import type { ForwardingTable } from '../fastpath/forwarding-table.js';
 import type { FibOp, HealthState, NextHop } from '../fastpath/types.js';
 import { prefixesOf } from '../fastpath/validate.js';
 import type { Denial } from '../identity/amc.js';
+import { notifyAll } from '../listeners.js';
 
 /** Attribute values an agent may declare for a capability. */
 export type AttributeValue = string | number | boolean | string[];
@@ -254,7 +255,7 @@ export class Directory {
   }
 
   #healthChanged(aic: string, from: HealthState, to: HealthState, why: string): void {
-    for (const l of this.#healthListeners) l({ aic, from, to, why });
+    notifyAll(this.#healthListeners, { aic, from, to, why });
   }
 
   /**
@@ -266,7 +267,7 @@ export class Directory {
   }
 
   #agentChanged(aic: string): void {
-    for (const l of this.#agentListeners) l(aic);
+    notifyAll(this.#agentListeners, aic);
   }
 
   /** Calls `listener` with the capability names whose local agents (or their tags) changed. */
@@ -406,7 +407,7 @@ export class Directory {
   }
 
   #hopChanged(id: string, state: HealthState, load: number): void {
-    for (const l of this.#hopListeners) l(id, state, load);
+    notifyAll(this.#hopListeners, id, state, load);
   }
 
   // A request to a controller's endpoint next hop failed: down at once, and back to what
@@ -430,7 +431,7 @@ export class Directory {
   }
 
   #localChanged(prefixes: ReadonlySet<string>): void {
-    if (prefixes.size) for (const l of this.#localListeners) l(prefixes);
+    if (prefixes.size) notifyAll(this.#localListeners, prefixes);
   }
 
   /**
@@ -544,7 +545,7 @@ export class Directory {
         if (this.#endpointsDown.has(h.id)) this.#fib.setHealth(h.id, { state: 'down' });
       }
     }
-    for (const l of this.#fibListeners) l(ops, generation);
+    notifyAll(this.#fibListeners, ops, generation);
   }
 }
 

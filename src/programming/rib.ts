@@ -11,6 +11,7 @@ import type { HealthState, NextHop } from '../fastpath/types.js';
 import { checkId, isImmutableList, MAX_NEXT_HOPS, MAX_TAGS, MAX_PRIORITY, MAX_WEIGHT, nameProblem, tagProblem } from '../fastpath/validate.js';
 import { parseEndpoint } from '../dataplane/endpoint.js';
 import { aicProblem } from '../identity/aic.js';
+import { notifyAll } from '../listeners.js';
 import type { Store } from '../store/store.js';
 import { ControllerJournal, type ControllerMeta } from './journal.js';
 import type { Persistence } from './proto.js';
@@ -423,7 +424,7 @@ export class ControllerRib {
       // A rewrite of the whole table is not one to block the loop for.
       ? this.#store.durable(this.#journaled(c, next, opts.replace ? undefined : opts.record), { inline: !!opts.alone && next.size <= INLINE_CHANGES && !this.#journal.rewriteDue(c.meta, next.size, c.entries.size) })
       : Promise.resolve();
-    if (next.size) for (const l of this.#changeListeners) l(c.id);
+    if (next.size) notifyAll(this.#changeListeners, c.id);
     return { status: 'VISIBLE', generation: c.meta.generation, fibGeneration, done: Promise.all([durable, this.#fib.visible(fibGeneration)]).then(() => undefined) };
   }
 

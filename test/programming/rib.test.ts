@@ -111,6 +111,42 @@ describe('controller next hops beside other sources', () => {
   });
 });
 
+describe('listeners', () => {
+  it('keeps the directory, the rib and the FIB in step when a listener of a change throws', async () => {
+    const w = await world();
+    const warnings: string[] = [];
+    const onWarning = (e: Error) => warnings.push(e.message);
+    process.on('warning', onWarning);
+    try {
+      let calls = 0;
+      const boom = () => {
+        calls++;
+        throw new Error('listener bug');
+      };
+      w.directory.onFibChange(boom);
+      w.directory.onLocalChange(boom);
+      w.programming.rib.onChange(boom);
+      const r = await apply(w, 'ctl', [upsert('/cap/a', [{ id: 'svc', endpoint: 'http://127.0.0.1:9/' }])]);
+      expect(r.status).toBe('VISIBLE');
+      expect(ids(w.fib, '/cap/a')).toEqual(['svc']);
+      expect([...w.programming.rib.entries('ctl')].map((e) => e.prefix)).toEqual(['/cap/a']);
+      expect(w.directory.endpointOf('svc')).toBe('http://127.0.0.1:9/');
+      // Agents and static routes too: the change is made, and heard of by the listeners after it.
+      const aic = formatAic({ registry: 'gw', provider: 'acme', serial: 1 });
+      w.directory.add([agent(1, ['/cap/b'])], true);
+      expect(ids(w.fib, '/cap/b')).toEqual([aic]);
+      expect(w.directory.get(aic)).toBeDefined();
+      w.directory.setStatic([{ op: 'upsert', prefix: '/cap/c', nextHops: [{ id: 'static-c' }] }]);
+      expect(ids(w.fib, '/cap/c')).toEqual(['static-c']);
+      expect(calls).toBeGreaterThanOrEqual(6);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((m) => m.includes('listener bug')).length).toBeGreaterThan(0);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
+
 describe('per-op checks', () => {
   it('counts every source against the 64 next hops of an entry, and refuses the op over it by its prefix', async () => {
     const w = await world();
