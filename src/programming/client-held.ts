@@ -16,8 +16,8 @@ const FIRST_SLOTS = 1 << 10;
 export class HeldTable {
   // Slot i holds an entry when #at[i] > 0: its upsert's offset in #bytes plus one, and its
   // prefix's hash. Linear probing, at most half full, with deletion by backward shift (no
-  // tombstones to sweep).
-  #at: Uint32Array;
+  // tombstones to sweep). Offsets are doubles: a buffer may pass 4 GiB where Node allows it.
+  #at: Float64Array;
   #hash: Uint32Array;
   #size = 0;
   #bytes = Buffer.allocUnsafe(FIRST);
@@ -33,12 +33,17 @@ export class HeldTable {
   constructor(slack = SLACK, slots = FIRST_SLOTS) {
     this.#slack = slack;
     this.#firstSlots = slots;
-    this.#at = new Uint32Array(slots);
+    this.#at = new Float64Array(slots);
     this.#hash = new Uint32Array(slots);
   }
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Bytes the buffer holds, of live entries and of dead ones not compacted yet. */
+  get bytes(): number {
+    return this.#used;
   }
 
   /** Takes what a batch the node applied did: its upserts and removes, in order. */
@@ -68,7 +73,7 @@ export class HeldTable {
   }
 
   clear(): void {
-    this.#at = new Uint32Array(this.#firstSlots);
+    this.#at = new Float64Array(this.#firstSlots);
     this.#hash = new Uint32Array(this.#firstSlots);
     this.#size = 0;
     this.#bytes = Buffer.allocUnsafe(FIRST);
@@ -120,7 +125,7 @@ export class HeldTable {
   #grow(): void {
     const oldAt = this.#at;
     const oldHash = this.#hash;
-    const at = (this.#at = new Uint32Array(oldAt.length * 2));
+    const at = (this.#at = new Float64Array(oldAt.length * 2));
     const hash = (this.#hash = new Uint32Array(oldAt.length * 2));
     const mask = at.length - 1;
     for (let i = 0; i < oldAt.length; i++) {

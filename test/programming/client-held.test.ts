@@ -64,6 +64,18 @@ describe("FibClient's held table", () => {
     expect([...held.ops()].map((o) => o.toString('latin1'))).toEqual([expect.stringContaining(`${b}\x12`)]);
   });
 
+  it('keeps its buffer bounded by what is live when the same prefixes are written again and again', () => {
+    const held = new HeldTable(0);
+    const ops = (round: number) => Array.from({ length: 100 }, (_, i) => ({ op: 'upsert' as const, prefix: `/p${i}`, nextHops: [{ id: `peer:r${round}` }] }));
+    const one = encodeOps(ops(0), 'b', true);
+    held.apply(one);
+    const live = held.bytes;
+    for (let round = 1; round < 200; round++) held.apply(encodeOps(ops(round), 'b', true));
+    expect(held.size).toBe(100);
+    // Dead bytes are at most half the buffer (slack 0) before it is compacted.
+    expect(held.bytes).toBeLessThanOrEqual(2 * live + one.bytes.length);
+  });
+
   it('empties on clear', () => {
     const held = new HeldTable();
     held.apply(encodeOps([{ op: 'upsert', prefix: '/a', nextHops: [{ id: 'peer:x' }] }], 'b', true));
