@@ -32,10 +32,14 @@ const drivers = new Set<ChildProcess>();
 const services = new Set<Server>();
 let stubs: string;
 
+/** How long a driver may run: less than the test's timeout (60 s). */
+const DRIVER_MS = 50_000;
+
 /**
  * Runs the driver against `node`'s FIB programming listener; `onLine` sees each line as
  * it comes. Resolves with every line once the driver exits (rejects if it fails).
  */
+
 function drive(node: Proc, key: string, args: string[], onLine?: (line: Line) => void): Promise<Line[]> {
   const child = spawn(PYTHON, [DRIVER, '--stubs', stubs, '--addr', node.fibApi!, '--key', key, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   drivers.add(child);
@@ -48,8 +52,14 @@ function drive(node: Proc, key: string, args: string[], onLine?: (line: Line) =>
     onLine?.(line);
   });
   return new Promise((resolve, reject) => {
+    // Ended before the test's own timeout, so that a driver left waiting says what it saw.
+    const stuck = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`fib_client.py ${args[0]} still running after ${DRIVER_MS} ms: ${stderr}\n${lines.map((l) => JSON.stringify(l)).join('\n')}`));
+    }, DRIVER_MS);
     child.once('error', reject);
     child.once('close', (code) => {
+      clearTimeout(stuck);
       drivers.delete(child);
       if (code === 0) resolve(lines);
       else reject(new Error(`fib_client.py ${args[0]} exited ${code}: ${stderr}\n${lines.map((l) => JSON.stringify(l)).join('\n')}`));
