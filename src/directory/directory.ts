@@ -532,9 +532,12 @@ export class Directory {
 
   #programOps(ops: readonly FibOp[]): void {
     const generation = this.#fib.apply(ops);
-    // Health is per next hop and survives re-programming; re-assert it for new next hops.
+    // Health is per next hop and survives re-programming; re-assert it for new next hops,
+    // once for each list of them (a bulk load's entries share a few hundred lists).
+    const lists = new Set<readonly NextHop[]>();
     for (const op of ops) {
-      if (op.op !== 'upsert') continue;
+      if (op.op !== 'upsert' || lists.has(op.nextHops)) continue;
+      lists.add(op.nextHops);
       for (const h of op.nextHops) {
         const l = this.#liveness.get(h.id);
         if (l && (l.state !== 'up' || l.load > 0)) this.#fib.setHealth(h.id, { state: l.state, load: l.load });

@@ -326,7 +326,8 @@ export class ControllerRib {
   // room is left for the policy's.
   #checkTags(i: number, hops: readonly ControllerHop[], newTags: Set<string>): OpError | null {
     for (const h of hops) {
-      for (const t of h.tags ?? []) {
+      if (!h.tags) continue;
+      for (const t of h.tags) {
         if (newTags.has(t) || this.#fib.hasTag(t)) continue;
         newTags.add(t);
         if (this.#fib.tagCount + newTags.size > MAX_TAGS - TAGS_KEPT_FOR_POLICY) {
