@@ -137,6 +137,7 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
       InstanceMethod<&TableWrap::NextHopId>("nextHopId"),
       InstanceMethod<&TableWrap::Stats>("stats"),
       InstanceMethod<&TableWrap::Entries>("entries"),
+      InstanceMethod<&TableWrap::EntriesUnder>("entriesUnder"),
       InstanceMethod<&TableWrap::Size>("size"),
       InstanceMethod<&TableWrap::Generation>("generation"),
       InstanceMethod<&TableWrap::ReadersBehind>("readersBehind"),
@@ -375,8 +376,27 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
   }
   Napi::Value DoEntries(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    return ToArray(env, writable(env).entries());
+  }
+
+  // entriesUnder(under, limit): entries() of the first `limit` names in byte order that
+  // are equal to `under` or below it ('' for all), in no order.
+  Napi::Value EntriesUnder(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return DoEntriesUnder(info); });
+  }
+  Napi::Value DoEntriesUnder(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
     Table& t = writable(env);
-    std::vector<dmsc::EntryView> list = t.entries();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "entriesUnder(under, limit)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    double limit = info[1].As<Napi::Number>().DoubleValue();
+    if (!(limit >= 0)) limit = 0;
+    return ToArray(env, t.entries_under(info[0].As<Napi::String>().Utf8Value(), limit > 1e9 ? static_cast<size_t>(1e9) : static_cast<size_t>(limit)));
+  }
+
+  static Napi::Array ToArray(Napi::Env env, const std::vector<dmsc::EntryView>& list) {
     Napi::Array out = Napi::Array::New(env, list.size());
     for (size_t i = 0; i < list.size(); ++i) {
       const dmsc::EntryView& e = list[i];

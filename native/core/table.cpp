@@ -233,22 +233,49 @@ std::string Table::next_hop_id(ReaderSlot& rs, bool owner, uint32_t index, uint6
   return out;
 }
 
+namespace {
+
+std::string_view key_of(const Version& v) { return {reinterpret_cast<const char*>(v.key()), v.key_len}; }
+
+}  // namespace
+
+EntryView Table::view_of(const Version& v) const {
+  EntryView e{std::string(key_of(v)), {}};
+  e.hops.reserve(v.nhops);
+  for (uint32_t h = 0; h < v.nhops; ++h) {
+    const Hop& hop = v.hops()[h];
+    uint32_t health = nhs_.health(hop.nh).load(std::memory_order_relaxed);
+    HopView hv{std::string(nhs_.id(hop.nh).load(std::memory_order_relaxed)->view()), hop.weight, hop.prio, {},
+               health_state(health), health_loadq(health)};
+    for (uint64_t bits = hop.tags; bits; bits &= bits - 1)
+      hv.tags.emplace_back(tags_.name(static_cast<uint32_t>(__builtin_ctzll(bits))));
+    e.hops.push_back(std::move(hv));
+  }
+  return e;
+}
+
 std::vector<EntryView> Table::entries() const {
   std::vector<EntryView> out;
   out.reserve(live_keys_.load(std::memory_order_relaxed));
+  for_each_live([&](const Version& v) { out.push_back(view_of(v)); });
+  return out;
+}
+
+std::vector<EntryView> Table::entries_under(std::string_view under, size_t limit) const {
+  std::vector<const Version*> match;
   for_each_live([&](const Version& v) {
-    EntryView e{std::string(reinterpret_cast<const char*>(v.key()), v.key_len), {}};
-    for (uint32_t h = 0; h < v.nhops; ++h) {
-      const Hop& hop = v.hops()[h];
-      uint32_t health = nhs_.health(hop.nh).load(std::memory_order_relaxed);
-      HopView hv{std::string(nhs_.id(hop.nh).load(std::memory_order_relaxed)->view()), hop.weight, hop.prio, {},
-                 health_state(health), health_loadq(health)};
-      for (uint64_t bits = hop.tags; bits; bits &= bits - 1)
-        hv.tags.emplace_back(tags_.name(static_cast<uint32_t>(__builtin_ctzll(bits))));
-      e.hops.push_back(std::move(hv));
-    }
-    out.push_back(std::move(e));
+    std::string_view k = key_of(v);
+    if (under.empty() || (k.substr(0, under.size()) == under && (k.size() == under.size() || k[under.size()] == '/')))
+      match.push_back(&v);
   });
+  auto less = [](const Version* a, const Version* b) { return key_of(*a) < key_of(*b); };
+  if (match.size() > limit) {
+    std::nth_element(match.begin(), match.begin() + static_cast<std::ptrdiff_t>(limit), match.end(), less);
+    match.resize(limit);
+  }
+  std::vector<EntryView> out;
+  out.reserve(match.size());
+  for (const Version* v : match) out.push_back(view_of(*v));
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "arena.hpp"
@@ -154,6 +155,10 @@ class Table {
   bool mark_down(uint32_t index, uint64_t epoch);
   Stats stats(size_t top);  // also frees what no reader can see any more
   std::vector<EntryView> entries() const;  // the current generation, in index order
+  // The first `limit` entries in byte order of their names among those equal to `under`
+  // or below it (`under` empty: all), in no order, without making views of the others:
+  // listing part of a table of millions costs the matches, not the table.
+  std::vector<EntryView> entries_under(std::string_view under, size_t limit) const;
   uint64_t size() const { return live_keys_.load(std::memory_order_relaxed); }
   ReaderSlot& owner_slot() { return readers_[0]; }
 
@@ -220,6 +225,7 @@ class Table {
   int select(const Version* v, const Query& q, ReaderSlot& rs, bool& failover) const;
 
   static Version* find_head(const SlotArray* a, uint64_t hash, const uint8_t* name, uint32_t len);
+  EntryView view_of(const Version& v) const;
   // Calls f(const Version&) for the head of every live entry of the current index.
   template <typename F>
   void for_each_live(F&& f) const {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -131,6 +132,39 @@ TEST(last_operation_on_a_name_wins_within_a_batch) {
   CHECK(BatchBuilder().remove("/absent").apply(t, &changed).ok());
   CHECK(!changed);
   CHECK_EQ(t.generation(), gen);
+}
+
+TEST(entries_under_lists_the_first_names_at_or_below_a_prefix) {
+  Table t;
+  CHECK(BatchBuilder()
+            .upsert("/cap", {{"a"}})
+            .upsert("/cap/z", {{"b"}, {"c", 7, 1}})
+            .upsert("/cap/b", {{"b"}})
+            .upsert("/capx", {{"a"}})
+            .upsert("/cap/m/n", {{"a"}})
+            .upsert("/other", {{"a"}})
+            .apply(t)
+            .ok());
+  auto names = [](std::vector<dmsc::EntryView> v) {
+    std::vector<std::string> out;
+    for (auto& e : v) out.push_back(e.prefix);
+    std::sort(out.begin(), out.end());
+    std::string joined;
+    for (auto& n : out) joined += n + " ";
+    return joined;
+  };
+  CHECK_EQ(names(t.entries_under("/cap", 100)), std::string("/cap /cap/b /cap/m/n /cap/z "));
+  CHECK_EQ(names(t.entries_under("/cap", 2)), std::string("/cap /cap/b "));
+  CHECK_EQ(names(t.entries_under("/cap/z", 5)), std::string("/cap/z "));
+  CHECK_EQ(names(t.entries_under("/ca", 5)), std::string(""));
+  CHECK_EQ(names(t.entries_under("", 3)), std::string("/cap /cap/b /cap/m/n "));
+  CHECK_EQ(t.entries_under("/cap", 0).size(), size_t{0});
+  std::vector<dmsc::EntryView> z = t.entries_under("/cap/z", 1);
+  CHECK_EQ(z.size(), size_t{1});
+  if (z.size() == 1) {
+    CHECK_EQ(z[0].hops.size(), size_t{2});
+    if (z[0].hops.size() == 2) CHECK_EQ(z[0].hops[1].id + ":" + std::to_string(z[0].hops[1].weight), std::string("c:7"));
+  }
 }
 
 TEST(ids_are_global_and_forgotten_with_their_last_reference) {

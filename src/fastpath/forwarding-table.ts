@@ -5,14 +5,16 @@ import { loadNative, type NativeStats, type NativeTable } from './native.js';
 import { packNames } from './pack.js';
 import { checkTags, resolveMask, TagSet } from './tags.js';
 import type {
-  FibEntry, FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
+  EntriesOptions, FibEntry, FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
 } from './types.js';
 import { byPrefix, STATE_NAMES } from './types.js';
 import {
-  checkId, checkName, checkOptions, checkPackedArgs, nameProblem, normalizeHealth,
+  checkId, checkName, checkOptions, checkPackedArgs, entriesFilter, nameProblem, normalizeHealth,
 } from './validate.js';
 
 const kAttach = Symbol('dmsc.attach');
+/** Entries one call lists at most when a limit is given: the native side takes a count it can hold. */
+const MAX_LISTED = 1e9;
 const LOOKUP_OPTIONS = ['require', 'flow'] as const;
 const PACKED_OPTIONS = ['require', 'flows'] as const;
 
@@ -272,13 +274,18 @@ export class ForwardingTable {
   }
 
   /**
-   * Every entry of the current generation, ordered by prefix, with its next hops' health.
+   * Entries of the current generation, ordered by prefix, with their next hops' health:
+   * every one, or with `under` those whose prefix is it or below it, and at most `limit`
+   * of them (the first in order). Only the entries listed are copied out of the table.
    * Meant for inspection (admin APIs, tests), not for the fast path.
    * @example fib.entries()[0]; // -> { prefix: '/capability/ocr', nextHops: [{ id: 'a', weight: 100, ... }] }
+   * @example fib.entries({ under: '/capability/ocr', limit: 100 });
    */
-  entries(): FibEntry[] {
+  entries(options?: EntriesOptions): FibEntry[] {
     this.#writable();
-    const list: FibEntry[] = this.#native.entries().map(([prefix, hops]) => ({
+    const { under, limit } = entriesFilter(options);
+    const raw = options === undefined ? this.#native.entries() : this.#native.entriesUnder(under, Math.min(limit, MAX_LISTED));
+    const list: FibEntry[] = raw.map(([prefix, hops]) => ({
       prefix,
       nextHops: hops.map(([id, weight, priority, tags, state, loadQ]) => ({
         id, weight, priority, tags: tags.sort(), state: STATE_NAMES[state]!, load: loadQ / 10000,

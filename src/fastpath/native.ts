@@ -22,6 +22,8 @@ export interface NativeTable {
   nextHopId(index: number, epoch: number): string | undefined;
   stats(top: number): NativeStats;
   entries(): Array<[string, Array<[string, number, number, string[], number, number]>]>;
+  /** entries() of the first `limit` names in byte order equal to `under` or below it ('' for all), in no order. */
+  entriesUnder(under: string, limit: number): Array<[string, Array<[string, number, number, string[], number, number]>]>;
   size(): number;
   generation(): number;
   readersBehind(generation: number): number;

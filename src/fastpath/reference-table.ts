@@ -2,10 +2,10 @@ import { DmscError, DmscRangeError, DmscTypeError } from '../errors.js';
 import { flowDraw, flowKey, idMix, neglog2q16 } from './hashing.js';
 import { packNames } from './pack.js';
 import { checkTags, resolveMask, TagSet } from './tags.js';
-import type { FibEntry, FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames } from './types.js';
+import type { EntriesOptions, FibEntry, FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames } from './types.js';
 import { BAD_NAME, byPrefix, NO_ROUTE, STATE_NAMES } from './types.js';
 import {
-  checkId, checkName, checkOptions, checkPackedArgs, MAX_TAGS, nameProblem, normalizeHealth, normalizeOps, type NormalizedOp,
+  checkId, checkName, checkOptions, checkPackedArgs, entriesFilter, isUnder, MAX_TAGS, nameProblem, normalizeHealth, normalizeOps, type NormalizedOp,
 } from './validate.js';
 
 const UP = 0;
@@ -299,16 +299,17 @@ export class ReferenceTable {
     };
   }
 
-  /** @example ref.entries(); */
-  entries(): FibEntry[] {
+  /** @example ref.entries({ under: '/capability', limit: 10 }); */
+  entries(options?: EntriesOptions): FibEntry[] {
     this.#live();
-    const list: FibEntry[] = [...this.#entries.values()].map((e) => ({
+    const { under, limit } = entriesFilter(options);
+    const list: FibEntry[] = [...this.#entries.values()].filter((e) => isUnder(e.prefix, under)).map((e) => ({
       prefix: e.prefix,
       nextHops: e.hops.map((h) => ({
         id: h.nh.id, weight: h.weight, priority: h.priority, tags: h.tags.slice(), state: STATE_NAMES[h.nh.state]!, load: h.nh.loadQ / 10000,
       })),
     }));
-    return list.sort(byPrefix);
+    return list.sort(byPrefix).slice(0, limit);
   }
 
   /** @example ref.close(); */

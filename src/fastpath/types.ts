@@ -79,6 +79,12 @@ export interface FibStats {
   readonly readers?: number;
 }
 
+/** Which entries `entries()` lists: those at `under` or below it ('/' or none: all), at most `limit`. */
+export interface EntriesOptions {
+  readonly under?: string;
+  readonly limit?: number;
+}
+
 /** One entry as `entries()` lists it: next hops in entry order, with their health. */
 export interface FibEntry {
   readonly prefix: string;

@@ -290,3 +290,23 @@ export function checkOptions(options: unknown, allowed: readonly string[], what:
     if (!allowed.includes(k)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${what} has unknown field '${k}'`);
   }
 }
+
+/**
+ * `entries(options)`'s filter: `under` ('' for the whole table; '/' is the whole table
+ * too) and how many entries at most.
+ * @throws ERR_DMSC_INVALID_ARGUMENT, ERR_DMSC_OUT_OF_RANGE
+ */
+export function entriesFilter(options: unknown): { under: string; limit: number } {
+  checkOptions(options, ['under', 'limit'], 'entries options');
+  const { under, limit } = (options ?? {}) as { under?: unknown; limit?: unknown };
+  if (under !== undefined && typeof under !== 'string') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `under must be a string, got ${describe(under)}`);
+  if (limit !== undefined && !(typeof limit === 'number' && Number.isInteger(limit) && limit >= 0)) {
+    throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', `limit must be an integer of 0 or more, got ${describe(limit)}`);
+  }
+  return { under: under === undefined || under === '/' ? '' : under, limit: limit ?? Number.POSITIVE_INFINITY };
+}
+
+/** Whether `prefix` is `under` or below it ('' is above everything). */
+export function isUnder(prefix: string, under: string): boolean {
+  return under === '' || prefix === under || (prefix.startsWith(under) && prefix.charCodeAt(under.length) === 0x2f);
+}

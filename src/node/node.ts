@@ -374,9 +374,9 @@ export class DmscNode {
       },
     }, async (req) => {
       const { prefix, limit = 1000 } = req.query;
-      const under = prefix === undefined || prefix === '/' ? undefined : prefix;
-      const all = this.fib.entries().filter((e) => under === undefined || e.prefix === under || e.prefix.startsWith(under + '/'));
-      return { node: this.config.id, generation: this.fib.generation, size: this.fib.size, truncated: all.length > limit, entries: all.slice(0, limit) };
+      // One more than asked says whether the list was cut, without listing the rest.
+      const listed = this.fib.entries({ ...(prefix !== undefined ? { under: prefix } : {}), limit: limit + 1 });
+      return { node: this.config.id, generation: this.fib.generation, size: this.fib.size, truncated: listed.length > limit, entries: listed.slice(0, limit) };
     });
   }
 }

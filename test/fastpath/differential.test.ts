@@ -185,4 +185,51 @@ describe('ForwardingTable against ReferenceTable', () => {
       { numRuns: 15 },
     );
   });
+
+  it('lists the same entries under a prefix, up to a limit, as the whole list filtered', () => {
+    const under = fc.oneof(name, fc.constantFrom('/', '', '/capability/', 'capability', '/cap'));
+    fc.assert(
+      fc.property(fc.array(fc.array(op, { minLength: 1, maxLength: 6 }), { maxLength: 12 }), fc.array(fc.tuple(under, fc.option(fc.nat({ max: 8 }), { nil: undefined })), { minLength: 1, maxLength: 6 }), (batches, asks) => {
+        const native = new ForwardingTable();
+        const ref = new ReferenceTable();
+        try {
+          for (const ops of batches) {
+            try {
+              native.apply(ops);
+            } catch {
+              // Refused batches change neither table (the first test holds them to that).
+            }
+            try {
+              ref.apply(ops);
+            } catch {
+              // As above.
+            }
+          }
+          const all = ref.entries();
+          for (const [u, limit] of asks) {
+            const options = { under: u, ...(limit !== undefined ? { limit } : {}) };
+            const root = u === '/' || u === '';
+            const want = all.filter((e) => root || e.prefix === u || e.prefix.startsWith(`${u}/`)).slice(0, limit ?? Infinity);
+            expect(ref.entries(options)).toEqual(want);
+            expect(native.entries(options)).toEqual(want);
+          }
+        } finally {
+          native.close();
+          ref.close();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses entries options it cannot read, by name', () => {
+    const t = new ForwardingTable();
+    try {
+      for (const [bad, code] of [[{ under: 3 }, 'ERR_DMSC_INVALID_ARGUMENT'], [{ limit: -1 }, 'ERR_DMSC_OUT_OF_RANGE'], [{ limit: 1.5 }, 'ERR_DMSC_OUT_OF_RANGE'], [{ upto: 2 }, 'ERR_DMSC_INVALID_ARGUMENT'], ['x', 'ERR_DMSC_INVALID_ARGUMENT']] as const) {
+        expect(() => t.entries(bad as never), JSON.stringify(bad)).toThrow(expect.objectContaining({ code }));
+      }
+    } finally {
+      t.close();
+    }
+  });
 });

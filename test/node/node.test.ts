@@ -91,6 +91,8 @@ describe('dmsc node', () => {
     const one = await (await fetch(`${node.base}/v1/fib?limit=1`, { headers: auth })).json() as { entries: unknown[]; truncated: boolean };
     expect(one.entries).toHaveLength(1);
     expect(one.truncated).toBe(true);
+    const exact = await (await fetch(`${node.base}/v1/fib?limit=3`, { headers: auth })).json() as { entries: unknown[]; truncated: boolean };
+    expect([exact.entries.length, exact.truncated]).toEqual([3, false]);
   });
 
   it('rejects bad queries and unknown routes with typed JSON errors', async () => {
