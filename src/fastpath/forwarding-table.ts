@@ -15,6 +15,7 @@ import {
 const kAttach = Symbol('dmsc.attach');
 /** Entries one call lists at most when a limit is given: the native side takes a count it can hold. */
 const MAX_LISTED = 1e9;
+const LONE_SURROGATE = /\p{Cs}/u;
 const LOOKUP_OPTIONS = ['require', 'flow'] as const;
 const PACKED_OPTIONS = ['require', 'flows'] as const;
 
@@ -284,6 +285,8 @@ export class ForwardingTable {
   entries(options?: EntriesOptions): FibEntry[] {
     this.#writable();
     const { under, limit } = entriesFilter(options);
+    // No name holds a lone surrogate, which UTF-8 would turn into U+FFFD, which names may hold.
+    if (LONE_SURROGATE.test(under)) return [];
     const raw = options === undefined ? this.#native.entries() : this.#native.entriesUnder(under, Math.min(limit, MAX_LISTED));
     const list: FibEntry[] = raw.map(([prefix, hops]) => ({
       prefix,

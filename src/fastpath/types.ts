@@ -104,7 +104,26 @@ export const STATE_NAMES: readonly HealthState[] = ['up', 'degraded', 'down'];
 
 /** Orders entries by prefix, the same way for both tables. */
 export function byPrefix(a: FibEntry, b: FibEntry): number {
-  return a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0;
+  return byCodePoint(a.prefix, b.prefix);
+}
+
+/**
+ * Code point order: the byte order of UTF-8, the core's. JavaScript's `<` compares UTF-16
+ * code units, which put a surrogate pair (U+10000 up) before U+E000..U+FFFF.
+ */
+export function byCodePoint(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return unitRank(x) - unitRank(y);
+  }
+  return a.length - b.length;
+}
+
+// Surrogates after every other code unit, which then keep their order.
+function unitRank(c: number): number {
+  return c < 0xd800 ? c : c <= 0xdfff ? c + 0x2000 : c - 0x800;
 }
 
 /** Passed to a worker with postMessage; `ForwardingTable.attach(token)` opens a view. */

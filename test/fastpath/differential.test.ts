@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ForwardingTable, ReferenceTable, type FibOp, type NextHop } from '../../src/index.js';
 import type { AnyTable } from './tables.js';
 
-const COMPONENTS = ['capability', 'ocr', 'fast', 'asr', '\u00e9t\u00e9', 'x'];
+const COMPONENTS = ['capability', 'ocr', 'fast', 'asr', '\u00e9t\u00e9', 'x', '\uFF01', '\u{1F600}'];
 const IDS = ['n0', 'n1', 'n2', 'n3', 'peer:g2', 'ag1/agent-a'];
 const TAGS = ['gdpr', 'eu', 'fast', 'gpu'];
 
@@ -220,6 +220,43 @@ describe('ForwardingTable against ReferenceTable', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('orders entries by code point, as the core orders UTF-8, where UTF-16 would differ', () => {
+    // U+FF01 comes after U+1F600's high surrogate in UTF-16, before it in code points.
+    const names = ['/x/\u{1F600}', '/x/\uFF01', '/x/a', '/x/\u00e9'];
+    const ops = names.map((prefix) => ({ op: 'upsert' as const, prefix, nextHops: [{ id: 'n0' }] }));
+    const native = new ForwardingTable();
+    const ref = new ReferenceTable();
+    try {
+      native.apply(ops);
+      ref.apply(ops);
+      const want = ['/x/a', '/x/\u00e9', '/x/\uFF01', '/x/\u{1F600}'];
+      for (const t of [native, ref]) {
+        expect(t.entries().map((e) => e.prefix)).toEqual(want);
+        for (let limit = 0; limit <= names.length; limit++) expect(t.entries({ under: '/x', limit }).map((e) => e.prefix)).toEqual(want.slice(0, limit));
+      }
+    } finally {
+      native.close();
+      ref.close();
+    }
+  });
+
+  it('lists nothing under a prefix with a lone surrogate, though a name holds the U+FFFD UTF-8 would make of it', () => {
+    const native = new ForwardingTable();
+    const ref = new ReferenceTable();
+    try {
+      const ops = [{ op: 'upsert' as const, prefix: '/a\uFFFD', nextHops: [{ id: 'n0' }] }, { op: 'upsert' as const, prefix: '/a\uFFFD/b', nextHops: [{ id: 'n0' }] }];
+      native.apply(ops);
+      ref.apply(ops);
+      for (const t of [native, ref]) {
+        expect(t.entries({ under: '/a\uD800' })).toEqual([]);
+        expect(t.entries({ under: '/a\uFFFD' }).map((e) => e.prefix)).toEqual(['/a\uFFFD', '/a\uFFFD/b']);
+      }
+    } finally {
+      native.close();
+      ref.close();
+    }
   });
 
   it('refuses entries options it cannot read, by name', () => {
