@@ -1,5 +1,6 @@
-// Integer hashing for flow selection, identical bit for bit to native/core/flow_hash.hpp.
-// Only 32-bit integer operations and exact double arithmetic below 2^53 are used.
+// Integer hashing for flow selection, identical bit for bit to native/core/flow_hash.hpp,
+// and FNV-1a over byte ranges, with the compare that goes with it, for tables keyed by
+// bytes. Only 32-bit integer operations and exact double arithmetic below 2^53 are used.
 import { DmscRangeError, DmscTypeError } from '../errors.js';
 
 const encoder = new TextEncoder();
@@ -7,9 +8,20 @@ const encoder = new TextEncoder();
 /** FNV-1a over the UTF-8 bytes of a next-hop id. */
 export function fnv1a32(text: string): number {
   const bytes = encoder.encode(text);
+  return fnv1aBytes(bytes, 0, bytes.length);
+}
+
+/** FNV-1a over bytes[start, end). */
+export function fnv1aBytes(bytes: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
   return h >>> 0;
+}
+
+/** Whether a[ap, ap + n) and b[bp, bp + n) hold the same bytes (no call into Buffer: keys are short). */
+export function sameBytes(a: Uint8Array, ap: number, b: Uint8Array, bp: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[ap + i] !== b[bp + i]) return false;
+  return true;
 }
 
 export function fmix32(h: number): number {

@@ -4,6 +4,7 @@
 // them), so a list is read once and shared, frozen, by every upsert that carries the same
 // bytes: far less to allocate, to collect and to check. The same bytes are the journal's
 // records (journal.ts): a batch is stored as it came, not re-encoded.
+import { fnv1aBytes, sameBytes } from '../fastpath/hashing.js';
 import type { HealthState } from '../fastpath/types.js';
 import { immutableList, MAX_NEXT_HOPS } from '../fastpath/validate.js';
 import { decodeModifyRequest, Reader, uint128, Writer, writeOp } from './codec.js';
@@ -32,17 +33,6 @@ export interface NodeBatch {
 const GROUPS_MAX = 4096;
 const GROUP_BYTES_MAX = 4096;
 const groups = new Map<number, { bytes: Buffer; hops: readonly ControllerHop[] }>();
-function hashOf(buf: Buffer, start: number, end: number): number {
-  let h = 0x811c9dc5;
-  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
-  return h;
-}
-
-function sameBytes(a: Buffer, buf: Buffer, start: number, end: number): boolean {
-  if (a.length !== end - start) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== buf[start + i]) return false;
-  return true;
-}
 
 function hop(r: Reader): ControllerHop {
   let id = '';
@@ -87,9 +77,9 @@ function upsert(r: Reader): ControllerOp {
         if (r.end - at > GROUP_BYTES_MAX) keyed = false;
       }
       if (from === at && keyed) {
-        key = hashOf(r.buf, at, r.end);
+        key = fnv1aBytes(r.buf, at, r.end);
         const known = groups.get(key);
-        if (known && sameBytes(known.bytes, r.buf, at, r.end)) {
+        if (known && known.bytes.length === r.end - at && sameBytes(known.bytes, 0, r.buf, at, r.end - at)) {
           r.pos = r.end;
           return { op: 'upsert', prefix, nextHops: known.hops };
         }

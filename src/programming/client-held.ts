@@ -6,6 +6,7 @@
 // the garbage collector to trace, and one probe of the index per op that is usually its
 // only cache miss. Replaced and removed entries leave their bytes behind until they are
 // half the buffer, when the live ones are copied to a new one.
+import { fnv1aBytes, sameBytes } from '../fastpath/hashing.js';
 import type { EncodedOps } from './client-encode.js';
 
 const FIRST = 1 << 16;
@@ -208,14 +209,8 @@ function opLength(buf: Buffer, at: number): number {
 
 /** The index's hash of the bytes buf[p, end): FNV-1a, its low bits spread. */
 export function prefixHash(buf: Buffer, p: number, end: number): number {
-  let h = 0x811c9dc5;
-  for (let i = p; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  let h = fnv1aBytes(buf, p, end);
   // Spread the low bits the index uses.
   h ^= h >>> 15;
   return Math.imul(h, 0x2c1b3c6d) >>> 0;
-}
-
-function sameBytes(a: Buffer, ap: number, b: Buffer, bp: number, n: number): boolean {
-  for (let i = 0; i < n; i++) if (a[ap + i] !== b[bp + i]) return false;
-  return true;
 }
