@@ -69,15 +69,13 @@ const PERSISTENCE = new Set<Persistence>(['PRESERVE', 'DELETE', 'LEASE']);
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
-type Held = HeldTable;
-
 // A Replace in progress: begin, staged batches, end. `sent` once a frame of it is on the
 // stream: from then on, a broken stream ends it (the node drops what it staged).
 interface ReplaceRun {
   sent: boolean;
   done: boolean;
   /** The table the Replace builds, when the client holds one. */
-  readonly next: Held | undefined;
+  readonly next: HeldTable | undefined;
   readonly resolve: (r: BatchResult) => void;
   readonly reject: (e: Error) => void;
   readonly onBatch: ((result: BatchResult, index: number) => void) | undefined;
@@ -131,7 +129,6 @@ function checkGeneration(g: unknown): number | undefined {
   return g as number;
 }
 
-
 /**
  * Programs a node's FIB as one controller, over gRPC.
  *
@@ -177,7 +174,7 @@ export class FibClient extends EventEmitter<FibClientEvents> {
   #seq = 0;
   #queue: Frame[] = [];
   #inflight: Frame[] = [];
-  #held: Held | undefined;
+  #held: HeldTable | undefined;
   #exclusive: ReplaceRun | undefined;
   #deferred: Deferred[] = [];
   #wakers: (() => void)[] = [];

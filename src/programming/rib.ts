@@ -151,10 +151,7 @@ export class ControllerRib {
           for (const c of this.#controllers.values()) {
             const hops = c.entries.get(p);
             if (!hops) continue;
-            for (const h of hops) {
-              const url = this.#endpoints.get(h.id)?.url;
-              if (url !== undefined) this.#use(c.id, h.id, url, -1, urls);
-            }
+            this.#release(c.id, hops, urls);
             c.entries.delete(p);
             let gone = dropped.get(c);
             if (!gone) dropped.set(c, (gone = new Map()));
@@ -485,16 +482,18 @@ export class ControllerRib {
   // appear or go are put in `urls` for the directory.
   #countEndpoints(controller: string, next: ReadonlyMap<string, readonly ControllerHop[] | null>, before: readonly (readonly NextHop[] | undefined)[], urls: Map<string, string | null>): void {
     if (this.#endpoints.size === 0 && !this.#anyEndpoint(next)) return;
-    for (const hops of before) {
-      if (!hops) continue;
-      for (const h of hops) {
-        const e = this.#endpoints.get(h.id);
-        if (e) this.#use(controller, h.id, e.url, -1, urls);
-      }
-    }
+    for (const hops of before) if (hops) this.#release(controller, hops, urls);
     for (const hops of next.values()) {
       if (!hops) continue;
       for (const h of hops) if (h.endpoint) this.#use(controller, h.id, h.endpoint, 1, urls);
+    }
+  }
+
+  // Gives back the endpoint counts that `hops` held for `controller`.
+  #release(controller: string, hops: readonly NextHop[], urls: Map<string, string | null>): void {
+    for (const h of hops) {
+      const e = this.#endpoints.get(h.id);
+      if (e) this.#use(controller, h.id, e.url, -1, urls);
     }
   }
 
