@@ -4,9 +4,9 @@
 // so far, this thread's CPU time in clock ticks) about every 5 ms in a shared array so
 // the main thread can compute its rate, and the share of a core the scheduler gave it,
 // over any interval.
-import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ForwardingTable } from '../dist/index.js';
+import { cpuTicks } from './thread-cpu.mjs';
 import { batches } from './workload.mjs';
 
 const { token, names, batch, samples, control } = workerData;
@@ -16,13 +16,6 @@ const out = new Int32Array(batch);
 const series = new Float64Array(samples); // triples: time ns, lookups, CPU ticks
 const ctl = new Int32Array(control); // [0]: stop flag, [1]: samples written
 const triples = series.length / 3;
-
-/** This thread's user + system time, in clock ticks (fields 14 and 15 of its stat). */
-function cpuTicks() {
-  const stat = readFileSync('/proc/thread-self/stat', 'latin1');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
 
 let misses = 0;
 for (const b of packed) {
@@ -37,7 +30,7 @@ const record = () => {
   if (n >= triples) return;
   series[3 * n] = Number(process.hrtime.bigint());
   series[3 * n + 1] = lookups;
-  series[3 * n + 2] = cpuTicks();
+  series[3 * n + 2] = cpuTicks('/proc/thread-self/stat');
   n++;
   Atomics.store(ctl, 1, n);
 };

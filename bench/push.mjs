@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { benchOptions } from './options.mjs';
 import { tempDir } from './procs.mjs';
+import { cpuTicks } from './thread-cpu.mjs';
 import { pushOps, readerNames, STATIC, staticOps } from './push-workload.mjs';
 
 // The in-process node logs at info on stderr; the benchmark's progress goes there too.
@@ -144,9 +145,7 @@ async function startReader(table) {
 // CPU seconds of this process's main thread (the node's event loop): utime + stime.
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 function mainThreadCpu() {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / TICK;
+  return cpuTicks(`/proc/self/task/${process.pid}/stat`) / TICK;
 }
 
 // ---- a fresh node per pushed run
