@@ -9,7 +9,7 @@ export { TagSet } from './fastpath/tags.js';
 export { nativeAvailable } from './fastpath/native.js';
 export { BAD_NAME, NO_ROUTE } from './fastpath/types.js';
 export type {
-  EntriesOptions, FibEntry, FibOp, FibStats, Health, HealthState, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
+  EntriesOptions, FibEntry, FibOp, FibStats, Health, HealthHandle, HealthState, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames, ShareToken,
 } from './fastpath/types.js';
 export { DmscError, DmscRangeError, DmscTypeError, dmscError } from './errors.js';
 export type { DmscErrorCode } from './errors.js';

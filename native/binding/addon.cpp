@@ -132,6 +132,9 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
       InstanceMethod<&TableWrap::Lookup>("lookup"),
       InstanceMethod<&TableWrap::LookupPacked>("lookupPacked"),
       InstanceMethod<&TableWrap::SetHealth>("setHealth"),
+      InstanceMethod<&TableWrap::IndexOf>("indexOf"),
+      InstanceMethod<&TableWrap::HealthWords>("healthWords"),
+      InstanceMethod<&TableWrap::EpochWords>("epochWords"),
       InstanceMethod<&TableWrap::TagBit>("tagBit"),
       InstanceMethod<&TableWrap::TagCount>("tagCount"),
       InstanceMethod<&TableWrap::NextHopId>("nextHopId"),
@@ -302,6 +305,42 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     if (state > 2) throw_code(env, "ERR_DMSC_OUT_OF_RANGE", "state must be 0, 1 or 2");
     bool ok = t.set_health(reinterpret_cast<const uint8_t*>(id.data()), id.size(), state, loadq);
     return Napi::Boolean::New(env, ok);
+  }
+
+  // indexOf(id) -> the next-hop index an entry references id by, or -1.
+  Napi::Value IndexOf(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    if (!info[0].IsString()) throw_code(env, "ERR_DMSC_INVALID_ARGUMENT", "id must be a string");
+    std::string id = info[0].As<Napi::String>().Utf8Value();
+    return Napi::Number::New(env, static_cast<double>(t.index_of(reinterpret_cast<const uint8_t*>(id.data()), id.size())));
+  }
+
+  // Memory of the table's own that JavaScript writes with Atomics: the buffer keeps the
+  // table alive until it is collected, so no write lands in freed memory after close().
+  // The caller makes one buffer per region and keeps it (V8 must not see one region twice).
+  Napi::Value Shared(Napi::Env env, void* data, size_t bytes) {
+    auto* hold = new std::shared_ptr<Table>(table_);
+    return Napi::ArrayBuffer::New(env, data, bytes, [](Napi::Env, void*, std::shared_ptr<Table>* h) { delete h; }, hold);
+  }
+
+  // healthWords(chunk) -> ArrayBuffer over the health words of next hops
+  // [chunk, chunk + 1) * 4096 (see registry.hpp for a word's bits), or undefined.
+  Napi::Value HealthWords(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    std::atomic<uint32_t>* words = t.health_chunk(u32(info, 0, "chunk"));
+    if (!words) return env.Undefined();
+    static_assert(sizeof(std::atomic<uint32_t>) == 4 && std::atomic<uint32_t>::is_always_lock_free);
+    return Shared(env, words, dmsc::NextHopRegistry::kChunkSize * sizeof(uint32_t));
+  }
+
+  // epochWords() -> ArrayBuffer over the 64-bit id epoch (its low word first).
+  Napi::Value EpochWords(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Table& t = writable(env);
+    static_assert(sizeof(std::atomic<uint64_t>) == 8 && std::atomic<uint64_t>::is_always_lock_free);
+    return Shared(env, &t.id_epoch, sizeof(uint64_t));
   }
 
   Napi::Value TagBit(const Napi::CallbackInfo& info) {

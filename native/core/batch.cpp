@@ -449,13 +449,20 @@ Status BatchApplier::run(bool* changed) {
       }
     }
   }
-  // An id no entry of this generation references is forgotten (its health with it).
+  // An id no entry of this generation references is forgotten (its health with it). The
+  // id epoch moves too: a health handle holding the index must look the id up again, or
+  // it would keep writing here after the id comes back at another index.
+  bool forgot = false;
   for (uint32_t index : released) {
     if (t_.nhs_.live_refs(index) != 0) continue;
     const Blob* id = t_.nhs_.id(index).load(std::memory_order_relaxed);
     auto it = t_.nhs_.by_id.find(id->view());
-    if (it != t_.nhs_.by_id.end() && it->second == index) t_.nhs_.by_id.erase(it);
+    if (it != t_.nhs_.by_id.end() && it->second == index) {
+      t_.nhs_.by_id.erase(it);
+      forgot = true;
+    }
   }
+  if (forgot) t_.id_epoch.fetch_add(1, std::memory_order_release);
 
   if (target != cur) {
     t_.array_.store(target, std::memory_order_release);

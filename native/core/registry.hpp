@@ -71,6 +71,10 @@ class NextHopRegistry {
   }
 
   Chunk& chunk(uint32_t i) const { return *chunks_[i >> kChunkBits].load(std::memory_order_acquire); }
+  std::atomic<uint32_t>* health_chunk(uint32_t c) const {
+    Chunk* p = c < kChunks ? chunks_[c].load(std::memory_order_acquire) : nullptr;
+    return p ? p->health : nullptr;
+  }
   static uint32_t slot(uint32_t i) { return i & (kChunkSize - 1); }
   std::atomic<uint32_t>& health(uint32_t i) const { return chunk(i).health[slot(i)]; }
   uint32_t idmix(uint32_t i) const { return chunk(i).idmix[slot(i)]; }

@@ -190,6 +190,11 @@ bool Table::set_health(const uint8_t* id, size_t len, int state, int loadq) {
   return true;
 }
 
+int64_t Table::index_of(const uint8_t* id, size_t len) const {
+  auto it = nhs_.by_id.find(std::string_view(reinterpret_cast<const char*>(id), len));
+  return it == nhs_.by_id.end() ? -1 : static_cast<int64_t>(it->second);
+}
+
 bool Table::mark_down(uint32_t index, uint64_t epoch) {
   if (index >= nhs_.high_water() || id_epoch.load(std::memory_order_acquire) != epoch) return false;
   std::atomic<uint32_t>& health = nhs_.health(index);

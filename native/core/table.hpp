@@ -149,6 +149,12 @@ class Table {
   void discard();
   // state: -1 keeps it; loadq: -1 keeps it. False for an id no entry references.
   bool set_health(const uint8_t* id, size_t len, int state, int loadq);
+  // The next-hop index of an id an entry references, or -1. Its health word is
+  // health_word(index) until id_epoch moves.
+  int64_t index_of(const uint8_t* id, size_t len) const;
+  // Owner thread: the health words of next hops [c, c + 1) * NextHopRegistry::kChunkSize,
+  // which never move while the table lives; null for a chunk not made yet.
+  std::atomic<uint32_t>* health_chunk(uint32_t c) const { return nhs_.health_chunk(c); }
   // Any thread: a next hop a lookup returned (its index, and the id epoch of that
   // lookup) is down, unless its index was given to another since. Heartbeats bring it
   // back through set_health.
@@ -192,7 +198,9 @@ class Table {
   void release_reader(ReaderSlot* rs);
 
   std::atomic<bool> closed{false};
-  std::atomic<uint64_t> id_epoch{0};  // bumped when a next-hop index is recycled
+  // Bumped when a next-hop index is recycled or its id forgotten: a handle or index taken
+  // at one epoch still names the same id while the epoch is unchanged.
+  std::atomic<uint64_t> id_epoch{0};
 
  private:
   struct Retired {

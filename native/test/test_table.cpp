@@ -182,6 +182,27 @@ TEST(ids_are_global_and_forgotten_with_their_last_reference) {
   CHECK_EQ(lookup_id(t, "/a"), std::string("shared"));  // a new id starts up
 }
 
+// A health handle keeps an id's index while the id epoch stands still. Forgetting the id
+// must move it even when a reader still holds the old index (nothing recycled yet), since
+// the id may come back at another index.
+TEST(forgetting_an_id_moves_the_epoch_while_a_reader_holds_its_index) {
+  Table t;
+  auto index_of = [&](const std::string& id) { return t.index_of(reinterpret_cast<const uint8_t*>(id.data()), id.size()); };
+  CHECK(BatchBuilder().upsert("/f", {{"a"}}).apply(t).ok());
+  const int64_t first = index_of("a");
+  CHECK(first >= 0);
+  ReaderSlot* rs = t.acquire_reader();
+  rs->announced.store(t.generation());  // a view in the middle of a lookup
+  const uint64_t before = t.id_epoch.load();
+  CHECK(BatchBuilder().remove("/f").apply(t).ok());
+  CHECK_EQ(index_of("a"), int64_t{-1});
+  CHECK(t.id_epoch.load() != before);
+  CHECK(BatchBuilder().upsert("/g", {{"a"}}).apply(t).ok());
+  CHECK(index_of("a") >= 0 && index_of("a") != first);
+  rs->announced.store(kIdle);
+  t.release_reader(rs);
+}
+
 TEST(churn_reclaims_memory) {
   Table t;
   CHECK(BatchBuilder().upsert("/base", {{"b"}}).apply(t).ok());

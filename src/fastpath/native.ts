@@ -16,6 +16,12 @@ export interface NativeTable {
   /** Returns the low 17 bits of the id epoch the lookups ran under. */
   lookupPacked(bytes: Uint8Array, offsets: Uint32Array, n: number, out: Int32Array, needLo: number, needHi: number, flags: number, flows?: Uint32Array): number;
   setHealth(id: string, state: number, loadQ: number): boolean;
+  /** The next-hop index an entry references `id` by, or -1. */
+  indexOf(id: string): number;
+  /** The health words of next hops [chunk, chunk + 1) * 4096, or undefined before they exist. */
+  healthWords(chunk: number): ArrayBuffer | undefined;
+  /** The id epoch, a 64-bit counter. */
+  epochWords(): ArrayBuffer;
   tagBit(tag: string): number;
   tagCount(): number;
   /** undefined when the index is free or was recycled since `epoch` (-1: any). */

@@ -2,7 +2,7 @@ import { DmscError, DmscRangeError, DmscTypeError } from '../errors.js';
 import { flowDraw, flowKey, idMix, neglog2q16 } from './hashing.js';
 import { packNames } from './pack.js';
 import { checkTags, resolveMask, TagSet } from './tags.js';
-import type { EntriesOptions, FibEntry, FibOp, FibStats, Health, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames } from './types.js';
+import type { EntriesOptions, FibEntry, FibOp, FibStats, Health, HealthHandle, LookupOptions, LookupResult, NextHop, PackedLookupOptions, PackedNames } from './types.js';
 import { BAD_NAME, byPrefix, NO_ROUTE, STATE_NAMES } from './types.js';
 import {
   checkId, checkName, checkOptions, checkPackedArgs, entriesFilter, isUnder, MAX_TAGS, nameProblem, normalizeHealth, normalizeOps, type NormalizedOp,
@@ -167,6 +167,13 @@ export class ReferenceTable {
     if (h.state >= 0) nh.state = h.state;
     if (h.loadQ >= 0) nh.loadQ = h.loadQ;
     return true;
+  }
+
+  /** @example ref.handle('a').setHealth({ state: 'down' }); // -> true */
+  handle(id: string): HealthHandle {
+    this.#live();
+    checkId(id);
+    return { id, setHealth: (health) => this.setHealth(id, health) };
   }
 
   /** @example ref.lookup('/capability/ocr/fast', { flow: 'session-42' }); */

@@ -21,6 +21,16 @@ export interface Health {
   readonly load?: number;
 }
 
+/**
+ * A next-hop id's health, set in place: `setHealth` through a handle is `setHealth(id)`
+ * of its table without the lookup of the id (nor, natively, a crossing into C++).
+ */
+export interface HealthHandle {
+  readonly id: string;
+  /** As the table's `setHealth(id, health)`: false while no entry references the id. */
+  setHealth(health: Health): boolean;
+}
+
 export type FibOp =
   | { readonly op: 'upsert'; readonly prefix: string; readonly nextHops: readonly NextHop[] }
   | { readonly op: 'remove'; readonly prefix: string };

@@ -237,31 +237,46 @@ export function normalizeOps(ops: unknown): NormalizedOp[] {
   return out;
 }
 
-/** The health update as (state code or -1 to keep, load in 1e-4 units or -1 to keep). */
-export function normalizeHealth(health: unknown): { state: number; loadQ: number } {
+/** `state` of a packed health update that keeps the state; `loadQ` that keeps the load. */
+export const KEEP_STATE = 3;
+export const KEEP_LOAD = 0x3fff;
+
+/**
+ * The health update packed in one number, `state + 4 * loadQ` (state code or KEEP_STATE,
+ * load in 1e-4 units or KEEP_LOAD): the form a health word takes (native/core/registry.hpp).
+ * Allocates nothing, so that a handle's setHealth costs what the store does.
+ */
+export function packHealth(health: unknown): number {
   const proto = typeof health === 'object' && health !== null ? Object.getPrototypeOf(health) : undefined;
   if (proto !== Object.prototype && proto !== null) {
     throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health must be a plain object, got ${describe(health)}`);
   }
   const h = health as Health;
-  for (const k of Object.keys(h)) {
-    if (k !== 'state' && k !== 'load') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health has unknown field '${k}'`);
+  for (const k in h) {
+    if (k !== 'state' && k !== 'load' && Object.hasOwn(h, k)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health has unknown field '${k}'`);
   }
-  let state = -1;
+  let state = KEEP_STATE;
   if (h.state !== undefined) {
-    const code = typeof h.state === 'string' ? STATE_CODE[h.state] : undefined;
-    if (code === undefined || !Object.hasOwn(STATE_CODE, h.state)) {
-      throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health.state must be 'up', 'degraded' or 'down', got ${describe(h.state)}`);
-    }
-    state = code;
+    // Compared, not looked up in STATE_CODE: a keyed load by an arbitrary string costs more than the rest.
+    const s = h.state;
+    state = s === 'up' ? STATE_CODE.up : s === 'down' ? STATE_CODE.down : s === 'degraded' ? STATE_CODE.degraded : -1;
+    if (state < 0) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health.state must be 'up', 'degraded' or 'down', got ${describe(s)}`);
   }
-  let loadQ = -1;
+  let loadQ = KEEP_LOAD;
   if (h.load !== undefined) {
     if (typeof h.load !== 'number') throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `health.load must be a number`);
     if (!(h.load >= 0 && h.load <= 1)) throw new DmscRangeError('ERR_DMSC_OUT_OF_RANGE', `health.load must be from 0 to 1, got ${h.load}`);
-    loadQ = Math.round(Math.min(h.load, MAX_LOAD) * 10000) + 0; // + 0: no -0
+    loadQ = Math.round(Math.min(h.load, MAX_LOAD) * 10000);
   }
-  return { state, loadQ };
+  return state + 4 * loadQ;
+}
+
+/** The health update as (state code or -1 to keep, load in 1e-4 units or -1 to keep). */
+export function normalizeHealth(health: unknown): { state: number; loadQ: number } {
+  const packed = packHealth(health);
+  const state = packed & 3;
+  const loadQ = packed >>> 2;
+  return { state: state === KEEP_STATE ? -1 : state, loadQ: loadQ === KEEP_LOAD ? -1 : loadQ };
 }
 
 export function checkId(id: unknown): string {

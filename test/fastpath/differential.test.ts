@@ -1,9 +1,10 @@
-// fast-check: random programs of upsert / remove / apply / setHealth / lookups (with
-// flows, so choices are deterministic) give the same answers from the native table and
-// ReferenceTable, errors included, and the same statistics at the end.
+// fast-check: random programs of upsert / remove / apply / setHealth (by id or through a
+// handle taken at any point, before its id is in the table or after it left) / lookups
+// (with flows, so choices are deterministic) give the same answers from the native table
+// and ReferenceTable, errors included, and the same statistics at the end.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ForwardingTable, ReferenceTable, type FibOp, type NextHop } from '../../src/index.js';
+import { ForwardingTable, ReferenceTable, type FibOp, type HealthHandle, type NextHop } from '../../src/index.js';
 import type { AnyTable } from './tables.js';
 
 const COMPONENTS = ['capability', 'ocr', 'fast', 'asr', '\u00e9t\u00e9', 'x', '\uFF01', '\u{1F600}'];
@@ -31,7 +32,7 @@ const op: fc.Arbitrary<FibOp> = fc.oneof(
 
 type Cmd =
   | { kind: 'apply'; ops: FibOp[] }
-  | { kind: 'health'; id: string; state?: 'up' | 'degraded' | 'down'; load?: number }
+  | { kind: 'health'; id: string; state?: 'up' | 'degraded' | 'down'; load?: number; handle: boolean }
   | { kind: 'lookup'; name: string; require: string[]; flow: number }
   | { kind: 'packed'; names: string[]; require: string[]; flows: number[] };
 
@@ -45,8 +46,9 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
         id: fc.constantFrom(...IDS, 'unknown'),
         state: fc.constantFrom('up' as const, 'degraded' as const, 'down' as const),
         load: fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constant(0.995)),
+        handle: fc.boolean(),
       },
-      { requiredKeys: ['kind', 'id'] },
+      { requiredKeys: ['kind', 'id', 'handle'] },
     ),
   },
   {
@@ -73,6 +75,17 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   },
 );
 
+// Each table's handles, taken at an id's first update through one and kept for the run.
+const handles = new WeakMap<AnyTable, Map<string, HealthHandle>>();
+
+function handleOf(t: AnyTable, id: string): HealthHandle {
+  let own = handles.get(t);
+  if (!own) handles.set(t, (own = new Map()));
+  let h = own.get(id);
+  if (!h) own.set(id, (h = t.handle(id)));
+  return h;
+}
+
 // Runs one command, returning its observable outcome (a value or an error code).
 function run(t: AnyTable, c: Cmd): unknown {
   try {
@@ -80,7 +93,10 @@ function run(t: AnyTable, c: Cmd): unknown {
       case 'apply':
         return c.ops.length === 1 && c.ops[0]!.op === 'remove' ? t.remove(c.ops[0]!.prefix) : t.apply(c.ops);
       case 'health':
-        return t.setHealth(c.id, { ...(c.state ? { state: c.state } : {}), ...(c.load !== undefined ? { load: c.load } : {}) });
+      {
+        const health = { ...(c.state ? { state: c.state } : {}), ...(c.load !== undefined ? { load: c.load } : {}) };
+        return c.handle ? handleOf(t, c.id).setHealth(health) : t.setHealth(c.id, health);
+      }
       case 'lookup':
         return t.lookup(c.name, { require: c.require, flow: c.flow });
       case 'packed': {
