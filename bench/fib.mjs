@@ -1,249 +1,243 @@
 #!/usr/bin/env node
-// The forwarding-table benchmark: one run prints the N-API floor, ReferenceTable (the
-// pure-TypeScript baseline) and the native table side by side, as ratios, and writes
-// bench/results/fib.json. Memory is measured in fresh child processes.
-//   npm run bench -- fib [--prefixes N] [--queries N] [--trials N] [--batch N] [--seconds N] [--no-write]
-import { execFileSync } from 'node:child_process';
+// The forwarding-table benchmark. One run measures, side by side and on the same seeded
+// workload: the N-API floor, a Map table as a user would write it, ReferenceTable and the
+// native ForwardingTable; throughput (median of trials), per-call latency distributions,
+// load, setHealth, memory (fresh processes) and worker scaling, each read against the
+// machine's measured DRAM latency. Writes bench/results/fib.json and fib-latency.svg.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { ForwardingTable, ReferenceTable } from '../dist/index.js';
 import { loadNative } from '../dist/fastpath/native.js';
-import { batches, prefixes, queries } from './workload.mjs';
 import { benchOptions } from './options.mjs';
+import { latencyRuns, latencySink, timerLatency } from './fib-latency.mjs';
+import { measureSink, memoryOf, setHealthRuns, throughput, timeLoads, workerScaling } from './fib-measure.mjs';
+import { header, latencyChart, report, targets } from './fib-report.mjs';
+import { MapTable } from './fib-tables.mjs';
+import { machine } from './machine.mjs';
+import { batches, NEXT_HOP_IDS, prefixes, queries, rng, streamSeed } from './workload.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const USAGE = `usage: npm run bench -- fib [options]
-  --prefixes N   table size (default 1000000)
-  --queries N    names looked up per trial (default 1000000)
-  --trials N     trials per measurement; the median is reported (default 5)
-  --batch N      names per lookupPacked call (default 256)
-  --seconds N    duration of each worker-scaling run (default 2)
-  --no-write     do not write bench/results/fib.json`;
+const USAGE = `usage: npm run bench -- fib [options]     (or: dmsc bench fib [options])
+workload
+  --prefixes N      table size (default 1000000)
+  --depth A-B       components per prefix, uniform in A..B (default 3-5)
+  --dist D[,D]      query popularity: uniform, zipf (s = 1.1) or zipf:S for any S > 0;
+                    several separated by commas (default uniform,zipf:1.1)
+  --queries N       names looked up per trial, and per latency series (default 1000000)
+  --seed N          seed of every random choice: prefixes, next hops, queries (default 1)
+measurement
+  --batch N         names per lookupPacked call (default 256)
+  --threads N       worker threads of the scaling run: 1..N are measured (default 2)
+  --trials N        trials per throughput figure; the median is reported (default 5)
+  --seconds N       duration of each worker-scaling run (default 2)
+output
+  --json            print one JSON document to stdout instead of the text report
+  --no-write        do not write bench/results/fib.json and bench/results/fib-latency.svg`;
 
 const { opts, int } = benchOptions('fib', USAGE, {
   prefixes: { type: 'string', default: '1000000' },
+  depth: { type: 'string', default: '3-5' },
+  dist: { type: 'string', default: 'uniform,zipf:1.1' },
   queries: { type: 'string', default: '1000000' },
-  trials: { type: 'string', default: '5' },
+  seed: { type: 'string', default: '1' },
   batch: { type: 'string', default: '256' },
+  threads: { type: 'string', default: '2' },
+  trials: { type: 'string', default: '5' },
   seconds: { type: 'string', default: '2' },
-  child: { type: 'string' },
+  json: { type: 'boolean', default: false },
 });
-const N = int('prefixes', 1000, 10_000_000);
-const Q = int('queries', 1000, 10_000_000);
-const TRIALS = int('trials', 1, 100);
-const BATCH = int('batch', 1, 65536);
-const SECONDS = int('seconds', 1, 600);
+const bad = (msg) => {
+  console.error(`dmsc bench fib: ${msg} (--help lists the options)`);
+  process.exit(2);
+};
+
+function parseDepth(s) {
+  const m = /^(\d+)-(\d+)$/.exec(s) ?? /^(\d+)$/.exec(s);
+  const [lo, hi] = m ? [Number(m[1]), Number(m[2] ?? m[1])] : [NaN, NaN];
+  // Names add up to 2 components to a prefix, and a name has at most 32.
+  if (!(lo >= 1 && lo <= hi && hi <= 30)) bad(`--depth must be A-B with 1 <= A <= B <= 30, got '${s}'`);
+  return [lo, hi];
+}
+
+function parseDists(s) {
+  const out = [];
+  for (const part of s.split(',')) {
+    const m = /^zipf(?::(.+))?$/.exec(part.trim());
+    if (part.trim() === 'uniform') out.push({ kind: 'uniform', key: 'uniform', label: 'uniform' });
+    else if (m) {
+      const z = m[1] === undefined ? 1.1 : Number(m[1]);
+      if (!(Number.isFinite(z) && z > 0)) bad(`--dist zipf:S needs a number S > 0, got '${part}'`);
+      out.push({ kind: 'zipf', s: z, key: `zipf:${z}`, label: `zipf(${z})` });
+    } else bad(`--dist takes uniform, zipf or zipf:S (S > 0), comma-separated; got '${part}'`);
+  }
+  if (new Set(out.map((d) => d.key)).size !== out.length) bad(`--dist names a distribution twice: '${s}'`);
+  return out;
+}
+
+const o = {
+  prefixes: int('prefixes', 1000, 10_000_000),
+  depth: parseDepth(opts.depth),
+  dists: parseDists(opts.dist),
+  queries: int('queries', 1000, 10_000_000),
+  seed: int('seed', 0, 2 ** 32 - 1),
+  batch: int('batch', 1, 65536),
+  threads: int('threads', 1, 64),
+  trials: int('trials', 1, 100),
+  seconds: int('seconds', 1, 600),
+  json: opts.json,
+  write: !opts['no-write'],
+};
+const N = o.prefixes;
 
 const gc = () => {
   for (let i = 0; i < 3; i++) globalThis.gc?.();
 };
+const start = Date.now();
+const progress = (msg) => process.stderr.write(`  [${((Date.now() - start) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+const say = o.json ? () => {} : (s = '') => process.stdout.write(`${s}\n`);
+if (!globalThis.gc) progress('note: run with --expose-gc (npm run bench does) for memory figures taken after a full GC');
 
-// ---- child: memory of one implementation, loading in chunks so input garbage stays small
-if (opts.child === 'memory-native' || opts.child === 'memory-reference') {
-  const native = opts.child === 'memory-native';
-  const heapNative = loadNative().nativeHeapBytes;
-  gc();
-  const m0 = process.memoryUsage();
-  const h0 = heapNative();
-  const t = native ? new ForwardingTable() : new ReferenceTable();
-  for (let start = 0; start < N; start += 10_000) t.apply(prefixes(Math.min(10_000, N - start), 10_000, start));
-  gc();
-  const m1 = process.memoryUsage();
-  const out = {
-    rss: m1.rss - m0.rss,
-    heap: m1.heapUsed - m0.heapUsed,
-    malloc: h0 >= 0 ? heapNative() - h0 : null,
-    accounted: native ? t.stats({ top: 0 }).memoryBytes : null,
-    size: t.size,
-  };
-  process.stdout.write(JSON.stringify(out));
-  process.exit(0);
-}
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
-/** Median ns per operation over TRIALS runs of fn (which performs `ops` operations). */
-function nsPerOp(fn, ops) {
-  fn(); // warm up
-  const xs = [];
-  for (let i = 0; i < TRIALS; i++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    xs.push(Number(process.hrtime.bigint() - t0) / ops);
-  }
-  return median(xs);
-}
-
-function progress(msg) {
-  process.stderr.write(`  ${msg}\n`);
-}
-
-let sink = 0;
-const addon = loadNative();
-const cpu = cpus()[0]?.model ?? 'unknown cpu';
-console.log(`dmsc fib benchmark: ${N.toLocaleString('en')} prefixes, 10,000 next-hop ids, ${Q.toLocaleString('en')} queries, median of ${TRIALS} trials`);
-console.log(`machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}\n`);
+progress('machine: caches from sysfs, pointer chase in DRAM and in the LLC');
+const mach = machine({ seed: o.seed });
+header(say, o, mach);
 
 progress('generating the workload');
-const ops = prefixes(N);
-const names = { uniform: queries(ops, Q, 'uniform'), zipf: queries(ops, Q, 'zipf') };
+const ops = prefixes(N, { seed: o.seed, depth: o.depth });
+const names = {};
+for (const d of o.dists) names[d.key] = queries(ops, o.queries, d, o.seed);
 
-progress('loading ForwardingTable');
-const fib = new ForwardingTable();
-gc();
-let t0 = process.hrtime.bigint();
-fib.apply(ops);
-const loadNativeS = Number(process.hrtime.bigint() - t0) / 1e9;
-
+progress(`loading ForwardingTable (${Math.min(o.trials, 3)} loads into fresh tables)`);
+const addon = loadNative();
+const nativeLoad = timeLoads(() => new ForwardingTable(), ops, Math.min(o.trials, 3), gc);
+const fib = nativeLoad.table;
 progress('loading ReferenceTable');
-const ref = new ReferenceTable();
-t0 = process.hrtime.bigint();
-ref.apply(ops);
-const loadRefS = Number(process.hrtime.bigint() - t0) / 1e9;
-
-const packed = { uniform: batches(fib, names.uniform, BATCH), zipf: batches(fib, names.zipf, BATCH) };
-const out = new Int32Array(BATCH);
-const flows = new Uint32Array(BATCH).map((_, i) => Math.imul(i + 1, 2654435761) >>> 0);
-
-const results = { floor: {}, reference: {}, lookup: {}, lookupPacked: {}, lookupPackedFlows: {} };
-for (const dist of ['uniform', 'zipf']) {
-  progress(`lookups, ${dist}`);
-  const list = names[dist];
-  results.floor.call = nsPerOp(() => {
-    for (let i = 0; i < Q; i++) addon.noop();
-  }, Q);
-  results.floor[dist] = nsPerOp(() => {
-    for (let i = 0; i < Q; i++) sink += addon.noopString(list[i]);
-  }, Q);
-  results.reference[dist] = nsPerOp(() => {
-    for (let i = 0; i < Q; i++) if (ref.lookup(list[i]) === null) sink++;
-  }, Q);
-  results.lookup[dist] = nsPerOp(() => {
-    for (let i = 0; i < Q; i++) if (fib.lookup(list[i]) === null) sink++;
-  }, Q);
-  results.lookupPacked[dist] = nsPerOp(() => {
-    for (const b of packed[dist]) sink += fib.lookupPacked(b.bytes, b.offsets, out);
-  }, Q);
-  results.lookupPackedFlows[dist] = nsPerOp(() => {
-    for (const b of packed[dist]) sink += fib.lookupPacked(b.bytes, b.offsets, out, { flows });
-  }, Q);
-}
-
-progress('setHealth');
-// 'solo' is referenced by one entry, 'hot' by 200,000 (their last next hop).
-const HOT = Math.min(200_000, N - 1);
-fib.apply([{ op: 'upsert', prefix: '/bench/solo', nextHops: [{ id: 'solo' }] }]);
-const hotOps = [];
-for (let i = 0; i < HOT; i++) hotOps.push({ ...ops[i], nextHops: [...ops[i].nextHops.slice(0, 3), { id: 'hot' }] });
-fib.apply(hotOps);
-ref.apply(hotOps);
-ref.apply([{ op: 'upsert', prefix: '/bench/solo', nextHops: [{ id: 'solo' }] }]);
-const DOWN = { state: 'down' };
-const UP = { state: 'up' };
-const healthOps = 200_000;
-const setHealth = (t, id) => nsPerOp(() => {
-  for (let i = 0; i < healthOps; i += 2) {
-    t.setHealth(id, DOWN);
-    t.setHealth(id, UP);
-  }
-}, healthOps);
-const health = {
-  native1: setHealth(fib, 'solo'),
-  native200k: setHealth(fib, 'hot'),
-  reference1: setHealth(ref, 'solo'),
-  reference200k: setHealth(ref, 'hot'),
+const refLoad = timeLoads(() => new ReferenceTable(), ops, 1, gc);
+const ref = refLoad.table;
+progress('loading the Map table');
+const mapLoad = timeLoads(() => new MapTable(rng(streamSeed(o.seed, 'picks'))), ops, 1, gc);
+const map = mapLoad.table;
+const load = {
+  native: { seconds: nativeLoad.seconds, trials: nativeLoad.trials },
+  reference: { seconds: refLoad.seconds },
+  map: { seconds: mapLoad.seconds },
 };
 
-progress('workers');
-async function workerRate(count) {
-  const token = fib.share();
-  const go = new SharedArrayBuffer(4);
-  const url = new URL('./fib-worker.mjs', import.meta.url);
-  const ws = [];
-  for (let i = 0; i < count; i++) {
-    ws.push(new Worker(url, { workerData: { token, names: names.zipf, batch: BATCH, seconds: SECONDS, go } }));
+const packed = {};
+for (const d of o.dists) packed[d.key] = batches(fib, names[d.key], o.batch);
+
+// A comparison is only worth reading if the tables do the same work: every name must find
+// the same prefix in all three, and lookupPacked must route every name of a batch.
+progress('checking that the tables agree');
+for (const d of o.dists) {
+  for (const name of names[d.key].slice(0, 10_000)) {
+    const a = fib.lookup(name)?.prefix;
+    const b = ref.lookup(name)?.prefix;
+    const c = map.lookup(name)?.prefix;
+    if (a === undefined || a !== b || a !== c) throw new Error(`the tables disagree on ${name}: native ${a}, reference ${b}, Map table ${c}`);
   }
-  const ready = ws.map((w) => new Promise((r) => w.once('message', r)));
-  await Promise.all(ready);
-  const done = ws.map((w) => new Promise((r, j) => { w.once('message', r); w.once('error', j); }));
-  Atomics.store(new Int32Array(go), 0, 1);
-  Atomics.notify(new Int32Array(go), 0);
-  const rates = await Promise.all(done);
-  await Promise.all(ws.map((w) => w.terminate()));
-  return rates.reduce((a, b) => a + b, 0);
+  const b0 = packed[d.key][0];
+  const routed = fib.lookupPacked(b0.bytes, b0.offsets, new Int32Array(o.batch));
+  if (routed !== b0.offsets.length - 1) throw new Error(`lookupPacked routed ${routed} of ${b0.offsets.length - 1} names`);
 }
-const workers = { one: await workerRate(1), two: await workerRate(2) };
+
+const tput = {};
+for (const d of o.dists) {
+  progress(`throughput, ${d.label}: ${o.trials} trials of ${o.queries.toLocaleString('en')} names per series`);
+  gc();
+  tput[d.key] = throughput({ addon, map, ref, fib, names: names[d.key], packed: packed[d.key], batch: o.batch, trials: o.trials });
+}
+
+progress('latency: the timer alone');
+const latency = { timer: timerLatency(o.queries, gc) };
+for (const d of o.dists) {
+  progress(`latency, ${d.label}`);
+  latency[d.key] = latencyRuns({
+    addon, map, ref, fib, names: names[d.key], packed: packed[d.key], batch: o.batch, gc, progress: (m) => progress(`  ${m}`),
+  });
+}
+
+// The scaling run reads the table the throughput figures were taken on (before the
+// setHealth measurement rewrites 200,000 of its entries).
+const workerDist = o.dists.find((d) => d.kind === 'zipf') ?? o.dists[0];
+progress(`workers, ${workerDist.label}`);
+const workers = { dist: workerDist.key, ...(await workerScaling({ fib, names: names[workerDist.key], threads: o.threads, batch: o.batch, seconds: o.seconds, progress: (m) => progress(`  ${m}`) })) };
+
+progress('setHealth');
+// 'solo' is referenced by one entry, 'hot' by up to 200,000 (as their last next hop).
+const HOT = Math.min(200_000, N - 1);
+const soloOp = { op: 'upsert', prefix: '/bench/solo', nextHops: [{ id: 'solo' }] };
+const hotOps = [soloOp];
+for (let i = 0; i < HOT; i++) hotOps.push({ ...ops[i], nextHops: [...ops[i].nextHops.slice(0, 3), { id: 'hot' }] });
+for (const t of [fib, ref, map]) t.apply(hotOps);
+const health = { referencing: { one: 1, many: HOT }, ...setHealthRuns({ fib, ref, map, trials: o.trials }) };
 fib.close();
 ref.close();
+map.close();
 
-progress('memory (fresh processes)');
+progress('memory, each table in a fresh process');
 const memory = {};
-for (const impl of ['native', 'reference']) {
-  const raw = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', `memory-${impl}`, '--prefixes', String(N)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  memory[impl] = JSON.parse(raw);
+for (const impl of ['native', 'reference', 'map']) {
+  progress(`  ${impl}`);
+  memory[impl] = memoryOf(impl, o);
 }
 // Native: what the table maps itself (its own exact count: entry slab, index, ids) plus
 // what it holds through malloc (glibc's count); RSS growth where malloc cannot be asked.
-// Reference: the JS heap it keeps after a full GC.
-const perPrefix = {
-  native: (memory.native.malloc === null ? memory.native.rss : memory.native.accounted + memory.native.malloc) / N,
-  nativeRss: memory.native.rss / N,
-  nativeAccounted: memory.native.accounted / N,
-  reference: memory.reference.heap / N,
+// The TypeScript tables: the JS heap they keep after a full GC.
+const per = (m, bytes) => (m.error ? null : bytes(m) / N);
+memory.perPrefix = {
+  native: per(memory.native, (m) => (m.malloc === null ? m.rss : m.accounted + m.malloc)),
+  nativeRss: per(memory.native, (m) => m.rss),
+  nativeAccounted: per(memory.native, (m) => m.accounted),
+  reference: per(memory.reference, (m) => m.heap),
+  map: per(memory.map, (m) => m.heap),
 };
+for (const [impl, m] of Object.entries(memory)) if (m.error) progress(`  memory of ${impl} not measured: ${m.error}`);
+if (workers.error) progress(`  worker scaling stopped: ${workers.error}`);
 
-// ---- report
-const f = (x, d = 1) => x.toFixed(d);
-const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
-const row = (label, u, z, note = '') => console.log(`${label.padEnd(38)}${f(u).padStart(10)}${f(z).padStart(12)}   ${note}`);
-console.log(`${'ns per lookup'.padEnd(38)}${'uniform'.padStart(10)}${'zipf(1.1)'.padStart(12)}   zipf ratios`);
-row('N-API no-op call (floor)', results.floor.call, results.floor.call);
-row('N-API no-op + name copy (floor)', results.floor.uniform, results.floor.zipf);
-row('ReferenceTable.lookup (baseline)', results.reference.uniform, results.reference.zipf, '1.00x baseline');
-row('ForwardingTable.lookup (string)', results.lookup.uniform, results.lookup.zipf,
-  `${ratio(results.reference.zipf, results.lookup.zipf)} faster than baseline, ${ratio(results.lookup.zipf, results.floor.zipf)} the floor`);
-row(`ForwardingTable.lookupPacked (x${BATCH})`, results.lookupPacked.uniform, results.lookupPacked.zipf,
-  `${ratio(results.reference.zipf, results.lookupPacked.zipf)} faster than baseline`);
-row(`lookupPacked with flows (x${BATCH})`, results.lookupPackedFlows.uniform, results.lookupPackedFlows.zipf,
-  `${ratio(results.reference.zipf, results.lookupPackedFlows.zipf)} faster than baseline`);
-console.log('');
-console.log(`load ${N.toLocaleString('en')} prefixes (apply)       native ${f(loadNativeS, 2)} s   reference ${f(loadRefS, 2)} s`);
-console.log(`setHealth ns (1 / ${HOT.toLocaleString('en')} referencing)     native ${f(health.native1)} / ${f(health.native200k)}   reference ${f(health.reference1)} / ${f(health.reference200k)}`);
-console.log(`memory per prefix (bytes)             native ${f(perPrefix.native, 0)} (mapped + malloc; RSS ${f(perPrefix.nativeRss, 0)}, table's own count ${f(perPrefix.nativeAccounted, 0)})   reference ${f(perPrefix.reference, 0)} (JS heap)   ratio ${f(perPrefix.native / perPrefix.reference, 2)}`);
-console.log(`lookupPacked/s in workers (zipf)      1 worker ${(workers.one / 1e6).toFixed(2)} M   2 workers ${(workers.two / 1e6).toFixed(2)} M   scaling ${ratio(workers.two, workers.one)}`);
+const results = { options: o, machine: mach, throughput: tput, latency, load, setHealth: health, memory, workers };
+const goals = targets(o, results);
+report(say, o, results, goals);
 
-const targets = [
-  ['lookupPacked <= 60 ns/lookup on zipf', results.lookupPacked.zipf <= 60],
-  ['lookupPacked >= 10x faster than ReferenceTable (zipf)', results.reference.zipf / results.lookupPacked.zipf >= 10],
-  ['lookup(string) faster than ReferenceTable.lookup (zipf and uniform)', results.lookup.zipf < results.reference.zipf && results.lookup.uniform < results.reference.uniform],
-  ['1M prefixes loaded in <= 2 s', loadNativeS <= 2 * (N / 1e6)],
-  ['setHealth <= 1 us and flat in references', health.native1 <= 1000 && health.native200k <= 1000 && health.native200k < 2 * health.native1 + 50],
-  ['native memory per prefix <= 1/3 of ReferenceTable', perPrefix.native * 3 <= perPrefix.reference],
-  ['2 workers >= 1.7x one', workers.two >= 1.7 * workers.one],
-];
-console.log('\ntargets:');
-for (const [what, ok] of targets) console.log(`  ${ok ? 'met   ' : 'MISSED'} ${what}`);
-
-const report = {
+const doc = {
   date: new Date().toISOString(),
-  machine: { cpu, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-  workload: { prefixes: N, nextHopIds: 10_000, queries: Q, trials: TRIALS, batch: BATCH },
-  nsPerLookup: results,
-  loadSeconds: { native: loadNativeS, reference: loadRefS },
-  setHealthNs: health,
-  memory: { ...memory, perPrefix },
-  workerLookupsPerSecond: workers,
-  targets: Object.fromEntries(targets),
-  sink,
+  options: { ...o, dists: o.dists.map((d) => d.key) },
+  workload: {
+    prefixes: N, depth: o.depth, nextHopIds: NEXT_HOP_IDS, nextHopsPerPrefix: 4, queryExtraComponents: [0, 2],
+    queries: o.queries, dists: o.dists, seed: o.seed, batch: o.batch,
+  },
+  machine: mach,
+  units: 'ns per name unless named otherwise; latency includes the timer overhead (latency.timer)',
+  throughput: tput,
+  latency: stripPoints(latency),
+  load,
+  setHealth: health,
+  memory,
+  workers,
+  targets: goals,
+  seconds: (Date.now() - start) / 1000,
+  sink: measureSink() + latencySink(),
 };
-if (!opts['no-write']) {
+if (o.json) process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+if (o.write) {
   mkdirSync(join(here, 'results'), { recursive: true });
-  writeFileSync(join(here, 'results', 'fib.json'), JSON.stringify(report, null, 2) + '\n');
-  console.log('\nwrote bench/results/fib.json');
+  writeFileSync(join(here, 'results', 'fib.json'), JSON.stringify(doc, null, 2) + '\n');
+  writeFileSync(join(here, 'results', 'fib-latency.svg'), latencyChart(o, results));
+  if (o.json) progress('wrote bench/results/fib.json and bench/results/fib-latency.svg');
+  else say('\nwrote bench/results/fib.json and bench/results/fib-latency.svg');
+}
+progress(`done in ${((Date.now() - start) / 1000).toFixed(0)} s`);
+
+/** The CDF points are for the SVG; the JSON keeps the figures. */
+function stripPoints(lat) {
+  const strip = (f) => {
+    const { points, ...rest } = f;
+    return rest;
+  };
+  const out = { timer: strip(lat.timer) };
+  for (const [k, v] of Object.entries(lat)) {
+    if (k === 'timer') continue;
+    out[k] = Object.fromEntries(Object.entries(v).map(([s, f]) => [s, typeof f === 'object' ? strip(f) : f]));
+  }
+  return out;
 }

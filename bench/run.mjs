@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BENCHES = {
-  fib: { file: 'fib.mjs', what: 'forwarding table: lookups, load, setHealth, memory, workers' },
+  fib: { file: 'fib.mjs', what: 'forwarding table: throughput and latency beside a Map table and ReferenceTable; load, setHealth, memory, workers, against DRAM latency' },
   node: { file: 'node.mjs', what: 'node: durable registrations/s, resolve latency under 50 clients' },
   mesh: { file: 'mesh.mjs', what: 'mesh: digest convergence and bytes per change against a full-state flood' },
   dataplane: { file: 'dataplane.mjs', what: 'data plane: requests/s and latency beside nginx and the bare upstream; failures across a kill' },
@@ -16,14 +16,17 @@ const BENCHES = {
 };
 
 const args = process.argv.slice(2);
-if (args.includes('--help') || args.includes('-h')) {
+// Names come first; from the first option on, every word is the benchmarks' own
+// (`fib --dist uniform`: 'uniform' is a value, not a benchmark).
+const firstOption = args.findIndex((a) => a.startsWith('-'));
+const names = firstOption < 0 ? args : args.slice(0, firstOption);
+const rest = firstOption < 0 ? [] : args.slice(firstOption);
+if (names.length === 0 && (rest.includes('--help') || rest.includes('-h'))) {
   console.log('usage: npm run bench -- [NAME...] [options]\n\nbenchmarks:');
   for (const [name, b] of Object.entries(BENCHES)) console.log(`  ${name.padEnd(10)} ${b.what}`);
-  console.log('\noptions are passed to each benchmark; `npm run bench -- fib --help` lists its own.');
+  console.log('\nnames come first; options after them go to each benchmark named (`npm run bench -- fib --help` lists its own).');
   process.exit(0);
 }
-const names = args.filter((a) => !a.startsWith('-') && !/^\d/.test(a));
-const rest = args.filter((a) => !names.includes(a));
 const selected = names.length ? names : Object.keys(BENCHES);
 for (const name of selected) {
   if (!BENCHES[name]) {

@@ -13,25 +13,44 @@ export function rng(seed) {
   };
 }
 
+/**
+ * The generator seed of one stream of random choices under the run's --seed. The streams
+ * are offset so that seed 1 (the default) reproduces the workload of results written
+ * before --seed existed: prefixes mixed with 0, queries seeded with 2.
+ */
+export function streamSeed(seed, stream) {
+  switch (stream) {
+    case 'prefixes': return Math.imul(seed - 1, 0x85ebca6b) >>> 0;
+    case 'queries': return (seed + 1) >>> 0;
+    default: return (Math.imul(seed, 0xc2b2ae35) ^ 0x27d4eb2f) >>> 0; // 'picks': the Map table's draws
+  }
+}
+
 const TOP = ['capability', 'skill', 'service', 'tool'];
 const DOMAINS = ['ocr', 'asr', 'tts', 'translate', 'vision', 'nlp', 'payments', 'search', 'security', 'data', 'code', 'audio', 'video', 'maps', 'chem', 'legal'];
+export const NEXT_HOP_IDS = 10_000;
 
 /**
- * Prefixes [start, start + count) of the workload: 3 to 5 components, each with 4 distinct
- * next hops out of `pool` ids, a fifth of the hops tagged. Each is a function of its index.
+ * Prefixes [start, start + count) of the workload: depth[0] to depth[1] components, each
+ * with 4 distinct next hops out of 10,000 ids, a fifth of the hops tagged. Each is a
+ * function of (seed, index), so a child process can build any slice of the same table.
+ * The component `s<index>` keeps prefixes distinct at any depth.
  */
-export function prefixes(count, pool = 10_000, start = 0) {
+export function prefixes(count, { start = 0, seed = 1, depth = [3, 5] } = {}) {
+  const [lo, hi] = depth;
+  const mix = streamSeed(seed, 'prefixes');
   const out = new Array(count);
   for (let j = 0; j < count; j++) {
     const i = start + j;
-    const r = rng(Math.imul(i, 0x9e3779b1) ^ 0x5bd1e995);
-    let p = `/${TOP[i & 3]}/${DOMAINS[(i >> 2) & 15]}/s${i.toString(36)}`;
-    const extra = Math.floor(r() * 3);
-    for (let k = 0; k < extra; k++) p += `/v${Math.floor(r() * 100)}`;
+    const r = rng(Math.imul(i, 0x9e3779b1) ^ 0x5bd1e995 ^ mix);
+    const d = lo + Math.floor(r() * (hi - lo + 1));
+    let p = d === 1 ? '' : d === 2 ? `/${TOP[i & 3]}` : `/${TOP[i & 3]}/${DOMAINS[(i >> 2) & 15]}`;
+    p += `/s${i.toString(36)}`;
+    for (let k = 3; k < d; k++) p += `/v${Math.floor(r() * 100)}`;
     const hops = [];
     const used = new Set();
     while (hops.length < 4) {
-      const id = Math.floor(r() * pool);
+      const id = Math.floor(r() * NEXT_HOP_IDS);
       if (used.has(id)) continue;
       used.add(id);
       const hop = { id: `agent-${id}`, weight: 50 + Math.floor(r() * 100) };
@@ -65,11 +84,12 @@ function zipf(n, s, r) {
 }
 
 /**
- * q query names, each 0 to 2 components longer than its prefix; popularity uniform or
- * Zipf(1.1) over a random permutation of the prefixes (hot prefixes scattered in memory).
+ * q query names, each 0 to 2 components longer than its prefix; popularity uniform
+ * (`{ kind: 'uniform' }`) or Zipf(s) (`{ kind: 'zipf', s }`) over a random permutation of
+ * the prefixes, so that hot prefixes are scattered in memory rather than adjacent.
  */
-export function queries(ops, q, dist, seed = 2) {
-  const r = rng(seed);
+export function queries(ops, q, dist, seed = 1) {
+  const r = rng(streamSeed(seed, 'queries'));
   const n = ops.length;
   const perm = new Uint32Array(n);
   for (let i = 0; i < n; i++) perm[i] = i;
@@ -79,7 +99,7 @@ export function queries(ops, q, dist, seed = 2) {
     perm[i] = perm[j];
     perm[j] = t;
   }
-  const pick = dist === 'zipf' ? zipf(n, 1.1, r) : () => Math.floor(r() * n);
+  const pick = dist.kind === 'zipf' ? zipf(n, dist.s, r) : () => Math.floor(r() * n);
   const out = new Array(q);
   for (let i = 0; i < q; i++) {
     let name = ops[perm[pick()]].prefix;

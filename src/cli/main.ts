@@ -155,6 +155,8 @@ program
   .description('run benchmarks from a source checkout (npm run bench -- --help)')
   .argument('[args...]', 'benchmark names and options')
   .allowUnknownOption()
+  // --help goes to the benchmarks, which list themselves and their options.
+  .helpOption(false)
   .action((args: string[]) => {
     const script = join(root, 'bench', 'run.mjs');
     if (!existsSync(script)) fail(new DmscError('ERR_DMSC_NOT_FOUND', 'benchmarks ship with the source checkout, not the package'));
