@@ -108,14 +108,20 @@ int Table::select(const Version* v, const Query& q, ReaderSlot& rs, bool& failov
 }
 
 bool Table::resolve(const SlotArray* a, uint64_t snap, const uint8_t* name, const ParsedName& pn,
-                    const Query& q, ReaderSlot& rs, LookupResult& out) {
+                    const Query& q, ReaderSlot& rs, LookupResult& out, int top, const Version* hint) {
   const uint64_t depths = a->depth_mask.load(std::memory_order_acquire);
   bool failover = false;
-  for (int d = static_cast<int>(pn.ncomp); d >= 0; --d) {
+  for (int d = top; d >= 0; --d) {
     if (!((depths >> d) & 1)) continue;
     const uint32_t len = pn.end[d];
-    const Version* v = visible(find_head(a, pn.hash[d], name, len), snap);
+    const Version* head = d == top && hint && hint->key_len == len && same_bytes(hint->key(), name, len)
+                              ? hint
+                              : find_head(a, pn.hash[d], name, len);
+    const Version* v = visible(head, snap);
     if (!v) continue;
+    // The hit is counted per reader in a table too large for the cache: its line comes
+    // in while the next hop is chosen.
+    rs.prefix_hits.prefetch(v->key_id);
     int i = select(v, q, rs, failover);
     if (i < 0) continue;
     out.nh = static_cast<int32_t>(v->hops()[i].nh);
@@ -142,7 +148,13 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
   }
   ReadGuard guard(*this, rs, owner);
   out.id_epoch = id_epoch.load(std::memory_order_acquire);
-  if (resolve(guard.snapshot().array, guard.snapshot().gen, name, pn, q, rs, out)) {
+  // Every candidate prefix's slot at once: their misses overlap instead of queueing, as
+  // the probes go from the longest down.
+  const SlotArray* a = guard.snapshot().array;
+  const uint64_t depths = a->depth_mask.load(std::memory_order_acquire);
+  for (int d = static_cast<int>(pn.ncomp); d >= 0; --d)
+    if ((depths >> d) & 1) __builtin_prefetch(&a->slots[pn.hash[d] & a->mask]);
+  if (resolve(a, guard.snapshot().gen, name, pn, q, rs, out, static_cast<int>(pn.ncomp), nullptr)) {
     rs.prefix_hits.bump(out.key_id);
     rs.nh_selections.bump(static_cast<uint32_t>(out.nh));
   }
@@ -174,6 +186,8 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
   const uint64_t depths = a->depth_mask.load(std::memory_order_acquire);
   ParsedName pn[kGroup];
   bool ok[kGroup];
+  int top[kGroup];               // the longest depth with a candidate, or -1
+  const Version* hint[kGroup];   // its entry, if the fingerprint did not lie
   LookupResult res[kGroup];
   Query fq = q;
   uint64_t invalid = 0;
@@ -189,21 +203,35 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
       for (int d = static_cast<int>(pn[k].ncomp); d >= 0; --d)
         if ((depths >> d) & 1) __builtin_prefetch(&a->slots[pn[k].hash[d] & a->mask]);
     }
+    // The longest candidate whose fingerprint matches is nearly always the answer: its
+    // entry is fetched, and the shorter candidates are left to the resolve below. The
+    // longer ones have no entry (an entry's name hashes as the name does), and a name with
+    // no candidate at all has no route.
     for (size_t k = 0; k < m; ++k) {
+      top[k] = -1;
+      hint[k] = nullptr;
       if (!ok[k]) continue;
       for (int d = static_cast<int>(pn[k].ncomp); d >= 0; --d) {
         if (!((depths >> d) & 1)) continue;
         const uint64_t h = pn[k].hash[d], fp = h & ~kSlotPtrMask;
+        const char* v = nullptr;
         for (uint64_t j = h & a->mask;; j = (j + 1) & a->mask) {
           uint64_t w = a->slots[j].load(std::memory_order_acquire);
           if (!w) break;
           if ((w & ~kSlotPtrMask) == fp) {
-            // Key and next hops span the entry's first two lines.
-            const char* v = reinterpret_cast<const char*>(w & kSlotPtrMask);
-            __builtin_prefetch(v);
-            __builtin_prefetch(v + 64);
+            v = reinterpret_cast<const char*>(w & kSlotPtrMask);
+            break;
           }
         }
+        if (!v) continue;
+        // An entry with four next hops is about 120 bytes, packed in the slab with no
+        // alignment: it nearly always spans three lines, and the key is in the last.
+        __builtin_prefetch(v);
+        __builtin_prefetch(v + 64);
+        __builtin_prefetch(v + 127);
+        top[k] = d;
+        hint[k] = reinterpret_cast<const Version*>(v);
+        break;
       }
     }
     for (size_t k = 0; k < m; ++k) {
@@ -218,9 +246,9 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
         fq.has_flow = true;
         fq.flow = flows[i];
       }
-      if (q.unsatisfiable) {
+      if (q.unsatisfiable || top[k] < 0) {
         ReaderSlot::add(rs.misses, 1);
-      } else if (resolve(a, s.gen, bytes + from[k], pn[k], fq, rs, res[k])) {
+      } else if (resolve(a, s.gen, bytes + from[k], pn[k], fq, rs, res[k], top[k], hint[k])) {
         rs.prefix_hits.prefetch(res[k].key_id);
         rs.nh_selections.prefetch(static_cast<uint32_t>(res[k].nh));
       }

@@ -228,8 +228,10 @@ class Table {
 
   Snapshot begin_read(ReaderSlot& rs, bool owner);
   static void end_read(ReaderSlot& rs, bool owner);
+  // Longest-prefix match from depth `top` down; `hint`: the head at `top`, if a probe
+  // already found it (checked again here, as a fingerprint match only).
   bool resolve(const SlotArray* a, uint64_t snap, const uint8_t* name, const ParsedName& pn,
-               const Query& q, ReaderSlot& rs, LookupResult& out);
+               const Query& q, ReaderSlot& rs, LookupResult& out, int top, const Version* hint);
   int select(const Version* v, const Query& q, ReaderSlot& rs, bool& failover) const;
 
   static Version* find_head(const SlotArray* a, uint64_t hash, const uint8_t* name, uint32_t len);

@@ -203,6 +203,40 @@ TEST(forgetting_an_id_moves_the_epoch_while_a_reader_holds_its_index) {
   t.release_reader(rs);
 }
 
+// A slot's fingerprint is 16 bits of the name's hash: two names can share one, and the
+// same home slot. lookup_packed takes the first fingerprint match on the probe chain as
+// its guess, and must check the name before it answers with that entry.
+TEST(packed_lookups_check_the_name_behind_a_fingerprint_match) {
+  // Two names with the same fingerprint and the same home slot in a 16-slot index.
+  std::map<uint64_t, std::string> seen;
+  std::string first, second;
+  for (uint32_t i = 0; second.empty(); ++i) {
+    std::string name = "/k" + std::to_string(i);
+    ParsedName pn;
+    CHECK(parse_name(reinterpret_cast<const uint8_t*>(name.data()), name.size(), pn) == NameError::kOk);
+    const uint64_t h = pn.hash[pn.ncomp];
+    const uint64_t key = (h & ~kSlotPtrMask) | (h & 15);
+    auto it = seen.find(key);
+    if (it == seen.end()) {
+      seen.emplace(key, name);
+    } else {
+      first = it->second;
+      second = name;
+    }
+  }
+  Table t;
+  // The first is met first on the probe chain of the second.
+  CHECK(BatchBuilder().upsert(first, {{"first"}}).apply(t).ok());
+  CHECK(BatchBuilder().upsert(second, {{"second"}}).apply(t).ok());
+  const std::string packed = second + "/leaf" + first;
+  const uint32_t offsets[] = {0, static_cast<uint32_t>(second.size() + 5), static_cast<uint32_t>(packed.size())};
+  int32_t out[2] = {0, 0};
+  CHECK(t.lookup_packed(t.owner_slot(), true, reinterpret_cast<const uint8_t*>(packed.data()), packed.size(), offsets, 2,
+                        out, {}, nullptr).ok());
+  CHECK_EQ(t.next_hop_id(t.owner_slot(), true, static_cast<uint32_t>(out[0])), std::string("second"));
+  CHECK_EQ(t.next_hop_id(t.owner_slot(), true, static_cast<uint32_t>(out[1])), std::string("first"));
+}
+
 TEST(churn_reclaims_memory) {
   Table t;
   CHECK(BatchBuilder().upsert("/base", {{"b"}}).apply(t).ok());
