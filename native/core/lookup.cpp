@@ -141,6 +141,7 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
   ParsedName pn;
   *err = parse_name(name, len, pn);
   if (*err != NameError::kOk) return out;
+  out.ascii = pn.ascii;
   ReaderSlot::add(rs.lookups, 1);
   if (q.unsatisfiable) {
     ReaderSlot::add(rs.misses, 1);

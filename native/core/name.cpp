@@ -166,6 +166,7 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   out.end[0] = 1;
   out.hash[0] = kRootHash;
   out.ncomp = 0;
+  out.ascii = true;
   if (len == 1) return NameError::kOk;
 
   uint32_t k = 0;
@@ -212,7 +213,8 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   if (start == len) return NameError::kTrailingSlash;
   NameError e = separator(len, tail, i);
   if (e != NameError::kOk) return e;
-  if (high & kHigh) {
+  out.ascii = (high & kHigh) == 0;
+  if (!out.ascii) {
     NameError u = check_utf8_name(p, len);
     if (u != NameError::kOk) return u;
   }

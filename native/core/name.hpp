@@ -38,6 +38,7 @@ const char* name_error_message(NameError e);
 
 struct ParsedName {
   uint32_t ncomp = 0;        // 0 for the root "/"
+  bool ascii = true;         // no byte above 0x7F
   uint16_t end[kMaxComponents + 1];   // end[k]: byte length of the k-component prefix
   uint64_t hash[kMaxComponents + 1];  // hash[k]: hash of the k-component prefix
 };

@@ -91,6 +91,7 @@ struct LookupResult {
   uint64_t id_epoch = 0;         // Table::id_epoch within the lookup's read section
   uint32_t key_id = 0;           // dense id of the matched prefix
   uint32_t prefix_len = 0;       // bytes of the matched prefix
+  bool ascii = false;            // the name is ASCII: its bytes are its UTF-16 units
   bool failover = false;
 };
 

@@ -33,6 +33,8 @@ const PACKED_OPTIONS = ['require', 'flows'] as const;
  */
 export class ForwardingTable {
   readonly #native: NativeTable;
+  /** The native lookup, bound: called as a method it would unwrap #native every time. */
+  readonly #lookup: ReturnType<NativeTable['lookupFunction']>;
   readonly #readOnly: boolean;
   readonly #tagBits = new Map<string, number>();
   #encoder: BatchEncoder | undefined;
@@ -60,6 +62,7 @@ export class ForwardingTable {
       this.#native = new addon.NativeTable();
       this.#readOnly = false;
     }
+    this.#lookup = this.#native.lookupFunction();
   }
 
   /**
@@ -167,7 +170,7 @@ export class ForwardingTable {
     }
     let packed: number;
     try {
-      packed = this.#native.lookup(name, lo, hi, flags, flow);
+      packed = options === undefined ? this.#lookup(name) : this.#lookup(name, lo, hi, flags, flow);
     } catch (e) {
       if ((e as DmscError).code === 'ERR_DMSC_INVALID_NAME') checkName(name);
       throw e;
