@@ -129,7 +129,6 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
       InstanceMethod<&TableWrap::Stage>("stage"),
       InstanceMethod<&TableWrap::Commit>("commit"),
       InstanceMethod<&TableWrap::Discard>("discard"),
-      InstanceMethod<&TableWrap::Lookup>("lookup"),
       InstanceMethod<&TableWrap::LookupPacked>("lookupPacked"),
       InstanceMethod<&TableWrap::LookupFunction>("lookupFunction"),
       InstanceMethod<&TableWrap::SetHealth>("setHealth"),
@@ -244,39 +243,87 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     return info.Env().Undefined();
   }
 
-  // lookup(name, needLo, needHi, flags, flow) -> -1, or the result packed in one number
-  // (exact below 2^53): next-hop index (24 bits), failover (1), the matched prefix's
-  // UTF-16 length (11), then the low 17 bits of the id epoch of the read section.
-  Napi::Value Lookup(const Napi::CallbackInfo& info) { return DoLookup(info); }
-
   // lookupFunction() -> lookup(name[, needLo, needHi, flags, flow]) as a plain function
-  // bound to this table: a method call unwraps its receiver (a private-symbol lookup on
-  // the object) every time, a tenth of a lookup that hits the cache. The function is
-  // kept by the JavaScript object that wraps this one, so it never outlives it.
+  // bound to this table, returning -1, or the result packed in one number (exact below
+  // 2^53): next-hop index (24 bits), failover (1), the matched prefix's UTF-16 length
+  // (11), then the low 17 bits of the id epoch of the read section.
+  // A method of an ObjectWrap unwraps its receiver on every call (a private-symbol lookup
+  // on the object), and node-addon-api's CallbackInfo costs as much again: together a
+  // fifth of a lookup that hits the cache. The function holds the wrapper alive (a
+  // strong reference, let go when the function is collected): it may be kept longer.
+  struct Bound {
+    TableWrap* wrap;
+    napi_ref hold;
+  };
   Napi::Value LookupFunction(const Napi::CallbackInfo& info) {
-    return Napi::Function::New(info.Env(), [](const Napi::CallbackInfo& call) {
-      return static_cast<TableWrap*>(call.Data())->DoLookup(call);
-    }, "lookup", this);
+    napi_env env = info.Env();
+    auto* bound = new Bound{this, nullptr};
+    napi_value fn;
+    if (napi_create_reference(env, info.This(), 1, &bound->hold) != napi_ok ||
+        napi_create_function(env, "lookup", NAPI_AUTO_LENGTH, RawLookup, bound, &fn) != napi_ok ||
+        napi_add_finalizer(env, fn, bound, [](napi_env e, void* data, void*) {
+          auto* b = static_cast<Bound*>(data);
+          napi_delete_reference(e, b->hold);
+          delete b;
+        }, nullptr, nullptr) != napi_ok) {
+      if (bound->hold) napi_delete_reference(env, bound->hold);
+      delete bound;
+      throw_code(env, "ERR_DMSC_INTERNAL", "could not make the lookup function");
+    }
+    return Napi::Value(env, fn);
   }
 
-  Napi::Value DoLookup(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
+  static napi_value RawLookup(napi_env env, napi_callback_info cb) {
+    size_t argc = 5;
+    napi_value argv[5];
+    void* data = nullptr;
+    if (napi_get_cb_info(env, cb, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
+    try {
+      return static_cast<Bound*>(data)->wrap->DoLookup(Napi::Env(env), argc, argv);
+    } catch (const Napi::Error& e) {
+      e.ThrowAsJavaScriptException();
+      return nullptr;
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+      return nullptr;
+    }
+  }
+
+  static uint32_t u32v(Napi::Env env, napi_value v, const char* what) {
+    uint32_t out = 0;
+    if (napi_get_value_uint32(env, v, &out) != napi_ok)
+      throw_code(env, "ERR_DMSC_INVALID_ARGUMENT", std::string(what) + " must be a number");
+    return out;
+  }
+
+  napi_value DoLookup(Napi::Env env, size_t argc, const napi_value* argv) {
     Table& t = live(env);
-    if (!info[0].IsString()) throw_code(env, "ERR_DMSC_INVALID_NAME", "name must be a string");
     char buf[4 * dmsc::kMaxNameBytes + 4];
     size_t len = 0;
-    napi_status st = napi_get_value_string_utf8(env, info[0], buf, sizeof(buf), &len);
-    if (st != napi_ok) throw_code(env, "ERR_DMSC_INVALID_NAME", "name must be a string");
+    // Refuses a non-string itself (napi_string_expected): no separate type check.
+    if (argc < 1 || napi_get_value_string_utf8(env, argv[0], buf, sizeof(buf), &len) != napi_ok)
+      throw_code(env, "ERR_DMSC_INVALID_NAME", "name must be a string");
+    dmsc::Query q;
+    if (argc >= 4) {
+      q.need = (static_cast<uint64_t>(u32v(env, argv[2], "needHi")) << 32) | u32v(env, argv[1], "needLo");
+      const uint32_t flags = u32v(env, argv[3], "flags");
+      q.unsatisfiable = flags & 1;
+      q.has_flow = flags & 2;
+      if (q.has_flow) q.flow = argc >= 5 ? u32v(env, argv[4], "flow") : 0;
+    }
     dmsc::NameError err;
     const auto* name = reinterpret_cast<const uint8_t*>(buf);
-    dmsc::LookupResult r = t.lookup(*slot_, owner_, name, len, info.Length() > 1 ? query(info, 1) : dmsc::Query{}, &err);
+    dmsc::LookupResult r = t.lookup(*slot_, owner_, name, len, q, &err);
     if (err != dmsc::NameError::kOk)
       throw_code(env, "ERR_DMSC_INVALID_NAME", std::string("invalid name: ") + dmsc::name_error_message(err));
-    if (r.nh < 0) return Napi::Number::New(env, -1);
-    double packed = static_cast<double>(r.nh) + (r.failover ? 16777216.0 : 0.0) +
-                    static_cast<double>(r.ascii ? r.prefix_len : dmsc::utf16_length(name, r.prefix_len)) * 33554432.0 +
-                    static_cast<double>(r.id_epoch & 0x1FFFF) * 68719476736.0;
-    return Napi::Number::New(env, packed);
+    double packed = -1;
+    if (r.nh >= 0)
+      packed = static_cast<double>(r.nh) + (r.failover ? 16777216.0 : 0.0) +
+               static_cast<double>(r.ascii ? r.prefix_len : dmsc::utf16_length(name, r.prefix_len)) * 33554432.0 +
+               static_cast<double>(r.id_epoch & 0x1FFFF) * 68719476736.0;
+    napi_value out;
+    napi_create_double(env, packed, &out);
+    return out;
   }
 
   // lookupPacked(bytes, offsets, n, out, needLo, needHi, flags, flows?) -> id epoch (17 bits)

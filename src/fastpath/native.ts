@@ -11,9 +11,10 @@ export interface NativeTable {
   stage(bytes: Uint8Array, words: Uint32Array): void;
   commit(): number;
   discard(): void;
-  /** -1, or next hop + failover * 2^24 + prefix length * 2^25 + epoch * 2^36. */
-  lookup(name: string, needLo: number, needHi: number, flags: number, flow: number): number;
-  /** lookup() as a function bound to this table; with the name alone, no tags and no flow. */
+  /**
+   * A lookup function bound to this table: -1, or next hop + failover * 2^24 + prefix
+   * length * 2^25 + epoch * 2^36. With the name alone: no tags and no flow.
+   */
   lookupFunction(): (name: string, needLo?: number, needHi?: number, flags?: number, flow?: number) => number;
   /** Returns the low 17 bits of the id epoch the lookups ran under. */
   lookupPacked(bytes: Uint8Array, offsets: Uint32Array, n: number, out: Int32Array, needLo: number, needHi: number, flags: number, flows?: Uint32Array): number;

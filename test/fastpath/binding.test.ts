@@ -25,12 +25,19 @@ describe('native binding', () => {
     expect(codeOf(() => t.lookupPacked(bytes, offsets, 1, out, 0, 0, 0, new Int32Array(1) as never))).toBe('ERR_DMSC_INVALID_ARGUMENT');
     expect(codeOf(() => t.stage(bytes, new Uint8Array(12) as never))).toBe('ERR_DMSC_INVALID_ARGUMENT');
     expect(codeOf(() => t.stage({} as never, new Uint32Array(3)))).toBe('ERR_DMSC_INVALID_ARGUMENT');
-    expect(codeOf(() => t.lookup(5 as never, 0, 0, 0, 0))).toBe('ERR_DMSC_INVALID_NAME');
-    expect(codeOf(() => t.lookup('/a', 'x' as never, 0, 0, 0))).toBe('ERR_DMSC_INVALID_ARGUMENT');
+    const lookup = t.lookupFunction();
+    expect(codeOf(() => lookup(5 as never, 0, 0, 0, 0))).toBe('ERR_DMSC_INVALID_NAME');
+    expect(codeOf(() => lookup(undefined as never))).toBe('ERR_DMSC_INVALID_NAME');
+    expect(codeOf(() => lookup('/a', 'x' as never, 0, 0, 0))).toBe('ERR_DMSC_INVALID_ARGUMENT');
+    expect(codeOf(() => lookup('/a', 0, 0, 2, {} as never))).toBe('ERR_DMSC_INVALID_ARGUMENT');
+    expect(codeOf(() => lookup('//'))).toBe('ERR_DMSC_INVALID_NAME');
+    expect(lookup('/a')).toBe(-1);
     expect(codeOf(() => t.setHealth('x', 7, -1))).toBe('ERR_DMSC_OUT_OF_RANGE');
     expect(codeOf(() => t.nextHopId('x' as never, -1))).toBe('ERR_DMSC_INVALID_ARGUMENT');
     expect(codeOf(() => t.lookupPacked(bytes, offsets, 5, out, 0, 0, 0))).toBe('ERR_DMSC_INVALID_OFFSETS');
     t.close();
+    // The bound function outlives close() in JavaScript, and refuses to read.
+    expect(codeOf(() => lookup('/a'))).toBe('ERR_DMSC_CLOSED');
   });
 
   it('survives out aliasing offsets: every result is a handle, -1 or -2', () => {
