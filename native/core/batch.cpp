@@ -265,6 +265,7 @@ Status BatchApplier::run(bool* changed) {
   // What changes, against the current generation.
   const SlotArray* cur = t_.array_.load(std::memory_order_relaxed);
   std::vector<uint32_t> work;
+  std::vector<const Version*> relived;  // tombstones an upsert brings back
   uint64_t upserts = 0, absent = 0, old_hops = 0;
   // The index is far larger than the cache for big tables: fetch slots a few ops ahead.
   constexpr size_t kAhead = 8;
@@ -282,6 +283,7 @@ Status BatchApplier::run(bool* changed) {
     if (!op.remove) {
       ++upserts;
       if (!head) ++absent;
+      else if (head->nhops == 0) relived.push_back(head);
     }
   }
   if (work.empty()) return Status::Ok();
@@ -367,7 +369,11 @@ Status BatchApplier::run(bool* changed) {
     for (size_t k = 0; k < new_ids.size(); ++k)  // in new_ids order, for the commit below
       id_nodes.push_back(fresh.extract(blobs[new_tags.size() + k]->view()));
     reserve_for(t_.nh_base_, t_.nhs_.high_water() + new_ids.size());
-    reserve_for(t_.key_base_, t_.next_key_ + upserts);
+    // Baselines the commit may set: of the key ids it will reuse (the last of the free
+    // list, taken from the back) and of names added again.
+    for (size_t k = 0; k < std::min<uint64_t>(absent, t_.free_keys_.size()); ++k)
+      t_.key_base_.ensure(t_.free_keys_[t_.free_keys_.size() - 1 - k]);
+    for (const Version* h : relived) t_.key_base_.ensure(h->key_id);
     // Superseded heads, plus the tombstoned keys a grow() drops, plus the old array.
     const uint64_t tombstoned = cur->used - t_.live_keys_.load(std::memory_order_relaxed);
     reserve_for(t_.retired_, t_.retired_.size() + work.size() + tombstoned + 2);
@@ -445,7 +451,7 @@ Status BatchApplier::run(bool* changed) {
       if (head) {
         uint64_t sum = 0;
         for (auto& r : t_.readers_) sum += r.prefix_hits.get(v->key_id);
-        t_.key_base_[v->key_id] = sum;
+        t_.key_base_.set(v->key_id, sum);
       }
     }
   }

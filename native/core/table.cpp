@@ -106,13 +106,13 @@ uint32_t Table::allocate_key() {
   if (!free_keys_.empty()) {
     id = free_keys_.back();
     free_keys_.pop_back();
+    // Reused: its hits so far were another name's (its block was ensured by the batch).
+    uint64_t sum = 0;
+    for (auto& r : readers_) sum += r.prefix_hits.get(id);
+    key_base_.set(id, sum);
   } else {
-    id = next_key_++;
-    key_base_.push_back(0);
+    id = next_key_++;  // never counted: no baseline
   }
-  uint64_t sum = 0;
-  for (auto& r : readers_) sum += r.prefix_hits.get(id);
-  key_base_[id] = sum;
   return id;
 }
 
@@ -306,7 +306,7 @@ Stats Table::stats(size_t top) {
   for_each_live([&](const Version& v) {
     uint64_t sum = 0;
     for (const auto& r : readers_) sum += r.prefix_hits.get(v.key_id);
-    sum -= key_base_[v.key_id];
+    sum -= key_base_.get(v.key_id);
     if (sum) s.prefix_hits.push_back({std::string(reinterpret_cast<const char*>(v.key()), v.key_len), sum});
   });
   for (const auto& [id, index] : nhs_.by_id) {

@@ -79,6 +79,40 @@ struct SlotArray {
   uint64_t capacity() const { return mask + 1; }
 };
 
+// Counter baselines by key id, nearly all zero: a key id needs one only once it is
+// reused, or its name added again, after lookups counted hits on it. Blocks are made
+// ahead (ensure) by a batch before it commits, so that setting one never allocates; a
+// table loaded once and never churned holds none, where a dense array cost 8 bytes or
+// more per prefix.
+class SparseBaselines {
+ public:
+  static constexpr uint32_t kBits = 12;
+  uint64_t get(uint32_t id) const {
+    const size_t b = id >> kBits;
+    return b < blocks_.size() && blocks_[b] ? blocks_[b][id & kMask] : 0;
+  }
+  // May throw std::bad_alloc; the caller has not changed anything yet.
+  void ensure(uint32_t id) {
+    const size_t b = id >> kBits;
+    if (b >= blocks_.size()) blocks_.resize(b + 1);
+    if (!blocks_[b]) blocks_[b].reset(new uint64_t[kMask + 1]());
+  }
+  // `id` was ensured, or `v` is 0 where no block is.
+  void set(uint32_t id, uint64_t v) {
+    const size_t b = id >> kBits;
+    if (b < blocks_.size() && blocks_[b]) blocks_[b][id & kMask] = v;
+  }
+  size_t bytes() const {
+    size_t n = blocks_.capacity() * sizeof(blocks_[0]);
+    for (const auto& b : blocks_) n += b ? (kMask + 1) * sizeof(uint64_t) : 0;
+    return n;
+  }
+
+ private:
+  static constexpr uint32_t kMask = (1u << kBits) - 1;
+  std::vector<std::unique_ptr<uint64_t[]>> blocks_;
+};
+
 struct Query {
   uint64_t need = 0;       // required tag bits
   bool unsatisfiable = false;  // a required tag the table has never seen
@@ -271,7 +305,7 @@ class Table {
   size_t retired_head_ = 0;
   std::vector<uint32_t> free_keys_;
   uint32_t next_key_ = 0;
-  std::vector<uint64_t> key_base_;   // counter baselines of recycled key ids
+  SparseBaselines key_base_;         // counter baselines of recycled key ids
   std::vector<uint64_t> nh_base_;    // counter baselines of recycled next-hop indexes
 
   std::unique_ptr<Staging, StagingDeleter> staging_;

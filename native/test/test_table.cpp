@@ -237,6 +237,39 @@ TEST(packed_lookups_check_the_name_behind_a_fingerprint_match) {
   CHECK_EQ(t.next_hop_id(t.owner_slot(), true, static_cast<uint32_t>(out[1])), std::string("first"));
 }
 
+// A prefix's hits count from when its name was last added: not across a remove and an
+// add again, and not from another name whose key id it took over.
+TEST(hits_start_at_zero_for_a_name_added_again_or_a_reused_key) {
+  auto hits = [](Table& t, const std::string& prefix) {
+    for (const auto& h : t.stats(100).prefix_hits)
+      if (h.prefix == prefix) return h.hits;
+    return uint64_t{0};
+  };
+  Table t;
+  CHECK(BatchBuilder().upsert("/again", {{"a"}}).apply(t).ok());
+  for (int i = 0; i < 3; ++i) lookup_id(t, "/again/x");
+  CHECK_EQ(hits(t, "/again"), uint64_t{3});
+  CHECK(BatchBuilder().remove("/again").apply(t).ok());
+  CHECK(BatchBuilder().upsert("/again", {{"a"}}).apply(t).ok());
+  CHECK_EQ(hits(t, "/again"), uint64_t{0});
+  lookup_id(t, "/again");
+  CHECK_EQ(hits(t, "/again"), uint64_t{1});
+  // In a table of its own (baselines are kept in blocks of ids): growing the index drops
+  // the tombstone of /old and frees its key id for a new name.
+  Table t2;
+  CHECK(BatchBuilder().upsert("/old", {{"a"}}).apply(t2).ok());
+  for (int i = 0; i < 3; ++i) lookup_id(t2, "/old/x");
+  CHECK(BatchBuilder().remove("/old").apply(t2).ok());
+  BatchBuilder many;
+  for (int i = 0; i < 40; ++i) many.upsert("/fill/" + std::to_string(i), {{"a"}});
+  CHECK(many.apply(t2).ok());
+  t2.stats(0);  // reclaims the tombstone
+  BatchBuilder fresh;
+  for (int i = 0; i < 8; ++i) fresh.upsert("/fresh/" + std::to_string(i), {{"a"}});
+  CHECK(fresh.apply(t2).ok());
+  for (int i = 0; i < 8; ++i) CHECK_EQ(hits(t2, "/fresh/" + std::to_string(i)), uint64_t{0});
+}
+
 TEST(churn_reclaims_memory) {
   Table t;
   CHECK(BatchBuilder().upsert("/base", {{"b"}}).apply(t).ok());
