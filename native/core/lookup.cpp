@@ -225,11 +225,10 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
           }
         }
         if (!v) continue;
-        // An entry with four next hops is about 120 bytes, packed in the slab with no
-        // alignment: it nearly always spans three lines, and the key is in the last.
+        // Entries start on a line (the slab's grain is 64 bytes); one with four next
+        // hops takes two, and its key is in the second.
         __builtin_prefetch(v);
         __builtin_prefetch(v + 64);
-        __builtin_prefetch(v + 127);
         top[k] = d;
         hint[k] = reinterpret_cast<const Version*>(v);
         break;
