@@ -127,8 +127,13 @@ export class BatchEncoder {
     out[1] = ids.length;
     out[2] = tags.length;
     let w = 3;
-    for (const s of [...ids, ...tags]) {
-      const at = this.#put(s);
+    for (let i = 0; i < ids.length; i++) {
+      const at = this.#put(ids[i]!);
+      out[w++] = at;
+      out[w++] = this.#off - at;
+    }
+    for (let i = 0; i < tags.length; i++) {
+      const at = this.#put(tags[i]!);
       out[w++] = at;
       out[w++] = this.#off - at;
     }
@@ -137,8 +142,9 @@ export class BatchEncoder {
     this.#n = 0;
     this.#off = 0;
     this.#ops = 0;
-    this.#chunkIds = [];
-    this.#chunkTags = [];
+    // Emptied, not replaced: a million-op batch flushes hundreds of chunks.
+    this.#chunkIds.length = 0;
+    this.#chunkTags.length = 0;
     this.#listIds.clear();
   }
 }
