@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const BENCHES = {
   fib: { file: 'fib.mjs', what: 'forwarding table: throughput and latency beside a Map table and ReferenceTable; load, setHealth, memory, workers, against DRAM latency' },
+  core: { file: 'core.mjs', what: 'the table\'s core alone, without Node: parsing, lookupPacked and lookup in a small and a large table' },
   node: { file: 'node.mjs', what: 'node: durable registrations/s, resolve latency under 50 clients' },
   mesh: { file: 'mesh.mjs', what: 'mesh: digest convergence and bytes per change against a full-state flood' },
   dataplane: { file: 'dataplane.mjs', what: 'data plane: requests/s and latency beside nginx and the bare upstream; failures across a kill' },
