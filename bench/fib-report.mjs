@@ -1,4 +1,4 @@
-// The fib benchmark's text report, its targets (issue 19) and its latency chart.
+// The fib benchmark's text report, its targets and its latency chart.
 import { describeCaches, formatBytes } from './machine.mjs';
 import { latencySvg } from './svg.mjs';
 
@@ -93,7 +93,7 @@ export function report(say, o, r, goals) {
 
   const td = targetDist(o);
   const differs = o.prefixes !== 1_000_000 || !td || td.s !== 1.1 || o.depth[0] !== 3 || o.depth[1] !== 5;
-  say(`targets (issue 19: 1M prefixes, zipf(1.1), medians)${differs ? ` — this run's workload differs; only the load bound scales with it` : ''}`);
+  say(`targets (1M prefixes, zipf(1.1), medians)${differs ? ` — this run's workload differs; only the load bound scales with it` : ''}`);
   for (const g of goals) {
     const status = g.met === null ? 'n/a   ' : g.met ? 'met   ' : 'MISSED';
     say(`  ${status} ${g.what.padEnd(74)}${g.value === null ? 'not measured' : `${f(g.value, DECIMALS[g.unit])}${g.unit === 'x' ? 'x' : ` ${g.unit}`}`}`);
