@@ -155,9 +155,11 @@ program
   .description('run benchmarks from a source checkout (npm run bench -- --help)')
   .argument('[args...]', 'benchmark names and options')
   .allowUnknownOption()
-  // --help goes to the benchmarks, which list themselves and their options.
+  // `bench fib --help` is the benchmark's own help, which commander would answer itself.
   .helpOption(false)
-  .action((args: string[]) => {
+  .action((args: string[], _opts: unknown, cmd: Command) => {
+    const asksHelp = args.includes('--help') || args.includes('-h');
+    if (asksHelp && !args.some((a) => !a.startsWith('-'))) process.stdout.write(cmd.helpInformation() + '\n');
     const script = join(root, 'bench', 'run.mjs');
     if (!existsSync(script)) fail(new DmscError('ERR_DMSC_NOT_FOUND', 'benchmarks ship with the source checkout, not the package'));
     const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
