@@ -219,6 +219,7 @@ class BatchApplier {
 
  private:
   void keep_last_per_name();
+  bool tagged(const StagedOp& op) const;
 
   Table& t_;
   Staging& st_;
@@ -227,6 +228,14 @@ class BatchApplier {
   const std::vector<uint32_t>& tag_refs_;
   std::vector<uint32_t> survivors_;
 };
+
+// Whether an upsert's entry carries tag masks: some next hop has a tag.
+bool BatchApplier::tagged(const StagedOp& op) const {
+  if (op.remove) return false;
+  for (uint32_t h = op.hop_begin; h < op.hop_begin + op.nhops; ++h)
+    if (hops_[h].ntags) return true;
+  return false;
+}
 
 // Within one batch the last operation on a name wins.
 void BatchApplier::keep_last_per_name() {
@@ -336,7 +345,7 @@ Status BatchApplier::run(bool* changed) {
     for (size_t w = 0; w < work.size(); ++w)
       if (versions[w]) {
         const StagedOp& op = ops_[work[w]];
-        t_.slab_.free(versions[w], Version::bytes_for(op.remove ? 0 : op.nhops, op.len));
+        t_.slab_.free(versions[w], Version::bytes_for(op.remove ? 0 : op.nhops, op.len, tagged(op)));
       }
     for (Blob* b : blobs) std::free(b);
     return Status::Error(Code::kNoMemory, "out of memory while applying a batch");
@@ -344,7 +353,7 @@ Status BatchApplier::run(bool* changed) {
   for (size_t w = 0; w < work.size(); ++w) {
     const StagedOp& op = ops_[work[w]];
     uint32_t n = op.remove ? 0 : op.nhops;
-    versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len)));
+    versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len, tagged(op))));
     if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) return undo();
   }
   for (uint32_t ref : new_tags) {
@@ -422,13 +431,17 @@ Status BatchApplier::run(bool* changed) {
     v->key_len = static_cast<uint16_t>(op.len);
     v->depth = static_cast<uint8_t>(op.depth);
     v->nhops = static_cast<uint8_t>(op.remove ? 0 : op.nhops);
+    v->tagged = tagged(op);
     for (uint32_t h = 0; h < v->nhops; ++h) {
       const StagedHop& sh = hops_[op.hop_begin + h];
-      uint64_t mask = 0;
-      for (uint32_t k = 0; k < sh.ntags; ++k)
-        mask |= 1ULL << tag_bit[tag_refs_[sh.tag_begin + k]];
       uint32_t index = static_cast<uint32_t>(id_index[sh.id]);
-      v->hops()[h] = Hop{index, sh.weight, sh.prio, mask};
+      v->hops()[h] = Hop{index, sh.weight, sh.prio};
+      if (v->tagged) {
+        uint64_t mask = 0;
+        for (uint32_t k = 0; k < sh.ntags; ++k)
+          mask |= 1ULL << tag_bit[tag_refs_[sh.tag_begin + k]];
+        v->masks()[h] = mask;
+      }
       ++t_.nhs_.live_refs(index);
       ++t_.nhs_.total_refs(index);
     }

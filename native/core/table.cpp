@@ -137,7 +137,7 @@ void Table::unref_hop(uint32_t index) {
 void Table::free_version(Version* v, bool drop_key) {
   for (uint32_t i = 0; i < v->nhops; ++i) unref_hop(v->hops()[i].nh);
   if (drop_key) free_keys_.push_back(v->key_id);
-  slab_.free(v, Version::bytes_for(v->nhops, v->key_len));
+  slab_.free(v, v->bytes());
 }
 
 void Table::reclaim() {
@@ -252,7 +252,7 @@ EntryView Table::view_of(const Version& v) const {
     uint32_t health = nhs_.health(hop.nh).load(std::memory_order_relaxed);
     HopView hv{std::string(nhs_.id(hop.nh).load(std::memory_order_relaxed)->view()), hop.weight, hop.prio, {},
                health_state(health), health_loadq(health)};
-    for (uint64_t bits = hop.tags; bits; bits &= bits - 1)
+    for (uint64_t bits = v.tags(h); bits; bits &= bits - 1)
       hv.tags.emplace_back(tags_.name(static_cast<uint32_t>(__builtin_ctzll(bits))));
     e.hops.push_back(std::move(hv));
   }

@@ -39,27 +39,34 @@ struct Hop {
   uint32_t nh;       // next-hop index in the registry
   uint16_t weight;   // 0 = drained
   uint16_t prio;     // lower is preferred
-  uint64_t tags;     // bit i = tag i of the dictionary
 };
 
+// An entry's version: this header, its next hops, their tag masks if any hop has a tag
+// (bit i = tag i of the dictionary; most entries have none and save 8 bytes a hop), then
+// the name's bytes.
 struct Version {
   uint64_t born;                  // generation that created this version
   std::atomic<Version*> next;     // the version it superseded
   uint32_t key_id;                // dense id of the name, for per-prefix counters
   uint16_t key_len;
-  uint8_t depth;                  // number of components
+  uint8_t depth : 7;              // number of components (at most 32)
+  uint8_t tagged : 1;             // tag masks follow the hops
   uint8_t nhops;                  // 0 = tombstone
 
   Hop* hops() { return reinterpret_cast<Hop*>(this + 1); }
   const Hop* hops() const { return reinterpret_cast<const Hop*>(this + 1); }
-  const uint8_t* key() const { return reinterpret_cast<const uint8_t*>(hops() + nhops); }
-  uint8_t* key() { return reinterpret_cast<uint8_t*>(hops() + nhops); }
-  static size_t bytes_for(uint32_t nhops, uint32_t key_len) {
-    return sizeof(Version) + nhops * sizeof(Hop) + key_len;
+  uint64_t* masks() { return reinterpret_cast<uint64_t*>(hops() + nhops); }
+  // The tags of hop i, as bits of the dictionary.
+  uint64_t tags(uint32_t i) const { return tagged ? reinterpret_cast<const uint64_t*>(hops() + nhops)[i] : 0; }
+  const uint8_t* key() const { return reinterpret_cast<const uint8_t*>(hops() + nhops) + (tagged ? nhops * sizeof(uint64_t) : 0); }
+  uint8_t* key() { return reinterpret_cast<uint8_t*>(hops() + nhops) + (tagged ? nhops * sizeof(uint64_t) : 0); }
+  static size_t bytes_for(uint32_t nhops, uint32_t key_len, bool tagged) {
+    return sizeof(Version) + nhops * (sizeof(Hop) + (tagged ? sizeof(uint64_t) : 0)) + key_len;
   }
+  size_t bytes() const { return bytes_for(nhops, key_len, tagged); }
 };
 static_assert(sizeof(Version) == 24, "Version header layout");
-static_assert(sizeof(Hop) == 16, "Hop layout");
+static_assert(sizeof(Hop) == 8, "Hop layout");
 
 // A slot word: 16-bit fingerprint (the hash's top bits) | 48-bit pointer to the chain head.
 constexpr uint64_t kSlotPtrMask = (1ULL << 48) - 1;
