@@ -430,11 +430,13 @@ Status BatchApplier::run(bool* changed) {
     for (size_t k = 0; k < new_ids.size(); ++k)  // in new_ids order, for the commit below
       id_nodes.push_back(fresh.extract(blobs[new_tags.size() + k]->view()));
     reserve_for(t_.nh_base_, t_.nhs_.high_water() + new_ids.size());
-    // Baselines the commit may set: of the key ids it will reuse (the last of the free
-    // list, taken from the back) and of names added again.
-    for (size_t k = 0; k < std::min<uint64_t>(absent, t_.free_keys_.size()); ++k)
-      t_.key_base_.ensure(t_.free_keys_[t_.free_keys_.size() - 1 - k]);
+    // Baselines the commit may set: of names added again, and of the key ids it will
+    // reuse, taken from the back of the free list: one per absent name, and one per name
+    // added again if the index grows (growing drops tombstones, so those names come
+    // back under new key ids).
     for (const Version* h : relived) t_.key_base_.ensure(h->key_id);
+    const uint64_t reused = std::min<uint64_t>(absent + relived.size(), t_.free_keys_.size());
+    for (size_t k = 0; k < reused; ++k) t_.key_base_.ensure(t_.free_keys_[t_.free_keys_.size() - 1 - k]);
     // Superseded heads, plus the tombstoned keys a grow() drops, plus the old array.
     const uint64_t tombstoned = cur->used - t_.live_keys_.load(std::memory_order_relaxed);
     reserve_for(t_.retired_, t_.retired_.size() + work.size() + tombstoned + 2);
