@@ -19,8 +19,9 @@ export function header(say, o, m) {
   say(`          lookupPacked in batches of ${o.batch}; throughput = median of ${o.trials} trials; workers 1..${o.threads}, ${o.seconds} s each`);
   say(`machine   ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}`);
   say(`caches    ${describeCaches(m.caches)} (cpu0, sysfs)`);
-  say(`memory    DRAM miss ${f(m.chase.dram.ns)} ns: one dependent random read in ${formatBytes(m.chase.dram.bytes)} (pointer chase; TLB misses included, as a table of this size gets them)`);
-  say(`          ${m.llc} hit ${f(m.chase.llc.ns)} ns: the same chase in ${formatBytes(m.chase.llc.bytes)} (half the ${m.llc}, so that it stays resident)`);
+  say(`memory    DRAM miss ${f(m.chase.dram.ns)} ns: one dependent random read in ${formatBytes(m.chase.dram.bytes)}, pages ${m.chase.dram.pages} (pointer chase)`);
+  say(`          ${f(m.chase.llc.ns)} ns: the same in ${formatBytes(m.chase.llc.bytes)}, half the ${m.llc} sysfs reports (a VM's share of it may be less)`);
+  if (m.chase.smallPages) say(`          ${f(m.chase.smallPages.ns)} ns: the same in ${formatBytes(m.chase.smallPages.bytes)} of 4 KiB pages (a JavaScript ArrayBuffer: a TLB miss on top)`);
   say();
 }
 
@@ -137,7 +138,7 @@ const SERIES = [
 export function latencyChart(o, r) {
   const m = r.machine;
   return latencySvg({
-    title: `dmsc fib: lookup latency, ${n(o.prefixes)} prefixes, ${n(o.queries)} calls per line`,
+    title: `dmsc fib: lookup latency, ${n(o.prefixes)} prefixes, ${n(o.queries)} calls per lookup(string) line`,
     subtitle: `${m.cpu}, Node ${m.node}, seed ${o.seed}. Each call timed alone with hrtime.bigint(): the dashed line is the timer alone, included in every other line.`,
     panels: o.dists.map((d) => ({
       title: `${d.label} popularity`,

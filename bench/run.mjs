@@ -29,6 +29,11 @@ if (names.length === 0 && (rest.includes('--help') || rest.includes('-h'))) {
   process.exit(0);
 }
 const selected = names.length ? names : Object.keys(BENCHES);
+const late = rest.find((a) => Object.hasOwn(BENCHES, a));
+if (late !== undefined) {
+  console.error(`dmsc bench: benchmark names come before options ('${late}' came after ${rest[0]})`);
+  process.exit(2);
+}
 for (const name of selected) {
   if (!BENCHES[name]) {
     console.error(`dmsc bench: unknown benchmark '${name}' (have: ${Object.keys(BENCHES).join(', ')})`);

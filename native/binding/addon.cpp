@@ -9,11 +9,13 @@
 #endif
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "relay.hpp"
 #include "table.hpp"
@@ -570,6 +572,42 @@ Napi::Value NoopString(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(len));
 }
 
+// pointerChase(bytes, steps, seed) -> ns per step of i = a[i] over a random cycle through
+// the cache lines of `bytes` of memory mapped as the table maps its own (huge pages
+// where the kernel gives them): the latency one dependent miss costs the table, which a
+// chase in a JavaScript ArrayBuffer (small pages, a TLB miss on top) overstates.
+Napi::Value PointerChase(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double bytes = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  const double steps = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
+  const uint64_t seed = info[2].IsNumber() ? static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value()) : 1;
+  if (!(bytes >= 4096 && bytes <= 16.0 * (1ULL << 30)) || !(steps >= 1 && steps <= 1e9))
+    throw_code(env, "ERR_DMSC_OUT_OF_RANGE", "pointerChase(bytes 4 KiB..16 GiB, steps 1..1e9, seed)");
+  const size_t lines = static_cast<size_t>(bytes) / 64;
+  auto* mem = static_cast<uint64_t*>(dmsc::alloc_zeroed_huge(lines * 64));
+  if (!mem) throw_code(env, "ERR_DMSC_NO_MEMORY", "no memory for the chase");
+  // Sattolo's shuffle: one cycle through every line, in an order no prefetcher guesses.
+  std::vector<uint32_t> order(lines);
+  for (size_t i = 0; i < lines; ++i) order[i] = static_cast<uint32_t>(i);
+  uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
+  for (size_t i = lines - 1; i > 0; --i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::swap(order[i], order[x % i]);
+  }
+  for (size_t i = 0; i < lines; ++i) mem[order[i] * 8] = order[(i + 1) % lines] * 8;
+  uint64_t at = 0;
+  const auto n = static_cast<uint64_t>(steps);
+  for (uint64_t k = 0; k < std::min<uint64_t>(n, lines); ++k) at = mem[at];  // warm the TLB and caches
+  auto t0 = std::chrono::steady_clock::now();
+  for (uint64_t k = 0; k < n; ++k) at = mem[at];
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(n);
+  asm volatile("" : : "r"(at) : "memory");  // the chain's end is used: the loop stays
+  dmsc::free_huge(mem, lines * 64);
+  return Napi::Number::New(env, ns);
+}
+
 // Bytes the process holds through malloc (glibc), or -1 where that cannot be asked: the
 // benchmark's measure of native memory, free of the JS heap's and the allocator's noise.
 Napi::Value NativeHeapBytes(const Napi::CallbackInfo& info) {
@@ -747,6 +785,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeRelay", RelayWrap::Define(env));
   exports.Set("noop", Napi::Function::New(env, Noop, "noop"));
   exports.Set("noopString", Napi::Function::New(env, NoopString, "noopString"));
+  exports.Set("pointerChase", Napi::Function::New(env, PointerChase, "pointerChase"));
   exports.Set("nativeHeapBytes", Napi::Function::New(env, NativeHeapBytes, "nativeHeapBytes"));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
   exports.Set("isTable", Napi::Function::New(env, IsTable, "isTable"));

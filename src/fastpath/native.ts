@@ -104,6 +104,8 @@ export interface NativeAddon {
   NativeRelay: new (tableShareId: number, options: NativeRelayOptions) => NativeRelay;
   noop(): void;
   noopString(name: string): number;
+  /** ns per dependent read in `bytes` of memory mapped as the table's (benchmarks only). */
+  pointerChase(bytes: number, steps: number, seed: number): number;
   nativeHeapBytes(): number;
   setErrorFactory(f: (code: string, message: string) => Error): void;
   isTable(v: unknown): boolean;
