@@ -1,4 +1,4 @@
-// Health handles: setHealth by one atomic store to the table's memory, the same as
+// Health handles: setHealth by a compare-and-swap on the table's memory, the same as
 // setHealth(id) in every answer (the differential suite compares them on random
 // programs); here, what a program of one thread cannot show.
 import { Worker } from 'node:worker_threads';
@@ -137,8 +137,8 @@ describe('ForwardingTable.handle', () => {
     view.close();
     const h = fib.handle('a');
     fib.close();
-    // The handle's memory is the table's, kept alive by the handle: a write after close
-    // is refused, not made into freed memory.
+    // A write after close is refused (the memory itself is kept alive by the handle's
+    // buffers, which JavaScript cannot observe; the addon holds the table for them).
     expect(codeOf(() => h.setHealth({ state: 'down' }))).toBe('ERR_DMSC_CLOSED');
     expect(codeOf(() => fib.handle('a'))).toBe('ERR_DMSC_CLOSED');
   });
