@@ -33,6 +33,18 @@ inline uint64_t prefix_hash(uint64_t state, uint64_t word, size_t base, size_t a
 
 }  // namespace
 
+uint64_t name_hash(const uint8_t* p, size_t len) {
+  if (len <= 1) return kRootHash;
+  uint64_t state = kRootHash;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    state = mum(state ^ w, kK1);
+  }
+  return prefix_hash(state, load_partial(p + i, len - i), i, len);
+}
+
 const char* name_error_message(NameError e) {
   switch (e) {
     case NameError::kOk: return "ok";

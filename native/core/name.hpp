@@ -45,6 +45,10 @@ struct ParsedName {
 
 NameError parse_name(const uint8_t* p, size_t len, ParsedName& out);
 
+// The hash parse_name gives a valid name as a whole (its last prefix), with no check and
+// no other prefix: for names the table already holds, rehashed when its index grows.
+uint64_t name_hash(const uint8_t* p, size_t len);
+
 // Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
 bool valid_utf8(const uint8_t* p, size_t len);
 

@@ -80,7 +80,6 @@ SlotArray* Table::grow(uint64_t need) {
   uint64_t cap = capacity_for(need);
   SlotArray* a = SlotArray::make(cap, next_gen);
   if (!a) return nullptr;
-  ParsedName pn;
   constexpr uint64_t kAhead = 16;  // entries are scattered: fetch them ahead of the scan
   for (uint64_t i = 0; i <= old->mask; ++i) {
     if (i + kAhead <= old->mask) {
@@ -94,8 +93,7 @@ SlotArray* Table::grow(uint64_t need) {
       retire({Retired::kVersion, true, next_gen, head, nullptr});
       continue;
     }
-    parse_name(head->key(), head->key_len, pn);
-    insert_slot(a, pn.hash[pn.ncomp], head);
+    insert_slot(a, name_hash(head->key(), head->key_len), head);
   }
   memory_bytes_ += SlotArray::bytes_for(cap);
   return a;

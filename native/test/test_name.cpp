@@ -84,6 +84,7 @@ TEST(prefix_hashes_match_the_hash_of_the_prefix_itself) {
   CHECK(full.hash[2] != pre.hash[2]);
   CHECK(parse("/", pre) == NameError::kOk);
   CHECK_EQ(full.hash[0], pre.hash[0]);
+  CHECK_EQ(name_hash(reinterpret_cast<const uint8_t*>("/"), 1), pre.hash[0]);
 }
 
 // Separators fall at every offset of an 8-byte word, at its edges too, and components
@@ -111,6 +112,8 @@ TEST(prefix_hashes_agree_at_every_offset_in_a_word) {
     for (uint32_t d = 1; d <= full.ncomp; ++d) {
       CHECK(parse(name.substr(0, full.end[d]), pre) == NameError::kOk);
       if (pre.hash[pre.ncomp] != full.hash[d]) ++mismatches;
+      // The rehash of a held name (a growing index) is the same hash.
+      if (name_hash(reinterpret_cast<const uint8_t*>(name.data()), full.end[d]) != full.hash[d]) ++mismatches;
     }
   }
   CHECK_EQ(mismatches, 0);
