@@ -29,6 +29,7 @@ struct StagedOp {
   uint32_t depth;
   uint64_t hash;
   uint32_t hop_begin, nhops;
+  bool tagged;  // some next hop has a tag: the entry carries tag masks
 };
 
 struct StagedHop {
@@ -220,7 +221,7 @@ class ChunkDecoder {
     if (st_.names.size() + len > UINT32_MAX)
       return Status::Error(Code::kLimitExceeded, "a batch holds at most 4 GiB of names");
     StagedOp op{kind == 1, static_cast<uint32_t>(st_.names.size()), len, pn_.ncomp,
-                pn_.hash[pn_.ncomp], static_cast<uint32_t>(st_.hops.size()), nhops};
+                pn_.hash[pn_.ncomp], static_cast<uint32_t>(st_.hops.size()), nhops, false};
     st_.names.insert(st_.names.end(), bytes_ + off, bytes_ + off + len);
     for (uint32_t h = 0; h < nhops; ++h) {
       uint32_t id, weight, prio, ntags;
@@ -247,6 +248,7 @@ class ChunkDecoder {
         if (tag >= tags_.size()) return malformed(where(i, h) + " tag ref out of range");
         st_.tag_refs.push_back(tags_[tag]);
       }
+      op.tagged |= ntags > 0;
       st_.hops.push_back(sh);
     }
     st_.ops.push_back(op);
@@ -271,7 +273,6 @@ class BatchApplier {
 
  private:
   void keep_last_per_name();
-  bool tagged(const StagedOp& op) const;
 
   Table& t_;
   Staging& st_;
@@ -280,14 +281,6 @@ class BatchApplier {
   const std::vector<uint32_t>& tag_refs_;
   std::vector<uint32_t> survivors_;
 };
-
-// Whether an upsert's entry carries tag masks: some next hop has a tag.
-bool BatchApplier::tagged(const StagedOp& op) const {
-  if (op.remove) return false;
-  for (uint32_t h = op.hop_begin; h < op.hop_begin + op.nhops; ++h)
-    if (hops_[h].ntags) return true;
-  return false;
-}
 
 // Within one batch the last operation on a name wins.
 void BatchApplier::keep_last_per_name() {
@@ -397,7 +390,7 @@ Status BatchApplier::run(bool* changed) {
     for (size_t w = 0; w < work.size(); ++w)
       if (versions[w]) {
         const StagedOp& op = ops_[work[w]];
-        t_.slab_.free(versions[w], Version::bytes_for(op.remove ? 0 : op.nhops, op.len, tagged(op)));
+        t_.slab_.free(versions[w], Version::bytes_for(op.remove ? 0 : op.nhops, op.len, op.tagged));
       }
     for (Blob* b : blobs) std::free(b);
     return Status::Error(Code::kNoMemory, "out of memory while applying a batch");
@@ -405,7 +398,7 @@ Status BatchApplier::run(bool* changed) {
   for (size_t w = 0; w < work.size(); ++w) {
     const StagedOp& op = ops_[work[w]];
     uint32_t n = op.remove ? 0 : op.nhops;
-    versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len, tagged(op))));
+    versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len, op.tagged)));
     if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) return undo();
   }
   for (uint32_t ref : new_tags) {
@@ -466,9 +459,7 @@ Status BatchApplier::run(bool* changed) {
     nhs.live_refs(index) = nhs.total_refs(index) = 0;
     nhs.id(index).store(id, std::memory_order_release);
     if (t_.nh_base_.size() <= index) t_.nh_base_.resize(index + 1, 0);  // reserved above
-    uint64_t sum = 0;
-    for (auto& r : t_.readers_) sum += r.nh_selections.get(index);
-    t_.nh_base_[index] = sum;
+    t_.nh_base_[index] = t_.selections_of(index);
     t_.memory_bytes_ += sizeof(Blob) + id->len;
     id_index[ref] = index;
     id_nodes[k].mapped() = index;
@@ -485,7 +476,7 @@ Status BatchApplier::run(bool* changed) {
     v->key_len = static_cast<uint16_t>(op.len);
     v->depth = static_cast<uint8_t>(op.depth);
     v->nhops = static_cast<uint8_t>(op.remove ? 0 : op.nhops);
-    v->tagged = tagged(op);
+    v->tagged = op.tagged;
     for (uint32_t h = 0; h < v->nhops; ++h) {
       const StagedHop& sh = hops_[op.hop_begin + h];
       uint32_t index = static_cast<uint32_t>(id_index[sh.id]);
@@ -515,11 +506,7 @@ Status BatchApplier::run(bool* changed) {
     if (!was_live && v->nhops) {
       ++t_.live_keys_;
       // Per-prefix hits count from when the name was last added.
-      if (head) {
-        uint64_t sum = 0;
-        for (auto& r : t_.readers_) sum += r.prefix_hits.get(v->key_id);
-        t_.key_base_.set(v->key_id, sum);
-      }
+      if (head) t_.key_base_.set(v->key_id, t_.hits_of(v->key_id));
     }
   }
   // An id no entry of this generation references is forgotten (its health with it). The
