@@ -11,6 +11,13 @@ namespace {
 
 constexpr uint32_t kNone = UINT32_MAX;
 
+// Every candidate prefix's slot at once: their misses overlap instead of queueing, as the
+// probes go from the longest down.
+inline void prefetch_candidates(const SlotArray* a, uint64_t depths, const ParsedName& pn) {
+  for (int d = static_cast<int>(pn.ncomp); d >= 0; --d)
+    if ((depths >> d) & 1) __builtin_prefetch(&a->slots[pn.hash[d] & a->mask]);
+}
+
 inline const Version* visible(const Version* v, uint64_t snap) {
   while (v && v->born > snap) v = v->next.load(std::memory_order_acquire);
   return (v && v->nhops) ? v : nullptr;
@@ -149,12 +156,8 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
   }
   ReadGuard guard(*this, rs, owner);
   out.id_epoch = id_epoch.load(std::memory_order_acquire);
-  // Every candidate prefix's slot at once: their misses overlap instead of queueing, as
-  // the probes go from the longest down.
   const SlotArray* a = guard.snapshot().array;
-  const uint64_t depths = a->depth_mask.load(std::memory_order_acquire);
-  for (int d = static_cast<int>(pn.ncomp); d >= 0; --d)
-    if ((depths >> d) & 1) __builtin_prefetch(&a->slots[pn.hash[d] & a->mask]);
+  prefetch_candidates(a, a->depth_mask.load(std::memory_order_acquire), pn);
   if (resolve(a, guard.snapshot().gen, name, pn, q, rs, out, static_cast<int>(pn.ncomp), nullptr)) {
     rs.prefix_hits.bump(out.key_id);
     rs.nh_selections.bump(static_cast<uint32_t>(out.nh));
@@ -200,9 +203,7 @@ Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, si
       to[k] = offsets[i + 1];
       ok[k] = from[k] <= to[k] && to[k] <= nbytes &&
               parse_name(bytes + from[k], to[k] - from[k], pn[k]) == NameError::kOk;
-      if (!ok[k]) continue;
-      for (int d = static_cast<int>(pn[k].ncomp); d >= 0; --d)
-        if ((depths >> d) & 1) __builtin_prefetch(&a->slots[pn[k].hash[d] & a->mask]);
+      if (ok[k]) prefetch_candidates(a, depths, pn[k]);
     }
     // The longest candidate whose fingerprint matches is nearly always the answer: its
     // entry is fetched, and the shorter candidates are left to the resolve below. The

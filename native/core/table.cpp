@@ -105,9 +105,7 @@ uint32_t Table::allocate_key() {
     id = free_keys_.back();
     free_keys_.pop_back();
     // Reused: its hits so far were another name's (its block was ensured by the batch).
-    uint64_t sum = 0;
-    for (auto& r : readers_) sum += r.prefix_hits.get(id);
-    key_base_.set(id, sum);
+    key_base_.set(id, hits_of(id));
   } else {
     id = next_key_++;  // never counted: no baseline
   }
@@ -186,6 +184,18 @@ bool Table::set_health(const uint8_t* id, size_t len, int state, int loadq) {
   uint32_t l = loadq < 0 ? health_loadq(cur) : std::min<uint32_t>(loadq, kMaxLoadQ);
   health.store(pack_health(s, l), std::memory_order_release);
   return true;
+}
+
+uint64_t Table::hits_of(uint32_t key_id) const {
+  uint64_t sum = 0;
+  for (const auto& r : readers_) sum += r.prefix_hits.get(key_id);
+  return sum;
+}
+
+uint64_t Table::selections_of(uint32_t index) const {
+  uint64_t sum = 0;
+  for (const auto& r : readers_) sum += r.nh_selections.get(index);
+  return sum;
 }
 
 int64_t Table::index_of(const uint8_t* id, size_t len) const {
@@ -302,15 +312,11 @@ Stats Table::stats(size_t top) {
   s.pending_reclaim = retired_.size() - retired_head_;
 
   for_each_live([&](const Version& v) {
-    uint64_t sum = 0;
-    for (const auto& r : readers_) sum += r.prefix_hits.get(v.key_id);
-    sum -= key_base_.get(v.key_id);
-    if (sum) s.prefix_hits.push_back({std::string(reinterpret_cast<const char*>(v.key()), v.key_len), sum});
+    const uint64_t sum = hits_of(v.key_id) - key_base_.get(v.key_id);
+    if (sum) s.prefix_hits.push_back({std::string(key_of(v)), sum});
   });
   for (const auto& [id, index] : nhs_.by_id) {
-    uint64_t sum = 0;
-    for (const auto& r : readers_) sum += r.nh_selections.get(index);
-    sum -= nh_base_[index];
+    const uint64_t sum = selections_of(index) - nh_base_[index];
     if (sum) s.nh_selections.push_back({std::string(id), sum});
   }
   // Most first; ties by name (bytes), as ReferenceTable orders them.

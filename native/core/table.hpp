@@ -297,6 +297,9 @@ class Table {
   void free_version(Version* v, bool drop_key);
   void unref_hop(uint32_t nh);
   uint32_t allocate_key();
+  // Counts summed over every reader slot, since the table began (baselines not taken off).
+  uint64_t hits_of(uint32_t key_id) const;
+  uint64_t selections_of(uint32_t index) const;
 
   std::atomic<uint64_t> gen_{0};
   std::atomic<uint64_t> live_keys_{0};  // written by the owner, read by views
