@@ -102,10 +102,14 @@ Napi::TypedArrayOf<T> typed(const Napi::CallbackInfo& info, size_t i, napi_typed
   return v.As<Napi::TypedArrayOf<T>>();
 }
 
-uint32_t u32(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsNumber()) throw_code(info.Env(), "ERR_DMSC_INVALID_ARGUMENT", std::string(what) + " must be a number");
-  return info[i].As<Napi::Number>().Uint32Value();
+uint32_t u32(Napi::Env env, napi_value v, const char* what) {
+  uint32_t out = 0;
+  if (napi_get_value_uint32(env, v, &out) != napi_ok)
+    throw_code(env, "ERR_DMSC_INVALID_ARGUMENT", std::string(what) + " must be a number");
+  return out;
 }
+
+uint32_t u32(const Napi::CallbackInfo& info, size_t i, const char* what) { return u32(info.Env(), info[i], what); }
 
 // Runs a method body, turning C++ exceptions into typed JS errors (an uncaught one would
 // end the process).
@@ -201,16 +205,21 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     return t;
   }
 
-  static dmsc::Query query(const Napi::CallbackInfo& info, size_t at) {
+  // needLo, needHi, flags, flow: the query both lookups take after their names.
+  static dmsc::Query query(Napi::Env env, const napi_value* args) {
     dmsc::Query q;
-    uint32_t lo = u32(info, at, "needLo");
-    uint32_t hi = u32(info, at + 1, "needHi");
-    uint32_t flags = u32(info, at + 2, "flags");
+    uint32_t lo = u32(env, args[0], "needLo");
+    uint32_t hi = u32(env, args[1], "needHi");
+    uint32_t flags = u32(env, args[2], "flags");
     q.need = (static_cast<uint64_t>(hi) << 32) | lo;
     q.unsatisfiable = flags & 1;
     q.has_flow = flags & 2;
-    if (q.has_flow) q.flow = u32(info, at + 3, "flow");
+    if (q.has_flow) q.flow = u32(env, args[3], "flow");
     return q;
+  }
+  static dmsc::Query query(const Napi::CallbackInfo& info, size_t at) {
+    const napi_value args[] = {info[at], info[at + 1], info[at + 2], info[at + 3]};
+    return query(info.Env(), args);
   }
 
   // stage(bytes, words): decodes one chunk of a batch; a bad chunk discards the batch.
@@ -291,13 +300,6 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     }
   }
 
-  static uint32_t u32v(Napi::Env env, napi_value v, const char* what) {
-    uint32_t out = 0;
-    if (napi_get_value_uint32(env, v, &out) != napi_ok)
-      throw_code(env, "ERR_DMSC_INVALID_ARGUMENT", std::string(what) + " must be a number");
-    return out;
-  }
-
   napi_value DoLookup(Napi::Env env, size_t argc, const napi_value* argv) {
     Table& t = live(env);
     char buf[4 * dmsc::kMaxNameBytes + 4];
@@ -305,14 +307,8 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     // Refuses a non-string itself (napi_string_expected): no separate type check.
     if (argc < 1 || napi_get_value_string_utf8(env, argv[0], buf, sizeof(buf), &len) != napi_ok)
       throw_code(env, "ERR_DMSC_INVALID_NAME", "name must be a string");
-    dmsc::Query q;
-    if (argc >= 4) {
-      q.need = (static_cast<uint64_t>(u32v(env, argv[2], "needHi")) << 32) | u32v(env, argv[1], "needLo");
-      const uint32_t flags = u32v(env, argv[3], "flags");
-      q.unsatisfiable = flags & 1;
-      q.has_flow = flags & 2;
-      if (q.has_flow) q.flow = argc >= 5 ? u32v(env, argv[4], "flow") : 0;
-    }
+    // The name alone, or with the query (arguments not given are undefined, and refused).
+    const dmsc::Query q = argc > 1 ? query(env, argv + 1) : dmsc::Query{};
     dmsc::NameError err;
     const auto* name = reinterpret_cast<const uint8_t*>(buf);
     dmsc::LookupResult r = t.lookup(*slot_, owner_, name, len, q, &err);
