@@ -237,14 +237,16 @@ TEST(packed_lookups_check_the_name_behind_a_fingerprint_match) {
   CHECK_EQ(t.next_hop_id(t.owner_slot(), true, static_cast<uint32_t>(out[1])), std::string("first"));
 }
 
+// The hits stats() reports for a prefix (0 when it reports none).
+static uint64_t hits(Table& t, const std::string& prefix) {
+  for (const auto& h : t.stats(1000000).prefix_hits)
+    if (h.prefix == prefix) return h.hits;
+  return 0;
+}
+
 // A prefix's hits count from when its name was last added: not across a remove and an
 // add again, and not from another name whose key id it took over.
 TEST(hits_start_at_zero_for_a_name_added_again_or_a_reused_key) {
-  auto hits = [](Table& t, const std::string& prefix) {
-    for (const auto& h : t.stats(100).prefix_hits)
-      if (h.prefix == prefix) return h.hits;
-    return uint64_t{0};
-  };
   Table t;
   CHECK(BatchBuilder().upsert("/again", {{"a"}}).apply(t).ok());
   for (int i = 0; i < 3; ++i) lookup_id(t, "/again/x");
@@ -274,11 +276,6 @@ TEST(hits_start_at_zero_for_a_name_added_again_or_a_reused_key) {
 // and takes a key id from the free list: that id's baseline must be there too, beyond
 // the first block of 4,096 ids that small tables never leave.
 TEST(hits_start_at_zero_for_a_name_added_again_while_the_index_grows) {
-  auto hits = [](Table& t, const std::string& prefix) {
-    for (const auto& h : t.stats(100000).prefix_hits)
-      if (h.prefix == prefix) return h.hits;
-    return uint64_t{0};
-  };
   Table t;
   BatchBuilder load;
   for (int i = 0; i < 5000; ++i) load.upsert("/a/" + std::to_string(i), {{"h"}});

@@ -134,9 +134,10 @@ export class ForwardingTable {
   /**
    * A handle that sets the health of `id` as `setHealth(id)` does, by a compare-and-swap
    * on the table's memory, in tens of nanoseconds: for a caller that updates the same
-   * next hops often (heartbeats, load reports). It asks the table where the id is only
-   * after ids were forgotten or recycled, and while the id is absent. Taken before or after the id is in the table;
-   * while no entry references it, `setHealth` through it returns false.
+   * next hops often (heartbeats, load reports). It may be taken before or after the id
+   * is in the table: while no entry references the id, `setHealth` through it returns
+   * false. It asks the table where the id is only after ids were forgotten or recycled,
+   * and while the id is absent.
    * @example const h = fib.handle('ag1/agent-a'); h.setHealth({ state: 'down' });
    */
   handle(id: string): HealthHandle {
