@@ -51,6 +51,10 @@ export class HeldTable {
   apply(ops: EncodedOps): void {
     const { starts, ends } = ops.changes;
     const src = ops.bytes;
+    // The batch's bytes are copied once, whole, when its first upsert needs them: a copy
+    // per entry costs more in calls than in bytes. What no upsert keeps (removes, health
+    // ops) is dead from the start.
+    let base = -1;
     for (let i = 0; i < starts.length; i++) {
       const start = starts[i]!;
       const p = prefixOf(src, start);
@@ -63,8 +67,12 @@ export class HeldTable {
         if (found) this.#delete(slot);
         continue;
       }
-      const at = this.#append(src, start, end);
-      this.#at[slot] = at + 1;
+      if (base < 0) {
+        base = this.#append(src, 0, src.length);
+        this.#dead += src.length;
+      }
+      this.#dead -= end - start;
+      this.#at[slot] = base + start + 1;
       if (!found) {
         this.#hash[slot] = h;
         if (++this.#size * 2 > this.#at.length) this.#grow();
