@@ -14,6 +14,7 @@ import { aicProblem } from '../identity/aic.js';
 import { notifyAll } from '../listeners.js';
 import type { Store } from '../store/store.js';
 import { ControllerJournal, type ControllerMeta } from './journal.js';
+import { PrefixTable } from './prefix-table.js';
 import type { Persistence } from './proto.js';
 
 /** A next hop as a controller gives it: a FIB next hop, and for a plain service its URL. */
@@ -56,7 +57,7 @@ export interface Programmer {
 
 interface Controller {
   readonly id: string;
-  readonly entries: Map<string, readonly NextHop[]>;
+  readonly entries: PrefixTable<readonly NextHop[]>;
   /** Generation, persistence, lease and journal position: what the store keeps. */
   meta: ControllerMeta;
   /** Open Modify sessions of this controller. */
@@ -389,16 +390,17 @@ export class ControllerRib {
     const alone = this.#controllers.size === 1;
     const unions: (readonly NextHop[] | null)[] = [];
     for (const [prefix, hops] of next) {
-      const old = c.entries.get(prefix);
-      if (!hops && !old) {
-        next.delete(prefix);
-        continue;
+      const plain = hops ? plainHops(hops) : null;
+      const old = plain ? c.entries.swap(prefix, plain) : c.entries.get(prefix);
+      if (!plain) {
+        if (!old) {
+          next.delete(prefix);
+          continue;
+        }
+        c.entries.delete(prefix);
       }
       prefixes.push(prefix);
       before.push(old);
-      const plain = hops ? plainHops(hops) : null;
-      if (plain) c.entries.set(prefix, plain);
-      else c.entries.delete(prefix);
       if (alone) unions.push(plain);
     }
     let fibGeneration: number;
@@ -439,7 +441,7 @@ export class ControllerRib {
 
   #controller(id: string): Controller {
     let c = this.#controllers.get(id);
-    if (!c) this.#controllers.set(id, (c = { id, entries: new Map(), meta: { generation: 0, persistence: 'PRESERVE', leaseMs: 0, next: 0, changes: 0 }, sessions: 0 }));
+    if (!c) this.#controllers.set(id, (c = { id, entries: new PrefixTable(), meta: { generation: 0, persistence: 'PRESERVE', leaseMs: 0, next: 0, changes: 0 }, sessions: 0 }));
     return c;
   }
 

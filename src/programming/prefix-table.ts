@@ -1,0 +1,179 @@
+// A controller's table, prefix to next hops, for a million entries. A Map of that size
+// costs its holder a few DRAM misses per new key: the bucket, the entry and the key string
+// it compares against. Here the index is one typed array of (hash, position) pairs, so a
+// key that is absent costs one miss, and one that is present one more, for its string;
+// the keys and values themselves sit in two dense arrays, in the order they came.
+// Values are never undefined.
+
+const FIRST_SLOTS = 1 << 10;
+
+/** The table's hash of a string: FNV-1a over its UTF-16 code units, never 0 (0 marks an empty slot). */
+export function stringHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d) >>> 0;
+  return h === 0 ? 1 : h;
+}
+
+export class PrefixTable<V> implements Iterable<[string, V]> {
+  // Slot s is empty when #index[2s] is 0; otherwise it holds the key's hash and its
+  // position in #keys plus one. Linear probing, at most half full, deletion by backward
+  // shift (no tombstones in the index).
+  #index: Uint32Array;
+  // Entries in the order they came. A removal leaves a hole, undefined in both; the holes
+  // are squeezed out into new arrays once they outnumber the entries, and an iteration
+  // under way carries on over the arrays it started with.
+  #keys: (string | undefined)[] = [];
+  #values: (V | undefined)[] = [];
+  #holes = 0;
+  readonly #firstSlots: number;
+
+  /** `slots`: the index's first size, a power of two (small ones make tests probe and grow). */
+  constructor(slots = FIRST_SLOTS) {
+    this.#firstSlots = slots;
+    this.#index = new Uint32Array(2 * slots);
+  }
+
+  get size(): number {
+    return this.#keys.length - this.#holes;
+  }
+
+  get(key: string): V | undefined {
+    const at = this.#index[2 * this.#find(key, stringHash(key)) + 1]!;
+    return at === 0 ? undefined : this.#values[at - 1];
+  }
+
+  has(key: string): boolean {
+    return this.#index[2 * this.#find(key, stringHash(key)) + 1]! !== 0;
+  }
+
+  /**
+   * Sets the key's value; returns the value it had (undefined when it had none): one probe
+   * where `get` then `set` would take two.
+   */
+  swap(key: string, value: V): V | undefined {
+    const h = stringHash(key);
+    const s = this.#find(key, h);
+    const at = this.#index[2 * s + 1]!;
+    if (at !== 0) {
+      const old = this.#values[at - 1];
+      this.#values[at - 1] = value;
+      return old;
+    }
+    this.#index[2 * s] = h;
+    this.#index[2 * s + 1] = this.#keys.push(key);
+    this.#values.push(value);
+    if (this.#keys.length * 2 > this.#index.length / 2) this.#grow();
+    return undefined;
+  }
+
+  set(key: string, value: V): this {
+    this.swap(key, value);
+    return this;
+  }
+
+  delete(key: string): boolean {
+    const s = this.#find(key, stringHash(key));
+    const at = this.#index[2 * s + 1]!;
+    if (at === 0) return false;
+    this.#unlink(s);
+    this.#keys[at - 1] = undefined;
+    this.#values[at - 1] = undefined;
+    if (++this.#holes > 16 && this.#holes > this.size) this.#squeeze();
+    return true;
+  }
+
+  clear(): void {
+    this.#index = new Uint32Array(2 * this.#firstSlots);
+    this.#keys = [];
+    this.#values = [];
+    this.#holes = 0;
+  }
+
+  /** The keys; as with a Map, those added during the iteration may come too. */
+  *keys(): IterableIterator<string> {
+    for (const [key] of this.entries()) yield key;
+  }
+
+  /**
+   * The entries, each value as it is when the iteration reaches it. As with a Map, an
+   * entry present throughout is never left out, and one added meanwhile may come too.
+   */
+  *entries(): IterableIterator<[string, V]> {
+    const keys = this.#keys;
+    const values = this.#values;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (key === undefined) continue;
+      // Arrays left behind by a squeeze are not kept up to date: ask the table.
+      const value = keys === this.#keys ? values[i] : this.get(key);
+      if (value !== undefined) yield [key, value];
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, V]> {
+    return this.entries();
+  }
+
+  // The slot holding key, or the empty slot where it would go.
+  #find(key: string, h: number): number {
+    const index = this.#index;
+    const mask = (index.length >>> 1) - 1;
+    for (let s = h & mask; ; s = (s + 1) & mask) {
+      const sh = index[2 * s]!;
+      if (sh === 0) return s;
+      if (sh === h && this.#keys[index[2 * s + 1]! - 1] === key) return s;
+    }
+  }
+
+  // Knuth's deletion for linear probing: entries after the hole that may move into it do.
+  #unlink(slot: number): void {
+    const index = this.#index;
+    const mask = (index.length >>> 1) - 1;
+    let hole = slot;
+    for (let j = (hole + 1) & mask; index[2 * j]! !== 0; j = (j + 1) & mask) {
+      const home = index[2 * j]! & mask;
+      // The entry at j stays when its home lies cyclically in (hole, j].
+      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
+      if (stays) continue;
+      index[2 * hole] = index[2 * j]!;
+      index[2 * hole + 1] = index[2 * j + 1]!;
+      hole = j;
+    }
+    index[2 * hole] = 0;
+    index[2 * hole + 1] = 0;
+  }
+
+  // New arrays without the holes, and the index pointed at the new positions.
+  #squeeze(): void {
+    const keys: string[] = [];
+    const values: V[] = [];
+    const moved = new Uint32Array(this.#keys.length + 1);
+    for (let i = 0; i < this.#keys.length; i++) {
+      const key = this.#keys[i];
+      if (key === undefined) continue;
+      moved[i + 1] = keys.push(key);
+      values.push(this.#values[i]!);
+    }
+    const index = this.#index;
+    for (let s = 1; s < index.length; s += 2) index[s] = moved[index[s]!]!;
+    this.#keys = keys;
+    this.#values = values;
+    this.#holes = 0;
+  }
+
+  #grow(): void {
+    const old = this.#index;
+    const index = (this.#index = new Uint32Array(old.length * 2));
+    const mask = (index.length >>> 1) - 1;
+    for (let i = 0; i < old.length; i += 2) {
+      const h = old[i]!;
+      if (h === 0) continue;
+      let s = h & mask;
+      while (index[2 * s] !== 0) s = (s + 1) & mask;
+      index[2 * s] = h;
+      index[2 * s + 1] = old[i + 1]!;
+    }
+  }
+}
