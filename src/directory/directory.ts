@@ -104,6 +104,9 @@ export class Directory {
   readonly #healthListeners: ((change: { aic: string; from: HealthState; to: HealthState; why: string }) => void)[] = [];
   readonly #agents = new Map<string, AgentRecord>();
   readonly #offers = new Map<string, Map<string, CapabilityOffer>>();
+  /** The most next hops a static route holds, and the most agents ever on one prefix. */
+  #mostStatic = 0;
+  #mostOffers = 0;
   readonly #liveness = new Map<string, Liveness>();
 
   constructor(fib: ForwardingTable, tagsFor: TagMapper) {
@@ -144,6 +147,7 @@ export class Directory {
         let m = this.#offers.get(c.name);
         if (!m) this.#offers.set(c.name, (m = new Map()));
         m.set(r.aic, c);
+        if (m.size > this.#mostOffers) this.#mostOffers = m.size;
         touched.add(c.name);
       }
     }
@@ -360,6 +364,14 @@ export class Directory {
     return (this.#static.get(prefix)?.length ?? 0) + (this.#offers.get(prefix)?.size ?? 0);
   }
 
+  /**
+   * At least `othersOn` of any prefix: a controller list that fits beside this many fits
+   * on every prefix, with no lookup (a bulk load's lists are far below the limit).
+   */
+  get othersAtMost(): number {
+    return this.#mostStatic + this.#mostOffers;
+  }
+
   /** Controller next hops that are plain services: their endpoint URLs (null: gone). */
   setEndpoints(changes: ReadonlyMap<string, string | null>): void {
     for (const [id, url] of changes) {
@@ -450,11 +462,15 @@ export class Directory {
     }
     const touched = new Set([...this.#static.keys(), ...next.keys()]);
     const previous = this.#static;
+    const mostBefore = this.#mostStatic;
     this.#static = next;
+    this.#mostStatic = 0;
+    for (const hops of next.values()) if (hops.length > this.#mostStatic) this.#mostStatic = hops.length;
     try {
       this.#program(touched);
     } catch (e) {
       this.#static = previous;
+      this.#mostStatic = mostBefore;
       throw e;
     }
   }

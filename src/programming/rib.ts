@@ -85,8 +85,11 @@ export class ControllerRib {
   readonly #endpoints = new Map<string, { url: string; users: Map<string, number> }>();
   /** Endpoint URLs already parsed and found good. */
   readonly #goodUrls = new Set<string>();
-  /** Next-hop lists shared by the decoder that passed the checks of the list alone. */
-  readonly #wellFormed = new WeakSet<readonly ControllerHop[]>();
+  /**
+   * Next-hop lists shared by the decoder that passed the checks of the list alone, and
+   * whether any of their next hops has tags or an endpoint: the checks left to make.
+   */
+  readonly #wellFormed = new WeakMap<readonly ControllerHop[], { readonly tagged: boolean; readonly endpoints: boolean }>();
   readonly #changeListeners: ((controller: string) => void)[] = [];
   #stopped = false;
 
@@ -264,9 +267,10 @@ export class ControllerRib {
         continue;
       }
       if (op.op === 'remove') continue;
-      const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, batchUrls) ?? this.#checkTags(i, op.nextHops, newTags);
+      const facts = this.#wellFormed.get(op.nextHops);
+      const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, batchUrls, facts) ?? (facts?.tagged === false ? null : this.#checkTags(i, op.nextHops, newTags));
       if (e) errors.push(e);
-      else for (const h of op.nextHops) if (h.endpoint) defined.add(h.id);
+      else if (facts?.endpoints !== false) for (const h of op.nextHops) if (h.endpoint) defined.add(h.id);
     }
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
@@ -282,15 +286,16 @@ export class ControllerRib {
     return errors;
   }
 
-  #checkHops(i: number, prefix: string, hops: readonly ControllerHop[], controller: string, batchUrls: Map<string, string>): OpError | null {
+  #checkHops(i: number, prefix: string, hops: readonly ControllerHop[], controller: string, batchUrls: Map<string, string>, facts?: { readonly endpoints: boolean }): OpError | null {
     if (hops.length === 0) return bad(i, 'ERR_DMSC_INVALID_ARGUMENT', `an upsert needs at least one next hop (remove the prefix instead)`);
-    const others = this.#directory.othersOn(prefix) + this.#othersControlled(prefix, controller);
+    const others = hops.length + this.#directory.othersAtMost + this.#mostControlled(controller) <= MAX_NEXT_HOPS ? 0 : this.#directory.othersOn(prefix) + this.#othersControlled(prefix, controller);
     if (hops.length + others > MAX_NEXT_HOPS) {
       return bad(i, 'ERR_DMSC_LIMIT_EXCEEDED', `${prefix} would have ${hops.length + others} next hops (${hops.length} here, ${others} from other sources); the limit is ${MAX_NEXT_HOPS}`);
     }
     // A list the decoder shares, once found good, needs only what depends on the batch:
     // who holds its endpoints. Others are checked hop by hop, the first problem named.
-    if (this.#wellFormed.has(hops)) {
+    if (facts) {
+      if (!facts.endpoints) return null;
       for (let j = 0; j < hops.length; j++) {
         const h = hops[j]!;
         const e = h.endpoint ? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : null;
@@ -316,7 +321,7 @@ export class ControllerRib {
       const e = h.endpoint ? this.#endpointProblem(h.id, h.endpoint) ?? this.#checkEndpoint(controller, h.id, h.endpoint, batchUrls) : this.#checkReference(h.id);
       if (e) return bad(i, e.code, `${at}: ${e.message}`);
     }
-    if (isImmutableList(hops)) this.#wellFormed.add(hops);
+    if (isImmutableList(hops)) this.#wellFormed.set(hops, { tagged: hops.some((h) => h.tags?.length), endpoints: hops.some((h) => h.endpoint) });
     return null;
   }
 
@@ -472,6 +477,13 @@ export class ControllerRib {
       }
     }
     return out;
+  }
+
+  // At least #othersControlled of any prefix: the longest list other controllers may hold.
+  #mostControlled(controller: string): number {
+    let n = 0;
+    for (const c of this.#controllers.values()) if (c.id !== controller && c.entries.size > 0) n += MAX_NEXT_HOPS;
+    return n;
   }
 
   #othersControlled(prefix: string, controller: string): number {

@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Directory } from '../../src/directory/directory.js';
 import { ForwardingTable } from '../../src/fastpath/forwarding-table.js';
+import { immutableList } from '../../src/fastpath/validate.js';
 import { formatAic } from '../../src/identity/aic.js';
 import { Programming } from '../../src/programming/programming.js';
 import type { Persistence } from '../../src/programming/proto.js';
@@ -189,6 +190,17 @@ describe('per-op checks', () => {
     expect(alone.status === 'REJECTED' && alone.errors[0]).toMatchObject({ opIndex: 0, code: 'ERR_DMSC_LIMIT_EXCEEDED' });
   });
 
+  it('counts static routes and agents against a controller alone too', async () => {
+    const w = await world();
+    w.directory.setStatic([{ op: 'upsert', prefix: '/cap/s', nextHops: peers(10, 's') }]);
+    expect(w.programming.rib.apply(as('a'), [upsert('/cap/s', peers(55, 'a'))])).toMatchObject({ status: 'REJECTED', errors: [{ code: 'ERR_DMSC_LIMIT_EXCEEDED', message: expect.stringContaining('/cap/s would have 65 next hops') }] });
+    // More agents on one prefix than next hops on any static route.
+    w.directory.add(Array.from({ length: 12 }, (_, i) => agent(200 + i, ['/cap/ag'])), true);
+    expect(w.programming.rib.apply(as('a'), [upsert('/cap/ag', peers(53, 'a'))])).toMatchObject({ status: 'REJECTED', errors: [{ code: 'ERR_DMSC_LIMIT_EXCEEDED', message: expect.stringContaining('/cap/ag would have 65 next hops') }] });
+    expect((await apply(w, 'a', [upsert('/cap/s', peers(54, 'a')), upsert('/cap/ag', peers(52, 'a'))])).status).toBe('VISIBLE');
+    expect([ids(w.fib, '/cap/s').length, ids(w.fib, '/cap/ag').length]).toEqual([64, 64]);
+  });
+
   it('checks again a next-hop list the caller changed after an accepted batch', async () => {
     const w = await world();
     const hops = [{ id: 'peer:a', weight: 1 }];
@@ -323,6 +335,29 @@ describe('per-op checks', () => {
     expect(w.programming.rib.generation('a')).toBe(before.generation);
     expect([...w.programming.rib.entries('a')].map((e) => e.prefix)).toEqual(['/t/keep']);
     expect(w.directory.endpointOf('svc-0')).toBeUndefined();
+  });
+
+  it('checks what depends on the table again for a shared list found good before', async () => {
+    // Lists the decoder shares (frozen, declared immutable) are checked whole once; their
+    // tags and endpoints still depend on the table and on who holds them.
+    const shared = (hops: object[]) => {
+      const list = Object.freeze(hops.map((h) => Object.freeze(h))) as never;
+      immutableList(list);
+      return list;
+    };
+    const w = await world();
+    const svc = shared([{ id: 'svc-s', endpoint: 'http://127.0.0.1:9/s' }]);
+    expect((await apply(w, 'a', [upsert('/sh/a', svc)])).status).toBe('VISIBLE');
+    expect(w.programming.rib.apply(as('b'), [upsert('/sh/b', svc)])).toMatchObject({ status: 'REJECTED', errors: [{ code: 'ERR_DMSC_CONFLICT' }] });
+
+    // A list with a tag new to the table, found good in a batch refused for another op...
+    const tagged = shared([{ id: 'peer:t', tags: ['late'] }]);
+    expect(w.programming.rib.apply(as('a'), [upsert('/sh/t', tagged), upsert('bad', [{ id: 'peer:x' }])]).status).toBe('REJECTED');
+    // ...is refused once the table has no room left for that tag.
+    const room = 48 - w.fib.tagCount;
+    const fill = Array.from({ length: room }, (_, i) => upsert(`/sh/f${i}`, [{ id: 'peer:f', tags: [`fill-${i}`] }]));
+    expect((await apply(w, 'a', fill)).status).toBe('VISIBLE');
+    expect(w.programming.rib.apply(as('a'), [upsert('/sh/t', tagged)])).toMatchObject({ status: 'REJECTED', errors: [{ opIndex: 0, code: 'ERR_DMSC_LIMIT_EXCEEDED', message: expect.stringContaining('late') }] });
   });
 
   it('applies nothing when expectGeneration is not the controller\'s generation', async () => {
