@@ -521,14 +521,16 @@ export class Directory {
   // What the FIB holds for `prefix`: every source's next hops, within the 64 the table
   // takes; `controlled`, when given, in place of the controllers' next hops held now.
   #opFor(prefix: string, tagsFor: TagMapper, controlled: readonly NextHop[] = this.#controlled.get(prefix) ?? NONE): FibOp {
-    const statics = this.#static.get(prefix) ?? [];
     const m = this.#offers.get(prefix);
+    const learnedAll = this.#learned.get(prefix);
+    // Only controllers, or nothing: their union, as they gave it (the common case of a
+    // large push, taken with no array made on the way).
+    if (!m && !learnedAll && !this.#static.has(prefix)) return controlled.length ? { op: 'upsert', prefix, nextHops: controlled } : { op: 'remove', prefix };
+    const statics = this.#static.get(prefix) ?? [];
     const fixed = statics.length + controlled.length;
     // Agents come first; peer gateways fill what room is left.
-    const learned = (this.#learned.get(prefix) ?? []).slice(0, Math.max(0, MAX_INSTALLED - fixed - (m?.size ?? 0)));
+    const learned = (learnedAll ?? []).slice(0, Math.max(0, MAX_INSTALLED - fixed - (m?.size ?? 0)));
     if ((!m || m.size === 0) && fixed === 0 && learned.length === 0) return { op: 'remove', prefix };
-    // Only controllers: their union, as they gave it (the common case of a large push).
-    if (!m && statics.length === 0 && learned.length === 0) return { op: 'upsert', prefix, nextHops: controlled };
     let members = [...(m ?? [])];
     const room = MAX_INSTALLED - fixed;
     if (members.length > room) {

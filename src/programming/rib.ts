@@ -254,6 +254,7 @@ export class ControllerRib {
     const batchUrls = new Map<string, string>();
     const defined = new Set<string>();
     const newTags = new Set<string>();
+    const room = MAX_NEXT_HOPS - this.#directory.othersAtMost - this.#mostControlled(who.controller);
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       if (op.op === 'health') continue;
@@ -268,7 +269,7 @@ export class ControllerRib {
       }
       if (op.op === 'remove') continue;
       const facts = this.#wellFormed.get(op.nextHops);
-      const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, batchUrls, facts) ?? (facts?.tagged === false ? null : this.#checkTags(i, op.nextHops, newTags));
+      const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, room, batchUrls, facts) ?? (facts?.tagged === false ? null : this.#checkTags(i, op.nextHops, newTags));
       if (e) errors.push(e);
       else if (facts?.endpoints !== false) for (const h of op.nextHops) if (h.endpoint) defined.add(h.id);
     }
@@ -286,9 +287,10 @@ export class ControllerRib {
     return errors;
   }
 
-  #checkHops(i: number, prefix: string, hops: readonly ControllerHop[], controller: string, batchUrls: Map<string, string>, facts?: { readonly endpoints: boolean }): OpError | null {
+  // `room`: next hops any prefix has room for whatever other sources hold there.
+  #checkHops(i: number, prefix: string, hops: readonly ControllerHop[], controller: string, room: number, batchUrls: Map<string, string>, facts?: { readonly endpoints: boolean }): OpError | null {
     if (hops.length === 0) return bad(i, 'ERR_DMSC_INVALID_ARGUMENT', `an upsert needs at least one next hop (remove the prefix instead)`);
-    const others = hops.length + this.#directory.othersAtMost + this.#mostControlled(controller) <= MAX_NEXT_HOPS ? 0 : this.#directory.othersOn(prefix) + this.#othersControlled(prefix, controller);
+    const others = hops.length <= room ? 0 : this.#directory.othersOn(prefix) + this.#othersControlled(prefix, controller);
     if (hops.length + others > MAX_NEXT_HOPS) {
       return bad(i, 'ERR_DMSC_LIMIT_EXCEEDED', `${prefix} would have ${hops.length + others} next hops (${hops.length} here, ${others} from other sources); the limit is ${MAX_NEXT_HOPS}`);
     }
