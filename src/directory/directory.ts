@@ -581,7 +581,7 @@ export interface ControlledRoutes {
 
 /** Whether controller next hops lead to an agent or service of this node (not only to peers). */
 function reachesHere(hops: readonly NextHop[] | null | undefined): boolean {
-  if (hops) for (const h of hops) if (!h.id.startsWith('peer:')) return true;
+  if (hops) for (let j = 0; j < hops.length; j++) if (!hops[j]!.id.startsWith('peer:')) return true;
   return false;
 }
 

@@ -54,7 +54,7 @@ export class BatchEncoder {
         let base = this.#listIds.get(list);
         if (base === undefined) {
           base = this.#chunkIds.length;
-          for (const h of list) this.#chunkIds.push(h.id);
+          for (let h = 0; h < list.length; h++) this.#chunkIds.push(list[h]!.id);
           this.#listIds.set(list, base);
         }
         for (let h = 0; h < list.length; h++) {
@@ -64,7 +64,7 @@ export class BatchEncoder {
           this.#word(hop.weight ?? DEFAULT_WEIGHT);
           this.#word(hop.priority ?? 0);
           this.#word(tags.length);
-          for (const t of tags) this.#word(this.#chunkTags.push(t) - 1);
+          for (let t = 0; t < tags.length; t++) this.#word(this.#chunkTags.push(tags[t]!) - 1);
         }
       },
     });

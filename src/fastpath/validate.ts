@@ -153,7 +153,7 @@ export function walkOps(ops: unknown, v: OpVisitor): number {
     v.op(i, false, prefix as string, count);
     if (valid.has(list)) {
       if (v.list) v.list(list);
-      else for (const h of list as NextHop[]) emitHop(h, v);
+      else for (let h = 0; h < count; h++) emitHop((list as NextHop[])[h]!, v);
       continue;
     }
     for (let h = 0; h < count; h++) walkHop(list[h], i, h, v);
@@ -165,7 +165,7 @@ export function walkOps(ops: unknown, v: OpVisitor): number {
 function emitHop(h: NextHop, v: OpVisitor): void {
   const tags = h.tags ?? [];
   v.hop(h.id, h.weight ?? DEFAULT_WEIGHT, h.priority ?? 0, tags.length);
-  for (const t of tags) v.tag(t);
+  for (let t = 0; t < tags.length; t++) v.tag(tags[t]!);
 }
 
 function walkHop(hop: unknown, i: number, h: number, v: OpVisitor): void {

@@ -271,7 +271,7 @@ export class ControllerRib {
       const facts = this.#wellFormed.get(op.nextHops);
       const e = this.#checkHops(i, op.prefix, op.nextHops, who.controller, room, batchUrls, facts) ?? (facts?.tagged === false ? null : this.#checkTags(i, op.nextHops, newTags));
       if (e) errors.push(e);
-      else if (facts?.endpoints !== false) for (const h of op.nextHops) if (h.endpoint) defined.add(h.id);
+      else if (facts?.endpoints !== false) for (let j = 0; j < op.nextHops.length; j++) if (op.nextHops[j]!.endpoint) defined.add(op.nextHops[j]!.id);
     }
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
@@ -330,9 +330,11 @@ export class ControllerRib {
   // The table's 64 tags are added for good: controllers may bring new ones only while
   // room is left for the policy's.
   #checkTags(i: number, hops: readonly ControllerHop[], newTags: Set<string>): OpError | null {
-    for (const h of hops) {
-      if (!h.tags) continue;
-      for (const t of h.tags) {
+    for (let j = 0; j < hops.length; j++) {
+      const tags = hops[j]!.tags;
+      if (!tags) continue;
+      for (let k = 0; k < tags.length; k++) {
+        const t = tags[k]!;
         if (newTags.has(t) || this.#fib.hasTag(t)) continue;
         newTags.add(t);
         if (this.#fib.tagCount + newTags.size > MAX_TAGS - TAGS_KEPT_FOR_POLICY) {
@@ -396,20 +398,21 @@ export class ControllerRib {
     // With one controller (the usual case) an entry's union is its own next hops.
     const alone = this.#controllers.size === 1;
     const unions: (readonly NextHop[] | null)[] = [];
-    for (const [prefix, hops] of next) {
+    // forEach: a for-of over the map would make an array of each entry.
+    next.forEach((hops, prefix) => {
       const plain = hops ? plainHops(hops) : null;
       const old = plain ? c.entries.swap(prefix, plain) : c.entries.get(prefix);
       if (!plain) {
         if (!old) {
           next.delete(prefix);
-          continue;
+          return;
         }
         c.entries.delete(prefix);
       }
       prefixes.push(prefix);
       before.push(old);
       if (alone) unions.push(plain);
-    }
+    });
     let fibGeneration: number;
     try {
       fibGeneration = prefixes.length ? this.#directory.setControlled(prefixes, alone ? unions : prefixes.map((p) => this.#union(p)), alone ? before : undefined) : this.#fib.generation;
@@ -501,20 +504,23 @@ export class ControllerRib {
     for (const hops of before) if (hops) this.#release(controller, hops, urls);
     for (const hops of next.values()) {
       if (!hops) continue;
-      for (const h of hops) if (h.endpoint) this.#use(controller, h.id, h.endpoint, 1, urls);
+      for (let j = 0; j < hops.length; j++) {
+        const h = hops[j]!;
+        if (h.endpoint) this.#use(controller, h.id, h.endpoint, 1, urls);
+      }
     }
   }
 
   // Gives back the endpoint counts that `hops` held for `controller`.
   #release(controller: string, hops: readonly NextHop[], urls: Map<string, string | null>): void {
-    for (const h of hops) {
-      const e = this.#endpoints.get(h.id);
-      if (e) this.#use(controller, h.id, e.url, -1, urls);
+    for (let j = 0; j < hops.length; j++) {
+      const e = this.#endpoints.get(hops[j]!.id);
+      if (e) this.#use(controller, hops[j]!.id, e.url, -1, urls);
     }
   }
 
   #anyEndpoint(next: ReadonlyMap<string, readonly ControllerHop[] | null>): boolean {
-    for (const hops of next.values()) for (const h of hops ?? []) if (h.endpoint) return true;
+    for (const hops of next.values()) if (hops) for (let j = 0; j < hops.length; j++) if (hops[j]!.endpoint) return true;
     return false;
   }
 
@@ -561,7 +567,7 @@ const ALL = { matches: () => true };
 
 /** The FIB's next hops of a controller's: without endpoints (the same array when none has one). */
 function plainHops(hops: readonly ControllerHop[]): readonly NextHop[] {
-  for (const h of hops) if (h.endpoint !== undefined) return hops.map(plainHop);
+  for (let j = 0; j < hops.length; j++) if (hops[j]!.endpoint !== undefined) return hops.map(plainHop);
   return hops;
 }
 
