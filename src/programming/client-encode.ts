@@ -3,7 +3,7 @@
 // client can make (types and unknown fields, which the wire would silently drop). No
 // object in the wire's shape is built on the way: a bulk load is a million of them.
 // Where each upsert's bytes are is told to the table the client holds for its resync
-// (client-held.ts), which copies them and sends them again as they are.
+// (client-held.ts), which keeps them and sends them again as they are.
 import { DmscTypeError } from '../errors.js';
 import { describe } from '../fastpath/validate.js';
 import type { HealthState } from '../fastpath/types.js';

@@ -1,175 +1,226 @@
 // The table FibClient holds for a resync: every entry it upserted and did not remove, as
 // the bytes of its upsert (a whole Batch.ops entry), sent again as they are after a
-// reconnect. The bytes live in one growing buffer; an open-addressed index of typed arrays
-// finds an entry by the UTF-8 bytes of its prefix, which are the node's key too. A million
-// entries are then two typed arrays and one buffer: no million strings or map slots for
-// the garbage collector to trace, and one probe of the index per op that is usually its
-// only cache miss. Replaced and removed entries leave their bytes behind until they are
-// half the buffer, when the live ones are copied to a new one.
+// reconnect. The bytes stay in the buffers the batches were encoded into, which the client
+// owns once they are sent; an open-addressed index in one typed array finds an entry by the
+// UTF-8 bytes of its prefix, which are the node's key too. A million entries are then one
+// typed array and the batches' buffers: no million strings or map slots for the garbage
+// collector to trace, no copy, and one probe of the index per op that is usually its only
+// cache miss. A buffer goes when no live entry is left in it; replaced and removed entries
+// leave their bytes behind until they are half of what is held (or buffers are many and
+// small), when the live ones are copied into one new buffer.
 import { fnv1aBytes, sameBytes } from '../fastpath/hashing.js';
 import type { EncodedOps } from './client-encode.js';
 
-const FIRST = 1 << 16;
-/** Dead bytes tolerated before compacting, beyond half the buffer. */
+/** Dead bytes tolerated before compacting, beyond half of what is held. */
 const SLACK = 1 << 20;
 const FIRST_SLOTS = 1 << 10;
+/** Buffers held before their count alone (each is an object) may call for compacting. */
+const FEW_BUFFERS = 64;
+/** What a buffer costs beside its bytes, about: compacting is due when that is a quarter of them. */
+const BUFFER_COST = 256;
+/** Where an entry is: its buffer's number times this, plus its offset in it. */
+const SPAN = 2 ** 32;
 
 export class HeldTable {
-  // Slot i holds an entry when #at[i] > 0: its upsert's offset in #bytes plus one, and its
-  // prefix's hash. Linear probing, at most half full, with deletion by backward shift (no
-  // tombstones to sweep). Offsets are doubles: a buffer may pass 4 GiB where Node allows it.
-  #at: Float64Array;
-  #hash: Uint32Array;
+  // Slot s holds an entry when #slots[2s + 1] > 0: where the entry is plus one, and in
+  // #slots[2s] its prefix's hash. Linear probing, at most half full, with deletion by
+  // backward shift (no tombstones to sweep).
+  #slots: Float64Array;
   #size = 0;
-  #bytes = Buffer.allocUnsafe(FIRST);
+  // The buffers entries are in (a hole for one that went), how many live entries each has,
+  // and numbers of holes to use again.
+  #buffers: (Buffer | undefined)[] = [];
+  #live: number[] = [];
+  #free: number[] = [];
+  #held = 0;
   #used = 0;
   #dead = 0;
   readonly #slack: number;
   readonly #firstSlots: number;
 
   /**
-   * `slack`: dead bytes tolerated beyond half the buffer before compacting; `slots`: the
-   * index's first size (a power of two; small ones make tests probe and grow).
+   * `slack`: dead bytes tolerated beyond half of what is held before compacting; `slots`:
+   * the index's first size (a power of two; small ones make tests probe and grow).
    */
   constructor(slack = SLACK, slots = FIRST_SLOTS) {
     this.#slack = slack;
     this.#firstSlots = slots;
-    this.#at = new Float64Array(slots);
-    this.#hash = new Uint32Array(slots);
+    this.#slots = new Float64Array(2 * slots);
   }
 
   get size(): number {
     return this.#size;
   }
 
-  /** Bytes the buffer holds, of live entries and of dead ones not compacted yet. */
+  /** Buffers held: the batches' own, and compaction's. */
+  get buffers(): number {
+    return this.#held;
+  }
+
+  /** Bytes the buffers hold, of live entries and of dead ones not compacted yet. */
   get bytes(): number {
     return this.#used;
   }
 
-  /** Takes what a batch the node applied did: its upserts and removes, in order. */
+  /**
+   * Takes what a batch the node applied did: its upserts and removes, in order. Keeps
+   * `ops.bytes` (the caller must not write to it again).
+   */
   apply(ops: EncodedOps): void {
     const { starts, ends } = ops.changes;
     const src = ops.bytes;
-    // The batch's bytes are copied once, whole, when its first upsert needs them: a copy
-    // per entry costs more in calls than in bytes. What no upsert keeps (removes, health
-    // ops) is dead from the start.
-    let base = -1;
+    // The batch's buffer is taken at its first upsert; what no upsert keeps (removes,
+    // health ops) is dead from the start.
+    let b = -1;
     for (let i = 0; i < starts.length; i++) {
       const start = starts[i]!;
       const p = prefixOf(src, start);
       const h = prefixHash(src, p, prefixEnd);
       const slot = this.#find(src, p, prefixEnd, h);
-      const found = this.#at[slot]! > 0;
-      if (found) this.#dead += opLength(this.#bytes, this.#at[slot]! - 1);
+      const at = this.#slots[2 * slot + 1]!;
+      if (at > 0) this.#release(at - 1, b);
       const end = ends[i]!;
       if (end < 0) {
-        if (found) this.#delete(slot);
+        if (at > 0) this.#delete(slot);
         continue;
       }
-      if (base < 0) {
-        base = this.#append(src, 0, src.length);
-        this.#dead += src.length;
-      }
+      if (b < 0) b = this.#take(src);
       this.#dead -= end - start;
-      this.#at[slot] = base + start + 1;
-      if (!found) {
-        this.#hash[slot] = h;
-        if (++this.#size * 2 > this.#at.length) this.#grow();
+      this.#live[b]!++;
+      this.#slots[2 * slot + 1] = b * SPAN + start + 1;
+      if (at === 0) {
+        this.#slots[2 * slot] = h;
+        if (++this.#size * 4 > this.#slots.length) this.#grow();
       }
     }
-    if (this.#dead > this.#used / 2 + this.#slack) this.#compact();
+    // Every upsert of the batch was overwritten or removed within it.
+    if (b >= 0 && this.#live[b] === 0) this.#drop(b);
+    if (this.#dead > this.#used / 2 + this.#slack || (this.#held > FEW_BUFFERS && this.#held * BUFFER_COST * 4 > this.#used)) this.#compact();
   }
 
   clear(): void {
-    this.#at = new Float64Array(this.#firstSlots);
-    this.#hash = new Uint32Array(this.#firstSlots);
+    this.#slots = new Float64Array(2 * this.#firstSlots);
     this.#size = 0;
-    this.#bytes = Buffer.allocUnsafe(FIRST);
+    this.#buffers = [];
+    this.#live = [];
+    this.#free = [];
+    this.#held = 0;
     this.#used = 0;
     this.#dead = 0;
   }
 
-  /** Each entry's upsert bytes (views of the table's buffer: use them before it changes). */
+  /** Each entry's upsert bytes (views of the buffers: use them before the table changes). */
   *ops(): Generator<Buffer, undefined, undefined> {
-    const at = this.#at;
-    for (let i = 0; i < at.length; i++) {
-      const a = at[i]!;
-      if (a > 0) yield this.#bytes.subarray(a - 1, a - 1 + opLength(this.#bytes, a - 1));
+    const slots = this.#slots;
+    for (let i = 1; i < slots.length; i += 2) {
+      const at = slots[i]!;
+      if (at > 0) yield this.#entry(at - 1);
     }
+  }
+
+  #entry(where: number): Buffer {
+    const buf = this.#buffers[Math.floor(where / SPAN)]!;
+    const off = where % SPAN;
+    return buf.subarray(off, off + opLength(buf, off));
+  }
+
+  // Holds a batch's buffer, all of it dead until its upserts are counted; returns its number.
+  #take(src: Buffer): number {
+    const b = this.#free.pop() ?? this.#buffers.length;
+    this.#buffers[b] = src;
+    this.#live[b] = 0;
+    this.#held++;
+    this.#used += src.length;
+    this.#dead += src.length;
+    return b;
+  }
+
+  // The entry at `where` is replaced or removed: its bytes are dead, and its buffer goes
+  // with its last live entry, unless it is the buffer of the batch being applied (`taking`).
+  #release(where: number, taking: number): void {
+    const b = Math.floor(where / SPAN);
+    const buf = this.#buffers[b]!;
+    this.#dead += opLength(buf, where % SPAN);
+    if (--this.#live[b]! === 0 && b !== taking) this.#drop(b);
+  }
+
+  #drop(b: number): void {
+    const n = this.#buffers[b]!.length;
+    this.#used -= n;
+    this.#dead -= n;
+    this.#buffers[b] = undefined;
+    this.#held--;
+    this.#free.push(b);
   }
 
   // The slot holding the prefix src[p, end), or the empty slot where it would go.
   #find(src: Buffer, p: number, end: number, h: number): number {
-    const mask = this.#at.length - 1;
-    const bytes = this.#bytes;
+    const slots = this.#slots;
+    const mask = (slots.length >>> 1) - 1;
     for (let s = h & mask; ; s = (s + 1) & mask) {
-      const a = this.#at[s]!;
-      if (a === 0) return s;
-      if (this.#hash[s] !== h) continue;
-      const q = prefixOf(bytes, a - 1);
-      if (prefixEnd - q === end - p && sameBytes(bytes, q, src, p, end - p)) return s;
+      const at = slots[2 * s + 1]!;
+      if (at === 0) return s;
+      if (slots[2 * s] !== h) continue;
+      const where = at - 1;
+      const buf = this.#buffers[Math.floor(where / SPAN)]!;
+      const q = prefixOf(buf, where % SPAN);
+      if (prefixEnd - q === end - p && sameBytes(buf, q, src, p, end - p)) return s;
     }
   }
 
   // Knuth's deletion for linear probing: entries after the hole that may move into it do.
   #delete(slot: number): void {
-    const at = this.#at;
-    const hash = this.#hash;
-    const mask = at.length - 1;
+    const slots = this.#slots;
+    const mask = (slots.length >>> 1) - 1;
     let hole = slot;
-    for (let j = (hole + 1) & mask; at[j]! > 0; j = (j + 1) & mask) {
-      const home = hash[j]! & mask;
+    for (let j = (hole + 1) & mask; slots[2 * j + 1]! > 0; j = (j + 1) & mask) {
+      const home = slots[2 * j]! & mask;
       // The entry at j stays when its home lies cyclically in (hole, j].
       const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
       if (stays) continue;
-      at[hole] = at[j]!;
-      hash[hole] = hash[j]!;
+      slots[2 * hole] = slots[2 * j]!;
+      slots[2 * hole + 1] = slots[2 * j + 1]!;
       hole = j;
     }
-    at[hole] = 0;
+    slots[2 * hole] = 0;
+    slots[2 * hole + 1] = 0;
     this.#size--;
   }
 
   #grow(): void {
-    const oldAt = this.#at;
-    const oldHash = this.#hash;
-    const at = (this.#at = new Float64Array(oldAt.length * 2));
-    const hash = (this.#hash = new Uint32Array(oldAt.length * 2));
-    const mask = at.length - 1;
-    for (let i = 0; i < oldAt.length; i++) {
-      if (oldAt[i] === 0) continue;
-      let s = oldHash[i]! & mask;
-      while (at[s] !== 0) s = (s + 1) & mask;
-      at[s] = oldAt[i]!;
-      hash[s] = oldHash[i]!;
+    const old = this.#slots;
+    const slots = (this.#slots = new Float64Array(old.length * 2));
+    const mask = (slots.length >>> 1) - 1;
+    for (let i = 0; i < old.length; i += 2) {
+      if (old[i + 1] === 0) continue;
+      let s = old[i]! & mask;
+      while (slots[2 * s + 1] !== 0) s = (s + 1) & mask;
+      slots[2 * s] = old[i]!;
+      slots[2 * s + 1] = old[i + 1]!;
     }
   }
 
-  #append(from: Buffer, start: number, end: number): number {
-    const n = end - start;
-    if (this.#used + n > this.#bytes.length) {
-      const next = Buffer.allocUnsafe(Math.max(this.#bytes.length * 2, this.#used + n));
-      this.#bytes.copy(next, 0, 0, this.#used);
-      this.#bytes = next;
-    }
-    const at = this.#used;
-    from.copy(this.#bytes, at, start, end);
-    this.#used += n;
-    return at;
-  }
-
+  // Copies the live entries into one buffer of their size, in place of all the others.
   #compact(): void {
     const live = this.#used - this.#dead;
-    const old = this.#bytes;
-    this.#bytes = Buffer.allocUnsafe(Math.max(FIRST, Math.ceil(live * 1.5)));
-    this.#used = 0;
-    this.#dead = 0;
-    const at = this.#at;
-    for (let i = 0; i < at.length; i++) {
-      const a = at[i]!;
-      if (a > 0) at[i] = this.#append(old, a - 1, a - 1 + opLength(old, a - 1)) + 1;
+    const out = Buffer.allocUnsafe(live);
+    const slots = this.#slots;
+    let off = 0;
+    for (let i = 1; i < slots.length; i += 2) {
+      const at = slots[i]!;
+      if (at === 0) continue;
+      const e = this.#entry(at - 1);
+      out.set(e, off);
+      slots[i] = off + 1;
+      off += e.length;
     }
+    this.#buffers = [out];
+    this.#live = [this.#size];
+    this.#free = [];
+    this.#held = 1;
+    this.#used = live;
+    this.#dead = 0;
+    if (this.#size === 0) this.#drop(0);
   }
 }
 

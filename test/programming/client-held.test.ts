@@ -76,6 +76,20 @@ describe("FibClient's held table", () => {
     expect(held.bytes).toBeLessThanOrEqual(2 * live + one.bytes.length);
   });
 
+  it('holds few buffers when batches are small, and lets each go with its last entry', () => {
+    const held = new HeldTable();
+    for (let i = 0; i < 5000; i++) held.apply(encodeOps([{ op: 'upsert', prefix: `/one/${i}`, nextHops: [{ id: 'peer:x' }] }], 'b', true));
+    expect(held.size).toBe(5000);
+    // A buffer is an object beside its bytes: thousands of tiny ones are copied into one.
+    expect(held.buffers).toBeLessThan(1000);
+    const big = new HeldTable();
+    const batch = (round: number) => encodeOps(Array.from({ length: 1000 }, (_, i) => ({ op: 'upsert' as const, prefix: `/big/${i}`, nextHops: [{ id: `peer:r${round}` }] })), 'b', true);
+    big.apply(batch(0));
+    big.apply(batch(1));
+    // The second batch replaced every entry of the first: only its buffer is left.
+    expect([big.buffers, big.bytes]).toEqual([1, batch(1).bytes.length]);
+  });
+
   it('empties on clear', () => {
     const held = new HeldTable();
     held.apply(encodeOps([{ op: 'upsert', prefix: '/a', nextHops: [{ id: 'peer:x' }] }], 'b', true));
