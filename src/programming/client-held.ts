@@ -20,6 +20,8 @@ const FEW_BUFFERS = 64;
 const BUFFER_COST = 256;
 /** Where an entry is: its buffer's number times this, plus its offset in it. */
 const SPAN = 2 ** 32;
+/** The most compaction puts in one buffer: an offset stays below SPAN. */
+const CHUNK = 2 ** 31;
 
 export class HeldTable {
   // Slot s holds an entry when #slots[2s + 1] > 0: where the entry is plus one, and in
@@ -37,14 +39,17 @@ export class HeldTable {
   #dead = 0;
   readonly #slack: number;
   readonly #firstSlots: number;
+  readonly #chunk: number;
 
   /**
    * `slack`: dead bytes tolerated beyond half of what is held before compacting; `slots`:
-   * the index's first size (a power of two; small ones make tests probe and grow).
+   * the index's first size (a power of two; small ones make tests probe and grow);
+   * `chunk`: the most bytes compaction puts in one buffer (small ones make tests split).
    */
-  constructor(slack = SLACK, slots = FIRST_SLOTS) {
+  constructor(slack = SLACK, slots = FIRST_SLOTS, chunk = CHUNK) {
     this.#slack = slack;
     this.#firstSlots = slots;
+    this.#chunk = Math.min(chunk, CHUNK);
     this.#slots = new Float64Array(2 * slots);
   }
 
@@ -57,7 +62,10 @@ export class HeldTable {
     return this.#held;
   }
 
-  /** Bytes the buffers hold, of live entries and of dead ones not compacted yet. */
+  /**
+   * Bytes the buffers keep alive: live entries, dead ones not compacted yet, and the rest
+   * of the allocation a batch's bytes are a view of (an encoder's spare room, a pool).
+   */
   get bytes(): number {
     return this.#used;
   }
@@ -124,14 +132,22 @@ export class HeldTable {
     return buf.subarray(off, off + opLength(buf, off));
   }
 
-  // Holds a batch's buffer, all of it dead until its upserts are counted; returns its number.
-  #take(src: Buffer): number {
+  // Holds a batch's buffer, all of it dead until its upserts are counted; returns its
+  // number. What it costs is the allocation it is a view of, which it keeps alive whole.
+  #take(batch: Buffer): number {
+    // A view of an allocation mostly unused (a pooled slab, an encoder's spare room) is
+    // copied out of it: what it pinned would be compacted away at once.
+    let src = batch;
+    if (batch.buffer.byteLength > 2 * batch.length) {
+      src = Buffer.allocUnsafeSlow(batch.length);
+      batch.copy(src);
+    }
     const b = this.#free.pop() ?? this.#buffers.length;
     this.#buffers[b] = src;
     this.#live[b] = 0;
     this.#held++;
-    this.#used += src.length;
-    this.#dead += src.length;
+    this.#used += src.buffer.byteLength;
+    this.#dead += src.buffer.byteLength;
     return b;
   }
 
@@ -145,7 +161,7 @@ export class HeldTable {
   }
 
   #drop(b: number): void {
-    const n = this.#buffers[b]!.length;
+    const n = this.#buffers[b]!.buffer.byteLength;
     this.#used -= n;
     this.#dead -= n;
     this.#buffers[b] = undefined;
@@ -200,27 +216,37 @@ export class HeldTable {
     }
   }
 
-  // Copies the live entries into one buffer of their size, in place of all the others.
+  // Copies the live entries into buffers of their size (one, below CHUNK), in place of
+  // all the others. Not from the pool: a pooled buffer would keep its neighbours alive.
   #compact(): void {
-    const live = this.#used - this.#dead;
-    const out = Buffer.allocUnsafe(live);
-    const slots = this.#slots;
+    let left = this.#used - this.#dead;
+    const buffers: Buffer[] = [];
+    const live: number[] = [];
+    let out = Buffer.allocUnsafeSlow(0);
     let off = 0;
+    const slots = this.#slots;
     for (let i = 1; i < slots.length; i += 2) {
       const at = slots[i]!;
       if (at === 0) continue;
       const e = this.#entry(at - 1);
+      if (off + e.length > out.length) {
+        out = Buffer.allocUnsafeSlow(Math.min(left, Math.max(this.#chunk, e.length)));
+        off = 0;
+        buffers.push(out);
+        live.push(0);
+      }
       out.set(e, off);
-      slots[i] = off + 1;
+      slots[i] = (buffers.length - 1) * SPAN + off + 1;
+      live[buffers.length - 1]!++;
       off += e.length;
+      left -= e.length;
     }
-    this.#buffers = [out];
-    this.#live = [this.#size];
+    this.#buffers = buffers;
+    this.#live = live;
     this.#free = [];
-    this.#held = 1;
-    this.#used = live;
+    this.#held = buffers.length;
+    this.#used = this.#used - this.#dead;
     this.#dead = 0;
-    if (this.#size === 0) this.#drop(0);
   }
 }
 

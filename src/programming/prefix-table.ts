@@ -80,7 +80,9 @@ export class PrefixTable<V> implements Iterable<[string, V]> {
     this.#unlink(s);
     this.#keys[at - 1] = undefined;
     this.#values[at - 1] = undefined;
-    if (++this.#holes > 16 && this.#holes > this.size) this.#squeeze();
+    // Emptied (a flush, a lease ended): the index of a million entries goes too.
+    if (++this.#holes === this.#keys.length) this.clear();
+    else if (this.#holes > 16 && this.#holes > this.size) this.#squeeze();
     return true;
   }
 

@@ -31,8 +31,9 @@ function reference(map: Map<string, string>, ops: readonly Op[], e: EncodedOps):
 
 describe("FibClient's held table", () => {
   it('holds the last upsert of every prefix not removed since, across compactions', () => {
-    fc.assert(fc.property(fc.array(fc.array(op, { maxLength: 40 }), { maxLength: 40 }), fc.constantFrom(0, 64, 1 << 20), fc.constantFrom(2, 1024), (batches, slack, slots) => {
-      const held = new HeldTable(slack, slots);
+    fc.assert(fc.property(fc.array(fc.array(op, { maxLength: 40 }), { maxLength: 40 }), fc.constantFrom(0, 64, 1 << 20), fc.constantFrom(2, 1024), fc.constantFrom(300, 2 ** 31), (batches, slack, slots, chunk) => {
+      // A small chunk makes compaction split what it keeps over several buffers.
+      const held = new HeldTable(slack, slots, chunk);
       const want = new Map<string, string>();
       for (const [i, ops] of batches.entries()) {
         const e = encodeOps(ops, `batch ${i}`, true);
@@ -83,11 +84,22 @@ describe("FibClient's held table", () => {
     // A buffer is an object beside its bytes: thousands of tiny ones are copied into one.
     expect(held.buffers).toBeLessThan(1000);
     const big = new HeldTable();
-    const batch = (round: number) => encodeOps(Array.from({ length: 1000 }, (_, i) => ({ op: 'upsert' as const, prefix: `/big/${i}`, nextHops: [{ id: `peer:r${round}` }] })), 'b', true);
+    // Entries long enough that a batch fills most of what its encoder allocated.
+    const batch = (round: number) => encodeOps(Array.from({ length: 1000 }, (_, i) => ({ op: 'upsert' as const, prefix: `/big/${i}`, nextHops: [{ id: `peer:r${round}-${'x'.repeat(40)}` }] })), 'b', true);
     big.apply(batch(0));
     big.apply(batch(1));
-    // The second batch replaced every entry of the first: only its buffer is left.
-    expect([big.buffers, big.bytes]).toEqual([1, batch(1).bytes.length]);
+    // The second batch replaced every entry of the first: only its buffer is left, and
+    // the allocation it is a view of is what the table keeps alive.
+    const second = batch(1).bytes;
+    expect(second.buffer.byteLength).toBeGreaterThan(second.length);
+    expect([big.buffers, big.bytes]).toEqual([1, second.buffer.byteLength]);
+    // A batch that is a small view of a large allocation (here a slice of Node's buffer
+    // pool) is copied out of it rather than keep it alive.
+    const small = new HeldTable();
+    const one = encodeOps([{ op: 'upsert', prefix: '/one', nextHops: [{ id: 'peer:x' }] }], 'b', true);
+    expect(one.bytes.buffer.byteLength).toBeGreaterThan(2 * one.bytes.length);
+    small.apply(one);
+    expect(small.bytes).toBe(one.bytes.length);
   });
 
   it('empties on clear', () => {
