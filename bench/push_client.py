@@ -34,6 +34,14 @@ def main():
     import grpc
     from dmsc.fib.v1 import fib_pb2 as pb, fib_pb2_grpc
 
+    # Entry i's next hops depend on i % 100 only: 100 next-hop groups, built once each, as
+    # a controller that keeps its next-hop groups (gRIBI's model) would, and copied into
+    # each entry by protobuf's C++ (`extend`). Building four NextHop messages for each
+    # entry instead takes Python about 10 us an entry, which alone caps a pusher at about
+    # 100k entries/s on this machine.
+    groups = [[pb.NextHop(id=f'peer:gw{(g + 17 * k) % 100}', weight=50 + (g + 31 * k) % 100, priority=k >> 1) for k in range(4)]
+              for g in range(100)]
+
     def build(seq, election, first, n):
         """Batch `seq`: upserts for entries first..first+n-1 (push-workload.mjs's entries)."""
         b = pb.Batch(seq=seq, election_id=election)
@@ -41,9 +49,7 @@ def main():
         for i in range(first, first + n):
             up = add().upsert
             up.prefix = f'/capability/t{i % 1000}/n{i}'
-            hops = up.next_hops
-            for k in range(4):
-                hops.add(id=f'peer:gw{(i + 17 * k) % 100}', weight=50 + (i + 31 * k) % 100, priority=k >> 1)
+            up.next_hops.extend(groups[i % 100])
         return pb.ModifyRequest(batch=b)
 
     election = pb.Uint128(high=0, low=1)
