@@ -553,6 +553,9 @@ Status Table::stage(const uint8_t* bytes, size_t nbytes, const uint32_t* words, 
 Status Table::commit(bool* changed) {
   *changed = false;
   if (!staging_) return Status::Ok();
+  // A commit may give a key id or a next-hop index to another name, with its count so far
+  // as the new name's baseline: the owner's held hit belongs to the old one.
+  settle_held(readers_[0]);
   std::unique_ptr<Staging, StagingDeleter> st = std::move(staging_);
   try {
     return BatchApplier(*this, *st).run(changed);

@@ -159,8 +159,18 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
   const SlotArray* a = guard.snapshot().array;
   prefetch_candidates(a, a->depth_mask.load(std::memory_order_acquire), pn);
   if (resolve(a, guard.snapshot().gen, name, pn, q, rs, out, static_cast<int>(pn.ncomp), nullptr)) {
-    rs.prefix_hits.bump(out.key_id);
-    rs.nh_selections.bump(static_cast<uint32_t>(out.nh));
+    if (owner) {
+      // Only the owner commits and reads the counters, so a hit it holds is counted
+      // before either (settle_held): exact wherever it can be seen.
+      settle_held(rs);
+      rs.held_key = out.key_id;
+      rs.held_nh = static_cast<uint32_t>(out.nh);
+      rs.held = true;
+      rs.nh_selections.prefetch(rs.held_nh);
+    } else {
+      rs.prefix_hits.bump(out.key_id);
+      rs.nh_selections.bump(static_cast<uint32_t>(out.nh));
+    }
   }
   return out;
 }

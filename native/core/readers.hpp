@@ -75,6 +75,11 @@ struct alignas(64) ReaderSlot {
   Rng rng;
   CounterArray prefix_hits;     // by key id
   CounterArray nh_selections;   // by next-hop index
+  // The owner slot's last hit of a single lookup, counted at its next one, or before the
+  // table reads or changes counters (commit, stats): on a table too large for the cache
+  // its counters' lines come in meanwhile, rather than stall the lookup that found them.
+  uint32_t held_key = 0, held_nh = 0;
+  bool held = false;
 
   static void add(std::atomic<uint64_t>& c, uint64_t n) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);

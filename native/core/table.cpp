@@ -293,6 +293,7 @@ std::vector<EntryView> Table::entries_under(std::string_view under, size_t limit
 }
 
 Stats Table::stats(size_t top) {
+  settle_held(readers_[0]);
   reclaim();
   Stats s;
   for (const auto& r : readers_) {

@@ -201,6 +201,14 @@ describe.each(IMPLEMENTATIONS)('%s semantics', (_name, make) => {
       t.remove('/s');
       t.upsert('/s', [{ id: 'a' }]);
       expect(t.stats().prefixHits).toEqual([{ prefix: '/s/t', hits: 4 }]);
+      // The last lookup before a change counts for the name as it was: removed and added
+      // again, a name starts from zero all the same.
+      t.lookup('/s');
+      t.remove('/s');
+      t.upsert('/s', [{ id: 'a' }]);
+      expect(t.stats().prefixHits).toEqual([{ prefix: '/s/t', hits: 4 }]);
+      t.lookup('/s');
+      expect(t.stats().prefixHits).toEqual([{ prefix: '/s/t', hits: 4 }, { prefix: '/s', hits: 1 }]);
     });
   });
 
