@@ -159,9 +159,10 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
   const SlotArray* a = guard.snapshot().array;
   prefetch_candidates(a, a->depth_mask.load(std::memory_order_acquire), pn);
   if (resolve(a, guard.snapshot().gen, name, pn, q, rs, out, static_cast<int>(pn.ncomp), nullptr)) {
-    if (owner) {
-      // Only the owner commits and reads the counters, so a hit it holds is counted
-      // before either (settle_held): exact wherever it can be seen.
+    if (&rs == &readers_[0]) {
+      // Only the owner's thread commits and reads the counters, so a hit its slot holds
+      // is counted before either (settle_held): exact wherever it can be seen. Known by
+      // the slot, not the flag, so that no other slot can hold one.
       settle_held(rs);
       rs.held_key = out.key_id;
       rs.held_nh = static_cast<uint32_t>(out.nh);

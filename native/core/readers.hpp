@@ -75,9 +75,10 @@ struct alignas(64) ReaderSlot {
   Rng rng;
   CounterArray prefix_hits;     // by key id
   CounterArray nh_selections;   // by next-hop index
-  // The owner slot's last hit of a single lookup, counted at its next one, or before the
-  // table reads or changes counters (commit, stats): on a table too large for the cache
-  // its counters' lines come in meanwhile, rather than stall the lookup that found them.
+  // The owner slot's last hit of a single lookup, counted at its next single lookup that
+  // finds a route, or before the table reads or rebases counters (commit, stats): on a
+  // table too large for the cache its counters' lines come in meanwhile, rather than
+  // stall the lookup that found them.
   uint32_t held_key = 0, held_nh = 0;
   bool held = false;
 

@@ -238,13 +238,6 @@ class Table {
                        const uint32_t* flows, uint64_t* epoch = nullptr);
   ReaderSlot* acquire_reader();
   void release_reader(ReaderSlot* rs);
-  // Owner thread: counts the hit its slot holds (see ReaderSlot::held).
-  static void settle_held(ReaderSlot& rs) {
-    if (!rs.held) return;
-    rs.held = false;
-    rs.prefix_hits.bump(rs.held_key);
-    rs.nh_selections.bump(rs.held_nh);
-  }
 
   std::atomic<bool> closed{false};
   // Bumped when a next-hop index is recycled or its id forgotten: a handle or index taken
@@ -252,6 +245,13 @@ class Table {
   std::atomic<uint64_t> id_epoch{0};
 
  private:
+  // Owner thread: counts the hit the owner's slot holds (see ReaderSlot::held).
+  static void settle_held(ReaderSlot& rs) {
+    if (!rs.held) return;
+    rs.held = false;
+    rs.prefix_hits.bump(rs.held_key);
+    rs.nh_selections.bump(rs.held_nh);
+  }
   struct Retired {
     enum Kind : uint8_t { kVersion, kArray, kBlob } kind;
     bool drop_key;           // version: the key leaves the table with it

@@ -296,6 +296,21 @@ TEST(hits_start_at_zero_for_a_name_added_again_while_the_index_grows) {
   CHECK_EQ(hits(t, "/a/0"), uint64_t{0});
 }
 
+// The owner's last hit is counted late (at its next lookup, a commit or stats()): a
+// commit that gives its key id or next-hop index to another name must count it first,
+// for the name it was.
+TEST(a_held_hit_is_counted_for_its_name_before_a_commit) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/held", {{"x"}}).apply(t).ok());
+  lookup_id(t, "/held");
+  CHECK(BatchBuilder().remove("/held").apply(t).ok());
+  CHECK(BatchBuilder().upsert("/held", {{"y"}}).apply(t).ok());
+  // Added again (its hits start from zero), and x's next-hop index was free for y.
+  const Stats s = t.stats(1000);
+  CHECK(s.prefix_hits.empty());
+  CHECK(s.nh_selections.empty());
+}
+
 TEST(churn_reclaims_memory) {
   Table t;
   CHECK(BatchBuilder().upsert("/base", {{"b"}}).apply(t).ok());

@@ -209,6 +209,14 @@ describe.each(IMPLEMENTATIONS)('%s semantics', (_name, make) => {
       expect(t.stats().prefixHits).toEqual([{ prefix: '/s/t', hits: 4 }]);
       t.lookup('/s');
       expect(t.stats().prefixHits).toEqual([{ prefix: '/s/t', hits: 4 }, { prefix: '/s', hits: 1 }]);
+      // ...and for the next hop it chose, whose index a later batch may give to another.
+      withTable(make, (u) => {
+        u.upsert('/p', [{ id: 'x' }]);
+        u.lookup('/p');
+        u.remove('/p');
+        u.upsert('/q', [{ id: 'y' }]);
+        expect(u.stats().nextHopSelections).toEqual([]);
+      });
     });
   });
 
