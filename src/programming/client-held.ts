@@ -10,6 +10,7 @@
 // small), when the live ones are copied into one new buffer.
 import { fnv1aBytes, sameBytes } from '../fastpath/hashing.js';
 import type { EncodedOps } from './client-encode.js';
+import { rehashPairs, slotCount, unlinkPair } from './probing.js';
 
 /** Dead bytes tolerated before compacting, beyond half of what is held. */
 const SLACK = 1 << 20;
@@ -25,8 +26,8 @@ const CHUNK = 2 ** 31;
 
 export class HeldTable {
   // Slot s holds an entry when #slots[2s + 1] > 0: where the entry is plus one, and in
-  // #slots[2s] its prefix's hash. Linear probing, at most half full, with deletion by
-  // backward shift (no tombstones to sweep).
+  // #slots[2s] its prefix's hash (probing.ts). Deletion by backward shift: no tombstones
+  // to sweep.
   #slots: Float64Array;
   #size = 0;
   // The buffers entries are in (a hole for one that went), how many live entries each has,
@@ -89,7 +90,10 @@ export class HeldTable {
       if (at > 0) this.#release(at - 1, b);
       const end = ends[i]!;
       if (end < 0) {
-        if (at > 0) this.#delete(slot);
+        if (at > 0) {
+          unlinkPair(this.#slots, slot);
+          this.#size--;
+        }
         continue;
       }
       if (b < 0) b = this.#take(src);
@@ -98,7 +102,7 @@ export class HeldTable {
       this.#slots[2 * slot + 1] = b * SPAN + start + 1;
       if (at === 0) {
         this.#slots[2 * slot] = h;
-        if (++this.#size * 4 > this.#slots.length) this.#grow();
+        if (++this.#size * 2 > slotCount(this.#slots)) this.#slots = rehashPairs(this.#slots, new Float64Array(this.#slots.length * 2));
       }
     }
     // Every upsert of the batch was overwritten or removed within it.
@@ -172,7 +176,7 @@ export class HeldTable {
   // The slot holding the prefix src[p, end), or the empty slot where it would go.
   #find(src: Buffer, p: number, end: number, h: number): number {
     const slots = this.#slots;
-    const mask = (slots.length >>> 1) - 1;
+    const mask = slotCount(slots) - 1;
     for (let s = h & mask; ; s = (s + 1) & mask) {
       const at = slots[2 * s + 1]!;
       if (at === 0) return s;
@@ -181,38 +185,6 @@ export class HeldTable {
       const buf = this.#buffers[Math.floor(where / SPAN)]!;
       const q = prefixOf(buf, where % SPAN);
       if (prefixEnd - q === end - p && sameBytes(buf, q, src, p, end - p)) return s;
-    }
-  }
-
-  // Knuth's deletion for linear probing: entries after the hole that may move into it do.
-  #delete(slot: number): void {
-    const slots = this.#slots;
-    const mask = (slots.length >>> 1) - 1;
-    let hole = slot;
-    for (let j = (hole + 1) & mask; slots[2 * j + 1]! > 0; j = (j + 1) & mask) {
-      const home = slots[2 * j]! & mask;
-      // The entry at j stays when its home lies cyclically in (hole, j].
-      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-      if (stays) continue;
-      slots[2 * hole] = slots[2 * j]!;
-      slots[2 * hole + 1] = slots[2 * j + 1]!;
-      hole = j;
-    }
-    slots[2 * hole] = 0;
-    slots[2 * hole + 1] = 0;
-    this.#size--;
-  }
-
-  #grow(): void {
-    const old = this.#slots;
-    const slots = (this.#slots = new Float64Array(old.length * 2));
-    const mask = (slots.length >>> 1) - 1;
-    for (let i = 0; i < old.length; i += 2) {
-      if (old[i + 1] === 0) continue;
-      let s = old[i]! & mask;
-      while (slots[2 * s + 1] !== 0) s = (s + 1) & mask;
-      slots[2 * s] = old[i]!;
-      slots[2 * s + 1] = old[i + 1]!;
     }
   }
 

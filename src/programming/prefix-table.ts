@@ -5,21 +5,21 @@
 // the keys and values themselves sit in two dense arrays, in the order they came.
 // Values are never undefined.
 
+import { rehashPairs, slotCount, unlinkPair } from './probing.js';
+
 const FIRST_SLOTS = 1 << 10;
 
-/** The table's hash of a string: FNV-1a over its UTF-16 code units, never 0 (0 marks an empty slot). */
+/** The table's hash of a string: FNV-1a over its UTF-16 code units. */
 export function stringHash(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   h ^= h >>> 15;
-  h = Math.imul(h, 0x2c1b3c6d) >>> 0;
-  return h === 0 ? 1 : h;
+  return Math.imul(h, 0x2c1b3c6d) >>> 0;
 }
 
 export class PrefixTable<V> implements Iterable<[string, V]> {
-  // Slot s is empty when #index[2s] is 0; otherwise it holds the key's hash and its
-  // position in #keys plus one. Linear probing, at most half full, deletion by backward
-  // shift (no tombstones in the index).
+  // Slot s holds the key's hash and its position in #keys plus one, or 0 and 0 when empty
+  // (probing.ts). Deletion by backward shift: no tombstones in the index.
   #index: Uint32Array;
   // Entries in the order they came. A removal leaves a hole, undefined in both; the holes
   // are squeezed out into new arrays once they outnumber the entries, and an iteration
@@ -64,7 +64,7 @@ export class PrefixTable<V> implements Iterable<[string, V]> {
     this.#index[2 * s] = h;
     this.#index[2 * s + 1] = this.#keys.push(key);
     this.#values.push(value);
-    if (this.#keys.length * 2 > this.#index.length / 2) this.#grow();
+    if (this.#keys.length * 2 > slotCount(this.#index)) this.#index = rehashPairs(this.#index, new Uint32Array(this.#index.length * 2));
     return undefined;
   }
 
@@ -77,7 +77,7 @@ export class PrefixTable<V> implements Iterable<[string, V]> {
     const s = this.#find(key, stringHash(key));
     const at = this.#index[2 * s + 1]!;
     if (at === 0) return false;
-    this.#unlink(s);
+    unlinkPair(this.#index, s);
     this.#keys[at - 1] = undefined;
     this.#values[at - 1] = undefined;
     // Emptied (a flush, a lease ended): the index of a million entries goes too.
@@ -121,30 +121,12 @@ export class PrefixTable<V> implements Iterable<[string, V]> {
   // The slot holding key, or the empty slot where it would go.
   #find(key: string, h: number): number {
     const index = this.#index;
-    const mask = (index.length >>> 1) - 1;
+    const mask = slotCount(index) - 1;
     for (let s = h & mask; ; s = (s + 1) & mask) {
-      const sh = index[2 * s]!;
-      if (sh === 0) return s;
-      if (sh === h && this.#keys[index[2 * s + 1]! - 1] === key) return s;
+      const at = index[2 * s + 1]!;
+      if (at === 0) return s;
+      if (index[2 * s] === h && this.#keys[at - 1] === key) return s;
     }
-  }
-
-  // Knuth's deletion for linear probing: entries after the hole that may move into it do.
-  #unlink(slot: number): void {
-    const index = this.#index;
-    const mask = (index.length >>> 1) - 1;
-    let hole = slot;
-    for (let j = (hole + 1) & mask; index[2 * j]! !== 0; j = (j + 1) & mask) {
-      const home = index[2 * j]! & mask;
-      // The entry at j stays when its home lies cyclically in (hole, j].
-      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-      if (stays) continue;
-      index[2 * hole] = index[2 * j]!;
-      index[2 * hole + 1] = index[2 * j + 1]!;
-      hole = j;
-    }
-    index[2 * hole] = 0;
-    index[2 * hole + 1] = 0;
   }
 
   // New arrays without the holes, and the index pointed at the new positions.
@@ -165,17 +147,4 @@ export class PrefixTable<V> implements Iterable<[string, V]> {
     this.#holes = 0;
   }
 
-  #grow(): void {
-    const old = this.#index;
-    const index = (this.#index = new Uint32Array(old.length * 2));
-    const mask = (index.length >>> 1) - 1;
-    for (let i = 0; i < old.length; i += 2) {
-      const h = old[i]!;
-      if (h === 0) continue;
-      let s = h & mask;
-      while (index[2 * s] !== 0) s = (s + 1) & mask;
-      index[2 * s] = h;
-      index[2 * s + 1] = old[i + 1]!;
-    }
-  }
 }

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeOps, type EncodedOps } from '../../src/programming/client-encode.js';
 import { HeldTable, prefixHash } from '../../src/programming/client-held.js';
+import { collidingNames } from './colliding.js';
 
 // Few prefixes, so that batches replace and remove what earlier ones wrote; some long (a
 // two-byte length), non-ASCII or empty; and some many, so that the index grows.
@@ -47,17 +48,8 @@ describe("FibClient's held table", () => {
   });
 
   it('tells apart prefixes whose hashes are equal', () => {
-    // Two prefixes of one length with the same 32-bit hash, found by the birthday bound.
-    const seen = new Map<number, string>();
-    let pair: [string, string] | undefined;
-    for (let i = 100_000; !pair; i++) {
-      const p = `/n${i}`;
-      const h = prefixHash(Buffer.from(p), 0, p.length);
-      const other = seen.get(h);
-      if (other !== undefined) pair = [other, p];
-      else seen.set(h, p);
-    }
-    const [a, b] = pair;
+    // Two prefixes of one length with the same 32-bit hash.
+    const [a, b] = collidingNames((p) => prefixHash(Buffer.from(p), 0, p.length), 100_000);
     const held = new HeldTable(1 << 20, 2);
     held.apply(encodeOps([{ op: 'upsert', prefix: a, nextHops: [{ id: 'peer:a' }] }, { op: 'upsert', prefix: b, nextHops: [{ id: 'peer:b' }] }], 'b', true));
     expect(held.size).toBe(2);

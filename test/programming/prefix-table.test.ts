@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PrefixTable, stringHash } from '../../src/programming/prefix-table.js';
+import { collidingNames } from './colliding.js';
 
 // Few keys, so that operations meet what earlier ones wrote; some many, so that the index grows.
 const key = fc.oneof(
@@ -71,16 +72,7 @@ describe('PrefixTable', () => {
   });
 
   it('tells apart keys whose hashes are equal', () => {
-    const seen = new Map<number, string>();
-    let pair: [string, string] | undefined;
-    for (let i = 0; !pair; i++) {
-      const k = `/n${i}`;
-      const h = stringHash(k);
-      const other = seen.get(h);
-      if (other !== undefined) pair = [other, k];
-      else seen.set(h, k);
-    }
-    const [a, b] = pair;
+    const [a, b] = collidingNames(stringHash);
     const table = new PrefixTable<string>(2);
     table.set(a, 'a');
     table.set(b, 'b');
