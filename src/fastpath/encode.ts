@@ -117,6 +117,16 @@ export class BatchEncoder {
     this.#word(this.#off - at);
   }
 
+  // Puts each string's bytes, and its (offset, length) into out from w; returns where it ended.
+  #putAll(strings: readonly string[], out: Uint32Array, w: number): number {
+    for (let i = 0; i < strings.length; i++) {
+      const at = this.#put(strings[i]!);
+      out[w++] = at;
+      out[w++] = this.#off - at;
+    }
+    return w;
+  }
+
   #flush(sink: ChunkSink): void {
     const ids = this.#chunkIds;
     const tags = this.#chunkTags;
@@ -126,17 +136,7 @@ export class BatchEncoder {
     out[0] = this.#ops;
     out[1] = ids.length;
     out[2] = tags.length;
-    let w = 3;
-    for (let i = 0; i < ids.length; i++) {
-      const at = this.#put(ids[i]!);
-      out[w++] = at;
-      out[w++] = this.#off - at;
-    }
-    for (let i = 0; i < tags.length; i++) {
-      const at = this.#put(tags[i]!);
-      out[w++] = at;
-      out[w++] = this.#off - at;
-    }
+    this.#putAll(tags, out, this.#putAll(ids, out, 3));
     out.set(this.#body.subarray(0, this.#n), header);
     sink(new Uint8Array(this.#bytes.buffer, this.#bytes.byteOffset, this.#off), out.subarray(0, header + this.#n));
     this.#n = 0;
