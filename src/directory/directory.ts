@@ -523,10 +523,11 @@ export class Directory {
   #opFor(prefix: string, tagsFor: TagMapper, controlled: readonly NextHop[] = this.#controlled.get(prefix) ?? NONE): FibOp {
     const m = this.#offers.get(prefix);
     const learnedAll = this.#learned.get(prefix);
+    const staticAll = this.#static.get(prefix);
     // Only controllers, or nothing: their union, as they gave it (the common case of a
     // large push, taken with no array made on the way).
-    if (!m && !learnedAll && !this.#static.has(prefix)) return controlled.length ? { op: 'upsert', prefix, nextHops: controlled } : { op: 'remove', prefix };
-    const statics = this.#static.get(prefix) ?? [];
+    if (!m && !learnedAll && !staticAll) return controlled.length ? { op: 'upsert', prefix, nextHops: controlled } : { op: 'remove', prefix };
+    const statics = staticAll ?? [];
     const fixed = statics.length + controlled.length;
     // Agents come first; peer gateways fill what room is left.
     const learned = (learnedAll ?? []).slice(0, Math.max(0, MAX_INSTALLED - fixed - (m?.size ?? 0)));
