@@ -289,13 +289,13 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     napi_value argv[5];
     void* data = nullptr;
     if (napi_get_cb_info(env, cb, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
+    // No node-addon-api wrapper around a raw callback: its typed errors are thrown here.
     try {
-      return static_cast<Bound*>(data)->wrap->DoLookup(Napi::Env(env), argc, argv);
+      return guarded(Napi::Env(env), [&] {
+        return Napi::Value(env, static_cast<Bound*>(data)->wrap->DoLookup(Napi::Env(env), argc, argv));
+      });
     } catch (const Napi::Error& e) {
       e.ThrowAsJavaScriptException();
-      return nullptr;
-    } catch (const std::exception& e) {
-      Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
       return nullptr;
     }
   }
