@@ -158,18 +158,34 @@ async function workerRate(fib, names, count, batch, seconds) {
   }
 }
 
-/** names/s with 1..threads workers; scaling[k] = rate of k+1 workers / rate of one; what ran, and the error, if one fails. */
-export async function workerScaling({ fib, names, threads, batch, seconds, progress }) {
-  const rates = [];
+/**
+ * names/s with 1..threads workers, measured in `rounds` rounds of 1..threads each. A
+ * round's runs are adjacent in time, so its ratios are read against one state of the
+ * machine (a slow spell of a shared host lands on one round, not on the 2-worker figure
+ * alone); scaling[k] is the median over rounds of (k+1 workers / one), rates[k] the
+ * median rate. `perRound` keeps every run. On an error: what ran, and the error.
+ */
+export async function workerScaling({ fib, names, threads, batch, seconds, rounds = 3, progress }) {
+  const perRound = [];
+  const summary = () => {
+    const done = perRound.filter((r) => r.length === threads);
+    const rates = Array.from({ length: threads }, (_, k) => median(perRound.filter((r) => r.length > k).map((r) => r[k])));
+    const scaling = Array.from({ length: threads }, (_, k) => (done.length ? median(done.map((r) => r[k] / r[0])) : rates[k] / rates[0]));
+    return { rounds: perRound.length, rates, scaling, perRound };
+  };
   try {
-    for (let n = 1; n <= threads; n++) {
-      progress(`${n} worker${n > 1 ? 's' : ''}, ${seconds} s`);
-      rates.push(await workerRate(fib, names, n, batch, seconds));
+    for (let round = 1; round <= rounds; round++) {
+      const rates = [];
+      perRound.push(rates);
+      for (let n = 1; n <= threads; n++) {
+        progress(`round ${round} of ${rounds}: ${n} worker${n > 1 ? 's' : ''}, ${seconds} s`);
+        rates.push(await workerRate(fib, names, n, batch, seconds));
+      }
     }
   } catch (e) {
-    return { rates, scaling: rates.map((r) => r / rates[0]), error: e.message.split('\n')[0] };
+    return { ...summary(), error: e.message.split('\n')[0] };
   }
-  return { rates, scaling: rates.map((r) => r / rates[0]) };
+  return summary();
 }
 
 /**

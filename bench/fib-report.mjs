@@ -16,7 +16,7 @@ export function header(say, o, m) {
   say('dmsc fib benchmark');
   say(`workload  ${n(o.prefixes)} prefixes of ${o.depth[0]}-${o.depth[1]} components, 4 next hops each out of 10,000 ids (1 in 5 tagged); seed ${o.seed}`);
   say(`          ${n(o.queries)} query names per series, each a prefix + 0-2 components, popularity ${dists} over shuffled prefixes`);
-  say(`          lookupPacked in batches of ${o.batch}; throughput = median of ${o.trials} trials; workers 1..${o.threads}, ${o.seconds} s each`);
+  say(`          lookupPacked in batches of ${o.batch}; throughput = median of ${o.trials} trials; workers 1..${o.threads}, ${o.seconds} s each, ${o.rounds} rounds`);
   say(`machine   ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}`);
   say(`caches    ${describeCaches(m.caches)} (cpu0, sysfs)`);
   say(`memory    DRAM miss ${f(m.chase.dram.ns)} ns: one dependent random read in ${formatBytes(m.chase.dram.bytes)}, pages ${m.chase.dram.pages} (pointer chase)`);
@@ -89,7 +89,7 @@ export function report(say, o, r, goals) {
   for (const impl of ['native', 'map', 'reference']) if (m[impl].error) say(`${lbl('')}${impl}: not measured (${m[impl].error})`);
   const w = r.workers;
   const wd = ds.find((d) => d.key === w.dist).label;
-  say(`${lbl(`workers: lookupPacked names/s, ${wd}`)}${w.rates.map((v, i) => `${i + 1}: ${f(v / 1e6, 2)} M${i ? ` (${x2(w.scaling[i])})` : ''}`).join('   ')}${w.error ? `   stopped: ${w.error}` : ''}`);
+  say(`${lbl(`workers: lookupPacked names/s, ${wd}`)}${w.rates.map((v, i) => `${i + 1}: ${f(v / 1e6, 2)} M${i ? ` (${x2(w.scaling[i])})` : ''}`).join('   ')}${w.rounds > 1 && w.perRound.length > 1 ? `   (median of ${w.rounds} rounds; ratios ${w.perRound.filter((x) => x.length > 1).map((x) => x2(x[1] / x[0])).join(', ')})` : ''}${w.error ? `   stopped: ${w.error}` : ''}`);
   say();
 
   const td = targetDist(o);

@@ -31,6 +31,8 @@ measurement
   --threads N       worker threads of the scaling run: 1..N are measured (default 2)
   --trials N        trials per throughput figure; the median is reported (default 5)
   --seconds N       duration of each worker-scaling run (default 2)
+  --rounds N        worker-scaling rounds, each running 1..threads workers in turn; the
+                    median ratio of a round's runs is reported (default 3)
 output
   --json            print one JSON document to stdout instead of the text report
   --no-write        do not write bench/results/fib.json and bench/results/fib-latency.svg`;
@@ -45,6 +47,7 @@ const { opts, int } = benchOptions('fib', USAGE, {
   threads: { type: 'string', default: '2' },
   trials: { type: 'string', default: '5' },
   seconds: { type: 'string', default: '2' },
+  rounds: { type: 'string', default: '3' },
   json: { type: 'boolean', default: false },
 });
 const bad = (msg) => {
@@ -85,6 +88,7 @@ const o = {
   threads: int('threads', 1, 63), // a table takes at most 63 attached views
   trials: int('trials', 1, 100),
   seconds: int('seconds', 1, 600),
+  rounds: int('rounds', 1, 100),
   json: opts.json,
   write: !opts['no-write'],
 };
@@ -161,7 +165,7 @@ for (const d of o.dists) {
 // setHealth measurement rewrites 200,000 of its entries).
 const workerDist = o.dists.find((d) => d.kind === 'zipf') ?? o.dists[0];
 progress(`workers, ${workerDist.label}`);
-const workers = { dist: workerDist.key, ...(await workerScaling({ fib, names: names[workerDist.key], threads: o.threads, batch: o.batch, seconds: o.seconds, progress: (m) => progress(`  ${m}`) })) };
+const workers = { dist: workerDist.key, ...(await workerScaling({ fib, names: names[workerDist.key], threads: o.threads, batch: o.batch, seconds: o.seconds, rounds: o.rounds, progress: (m) => progress(`  ${m}`) })) };
 
 progress('setHealth');
 // 'solo' is referenced by one entry, 'hot' by up to 200,000 (as their last next hop).
