@@ -46,44 +46,41 @@ void Table::end_read(ReaderSlot& rs, bool owner) {
 
 // Picks a next hop of one entry, or returns -1 when none is eligible. Sets `failover`
 // when a more preferred next hop of this entry was passed over because of its health.
+// Each pass over the hops is a fixed sequence of selects with no branch on a hop's
+// health, weight or the random draw: which hop is picked is the one thing a lookup
+// cannot predict, and a branch on it missed nearly every time.
 int Table::select(const Version* v, const Query& q, ReaderSlot& rs, bool& failover) const {
   const uint32_t n = v->nhops;
   const Hop* hops = v->hops();
-  uint32_t health[kMaxNextHopsPerEntry];
+  // A hop's priority if it may serve (a weight, the tags asked for, not down), else kNone.
+  uint32_t health[kMaxNextHopsPerEntry], rank[kMaxNextHopsPerEntry];
   uint32_t best_prio = kNone, down_prio = kNone;
-  bool tier_up = false;
   for (uint32_t i = 0; i < n; ++i) {
     const Hop& h = hops[i];
-    health[i] = kNone;
-    if ((q.need && (v->tags(i) & q.need) != q.need) || h.weight == 0) continue;
-    uint32_t hv = nhs_.health(h.nh).load(std::memory_order_relaxed);
-    uint32_t st = health_state(hv);
-    if (st == kDown) {
-      down_prio = std::min<uint32_t>(down_prio, h.prio);
-      continue;
-    }
+    const bool usable = h.weight != 0 && (!q.need || (v->tags(i) & q.need) == q.need);
+    const uint32_t hv = nhs_.health(h.nh).load(std::memory_order_relaxed);
+    const bool down = health_state(hv) == kDown;
     health[i] = hv;
-    if (h.prio < best_prio) {
-      best_prio = h.prio;
-      tier_up = st == kUp;
-    } else if (h.prio == best_prio) {
-      tier_up |= st == kUp;
-    }
+    rank[i] = usable && !down ? h.prio : kNone;
+    best_prio = std::min(best_prio, rank[i]);
+    down_prio = std::min(down_prio, usable && down ? uint32_t{h.prio} : kNone);
   }
   if (best_prio == kNone) {
     if (down_prio != kNone) failover = true;
     return -1;
   }
+  bool tier_up = false;
+  for (uint32_t i = 0; i < n; ++i) tier_up |= rank[i] == best_prio && health_state(health[i]) == kUp;
   if (down_prio < best_prio || (down_prio == best_prio && !tier_up)) failover = true;
   const uint32_t want = tier_up ? kUp : kDegraded;
 
-  int chosen = -1;
   if (q.has_flow) {
     // Weighted rendezvous: smallest -log2(draw) / weight, compared as cross products.
+    int chosen = -1;
     uint64_t best_l = 0, best_w = 1;
     for (uint32_t i = 0; i < n; ++i) {
       uint32_t hv = health[i];
-      if (hv == kNone || hops[i].prio != best_prio || health_state(hv) != want) continue;
+      if (rank[i] != best_prio || health_state(hv) != want) continue;
       uint64_t w = static_cast<uint64_t>(hops[i].weight) * (10000 - health_loadq(hv));
       uint64_t l = neglog2_q16(flow_draw(q.flow, nhs_.idmix(hops[i].nh)));
       if (chosen < 0 || l * best_w < best_l * w) {
@@ -92,25 +89,20 @@ int Table::select(const Version* v, const Query& q, ReaderSlot& rs, bool& failov
         best_w = w;
       }
     }
-  } else {
-    uint64_t weights[kMaxNextHopsPerEntry];
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < n; ++i) {
-      uint32_t hv = health[i];
-      weights[i] = 0;
-      if (hv == kNone || hops[i].prio != best_prio || health_state(hv) != want) continue;
-      weights[i] = static_cast<uint64_t>(hops[i].weight) * (10000 - health_loadq(hv));
-      total += weights[i];
-    }
-    uint64_t r = rs.rng.below(total);
-    for (uint32_t i = 0; i < n; ++i) {
-      if (r < weights[i]) {
-        chosen = static_cast<int>(i);
-        break;
-      }
-      r -= weights[i];
-    }
+    return chosen;
   }
+  // The first hop whose running total of weights passes the draw: the number of running
+  // totals at or below it.
+  uint64_t upto[kMaxNextHopsPerEntry];
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const bool in = rank[i] == best_prio && health_state(health[i]) == want;
+    total += in ? static_cast<uint64_t>(hops[i].weight) * (10000 - health_loadq(health[i])) : 0;
+    upto[i] = total;
+  }
+  const uint64_t r = rs.rng.below(total);
+  int chosen = 0;
+  for (uint32_t i = 0; i < n; ++i) chosen += upto[i] <= r;
   return chosen;
 }
 

@@ -62,6 +62,15 @@ TEST(failover_to_a_shorter_prefix_and_not_for_policy) {
   CHECK(BatchBuilder().upsert("/a/b", {{"long", 0}}).apply(t).ok());
   CHECK_EQ(lookup_id(t, "/a/b", {}, &fo), std::string("short"));
   CHECK(!fo);
+  // A down hop a lookup could not have used is no failover either: drained, or without
+  // the tags asked for. One it could have used is.
+  CHECK(BatchBuilder().upsert("/e", {{"drained", 0, 0, {"t"}}, {"plain", 100, 0, {}}, {"spare", 100, 1, {"t"}}}).apply(t).ok());
+  set_state(t, "drained", kDown);
+  set_state(t, "plain", kDown);
+  CHECK_EQ(lookup_id(t, "/e", q, &fo), std::string("spare"));
+  CHECK(!fo);
+  CHECK_EQ(lookup_id(t, "/e", {}, &fo), std::string("spare"));
+  CHECK(fo);
 }
 
 TEST(weighted_shares_follow_effective_weight) {
