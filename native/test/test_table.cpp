@@ -19,6 +19,26 @@ TEST(longest_prefix_on_component_boundaries) {
   CHECK_EQ(lookup_id(t, "/other"), std::string("root"));
 }
 
+// Keys are compared a word at a time with overlapping loads: every length, and a
+// difference at every position of it, the first and last bytes included.
+TEST(same_bytes_sees_a_difference_anywhere) {
+  uint8_t a[48], b[48];
+  for (uint32_t i = 0; i < sizeof(a); ++i) a[i] = b[i] = static_cast<uint8_t>('a' + i % 26);
+  int wrong = 0;
+  for (uint32_t n = 0; n <= 40; ++n) {
+    if (!same_bytes(a, b, n)) ++wrong;
+    for (uint32_t at = 0; at < n; ++at) {
+      b[at] ^= 0x20;
+      if (same_bytes(a, b, n)) ++wrong;
+      b[at] ^= 0x20;
+    }
+    b[n] ^= 0x20;  // past the end: not compared
+    if (!same_bytes(a, b, n)) ++wrong;
+    b[n] ^= 0x20;
+  }
+  CHECK_EQ(wrong, 0);
+}
+
 TEST(tags_priority_and_degraded_tiers) {
   Table t;
   CHECK(BatchBuilder()
