@@ -51,7 +51,13 @@ class StringSet {
     for (size_t i = h & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
       const Slot& slot = slots_[i];
       if (slot.ref == kEmpty) return -1;
-      if (slot.hash == h && list_[slot.ref] == s) return slot.ref;
+      if (slot.hash == h) {
+        const std::string& held = list_[slot.ref];
+        if (held.size() == s.size() && same_bytes(reinterpret_cast<const uint8_t*>(held.data()),
+                                                  reinterpret_cast<const uint8_t*>(s.data()),
+                                                  static_cast<uint32_t>(s.size())))
+          return slot.ref;
+      }
     }
   }
   // Adds `s`, which the set does not hold; returns its number.
@@ -74,20 +80,36 @@ class StringSet {
     uint32_t hash = 0;
     uint32_t ref = kEmpty;
   };
-  // Eight bytes at a time: ids and tags are short.
+  // Eight bytes at a time: ids and tags are short. The last word overlaps the one
+  // before it (the length is hashed too), so that no copy or loop of a length that
+  // varies from string to string is made.
   static uint32_t hash(std::string_view s) {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ s.size();
-    size_t i = 0;
-    for (; i + 8 <= s.size(); i += 8) {
-      uint64_t w;
-      std::memcpy(&w, s.data() + i, 8);
-      h = (h ^ w) * 0xff51afd7ed558ccdULL;
-      h ^= h >> 32;
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+    const size_t n = s.size();
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+    uint64_t last;
+    if (n >= 8) {
+      for (size_t i = 0; i + 8 < n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+      }
+      std::memcpy(&last, p + n - 8, 8);
+    } else if (n >= 4) {
+      uint32_t lo, hi;
+      std::memcpy(&lo, p, 4);
+      std::memcpy(&hi, p + n - 4, 4);
+      last = lo | static_cast<uint64_t>(hi) << 32;
+    } else {
+      last = n == 0 ? 0 : p[0] | static_cast<uint64_t>(p[n / 2]) << 8 | static_cast<uint64_t>(p[n - 1]) << 16;
     }
-    uint64_t w = 0;
-    std::memcpy(&w, s.data() + i, s.size() - i);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
-    return static_cast<uint32_t>(h ^ (h >> 29));
+    // The full 128-bit product, folded: every bit of the last word reaches the low bits
+    // the slot index is taken from (a plain multiply leaves them to the word's low bytes,
+    // which ids that share a prefix all have alike).
+    const __uint128_t m = static_cast<__uint128_t>(h ^ last) * 0xc4ceb9fe1a85ec53ULL;
+    const uint64_t f = static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
+    return static_cast<uint32_t>(f ^ (f >> 32));
   }
   void grow() {
     std::vector<Slot> next(slots_.empty() ? 64 : slots_.size() * 2);

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -209,6 +210,28 @@ TEST(ids_are_global_and_forgotten_with_their_last_reference) {
   CHECK(!set_state(t, "shared", kUp));
   CHECK(BatchBuilder().upsert("/a", {{"shared"}}).apply(t).ok());
   CHECK_EQ(lookup_id(t, "/a"), std::string("shared"));  // a new id starts up
+}
+
+// A batch numbers its ids by a 32-bit hash of their bytes: among 300,000 ids of one
+// length, some share a hash, and each must still be its own next hop.
+TEST(ids_that_share_a_hash_in_a_batch_stay_apart) {
+  Table t;
+  BatchBuilder b;
+  constexpr int kIds = 300000;
+  char name[32], id[16];
+  for (int i = 0; i < kIds; ++i) {
+    std::snprintf(name, sizeof name, "/p/%d", i);
+    std::snprintf(id, sizeof id, "id-%07d", i);
+    b.upsert(name, {{id}});
+  }
+  CHECK(b.apply(t).ok());
+  int wrong = 0;
+  for (int i = 0; i < kIds; ++i) {
+    std::snprintf(name, sizeof name, "/p/%d", i);
+    std::snprintf(id, sizeof id, "id-%07d", i);
+    if (lookup_id(t, name) != id) ++wrong;
+  }
+  CHECK_EQ(wrong, 0);
 }
 
 // A health handle keeps an id's index while the id epoch stands still. Forgetting the id
