@@ -86,7 +86,10 @@ class StringSet {
   static uint32_t hash(std::string_view s) {
     const auto* p = reinterpret_cast<const uint8_t*>(s.data());
     const size_t n = s.size();
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+    // The length mixed in first: short strings' last words repeat their bytes, and a
+    // length merely XORed in would let them cancel it ("1", "21" and "311" alike).
+    uint64_t h = (0x9E3779B97F4A7C15ULL ^ n) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
     uint64_t last;
     if (n >= 8) {
       for (size_t i = 0; i + 8 < n; i += 8) {

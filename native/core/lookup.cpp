@@ -103,7 +103,9 @@ int Table::select(const Version* v, const Query& q, ReaderSlot& rs, bool& failov
   const uint64_t r = rs.rng.below(total);
   int chosen = 0;
   for (uint32_t i = 0; i < n; ++i) chosen += upto[i] <= r;
-  return chosen;
+  // Every eligible hop weighs at least 100 while health words hold what setHealth writes;
+  // a word written otherwise (the words are shared memory) must not pick past the end.
+  return total ? chosen : -1;
 }
 
 bool Table::resolve(const SlotArray* a, uint64_t snap, const uint8_t* name, const ParsedName& pn,
