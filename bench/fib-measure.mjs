@@ -167,11 +167,14 @@ async function workerRate(fib, names, count, batch, seconds) {
  */
 export async function workerScaling({ fib, names, threads, batch, seconds, rounds = 3, progress }) {
   const perRound = [];
+  // Figures for the worker counts some round reached, each from the rounds that reached
+  // it: a run that failed part way leaves the counts after it out, not NaN.
   const summary = () => {
-    const done = perRound.filter((r) => r.length === threads);
-    const rates = Array.from({ length: threads }, (_, k) => median(perRound.filter((r) => r.length > k).map((r) => r[k])));
-    const scaling = Array.from({ length: threads }, (_, k) => (done.length ? median(done.map((r) => r[k] / r[0])) : rates[k] / rates[0]));
-    return { rounds: perRound.length, rates, scaling, perRound };
+    const reached = Math.max(0, ...perRound.map((r) => r.length));
+    const upTo = (k) => perRound.filter((r) => r.length > k);
+    const rates = Array.from({ length: reached }, (_, k) => median(upTo(k).map((r) => r[k])));
+    const scaling = Array.from({ length: reached }, (_, k) => median(upTo(k).map((r) => r[k] / r[0])));
+    return { rounds: upTo(1).length, rates, scaling, perRound };
   };
   try {
     for (let round = 1; round <= rounds; round++) {

@@ -89,7 +89,7 @@ export function report(say, o, r, goals) {
   for (const impl of ['native', 'map', 'reference']) if (m[impl].error) say(`${lbl('')}${impl}: not measured (${m[impl].error})`);
   const w = r.workers;
   const wd = ds.find((d) => d.key === w.dist).label;
-  say(`${lbl(`workers: lookupPacked names/s, ${wd}`)}${w.rates.map((v, i) => `${i + 1}: ${f(v / 1e6, 2)} M${i ? ` (${x2(w.scaling[i])})` : ''}`).join('   ')}${w.rounds > 1 && w.perRound.length > 1 ? `   (median of ${w.rounds} rounds; ratios ${w.perRound.filter((x) => x.length > 1).map((x) => x2(x[1] / x[0])).join(', ')})` : ''}${w.error ? `   stopped: ${w.error}` : ''}`);
+  say(`${lbl(`workers: lookupPacked names/s, ${wd}`)}${w.rates.map((v, i) => `${i + 1}: ${f(v / 1e6, 2)} M${i ? ` (${x2(w.scaling[i])})` : ''}`).join('   ')}${w.rounds > 1 ? `   (median of ${w.rounds} rounds; ratios ${w.perRound.filter((x) => x.length > 1).map((x) => x2(x[1] / x[0])).join(', ')})` : ''}${w.error ? `   stopped: ${w.error}` : ''}`);
   say();
 
   const td = targetDist(o);
