@@ -175,7 +175,8 @@ LookupResult Table::lookup(ReaderSlot& rs, bool owner, const uint8_t* name, size
 // whose lines were prefetched. The misses of a group overlap instead of queueing.
 // Flattened: resolve() and select() inlined into the group's loop, where a call per
 // name cost about as much as what it called.
-__attribute__((flatten)) Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, size_t nbytes,
+__attribute__((flatten))
+Status Table::lookup_packed(ReaderSlot& rs, bool owner, const uint8_t* bytes, size_t nbytes,
                             const uint32_t* offsets, size_t n, int32_t* out, const Query& q,
                             const uint32_t* flows, uint64_t* epoch) {
   for (size_t i = 0; i < n; ++i) {
