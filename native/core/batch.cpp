@@ -86,17 +86,19 @@ class StringSet {
   static uint32_t hash(std::string_view s) {
     const auto* p = reinterpret_cast<const uint8_t*>(s.data());
     const size_t n = s.size();
+    const auto step = [](uint64_t h, uint64_t w) {
+      h = (h ^ w) * 0xff51afd7ed558ccdULL;
+      return h ^ (h >> 32);
+    };
     // The length mixed in first: short strings' last words repeat their bytes, and a
     // length merely XORed in would let them cancel it ("1", "21" and "311" alike).
-    uint64_t h = (0x9E3779B97F4A7C15ULL ^ n) * 0xff51afd7ed558ccdULL;
-    h ^= h >> 32;
+    uint64_t h = step(0x9E3779B97F4A7C15ULL, n);
     uint64_t last;
     if (n >= 8) {
       for (size_t i = 0; i + 8 < n; i += 8) {
         uint64_t w;
         std::memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
+        h = step(h, w);
       }
       std::memcpy(&last, p + n - 8, 8);
     } else if (n >= 4) {
@@ -107,11 +109,10 @@ class StringSet {
     } else {
       last = n == 0 ? 0 : p[0] | static_cast<uint64_t>(p[n / 2]) << 8 | static_cast<uint64_t>(p[n - 1]) << 16;
     }
-    // The full 128-bit product, folded: every bit of the last word reaches the low bits
-    // the slot index is taken from (a plain multiply leaves them to the word's low bytes,
-    // which ids that share a prefix all have alike).
-    const __uint128_t m = static_cast<__uint128_t>(h ^ last) * 0xc4ceb9fe1a85ec53ULL;
-    const uint64_t f = static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
+    // The full product, folded: every bit of the last word reaches the low bits the slot
+    // index is taken from (a plain multiply leaves them to the word's low bytes, which ids
+    // that share a prefix all have alike).
+    const uint64_t f = mum(h ^ last, 0xc4ceb9fe1a85ec53ULL);
     return static_cast<uint32_t>(f ^ (f >> 32));
   }
   void grow() {

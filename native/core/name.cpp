@@ -10,11 +10,6 @@ constexpr uint64_t kK1 = 0xa0761d6478bd642fULL;
 constexpr uint64_t kK2 = 0xe7037ed1a0b428dbULL;
 constexpr uint64_t kK3 = 0x8ebc6af09c88c6e3ULL;
 
-inline uint64_t mum(uint64_t a, uint64_t b) {
-  __uint128_t r = static_cast<__uint128_t>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
-
 inline uint64_t load_partial(const uint8_t* p, size_t n) {
   uint64_t v = 0;
   for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);

@@ -36,6 +36,14 @@ enum class NameError : uint8_t {
 
 const char* name_error_message(NameError e);
 
+// The 128-bit product of a and b folded to 64 bits (low half XOR high half): every input
+// bit reaches every output bit, in one multiply. The mixing step of the name hash, and of
+// the batch's index of ids and tags.
+inline uint64_t mum(uint64_t a, uint64_t b) {
+  const __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+
 struct ParsedName {
   uint32_t ncomp = 0;        // 0 for the root "/"
   bool ascii = true;         // no byte above 0x7F
