@@ -138,6 +138,21 @@ TEST(the_weighted_draw_maps_to_hops_by_running_totals) {
   CHECK_EQ(wrong, 0);
 }
 
+// Health words are shared memory that handles write from JavaScript. A word no setHealth
+// writes (state 3: neither up, degraded nor down) leaves no weight to draw from; the
+// lookup must find no route, not pick past the entry's last hop.
+TEST(a_health_word_with_no_weight_to_draw_gives_no_route) {
+  Table t;
+  CHECK(BatchBuilder().upsert("/z", {{"q"}}).apply(t).ok());
+  const int64_t i = t.index_of(reinterpret_cast<const uint8_t*>("q"), 1);
+  CHECK(i >= 0);
+  t.health_chunk(static_cast<uint32_t>(i) >> NextHopRegistry::kChunkBits)[i & (NextHopRegistry::kChunkSize - 1)].store(3);
+  NameError err;
+  const LookupResult r = t.lookup(t.owner_slot(), true, reinterpret_cast<const uint8_t*>("/z"), 2, {}, &err);
+  CHECK(err == NameError::kOk);
+  CHECK_EQ(r.nh, -1);
+}
+
 TEST(flows_are_sticky_and_only_the_failed_hops_flows_move) {
   Table t;
   CHECK(BatchBuilder().upsert("/f", {{"h0"}, {"h1"}, {"h2"}, {"h3"}}).apply(t).ok());
