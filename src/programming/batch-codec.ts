@@ -57,19 +57,32 @@ function hop(r: Reader): ControllerHop {
   return Object.freeze(h);
 }
 
-// Upsert {prefix = 1, next_hops = 2}. Encoders write fields in order, so the next hops
-// run from the first of them to the message's end: those bytes are the list's key.
-function upsert(r: Reader): ControllerOp {
+/** An upsert whose next hops are one of its batch's groups: `group`, until the batch is read. */
+interface GroupedUpsert {
+  op: 'upsert';
+  prefix: string;
+  nextHops: readonly ControllerHop[];
+  group?: number;
+}
+
+// Upsert {prefix = 1, next_hops = 2, group = 3}. Encoders write fields in order, so the
+// next hops run from the first of them to the message's end: those bytes are the list's
+// key (a group field after them is not part of a list, and makes it unkeyed).
+function upsert(r: Reader): GroupedUpsert {
   let prefix = '';
   let hops: ControllerHop[] | readonly ControllerHop[] = [];
   let from = -1;
   let key = 0;
   let keyed = true;
+  let group: number | undefined;
   while (r.pos < r.end) {
     const at = r.pos;
     const tag = r.varint();
     if (tag === 10) {
       prefix = r.string();
+      if (from >= 0) keyed = false;
+    } else if (tag === 24) {
+      group = r.varint() >>> 0;
       if (from >= 0) keyed = false;
     } else if (tag === 18) {
       if (from < 0) {
@@ -81,7 +94,7 @@ function upsert(r: Reader): ControllerOp {
         const known = groups.get(key);
         if (known && known.bytes.length === r.end - at && sameBytes(known.bytes, 0, r.buf, at, r.end - at)) {
           r.pos = r.end;
-          return { op: 'upsert', prefix, nextHops: known.hops };
+          return group === undefined ? { op: 'upsert', prefix, nextHops: known.hops } : { op: 'upsert', prefix, nextHops: known.hops, group };
         }
       }
       const outer = r.enter();
@@ -92,13 +105,47 @@ function upsert(r: Reader): ControllerOp {
       if (from >= 0) keyed = false;
     }
   }
-  if (from >= 0 && keyed && hops.length <= MAX_NEXT_HOPS) {
-    hops = Object.freeze(hops);
-    immutableList(hops);
-    if (groups.size >= GROUPS_MAX) groups.clear();
-    groups.set(key, { bytes: Buffer.from(r.buf.subarray(from, r.end)), hops });
+  if (from >= 0 && keyed) hops = keep(key, r.buf, from, r.end, hops as ControllerHop[]);
+  return group === undefined ? { op: 'upsert', prefix, nextHops: hops } : { op: 'upsert', prefix, nextHops: hops, group };
+}
+
+// Shares a list read from buf[from, end) with whatever carries the same bytes later.
+function keep(key: number, buf: Buffer, from: number, end: number, hops: ControllerHop[]): readonly ControllerHop[] {
+  if (hops.length > MAX_NEXT_HOPS) return hops;
+  Object.freeze(hops);
+  immutableList(hops);
+  if (groups.size >= GROUPS_MAX) groups.clear();
+  groups.set(key, { bytes: Buffer.from(buf.subarray(from, end)), hops });
+  return hops;
+}
+
+// NextHopGroup {next_hops = 1}: keyed by its whole bytes, which are its next hops unless
+// it has fields this node does not know.
+function group(r: Reader): readonly ControllerHop[] {
+  const from = r.pos;
+  const size = r.end - from;
+  const key = size <= GROUP_BYTES_MAX ? fnv1aBytes(r.buf, from, r.end) : 0;
+  if (size <= GROUP_BYTES_MAX) {
+    const known = groups.get(key);
+    if (known && known.bytes.length === size && sameBytes(known.bytes, 0, r.buf, from, size)) {
+      r.pos = r.end;
+      return known.hops;
+    }
   }
-  return { op: 'upsert', prefix, nextHops: hops };
+  const hops: ControllerHop[] = [];
+  let keyed = size <= GROUP_BYTES_MAX;
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    if (tag === 10) {
+      const outer = r.enter();
+      hops.push(hop(r));
+      r.leave(outer);
+    } else {
+      r.skip(tag & 7);
+      keyed = false;
+    }
+  }
+  return keyed ? keep(key, r.buf, from, r.end, hops) : hops;
 }
 
 function prefixOnly(r: Reader): string {
@@ -126,8 +173,8 @@ function health(r: Reader): { op: ControllerOp; state: number } {
 }
 
 // Op {oneof: upsert = 1, remove = 2, health = 3}; the last member set wins.
-function op(r: Reader, i: number, bad: OpError[]): ControllerOp {
-  let out: ControllerOp | undefined;
+function op(r: Reader, i: number, bad: OpError[]): ControllerOp | GroupedUpsert {
+  let out: ControllerOp | GroupedUpsert | undefined;
   let state = 0;
   while (r.pos < r.end) {
     const tag = r.varint();
@@ -149,9 +196,13 @@ function op(r: Reader, i: number, bad: OpError[]): ControllerOp {
   return { op: 'remove', prefix: '/' }; // keeps the indexes; the batch is refused anyway
 }
 
-// Batch {seq = 1, election_id = 2, expect_generation = 3, ops = 4}.
+// Batch {seq = 1, election_id = 2, expect_generation = 3, ops = 4, groups = 5}. Groups come
+// after the ops that use them (encoders write fields in order): an upsert of a group gets
+// its next hops once the whole batch is read.
 function batch(r: Reader): NodeBatch {
   const b: NodeBatch = { seq: '0', electionId: null, ops: [], bad: [], record: Buffer.from(r.buf.subarray(r.pos, r.end)) };
+  const lists: (readonly ControllerHop[])[] = [];
+  let grouped: number[] | undefined;
   while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 8) b.seq = r.varint64();
@@ -164,11 +215,32 @@ function batch(r: Reader): NodeBatch {
       b._expectGeneration = 'expectGeneration';
     } else if (tag === 34) {
       const outer = r.enter();
-      b.ops.push(op(r, b.ops.length, b.bad));
+      const o = op(r, b.ops.length, b.bad);
+      if ((o as GroupedUpsert).group !== undefined) (grouped ??= []).push(b.ops.length);
+      b.ops.push(o);
+      r.leave(outer);
+    } else if (tag === 42) {
+      const outer = r.enter();
+      lists.push(group(r));
       r.leave(outer);
     } else r.skip(tag & 7);
   }
+  if (grouped) resolveGroups(b, grouped, lists);
   return b;
+}
+
+// Gives each upsert of a group that group's next hops; names those that cannot have them.
+function resolveGroups(b: NodeBatch, grouped: readonly number[], lists: readonly (readonly ControllerHop[])[]): void {
+  for (const i of grouped) {
+    const o = b.ops[i] as GroupedUpsert;
+    const g = o.group!;
+    let hops = o.nextHops;
+    if (hops.length) b.bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes next_hops or a group, not both (group ${g}, ${hops.length} next hops)` });
+    else if (g >= lists.length) b.bad.push({ opIndex: i, code: 'ERR_DMSC_NOT_FOUND', message: `group ${g} is not in the batch, which has ${lists.length} group${lists.length === 1 ? '' : 's'}` });
+    else hops = lists[g]!;
+    b.ops[i] = { op: 'upsert', prefix: o.prefix, nextHops: hops };
+  }
+  if (b.bad.length > 1) b.bad.sort((x, y) => x.opIndex - y.opIndex);
 }
 
 /**

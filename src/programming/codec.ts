@@ -146,9 +146,25 @@ function upsert(r: Reader): Msg {
       const outer = r.enter();
       hops.push(nextHop(r));
       r.leave(outer);
+    } else if (tag === 24) {
+      m['group'] = r.varint() >>> 0;
+      m['_group'] = 'group';
     } else r.skip(tag & 7);
   }
   return m;
+}
+
+function group(r: Reader): Msg {
+  const hops: Msg[] = [];
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    if (tag === 10) {
+      const outer = r.enter();
+      hops.push(nextHop(r));
+      r.leave(outer);
+    } else r.skip(tag & 7);
+  }
+  return { nextHops: hops };
 }
 
 function health(r: Reader): Msg {
@@ -188,7 +204,8 @@ function op(r: Reader): Msg {
 // Batch, ReplaceBegin and ReplaceEnd share seq (1), election_id (2), expect_generation (3).
 function batchLike(r: Reader, withOps: boolean): Msg {
   const ops: Msg[] = [];
-  const m: Msg = withOps ? { ops, seq: '0', electionId: null } : { seq: '0', electionId: null };
+  const groups: Msg[] = [];
+  const m: Msg = withOps ? { ops, groups, seq: '0', electionId: null } : { seq: '0', electionId: null };
   while (r.pos < r.end) {
     const tag = r.varint();
     if (tag === 8) m['seq'] = r.varint64();
@@ -202,6 +219,10 @@ function batchLike(r: Reader, withOps: boolean): Msg {
     } else if (tag === 34 && withOps) {
       const outer = r.enter();
       ops.push(op(r));
+      r.leave(outer);
+    } else if (tag === 42 && withOps) {
+      const outer = r.enter();
+      groups.push(group(r));
       r.leave(outer);
     } else r.skip(tag & 7);
   }
@@ -371,6 +392,10 @@ export function writeOp(w: Writer, o: Any): void {
     w.nested(1, () => {
       if (u['prefix']) w.string(1, u['prefix']);
       for (const h of u['nextHops'] ?? []) w.nested(2, () => writeHop(w, h));
+      if (u['group'] !== undefined && u['group'] !== null) {
+        w.varint(24);
+        w.varint(u['group']);
+      }
     });
   } else if (o['remove']) {
     w.nested(2, () => o['remove']['prefix'] && w.string(1, o['remove']['prefix']));
@@ -406,6 +431,9 @@ function writeBatchLike(w: Writer, b: Any, withOps: boolean): void {
   // Ops come as objects, or already encoded as Batch field 4 entries (FibClient's).
   if (withOps && b['opsBytes']) w.raw(b['opsBytes']);
   else if (withOps) for (const o of b['ops'] ?? []) w.nested(4, () => writeOp(w, o));
+  if (withOps) for (const g of b['groups'] ?? []) w.nested(5, () => {
+    for (const h of g['nextHops'] ?? []) w.nested(1, () => writeHop(w, h));
+  });
 }
 
 /** Encodes a ModifyRequest given as proto-loader objects (numbers, strings or bigints for 64-bit fields). */

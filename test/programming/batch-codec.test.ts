@@ -23,21 +23,32 @@ const hop = fc.record({
 const hopLists = fc.array(fc.array(hop, { maxLength: 4 }), { minLength: 1, maxLength: 3 });
 const opOf = (lists: unknown[][]) => fc.oneof(
   fc.record({ upsert: fc.record({ prefix: text, nextHops: fc.nat().map((k) => lists[k % lists.length]!) }) }),
+  // Of one of the batch's groups, of one it does not have, or with next hops of its own too.
+  fc.record({ upsert: fc.record({ prefix: text, nextHops: fc.constantFrom([], [], [], lists[0]!), group: fc.nat({ max: 4 }) }) }),
   fc.record({ remove: fc.record({ prefix: text }) }),
   fc.record({ health: fc.record({ nextHopId: text, state: fc.constantFrom<string | number>('UP', 'DEGRADED', 'DOWN', 7), load: fc.double({ noNaN: true }) }) }),
   fc.constant({}),
 );
 const batches = hopLists.chain((lists) => fc.array(fc.record({
   seq: u64, electionId: fc.record({ high: u64, low: u64 }), expectGeneration: fc.option(u64, { nil: undefined }), ops: fc.array(opOf(lists), { maxLength: 8 }),
+  groups: fc.array(fc.nat().map((k) => ({ nextHops: lists[k % lists.length]! })), { maxLength: 3 }),
 }, { requiredKeys: ['seq', 'electionId', 'ops'] }), { minLength: 1, maxLength: 4 }));
 
+const hopOf = (h: any) => ({ id: h.id, priority: h.priority, tags: h.tags, ...(h.weight !== undefined && h.weight !== null ? { weight: h.weight } : {}), ...(h.endpoint ? { endpoint: h.endpoint } : {}) });
+
 /** The plain conversion of the generic codec's ops: what the node's reading must equal. */
-function reference(wire: any[]): { ops: ControllerOp[]; bad: OpError[] } {
+function reference(wire: any[], groups: any[] = []): { ops: ControllerOp[]; bad: OpError[] } {
   const ops: ControllerOp[] = [];
   const bad: OpError[] = [];
   wire.forEach((w, i) => {
     if (w.op === 'upsert') {
-      const hops = w.upsert.nextHops.map((h: any) => ({ id: h.id, priority: h.priority, tags: h.tags, ...(h.weight !== undefined && h.weight !== null ? { weight: h.weight } : {}), ...(h.endpoint ? { endpoint: h.endpoint } : {}) }));
+      let hops = w.upsert.nextHops.map(hopOf);
+      if (w.upsert._group === 'group') {
+        const g = w.upsert.group;
+        if (hops.length) bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: expect.stringContaining('not both') as never });
+        else if (g >= groups.length) bad.push({ opIndex: i, code: 'ERR_DMSC_NOT_FOUND', message: expect.stringContaining(`group ${g} is not in the batch`) as never });
+        else hops = groups[g].nextHops.map(hopOf);
+      }
       ops.push({ op: 'upsert', prefix: w.upsert.prefix, nextHops: hops });
     } else if (w.op === 'remove') ops.push({ op: 'remove', prefix: w.remove.prefix });
     else if (w.op === 'health') {
@@ -59,7 +70,8 @@ describe('the node reading batches', () => {
     fc.assert(fc.property(batches, (list) => {
       for (const m of list) {
         const bytes = generic.serialize({ batch: m });
-        const want = reference((generic.deserialize(bytes) as any).batch.ops);
+        const wire = (generic.deserialize(bytes) as any).batch;
+        const want = reference(wire.ops, wire.groups);
         // Twice: the second reading finds the lists the first one read.
         for (let pass = 0; pass < 2; pass++) {
           const got = decodeModifyForNode(bytes) as { request: string; batch: NodeBatch };
@@ -103,6 +115,30 @@ describe('the node reading batches', () => {
     }
     // Lists built elsewhere are not taken for shared ones.
     expect(isImmutableList(plain(lists[0]))).toBe(false);
+  });
+
+  it("gives every upsert of a group the group's one frozen list, in this batch and the next", () => {
+    const hops = [{ id: 'peer:gw-7', weight: 3, priority: 0, tags: ['eu'], endpoint: '' }];
+    const read = () => (decodeModifyForNode(generic.serialize({ batch: {
+      seq: '1', groups: [{ nextHops: [] }, { nextHops: hops }],
+      ops: [0, 1, 2].map((i) => ({ upsert: { prefix: `/capability/g${i}`, nextHops: [], group: 1 } })),
+    } })) as { batch: NodeBatch }).batch;
+    const first = read();
+    const lists = first.ops.map((o) => (o as { nextHops: readonly ControllerHop[] }).nextHops);
+    expect(first.bad).toEqual([]);
+    expect(plain(lists[0])).toEqual([{ id: 'peer:gw-7', weight: 3, priority: 0, tags: ['eu'] }]);
+    expect(lists[1]).toBe(lists[0]);
+    expect(lists[2]).toBe(lists[0]);
+    expect(isImmutableList(lists[0]!)).toBe(true);
+    expect((read().ops[0] as { nextHops: readonly ControllerHop[] }).nextHops).toBe(lists[0]);
+    // A group with a field this node does not know is read, not shared by its bytes.
+    const field = (n: number, body: Buffer) => Buffer.concat([Buffer.from([(n << 3) | 2, body.length]), body]);
+    const odd = field(5, Buffer.concat([field(1, field(1, Buffer.from('peer:a'))), field(9, Buffer.from('?'))]));
+    const ref = field(4, field(1, Buffer.concat([field(1, Buffer.from('/capability/x')), Buffer.from([24, 0])])));
+    const twice = [0, 1].map(() => (decodeModifyForNode(field(2, Buffer.concat([ref, odd]))) as { batch: NodeBatch }).batch.ops[0] as { nextHops: readonly ControllerHop[] });
+    expect(plain(twice[0]!.nextHops)).toEqual([{ id: 'peer:a', priority: 0, tags: [] }]);
+    expect(twice[1]!.nextHops).not.toBe(twice[0]!.nextHops);
+    expect(isImmutableList(twice[0]!.nextHops)).toBe(false);
   });
 
   it('gives open and the Replace markers as the generic codec does', () => {

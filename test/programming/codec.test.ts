@@ -17,11 +17,12 @@ const hop = fc.record({
 }, { requiredKeys: ['id', 'priority', 'tags', 'endpoint'] });
 const op = fc.oneof(
   fc.record({ upsert: fc.record({ prefix: text, nextHops: fc.array(hop, { maxLength: 5 }) }) }),
+  fc.record({ upsert: fc.record({ prefix: text, nextHops: fc.array(hop, { maxLength: 1 }), group: fc.integer({ min: 0, max: 0xffffffff }) }) }),
   fc.record({ remove: fc.record({ prefix: text }) }),
   fc.record({ health: fc.record({ nextHopId: text, state: fc.constantFrom('UP', 'DEGRADED', 'DOWN'), load: fc.double({ noNaN: true }) }) }),
 );
 const batchLike = (withOps: boolean) => fc.record({
-  seq: u64, electionId: u128, expectGeneration: fc.option(u64, { nil: undefined }), ...(withOps ? { ops: fc.array(op, { maxLength: 8 }) } : {}),
+  seq: u64, electionId: u128, expectGeneration: fc.option(u64, { nil: undefined }), ...(withOps ? { ops: fc.array(op, { maxLength: 8 }), groups: fc.array(fc.record({ nextHops: fc.array(hop, { maxLength: 3 }) }), { maxLength: 3 }) } : {}),
 }, { requiredKeys: ['seq', 'electionId', ...(withOps ? ['ops' as const] : [])] });
 const request = fc.oneof(
   fc.record({ open: fc.record({ controllerId: text, electionId: u128, persistence: fc.constantFrom('PRESERVE', 'DELETE', 'LEASE'), leaseMs: u64 }) }),

@@ -17,7 +17,8 @@ Scenarios:
                {"get": {GetRequest as proto JSON}, "key"?: K, "sample"?: [prefix...]}
                {"sleep": MS}
   bulk         pushes --count generated upserts in batches of --batch over one session,
-               keeping as many batches in flight as the node's window allows; then Get.
+               keeping as many batches in flight as the node's window allows (with
+               --groups, each batch's next-hop lists as its groups); then Get.
 """
 import argparse
 import json
@@ -227,22 +228,37 @@ def run_steps(pb, stub_for, key, steps):
             s.call.cancel()
 
 
-def bulk_ops(pb, args, first, n):
-    """Upserts for entries first..first+n-1. python.test.ts computes the same next hops for
-    the entries it samples: keep the two in step."""
+def bulk_hops(pb, args, i):
+    """Entry i's next hops. python.test.ts computes the same for the entries it samples:
+    keep the two in step."""
     aics = args.aics.split(',') if args.aics else []
-    ops = []
+    hops = []
+    if aics:
+        hops.append(pb.NextHop(id=aics[i % len(aics)], weight=100, priority=0, tags=['bulk'] if i % 2 == 0 else []))
+    hops.append(pb.NextHop(id=f'peer:gw-{i % 5}', weight=50, priority=1))
+    for k in (i % 40, 40 + i % 40):
+        hops.append(pb.NextHop(id=f'ext-{k}', weight=10 + i % 90, priority=2, endpoint=f'{args.ext_base}/{k}'))
+    return hops
+
+
+def bulk_batch(pb, args, seq, first, n):
+    """Batch `seq`: upserts for entries first..first+n-1, with --groups each distinct list
+    of next hops sent once, as a group of the batch, and named by the upserts."""
+    batch = pb.Batch(seq=seq)
+    index = {}
     for i in range(first, first + n):
-        op = pb.Op()
-        up = op.upsert
+        up = batch.ops.add().upsert
         up.prefix = f'{args.root}/{i // args.batch}/e{i}'
-        if aics:
-            up.next_hops.add(id=aics[i % len(aics)], weight=100, priority=0, tags=['bulk'] if i % 2 == 0 else [])
-        up.next_hops.add(id=f'peer:gw-{i % 5}', weight=50, priority=1)
-        for k in (i % 40, 40 + i % 40):
-            up.next_hops.add(id=f'ext-{k}', weight=10 + i % 90, priority=2, endpoint=f'{args.ext_base}/{k}')
-        ops.append(op)
-    return ops
+        hops = bulk_hops(pb, args, i)
+        if not args.groups:
+            up.next_hops.extend(hops)
+            continue
+        key = tuple(h.SerializeToString() for h in hops)
+        if key not in index:
+            index[key] = len(batch.groups)
+            batch.groups.add().next_hops.extend(hops)
+        up.group = index[key]
+    return batch
 
 
 def run_bulk(pb, stub_for, args):
@@ -260,7 +276,7 @@ def run_bulk(pb, stub_for, args):
     while acked < batches and not s.ended:
         while sent < batches and sent - acked < window:
             first = sent * args.batch
-            s.send(pb.ModifyRequest(batch=pb.Batch(seq=sent + 1, ops=bulk_ops(pb, args, first, min(args.batch, args.count - first)))))
+            s.send(pb.ModifyRequest(batch=bulk_batch(pb, args, sent + 1, first, min(args.batch, args.count - first))))
             sent += 1
         got = s.until(lambda kind, value: kind == 'message' and value.WhichOneof('response') == 'result', 60)
         if got is None:
@@ -295,6 +311,7 @@ def main():
     bulk.add_argument('--aics', default='', help='comma-separated AICs registered at the node')
     bulk.add_argument('--ext-base', required=True, help='external next hop ext-K has endpoint EXT_BASE/K')
     bulk.add_argument('--max-window', type=int, default=16)
+    bulk.add_argument('--groups', action='store_true', help='send each batch\'s distinct next-hop lists as its groups')
     bulk.add_argument('--get', action='store_true', help='then Get the controller\'s entries')
     bulk.add_argument('--sample', default='', help='comma-separated prefixes whose entries Get prints')
     args = parser.parse_args()

@@ -293,6 +293,30 @@ describe('FIB programming from Python grpcio', () => {
     expect([...(await fib(node, '/capability/bad')).keys()]).toEqual(['/capability/bad/ok']);
   });
 
+  it('takes next-hop groups sent once a batch, and names an upsert of a group the batch lacks', async () => {
+    const key = await controller(node, 'grouped');
+    const [a, b, c] = [svc('svc-ga'), svc('svc-gb', 1, 7), svc('svc-gc')];
+    const grouped = (seq: number, groups: Hop[][], ops: object[]) => ({ session: 'g', send: { batch: { seq: String(seq), groups: groups.map((nextHops) => ({ nextHops })), ops } } });
+    const ref = (prefix: string, group: number, nextHops: Hop[] = []) => ({ upsert: { prefix, group, nextHops } });
+    const lines = await steps(node, key, [
+      open('g', 1),
+      grouped(1, [[a, b], [c]], [ref('/capability/grp/x', 0), ref('/capability/grp/y', 1), ref('/capability/grp/z', 0), upsert('/capability/grp/w', [c])]),
+      grouped(2, [[c]], [ref('/capability/grp/x', 1), ref('/capability/grp/v', 0), ref('/capability/grp/u', 0, [a])]),
+      { get: {}, sample: ['/capability/grp/x', '/capability/grp/y', '/capability/grp/z'] },
+    ]);
+    expect(results(lines).map(outcome)).toEqual([
+      { seq: 1, status: 'VISIBLE', errors: [] },
+      { seq: 2, status: 'REJECTED', errors: [{ op_index: 0, code: 'ERR_DMSC_NOT_FOUND' }, { op_index: 2, code: 'ERR_DMSC_INVALID_ARGUMENT' }] },
+    ]);
+    const got = only(lines, 'get');
+    expect(got.count).toBe(4);
+    expect(got.sample['/capability/grp/x'].map((h: Hop) => h.id)).toEqual(['svc-ga', 'svc-gb']);
+    expect(got.sample['/capability/grp/y'].map((h: Hop) => h.id)).toEqual(['svc-gc']);
+    const table = await fib(node, '/capability/grp');
+    expect([...table.keys()].sort()).toEqual(['/capability/grp/w', '/capability/grp/x', '/capability/grp/y', '/capability/grp/z']);
+    expect(table.get('/capability/grp/z')!.map((h) => [h.id, h.weight, h.priority])).toEqual([['svc-ga', 100, 0], ['svc-gb', 7, 1]]);
+  });
+
   it('keeps a LEASE session\'s entries for the lease after the session ends, and no longer', async () => {
     const key = await controller(node, 'lease');
     const prefix = '/capability/lease/a';
@@ -370,7 +394,8 @@ describe('FIB programming from Python grpcio', () => {
     const key = await controller(crash, 'crash');
     const acked: number[] = [];
     let killed: Promise<void> | undefined;
-    const lines = await drive(crash, key, ['bulk', '--root', '/capability/crash', '--count', '100000', '--batch', '1000', '--ext-base', 'http://127.0.0.1:9'], (line) => {
+    // With next-hop groups: the journal keeps each batch as it came, groups and all.
+    const lines = await drive(crash, key, ['bulk', '--root', '/capability/crash', '--count', '100000', '--batch', '1000', '--ext-base', 'http://127.0.0.1:9', '--groups'], (line) => {
       if (line.event !== 'result' || line.status !== 'VISIBLE') return;
       acked.push(line.seq);
       if (acked.length === 5) killed = crash.kill9();
