@@ -17,11 +17,20 @@ const OP_KEYS: Readonly<Record<'upsert' | 'remove' | 'health', ReadonlySet<strin
 };
 const HOP_KEYS = new Set(['id', 'weight', 'priority', 'tags', 'endpoint']);
 
-/** A batch's ops, encoded: Batch field 4 entries, and what each op does to the client's table. */
+/**
+ * A batch's ops, encoded: what goes on the wire (Batch field 4 entries, and field 5, the
+ * next-hop groups its upserts name), and what each op does to the client's table.
+ */
 export interface EncodedOps {
   readonly bytes: Buffer;
   readonly count: number;
-  /** Per upsert and remove, in order: where its entry starts in `bytes`, and where it ends (-1 for a remove). */
+  /**
+   * The ops with every upsert's next hops inline, as the client's table keeps them (an
+   * upsert's bytes must mean the same in any batch): `bytes` itself when no upsert names
+   * a group.
+   */
+  readonly held: Buffer;
+  /** Per upsert and remove, in order: where its entry starts in `held`, and where it ends (-1 for a remove). */
   readonly changes: { readonly starts: readonly number[]; readonly ends: readonly number[] };
 }
 
@@ -121,37 +130,144 @@ function op(w: Writer, o: unknown, batch: string, index: number): Did {
   if (!Array.isArray(hops)) throw invalid(opName(batch, index), `nextHops must be an array, got ${describe(hops)}`);
   const at = w.begin(1);
   if (prefix) text(w, 1, prefix);
-  for (let i = 0; i < hops.length; i++) hop(w, hops[i], batch, index, i);
+  const from = w.pos;
+  const seen = lists?.get(hops);
+  if (seen) copyIn(w, w.buf, seen.from, seen.to);
+  else for (let i = 0; i < hops.length; i++) hop(w, hops[i], batch, index, i);
+  last.hops = hops;
+  last.length = w.pos - from;
+  last.seen = seen;
+  last.prefix = prefix;
   w.end(at);
   return UPSERT;
+}
+
+// Appends src[from, to) to w, src being w's own buffer or not: no subarray made per op.
+function copyIn(w: Writer, src: Buffer, from: number, to: number): void {
+  w.ensure(to - from);
+  // After ensure(), src may be w's old buffer: it still holds the bytes.
+  w.pos += src.copy(w.buf, w.pos, from, to);
+}
+
+/** A next-hop list met in a batch: where its bytes are (Upsert.next_hops entries), and its group once it has one. */
+interface List {
+  readonly from: number;
+  readonly to: number;
+  group: number;
+}
+
+// The batch's lists by identity while it is encoded (op() reads it), and what op() last
+// wrote of an upsert: module state rather than an object made per op.
+let lists: Map<unknown, List> | undefined;
+const last: { hops: unknown; length: number; seen: List | undefined; prefix: string } = { hops: undefined, length: 0, seen: undefined, prefix: '' };
+
+/** An upsert sent naming a group: where its inline entry is, its prefix and its group. */
+interface GroupedUpsert {
+  readonly start: number;
+  readonly end: number;
+  readonly prefix: string;
+  readonly group: number;
 }
 
 /**
  * Encodes a batch's ops; `where` names the batch in errors (an op is `where[3]`). With
  * `keep`, says what each op does to the client's table.
+ *
+ * A list of next hops is read once a batch: an upsert whose `nextHops` is the very array
+ * an earlier upsert of the batch had gets the bytes that array was encoded to, unread,
+ * and goes on the wire naming a next-hop group made of them (Batch.groups). A bulk load
+ * whose entries share a few hundred lists is then a third of the bytes to send, for the
+ * node to read and for its journal to keep, and the client reads each list once.
  * @throws ERR_DMSC_INVALID_ARGUMENT for an op that cannot be sent
  */
 export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOps {
   if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${where}: a batch must be an array of ops`);
+  // Every op inline first: what the client's table keeps, and all that is sent unless
+  // some upserts share a list.
   const w = new Writer(64 + 96 * ops.length);
   const starts: number[] = [];
   const ends: number[] = [];
-  for (let i = 0; i < ops.length; i++) {
-    const start = w.pos;
-    const at = w.begin(4);
-    const did = op(w, ops[i], where, i);
-    w.end(at);
-    if (keep && did !== NOTHING) {
-      starts.push(start);
-      ends.push(did === UPSERT ? w.pos : -1);
+  const grouped: GroupedUpsert[] = [];
+  const groups: List[] = [];
+  const batchLists = new Map<unknown, List>();
+  // A getter in the ops may encode another batch meanwhile.
+  const outer = lists;
+  lists = batchLists;
+  try {
+    for (let i = 0; i < ops.length; i++) {
+      const start = w.pos;
+      const at = w.begin(4);
+      last.hops = undefined;
+      const did = op(w, ops[i], where, i);
+      w.end(at);
+      if (keep && did !== NOTHING) {
+        starts.push(start);
+        ends.push(did === UPSERT ? w.pos : -1);
+      }
+      if (did !== UPSERT || last.length === 0) continue;
+      // The next hops end the upsert, and so the op: the bytes just written.
+      const seen = last.seen;
+      if (!seen) batchLists.set(last.hops, { from: w.pos - last.length, to: w.pos, group: -1 });
+      else {
+        if (seen.group < 0) seen.group = groups.push(seen) - 1;
+        grouped.push({ start, end: w.pos, prefix: last.prefix, group: seen.group });
+      }
     }
+  } finally {
+    lists = outer;
   }
-  return { bytes: w.done(), count: ops.length, changes: { starts, ends } };
+  const held = w.done();
+  return { bytes: grouped.length ? withGroups(held, grouped, groups) : held, held, count: ops.length, changes: { starts, ends } };
+}
+
+// The batch for the wire: the ops as they are, but those of `grouped` naming their group,
+// and the groups after them.
+function withGroups(inline: Buffer, grouped: readonly GroupedUpsert[], groups: readonly List[]): Buffer {
+  const w = new Writer(inline.length);
+  let copied = 0;
+  for (const g of grouped) {
+    copyIn(w, inline, copied, g.start);
+    const op = w.begin(4);
+    const up = w.begin(1);
+    if (g.prefix) text(w, 1, g.prefix);
+    w.varint(24);
+    w.varint(g.group);
+    w.end(up);
+    w.end(op);
+    copied = g.end;
+  }
+  copyIn(w, inline, copied, inline.length);
+  for (const list of groups) {
+    const at = w.begin(5);
+    const from = w.pos;
+    copyIn(w, inline, list.from, list.to);
+    // Upsert.next_hops (field 2) entries become NextHopGroup.next_hops (field 1) ones.
+    for (let p = from; p < w.pos;) {
+      w.buf[p] = (1 << 3) | 2;
+      let len = 0;
+      let shift = 1;
+      let q = p + 1;
+      for (let b = w.buf[q++]!; ; b = w.buf[q++]!) {
+        len += (b & 0x7f) * shift;
+        if (b < 0x80) break;
+        shift *= 128;
+      }
+      p = q + len;
+    }
+    w.end(at);
+  }
+  return w.done();
 }
 
 /** Checks one op as `encodeOps` would; `where` names it in the error. */
 export function checkOp(o: unknown, where: string): void {
-  op(new Writer(256), o, where, -1);
+  const outer = lists;
+  lists = undefined;
+  try {
+    op(new Writer(256), o, where, -1);
+  } finally {
+    lists = outer;
+  }
 }
 
 // Names are made only for an error: a bulk load has millions of ops and hops.

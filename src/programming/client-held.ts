@@ -73,11 +73,11 @@ export class HeldTable {
 
   /**
    * Takes what a batch the node applied did: its upserts and removes, in order. Keeps
-   * `ops.bytes` (the caller must not write to it again).
+   * `ops.held` (the caller must not write to it again).
    */
   apply(ops: EncodedOps): void {
     const { starts, ends } = ops.changes;
-    const src = ops.bytes;
+    const src = ops.held;
     // The batch's buffer is taken at its first upsert; what no upsert keeps (removes,
     // health ops) is dead from the start.
     let b = -1;

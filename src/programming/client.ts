@@ -540,7 +540,10 @@ export class FibClient extends EventEmitter<FibClientEvents> {
     let ops: Buffer[] = [];
     let bytes = 0;
     // Copied at once: the views are of the held table's buffer, which the next result may change.
-    const batch = () => frames.push({ kind: 'batch', ops: { bytes: Buffer.concat(ops, bytes), count: ops.length, changes: { starts: [], ends: [] } }, run, index: frames.length - 1 });
+    const batch = () => {
+      const all = Buffer.concat(ops, bytes);
+      frames.push({ kind: 'batch', ops: { bytes: all, held: all, count: ops.length, changes: { starts: [], ends: [] } }, run, index: frames.length - 1 });
+    };
     // Room for the batch's other fields under the node's byte limit.
     const room = maxBytes - 64;
     for (const op of this.#held!.ops()) {

@@ -211,14 +211,52 @@ describe("FibClient's encoding of batches", () => {
       // Each change starts a whole op; an upsert's kept bytes are exactly that op, which
       // sent again reads as that upsert.
       for (let i = 0; i < starts.length; i++) {
-        const from = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: e.bytes.subarray(starts[i]) } })) as { batch: NodeBatch }).batch.ops;
+        const from = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: e.held.subarray(starts[i]) } })) as { batch: NodeBatch }).batch.ops;
         expect(from[0]).toMatchObject({ op: changes[i]!.op, prefix: changes[i]!.prefix });
         if (ends[i]! < 0) continue;
-        const again = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: e.bytes.subarray(starts[i], ends[i]) } })) as { batch: NodeBatch }).batch.ops;
+        const again = (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '1', opsBytes: e.held.subarray(starts[i], ends[i]) } })) as { batch: NodeBatch }).batch.ops;
         expect(again).toHaveLength(1);
         expect((again[0] as { prefix: string }).prefix).toBe(changes[i]!.prefix);
       }
     }), { numRuns: 300 });
+  });
+
+  it('sends a list of next hops shared by upserts once a batch, as a group they name, and keeps every upsert inline', () => {
+    // Upserts that share a few arrays of next hops (by identity), among other ops.
+    const shared = fc.array(fc.array(clientHop, { maxLength: 4 }), { minLength: 1, maxLength: 3 }).chain((lists) => fc.array(fc.oneof(
+      clientOp,
+      fc.record({ op: fc.constant('upsert' as const), prefix: name, k: fc.nat() }).map(({ op, prefix, k }) => ({ op, prefix, nextHops: lists[k % lists.length]! })),
+    ), { maxLength: 12 }));
+    let grouped = 0;
+    fc.assert(fc.property(shared, (ops) => {
+      const e = encodeOps(ops, 'ops', true);
+      const theirs = plain(generic.deserialize(generic.serialize({ batch: { seq: '9', ops: ops.map(wire) } })));
+      // Kept: every upsert inline, as the ops read.
+      expect(plain(generic.deserialize(encodeModifyRequest({ batch: { seq: '9', opsBytes: e.held } })))).toEqual(theirs);
+      // Sent: the same ops once each upsert's group is put in its place.
+      const sent = generic.deserialize(encodeModifyRequest({ batch: { seq: '9', opsBytes: e.bytes } })) as any;
+      let here = 0;
+      for (const o of sent.batch.ops) {
+        if (o.upsert?._group !== 'group') continue;
+        expect(o.upsert.nextHops).toEqual([]);
+        o.upsert.nextHops = sent.batch.groups[o.upsert.group].nextHops;
+        delete o.upsert.group;
+        delete o.upsert._group;
+        here++;
+      }
+      grouped += here;
+      sent.batch.groups = [];
+      expect(plain(sent)).toEqual(theirs);
+      // And the node reads the two alike.
+      const node = (bytes: Buffer) => (decodeModifyForNode(encodeModifyRequest({ batch: { seq: '9', opsBytes: bytes } })) as { batch: NodeBatch }).batch;
+      expect(plain(node(e.bytes).ops)).toEqual(plain(node(e.held).ops));
+      expect(node(e.bytes).bad).toEqual(node(e.held).bad);
+      // Every upsert of a list met before in the batch names its group; the others are inline.
+      const repeats = ops.filter((o, i) => o.op === 'upsert' && o.nextHops.length > 0 && ops.findIndex((p) => p.op === 'upsert' && p.nextHops === o.nextHops) < i).length;
+      expect(here).toBe(repeats);
+      if (repeats === 0) expect(e.bytes).toBe(e.held);
+    }), { numRuns: 300 });
+    expect(grouped).toBeGreaterThan(100);
   });
 
   it('sends a weight or priority that is no uint32 as one the node refuses by name, never as unreadable bytes', () => {

@@ -327,7 +327,10 @@ describe('FibClient across a node restart', () => {
       const primary: boolean[] = [];
       fib.on('primary', (p) => primary.push(p.primary));
       await fib.open();
-      expect((await fib.modify([upsert('/capability/ctl/keep1'), upsert('/capability/ctl/keep2'), upsert('/capability/ctl/gone')])).status).toBe('VISIBLE');
+      // keep1 and keep2 share one list of next hops: the second is sent naming it as a
+      // group of the batch, and held inline for the resync.
+      const via = [{ id: 'peer:gw2' }];
+      expect((await fib.modify([{ op: 'upsert', prefix: '/capability/ctl/keep1', nextHops: via }, { op: 'upsert', prefix: '/capability/ctl/keep2', nextHops: via }, upsert('/capability/ctl/gone')])).status).toBe('VISIBLE');
 
       // Another session of the same controller leaves an entry this client does not hold.
       const dir = await tempDir();
