@@ -57,24 +57,20 @@ function hop(r: Reader): ControllerHop {
   return Object.freeze(h);
 }
 
-/** An upsert whose next hops are one of its batch's groups: `group`, until the batch is read. */
-interface GroupedUpsert {
-  op: 'upsert';
-  prefix: string;
-  nextHops: readonly ControllerHop[];
-  group?: number;
-}
+/** The group the upsert last read names (Upsert.group), or -1: module state, not an object per op. */
+let upsertGroup = -1;
+const NO_HOPS: readonly ControllerHop[] = Object.freeze([]);
 
 // Upsert {prefix = 1, next_hops = 2, group = 3}. Encoders write fields in order, so the
 // next hops run from the first of them to the message's end: those bytes are the list's
 // key (a group field after them is not part of a list, and makes it unkeyed).
-function upsert(r: Reader): GroupedUpsert {
+function upsert(r: Reader): ControllerOp {
   let prefix = '';
-  let hops: ControllerHop[] | readonly ControllerHop[] = [];
+  let hops: ControllerHop[] | readonly ControllerHop[] = NO_HOPS;
   let from = -1;
   let key = 0;
   let keyed = true;
-  let group: number | undefined;
+  upsertGroup = -1;
   while (r.pos < r.end) {
     const at = r.pos;
     const tag = r.varint();
@@ -82,19 +78,20 @@ function upsert(r: Reader): GroupedUpsert {
       prefix = r.string();
       if (from >= 0) keyed = false;
     } else if (tag === 24) {
-      group = r.varint() >>> 0;
+      upsertGroup = r.varint() >>> 0;
       if (from >= 0) keyed = false;
     } else if (tag === 18) {
       if (from < 0) {
         from = at;
         if (r.end - at > GROUP_BYTES_MAX) keyed = false;
+        hops = [];
       }
       if (from === at && keyed) {
         key = fnv1aBytes(r.buf, at, r.end);
         const known = groups.get(key);
         if (known && known.bytes.length === r.end - at && sameBytes(known.bytes, 0, r.buf, at, r.end - at)) {
           r.pos = r.end;
-          return group === undefined ? { op: 'upsert', prefix, nextHops: known.hops } : { op: 'upsert', prefix, nextHops: known.hops, group };
+          return { op: 'upsert', prefix, nextHops: known.hops };
         }
       }
       const outer = r.enter();
@@ -106,7 +103,7 @@ function upsert(r: Reader): GroupedUpsert {
     }
   }
   if (from >= 0 && keyed) hops = keep(key, r.buf, from, r.end, hops as ControllerHop[]);
-  return group === undefined ? { op: 'upsert', prefix, nextHops: hops } : { op: 'upsert', prefix, nextHops: hops, group };
+  return { op: 'upsert', prefix, nextHops: hops };
 }
 
 // Shares a list read from buf[from, end) with whatever carries the same bytes later.
@@ -172,18 +169,25 @@ function health(r: Reader): { op: ControllerOp; state: number } {
   return { op: { op: 'health', nextHopId, state: HEALTH[state] ?? 'up', load }, state };
 }
 
+/** The group the op last read names, for `batch`: -1 for none. */
+let opGroup = -1;
+
 // Op {oneof: upsert = 1, remove = 2, health = 3}; the last member set wins.
-function op(r: Reader, i: number, bad: OpError[]): ControllerOp | GroupedUpsert {
-  let out: ControllerOp | GroupedUpsert | undefined;
+function op(r: Reader, i: number, bad: OpError[]): ControllerOp {
+  let out: ControllerOp | undefined;
   let state = 0;
+  opGroup = -1;
   while (r.pos < r.end) {
     const tag = r.varint();
     const field = tag >>> 3;
     if ((tag & 7) === 2 && field >= 1 && field <= 3) {
       const outer = r.enter();
       state = 0;
-      if (field === 1) out = upsert(r);
-      else if (field === 2) out = { op: 'remove', prefix: prefixOnly(r) };
+      opGroup = -1;
+      if (field === 1) {
+        out = upsert(r);
+        opGroup = upsertGroup;
+      } else if (field === 2) out = { op: 'remove', prefix: prefixOnly(r) };
       else ({ op: out, state } = health(r));
       r.leave(outer);
     } else r.skip(tag & 7);
@@ -216,7 +220,7 @@ function batch(r: Reader): NodeBatch {
     } else if (tag === 34) {
       const outer = r.enter();
       const o = op(r, b.ops.length, b.bad);
-      if ((o as GroupedUpsert).group !== undefined) (grouped ??= []).push(b.ops.length);
+      if (opGroup >= 0) (grouped ??= []).push(b.ops.length, opGroup);
       b.ops.push(o);
       r.leave(outer);
     } else if (tag === 42) {
@@ -229,16 +233,18 @@ function batch(r: Reader): NodeBatch {
   return b;
 }
 
-// Gives each upsert of a group that group's next hops; names those that cannot have them.
+// Gives each upsert of a group (`grouped`: op index, group, ...) that group's next hops;
+// names those that cannot have them.
 function resolveGroups(b: NodeBatch, grouped: readonly number[], lists: readonly (readonly ControllerHop[])[]): void {
-  for (const i of grouped) {
-    const o = b.ops[i] as GroupedUpsert;
-    const g = o.group!;
-    let hops = o.nextHops;
-    if (hops.length) b.bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes next_hops or a group, not both (group ${g}, ${hops.length} next hops)` });
+  for (let k = 0; k < grouped.length; k += 2) {
+    const i = grouped[k]!;
+    const g = grouped[k + 1]!;
+    // The decoder's own object, not yet anyone else's.
+    const o = b.ops[i] as { nextHops: readonly ControllerHop[] };
+    const n = o.nextHops.length;
+    if (n) b.bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes next_hops or a group, not both (group ${g}, ${n} next hops)` });
     else if (g >= lists.length) b.bad.push({ opIndex: i, code: 'ERR_DMSC_NOT_FOUND', message: `group ${g} is not in the batch, which has ${lists.length} group${lists.length === 1 ? '' : 's'}` });
-    else hops = lists[g]!;
-    b.ops[i] = { op: 'upsert', prefix: o.prefix, nextHops: hops };
+    else o.nextHops = lists[g]!;
   }
   if (b.bad.length > 1) b.bad.sort((x, y) => x.opIndex - y.opIndex);
 }
