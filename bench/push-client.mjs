@@ -2,10 +2,11 @@
 // A pushing client of the push benchmark, in its own process (bench/push.mjs starts it):
 //   http ORIGIN TOKEN ENTRIES BATCH INFLIGHT
 //       POST /v1/fib/batches (JSON, undici), INFLIGHT batches at a time;
-//   grpc ADDRESS TOKEN ENTRIES BATCH SMALL LARGE
+//   grpc ADDRESS TOKEN ENTRIES BATCH SMALL LARGE [fresh]
 //       FibClient: ENTRIES in batches of BATCH pipelined up to the node's window, then
 //       SMALL 1-op batches and LARGE 1,000-op batches one at a time (ack latency; none
-//       when SMALL is 0).
+//       when SMALL is 0). With `fresh`, each entry has its own array of next hops instead
+//       of sharing its group's (push-workload.mjs).
 // Prints a JSON line once the push is done: its start and end (CLOCK_MONOTONIC ns, which
 // the parent shares), statuses and the client's CPU time; then, in grpc mode, one with
 // the latency histograms.
@@ -45,7 +46,7 @@ async function pushHttp(origin, entries, batch, inflight) {
   return { start: String(t0), end: String(t1), seconds: Number(t1 - t0) / 1e9, statuses, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
-async function pushGrpc(fib, entries, batch, window) {
+async function pushGrpc(fib, entries, batch, window, fresh) {
   const batches = Math.ceil(entries / batch);
   const statuses = {};
   // Twice the window outstanding: the client sends up to the window and queues the rest,
@@ -59,7 +60,7 @@ async function pushGrpc(fib, entries, batch, window) {
     const launch = () => {
       while (next < batches && next - done < depth) {
         const b = next++;
-        const ops = pushOps(b * batch, Math.min(batch, entries - b * batch));
+        const ops = pushOps(b * batch, Math.min(batch, entries - b * batch), fresh);
         t0 ??= now();
         fib.modify(ops).then((r) => {
           tally(statuses, r.status);
@@ -103,11 +104,11 @@ if (mode === 'http') {
   const [entries, batch, inflight] = rest.map(Number);
   line({ push: await pushHttp(target, entries, batch, inflight) });
 } else if (mode === 'grpc') {
-  const [entries, batch, small, large] = rest.map(Number);
+  const [entries, batch, small, large] = rest.slice(0, 4).map(Number);
   const fib = new FibClient({ address: target, key: token });
   const opened = await fib.open();
   if (!opened.primary) throw new Error('the session is not primary');
-  line({ push: await pushGrpc(fib, entries, batch, opened.limits.window), held: fib.held });
+  line({ push: await pushGrpc(fib, entries, batch, opened.limits.window, rest[4] === 'fresh'), held: fib.held });
   if (small > 0) line({ ack: { one: await ackLatency(fib, 'ack1', small, 1), thousand: await ackLatency(fib, 'ack1000', large, 1000) } });
   fib.close();
 } else {

@@ -15,10 +15,21 @@ export function hopsOf(i) {
 
 export const prefixOf = (i) => `/capability/t${i % 1000}/n${i}`;
 
-/** Upserts for entries [first, first + count), in the `--fib` file format. */
-export function pushOps(first, count) {
+/**
+ * Entry i's next hops depend on i % 100 only: 100 next-hop groups, each one array that
+ * the entries using it share, as a controller that keeps next-hop groups (gRIBI's model)
+ * holds them, and as the Python pusher builds them.
+ */
+export const GROUPS = 100;
+const LISTS = Array.from({ length: GROUPS }, (_, g) => hopsOf(g));
+
+/**
+ * Upserts for entries [first, first + count), in the `--fib` file format. `fresh`: each
+ * entry with an array of its own (as ops parsed from JSON lines come), the same values.
+ */
+export function pushOps(first, count, fresh = false) {
   const ops = new Array(count);
-  for (let j = 0; j < count; j++) ops[j] = { op: 'upsert', prefix: prefixOf(first + j), nextHops: hopsOf(first + j) };
+  for (let j = 0; j < count; j++) ops[j] = { op: 'upsert', prefix: prefixOf(first + j), nextHops: fresh ? hopsOf(first + j) : LISTS[(first + j) % GROUPS] };
   return ops;
 }
 

@@ -45,14 +45,15 @@ const USAGE = `usage: npm run bench -- push [options]
   --ack-small N    1-op batches for the ack latency, one at a time (default 2000)
   --ack-large N    1,000-op batches for the ack latency, one at a time (default 200)
   --idle N         seconds of the readers' idle rate before each push (default 2)
-  --only=LIST      comma-separated runs: floor,http,ts,ts-nice,python,python-groups,python-prebuilt
+  --only=LIST      comma-separated runs: floor,http,ts,ts-fresh,ts-nice,python,python-groups,
+                   python-prebuilt
                    (default all; the = form, so that npm run bench does not read LIST as a
                    benchmark's name)
   --skip-python    leave out the Python pusher
   --json           print the results as JSON instead of the table
   --no-write       do not write bench/results/push.json`;
 
-const RUN_NAMES_DEFAULT = 'floor,http,ts,ts-nice,python,python-groups,python-prebuilt';
+const RUN_NAMES_DEFAULT = 'floor,http,ts,ts-fresh,ts-nice,python,python-groups,python-prebuilt';
 const { opts, int } = benchOptions('push', USAGE, {
   entries: { type: 'string', default: '1000000' },
   batch: { type: 'string', default: '1000' },
@@ -70,7 +71,7 @@ const INFLIGHT = int('inflight', 1, 64);
 const ACK_SMALL = int('ack-small', 10, 1_000_000);
 const ACK_LARGE = int('ack-large', 10, 100_000);
 const IDLE_S = int('idle', 1, 60);
-const RUN_NAMES = ['floor', 'http', 'ts', 'ts-nice', 'python', 'python-groups', 'python-prebuilt'];
+const RUN_NAMES = ['floor', 'http', 'ts', 'ts-fresh', 'ts-nice', 'python', 'python-groups', 'python-prebuilt'];
 /** The ts-nice pusher's nice value: below the node and its readers, which run at 0. */
 const NICE = 10;
 const ONLY = new Set(opts.only.split(',').map((s) => s.trim()).filter(Boolean));
@@ -273,6 +274,9 @@ const RUNS = {
   floor: floorRun,
   http: () => nodeRun('baseline (HTTP)', (n, onLine) => runChild(process.execPath, [...CHILD_FLAGS, join(here, 'push-client.mjs'), 'http', n.origin, n.token, String(N), String(BATCH), String(INFLIGHT)], onLine)),
   ts: () => nodeRun('ours (TypeScript)', (n, onLine) => runChild(process.execPath, [...CHILD_FLAGS, join(here, 'push-client.mjs'), 'grpc', n.fibAddress, n.token, String(N), String(BATCH), String(ACK_SMALL), String(ACK_LARGE)], onLine)),
+  // Each entry with an array of next hops of its own, as ops parsed from JSON come: no
+  // list for FibClient to send once as a group.
+  'ts-fresh': () => nodeRun('ours (TypeScript, a list per entry)', (n, onLine) => runChild(process.execPath, [...CHILD_FLAGS, join(here, 'push-client.mjs'), 'grpc', n.fibAddress, n.token, String(N), String(BATCH), '0', '0', 'fresh'], onLine)),
   'ts-nice': () => nodeRun('ours (TypeScript, pusher at nice 10)', (n, onLine) => runChild(process.execPath, [...CHILD_FLAGS, join(here, 'push-client.mjs'), 'grpc', n.fibAddress, n.token, String(N), String(BATCH), '0', '0'], onLine, NICE)),
   python: () => pythonRun('ours (Python)', []),
   // Each batch's 100 next-hop lists sent once, as its groups (Batch.groups, Upsert.group).
@@ -307,6 +311,7 @@ const rows = [
   ['floor', 'floor: ForwardingTable.apply, in-process'],
   ['http', `baseline: POST /v1/fib/batches (JSON), ${INFLIGHT} in flight`],
   ['ts', 'ours: FibClient (TypeScript), gRPC, window'],
+  ['ts-fresh', '  the same, each entry a list of its own'],
   ['ts-nice', `  the same, the pusher at nice ${NICE}`],
   ['python', 'ours: Python grpcio, generated stubs, window'],
   ['python-groups', '  the same, next hops as the batch\'s groups'],
