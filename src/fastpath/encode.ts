@@ -24,8 +24,12 @@ export class BatchEncoder {
   // deduplicates them by content when it stages the chunk. Looking them up in a Map here
   // would make V8 internalize millions of strings, and that garbage cost more than the
   // bytes it saves.
+  // Filled up to #ids and #tags and never emptied: an array emptied (length 0) gives its
+  // storage back, and growing it again for each chunk allocated 150 MB for a million ops.
   #chunkIds: string[] = [];
   #chunkTags: string[] = [];
+  #ids = 0;
+  #tags = 0;
   /** Shared lists in this chunk: where their ids start in #chunkIds. */
   #listIds = new Map<readonly NextHop[], number>();
 
@@ -41,20 +45,22 @@ export class BatchEncoder {
         this.#ops++;
       },
       hop: (id, weight, priority, tags) => {
-        this.#word(this.#chunkIds.push(id) - 1);
+        this.#chunkIds[this.#ids] = id;
+        this.#word(this.#ids++);
         this.#word(weight);
         this.#word(priority);
         this.#word(tags);
       },
       tag: (tag) => {
-        this.#word(this.#chunkTags.push(tag) - 1);
+        this.#chunkTags[this.#tags] = tag;
+        this.#word(this.#tags++);
       },
       // A list many entries share (a next-hop group): its ids go into the chunk once.
       list: (list) => {
         let base = this.#listIds.get(list);
         if (base === undefined) {
-          base = this.#chunkIds.length;
-          for (let h = 0; h < list.length; h++) this.#chunkIds.push(list[h]!.id);
+          base = this.#ids;
+          for (let h = 0; h < list.length; h++) this.#chunkIds[this.#ids++] = list[h]!.id;
           this.#listIds.set(list, base);
         }
         for (let h = 0; h < list.length; h++) {
@@ -64,7 +70,10 @@ export class BatchEncoder {
           this.#word(hop.weight ?? DEFAULT_WEIGHT);
           this.#word(hop.priority ?? 0);
           this.#word(tags.length);
-          for (let t = 0; t < tags.length; t++) this.#word(this.#chunkTags.push(tags[t]!) - 1);
+          for (let t = 0; t < tags.length; t++) {
+            this.#chunkTags[this.#tags] = tags[t]!;
+            this.#word(this.#tags++);
+          }
         }
       },
     });
@@ -78,6 +87,8 @@ export class BatchEncoder {
     this.#ops = 0;
     this.#chunkIds = [];
     this.#chunkTags = [];
+    this.#ids = 0;
+    this.#tags = 0;
     this.#listIds.clear();
   }
 
@@ -117,9 +128,10 @@ export class BatchEncoder {
     this.#word(this.#off - at);
   }
 
-  // Puts each string's bytes, and its (offset, length) into out from w; returns where it ended.
-  #putAll(strings: readonly string[], out: Uint32Array, w: number): number {
-    for (let i = 0; i < strings.length; i++) {
+  // Puts the first `count` strings' bytes, and each one's (offset, length) into out from w;
+  // returns where it ended.
+  #putAll(strings: readonly string[], count: number, out: Uint32Array, w: number): number {
+    for (let i = 0; i < count; i++) {
       const at = this.#put(strings[i]!);
       out[w++] = at;
       out[w++] = this.#off - at;
@@ -128,23 +140,23 @@ export class BatchEncoder {
   }
 
   #flush(sink: ChunkSink): void {
-    const ids = this.#chunkIds;
-    const tags = this.#chunkTags;
-    const header = 3 + 2 * ids.length + 2 * tags.length;
+    const ids = this.#ids;
+    const tags = this.#tags;
+    const header = 3 + 2 * ids + 2 * tags;
     if (this.#out.length < header + this.#n) this.#out = new Uint32Array(header + this.#n);
     const out = this.#out;
     out[0] = this.#ops;
-    out[1] = ids.length;
-    out[2] = tags.length;
-    this.#putAll(tags, out, this.#putAll(ids, out, 3));
+    out[1] = ids;
+    out[2] = tags;
+    this.#putAll(this.#chunkTags, tags, out, this.#putAll(this.#chunkIds, ids, out, 3));
     out.set(this.#body.subarray(0, this.#n), header);
     sink(new Uint8Array(this.#bytes.buffer, this.#bytes.byteOffset, this.#off), out.subarray(0, header + this.#n));
     this.#n = 0;
     this.#off = 0;
     this.#ops = 0;
-    // Emptied, not replaced: a million-op batch flushes hundreds of chunks.
-    this.#chunkIds.length = 0;
-    this.#chunkTags.length = 0;
+    // Reused, not replaced: a million-op batch flushes hundreds of chunks.
+    this.#ids = 0;
+    this.#tags = 0;
     this.#listIds.clear();
   }
 }
