@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DmscError } from '../errors.js';
 import { adminOnly, bearer } from '../http/server.js';
 import type { Caller, Programming } from './programming.js';
-import type { ControllerOp } from './rib.js';
+import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 
 const MAX_BATCH_BYTES = 16 << 20;
 const name = { type: 'string', minLength: 1, maxLength: 1024 } as const;
@@ -20,11 +20,35 @@ const hop = {
 const op = {
   type: 'object', required: ['op'],
   oneOf: [
-    { type: 'object', additionalProperties: false, required: ['op', 'prefix', 'nextHops'], properties: { op: { const: 'upsert' }, prefix: name, nextHops: { type: 'array', maxItems: 1024, items: hop } } },
+    { type: 'object', additionalProperties: false, required: ['op', 'prefix', 'nextHops'], properties: { op: { const: 'upsert' }, prefix: name, nextHops: { type: 'array', maxItems: 1024, items: hop }, group: { type: 'integer', minimum: 0 } } },
+    { type: 'object', additionalProperties: false, required: ['op', 'prefix', 'group'], properties: { op: { const: 'upsert' }, prefix: name, group: { type: 'integer', minimum: 0 } } },
     { type: 'object', additionalProperties: false, required: ['op', 'prefix'], properties: { op: { const: 'remove' }, prefix: name } },
     { type: 'object', additionalProperties: false, required: ['op', 'nextHopId', 'state'], properties: { op: { const: 'health' }, nextHopId: { type: 'string', minLength: 1, maxLength: 256 }, state: { enum: ['up', 'degraded', 'down'] }, load: { type: 'number' } } },
   ],
 } as const;
+
+/** An op as JSON: an upsert may name one of the batch's `groups` for its next hops. */
+type JsonOp = ControllerOp | { readonly op: 'upsert'; readonly prefix: string; readonly group: number; readonly nextHops?: readonly ControllerHop[] };
+
+// The batch's ops with each upsert of a group given that group's next hops (as the gRPC
+// Batch.groups): an upsert naming a group the batch lacks, or a group and next hops both,
+// is named, and nothing is applied.
+function withGroups(ops: readonly JsonOp[], groups: readonly (readonly ControllerHop[])[]): { ops: ControllerOp[]; errors: OpError[] } {
+  const out: ControllerOp[] = [];
+  const errors: OpError[] = [];
+  for (let i = 0; i < ops.length; i++) {
+    const o = ops[i]!;
+    if (o.op !== 'upsert' || !('group' in o) || o.group === undefined) {
+      out.push(o as ControllerOp);
+      continue;
+    }
+    const g = o.group;
+    if (o.nextHops) errors.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes nextHops or a group, not both (group ${g})` });
+    else if (g >= groups.length) errors.push({ opIndex: i, code: 'ERR_DMSC_NOT_FOUND', message: `group ${g} is not in the batch, which has ${groups.length} group${groups.length === 1 ? '' : 's'}` });
+    else out.push({ op: 'upsert', prefix: o.prefix, nextHops: groups[g]! });
+  }
+  return { ops: out, errors };
+}
 
 /** Adds the routes; returns what ends the open watch streams (the node is stopping). */
 export function programmingRoutes(http: FastifyInstance, programming: Programming, adminToken: string): () => void {
@@ -54,11 +78,17 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
     return reply.status(204).send();
   });
 
-  http.post<{ Body: { controller?: string; ifGeneration?: number; ops: ControllerOp[] } }>('/v1/fib/batches', {
+  http.post<{ Body: { controller?: string; ifGeneration?: number; ops: JsonOp[]; groups?: ControllerHop[][] } }>('/v1/fib/batches', {
     bodyLimit: MAX_BATCH_BYTES,
-    schema: { body: { type: 'object', additionalProperties: false, required: ['ops'], properties: { controller: { type: 'string', minLength: 1, maxLength: 63 }, ifGeneration: { type: 'integer', minimum: 0 }, ops: { type: 'array', items: op } } } },
+    schema: { body: { type: 'object', additionalProperties: false, required: ['ops'], properties: {
+      controller: { type: 'string', minLength: 1, maxLength: 63 }, ifGeneration: { type: 'integer', minimum: 0 }, ops: { type: 'array', items: op },
+      groups: { type: 'array', maxItems: 10_000, items: { type: 'array', maxItems: 1024, items: hop } },
+    } } },
   }, async (req) => {
-    const r = await programming.batch(caller(req), req.body.controller, req.body.ops, req.body.ifGeneration);
+    const who = caller(req);
+    const { ops, errors } = withGroups(req.body.ops, req.body.groups ?? []);
+    if (errors.length) throw new DmscError('ERR_DMSC_BATCH_REJECTED', `${errors.length} bad op${errors.length === 1 ? '' : 's'}; nothing was applied`, { errors, generation: programming.rib.generation(req.body.controller ?? who.name) });
+    const r = await programming.batch(who, req.body.controller, ops, req.body.ifGeneration);
     if (r.status === 'VISIBLE') return { status: r.status, generation: r.generation, fibGeneration: r.fibGeneration };
     if (r.status === 'REJECTED') throw new DmscError('ERR_DMSC_BATCH_REJECTED', r.message, { errors: r.errors, generation: r.generation });
     if (r.status === 'GENERATION_MISMATCH') throw new DmscError('ERR_DMSC_GENERATION_MISMATCH', r.message, { generation: r.generation });

@@ -384,6 +384,24 @@ describe('FIB programming at its edges', () => {
       expect((await batch(keys['web']!, { ops: [{ op: 'explode', prefix: '/web/x' }] })).status).toBe(400);
     });
 
+    it('takes next-hop groups sent once a batch, and names an upsert of a group the batch lacks', async () => {
+      const groups = [[{ id: 'peer:g1' }, { id: 'peer:g2', weight: 7 }], [{ id: 'peer:g3' }]];
+      const ok = await batch(keys['web']!, { groups, ops: [{ op: 'upsert', prefix: '/grp/a', group: 0 }, { op: 'upsert', prefix: '/grp/b', group: 1 }, { op: 'upsert', prefix: '/grp/c', group: 0 }] });
+      expect(ok).toMatchObject({ status: 200, body: { status: 'VISIBLE' } });
+      expect((await fib('/grp')).map((e) => [e.prefix, e.nextHops.map((h) => [h.id, h.weight])])).toEqual([
+        ['/grp/a', [['peer:g1', 100], ['peer:g2', 7]]], ['/grp/b', [['peer:g3', 100]]], ['/grp/c', [['peer:g1', 100], ['peer:g2', 7]]],
+      ]);
+      const bad = await batch(keys['web']!, { groups, ops: [
+        { op: 'upsert', prefix: '/grp/d', group: 1 }, { op: 'upsert', prefix: '/grp/e', group: 2 }, { op: 'upsert', prefix: '/grp/f', group: 0, nextHops: [{ id: 'peer:x' }] },
+      ] });
+      expect(bad.status).toBe(422);
+      expect(bad.body.error).toMatchObject({ code: 'ERR_DMSC_BATCH_REJECTED', details: { errors: [{ opIndex: 1, code: 'ERR_DMSC_NOT_FOUND' }, { opIndex: 2, code: 'ERR_DMSC_INVALID_ARGUMENT' }] } });
+      expect(await fib('/grp/d')).toEqual([]);
+      // A group's next hops are checked as an upsert's own: a bad one names each upsert of it.
+      const dup = await batch(keys['web']!, { groups: [[{ id: 'peer:d' }, { id: 'peer:d' }]], ops: [{ op: 'upsert', prefix: '/grp/g', group: 0 }, { op: 'upsert', prefix: '/grp/h', group: 0 }] });
+      expect(dup.body.error.details.errors.map((e: { opIndex: number; code: string }) => [e.opIndex, e.code])).toEqual([[0, 'ERR_DMSC_DUPLICATE_NEXT_HOP'], [1, 'ERR_DMSC_DUPLICATE_NEXT_HOP']]);
+    });
+
     it('refuses batches with 409 ERR_DMSC_NOT_PRIMARY while another controller\'s Modify session is primary', async () => {
       const c = client(node);
       const owner = new Modify(c, keys['owner']);
