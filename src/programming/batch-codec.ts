@@ -241,12 +241,18 @@ function resolveGroups(b: NodeBatch, grouped: readonly number[], lists: readonly
     const g = grouped[k + 1]!;
     // The decoder's own object, not yet anyone else's.
     const o = b.ops[i] as { nextHops: readonly ControllerHop[] };
-    const n = o.nextHops.length;
-    if (n) b.bad.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes next_hops or a group, not both (group ${g}, ${n} next hops)` });
-    else if (g >= lists.length) b.bad.push({ opIndex: i, code: 'ERR_DMSC_NOT_FOUND', message: `group ${g} is not in the batch, which has ${lists.length} group${lists.length === 1 ? '' : 's'}` });
+    const e = groupProblem(i, g, lists.length, o.nextHops.length > 0);
+    if (e) b.bad.push(e);
     else o.nextHops = lists[g]!;
   }
   if (b.bad.length > 1) b.bad.sort((x, y) => x.opIndex - y.opIndex);
+}
+
+/** What is wrong with upsert `opIndex` naming group `group` of a batch of `groups`, with next hops of its own or not; null: nothing. */
+export function groupProblem(opIndex: number, group: number, groups: number, inline: boolean): OpError | null {
+  if (inline) return { opIndex, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes next hops or a group, not both (group ${group})` };
+  if (group >= groups) return { opIndex, code: 'ERR_DMSC_NOT_FOUND', message: `group ${group} is not in the batch, which has ${groups} group${groups === 1 ? '' : 's'}` };
+  return null;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DmscError } from '../errors.js';
 import { adminOnly, bearer } from '../http/server.js';
+import { groupProblem } from './batch-codec.js';
 import type { Caller, Programming } from './programming.js';
 import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 
@@ -42,10 +43,9 @@ function withGroups(ops: readonly JsonOp[], groups: readonly (readonly Controlle
       out.push(o as ControllerOp);
       continue;
     }
-    const g = o.group;
-    if (o.nextHops) errors.push({ opIndex: i, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes nextHops or a group, not both (group ${g})` });
-    else if (g >= groups.length) errors.push({ opIndex: i, code: 'ERR_DMSC_NOT_FOUND', message: `group ${g} is not in the batch, which has ${groups.length} group${groups.length === 1 ? '' : 's'}` });
-    else out.push({ op: 'upsert', prefix: o.prefix, nextHops: groups[g]! });
+    const e = groupProblem(i, o.group, groups.length, o.nextHops !== undefined);
+    if (e) errors.push(e);
+    else out.push({ op: 'upsert', prefix: o.prefix, nextHops: groups[o.group]! });
   }
   return { ops: out, errors };
 }
