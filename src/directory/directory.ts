@@ -554,10 +554,13 @@ export class Directory {
     // Health is per next hop and survives re-programming; re-assert it for new next hops,
     // once for each list of them (a bulk load's entries share a few hundred lists).
     const lists = new Set<readonly NextHop[]>();
-    for (const op of ops) {
+    // Indexed: a for-of here allocated an iterator result per op in a bulk load.
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
       if (op.op !== 'upsert' || lists.has(op.nextHops)) continue;
       lists.add(op.nextHops);
-      for (const h of op.nextHops) {
+      for (let j = 0; j < op.nextHops.length; j++) {
+        const h = op.nextHops[j]!;
         const l = this.#liveness.get(h.id);
         if (l && (l.state !== 'up' || l.load > 0)) this.#fib.setHealth(h.id, { state: l.state, load: l.load });
         const external = this.#external.get(h.id);
