@@ -32,7 +32,22 @@ export interface NodeBatch {
  */
 const GROUPS_MAX = 4096;
 const GROUP_BYTES_MAX = 4096;
-const groups = new Map<number, { bytes: Buffer; hops: readonly ControllerHop[] }>();
+type Known = Map<number, { bytes: Buffer; hops: readonly ControllerHop[] }>;
+/** Upserts' lists, by the bytes of their Upsert.next_hops fields. */
+const groups: Known = new Map();
+/**
+ * Batch groups' lists, by the bytes of the NextHopGroup: apart, as the same bytes mean
+ * other fields there (a group of Upsert.next_hops fields has no next hops), and what the
+ * same bytes read as must not depend on what was read before.
+ */
+const sets: Known = new Map();
+
+/**
+ * Next hops and tags a batch's upserts of groups may come to: about what the largest
+ * inline batch can carry. A group is sent once and named by any number of upserts, so
+ * without a bound a small batch would be a great deal of checking and encoding.
+ */
+export const MAX_GROUPED_WORK = 1 << 20;
 
 function hop(r: Reader): ControllerHop {
   let id = '';
@@ -44,8 +59,8 @@ function hop(r: Reader): ControllerHop {
     const tag = r.varint();
     switch (tag) {
       case 10: id = r.string(); break;
-      case 16: weight = r.varint() >>> 0; break;
-      case 24: priority = r.varint() >>> 0; break;
+      case 16: weight = r.uint32(); break;
+      case 24: priority = r.uint32(); break;
       case 34: (tags ??= []).push(r.string()); break;
       case 42: endpoint = r.string(); break;
       default: r.skip(tag & 7);
@@ -78,7 +93,7 @@ function upsert(r: Reader): ControllerOp {
       prefix = r.string();
       if (from >= 0) keyed = false;
     } else if (tag === 24) {
-      upsertGroup = r.varint() >>> 0;
+      upsertGroup = r.uint32();
       if (from >= 0) keyed = false;
     } else if (tag === 18) {
       if (from < 0) {
@@ -107,23 +122,24 @@ function upsert(r: Reader): ControllerOp {
 }
 
 // Shares a list read from buf[from, end) with whatever carries the same bytes later.
-function keep(key: number, buf: Buffer, from: number, end: number, hops: ControllerHop[]): readonly ControllerHop[] {
+function keep(key: number, buf: Buffer, from: number, end: number, hops: ControllerHop[], known: Known = groups): readonly ControllerHop[] {
   if (hops.length > MAX_NEXT_HOPS) return hops;
   Object.freeze(hops);
   immutableList(hops);
-  if (groups.size >= GROUPS_MAX) groups.clear();
-  groups.set(key, { bytes: Buffer.from(buf.subarray(from, end)), hops });
+  if (known.size >= GROUPS_MAX) known.clear();
+  known.set(key, { bytes: Buffer.from(buf.subarray(from, end)), hops });
   return hops;
 }
 
 // NextHopGroup {next_hops = 1}: keyed by its whole bytes, which are its next hops unless
-// it has fields this node does not know.
+// it has fields this node does not know. Shared or not, the list is frozen: the batch's
+// upserts of it share it, and it is checked and encoded once for all of them.
 function group(r: Reader): readonly ControllerHop[] {
   const from = r.pos;
   const size = r.end - from;
   const key = size <= GROUP_BYTES_MAX ? fnv1aBytes(r.buf, from, r.end) : 0;
   if (size <= GROUP_BYTES_MAX) {
-    const known = groups.get(key);
+    const known = sets.get(key);
     if (known && known.bytes.length === size && sameBytes(known.bytes, 0, r.buf, from, size)) {
       r.pos = r.end;
       return known.hops;
@@ -142,7 +158,10 @@ function group(r: Reader): readonly ControllerHop[] {
       keyed = false;
     }
   }
-  return keyed ? keep(key, r.buf, from, r.end, hops) : hops;
+  if (keyed) return keep(key, r.buf, from, r.end, hops, sets);
+  Object.freeze(hops);
+  immutableList(hops);
+  return hops;
 }
 
 function prefixOnly(r: Reader): string {
@@ -236,23 +255,47 @@ function batch(r: Reader): NodeBatch {
 // Gives each upsert of a group (`grouped`: op index, group, ...) that group's next hops;
 // names those that cannot have them.
 function resolveGroups(b: NodeBatch, grouped: readonly number[], lists: readonly (readonly ControllerHop[])[]): void {
+  const work = new GroupWork(lists);
   for (let k = 0; k < grouped.length; k += 2) {
     const i = grouped[k]!;
     const g = grouped[k + 1]!;
     // The decoder's own object, not yet anyone else's.
     const o = b.ops[i] as { nextHops: readonly ControllerHop[] };
-    const e = groupProblem(i, g, lists.length, o.nextHops.length > 0);
+    const e = work.problem(i, g, o.nextHops.length > 0);
     if (e) b.bad.push(e);
     else o.nextHops = lists[g]!;
   }
   if (b.bad.length > 1) b.bad.sort((x, y) => x.opIndex - y.opIndex);
 }
 
-/** What is wrong with upsert `opIndex` naming group `group` of a batch of `groups`, with next hops of its own or not; null: nothing. */
-export function groupProblem(opIndex: number, group: number, groups: number, inline: boolean): OpError | null {
-  if (inline) return { opIndex, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes next hops or a group, not both (group ${group})` };
-  if (group >= groups) return { opIndex, code: 'ERR_DMSC_NOT_FOUND', message: `group ${group} is not in the batch, which has ${groups} group${groups === 1 ? '' : 's'}` };
-  return null;
+/** The upserts of a batch's groups, checked one by one: each names a group the batch has, and all together stay within MAX_GROUPED_WORK. */
+export class GroupWork {
+  readonly #lists: readonly (readonly { readonly tags?: readonly string[] }[])[];
+  readonly #cost: number[] = [];
+  #work = 0;
+
+  constructor(lists: readonly (readonly { readonly tags?: readonly string[] }[])[]) {
+    this.#lists = lists;
+  }
+
+  /** What is wrong with upsert `opIndex` naming `group`, with next hops of its own or not; null: nothing. */
+  problem(opIndex: number, group: number, inline: boolean): OpError | null {
+    const n = this.#lists.length;
+    if (inline) return { opIndex, code: 'ERR_DMSC_INVALID_ARGUMENT', message: `an upsert takes next hops or a group, not both (group ${group})` };
+    if (group >= n) return { opIndex, code: 'ERR_DMSC_NOT_FOUND', message: `group ${group} is not in the batch, which has ${n} group${n === 1 ? '' : 's'}` };
+    const before = this.#work;
+    this.#work += this.#cost[group] ??= costOf(this.#lists[group]!);
+    if (this.#work > MAX_GROUPED_WORK && before <= MAX_GROUPED_WORK) {
+      return { opIndex, code: 'ERR_DMSC_LIMIT_EXCEEDED', message: `the batch's upserts of groups come to more than ${MAX_GROUPED_WORK} next hops and tags; send fewer a batch` };
+    }
+    return null;
+  }
+}
+
+function costOf(list: readonly { readonly tags?: readonly string[] }[]): number {
+  let n = list.length;
+  for (let j = 0; j < list.length; j++) n += list[j]!.tags?.length ?? 0;
+  return n;
 }
 
 /**

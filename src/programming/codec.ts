@@ -33,6 +33,22 @@ export class Reader {
     throw new Error('varint longer than 10 bytes');
   }
 
+  /**
+   * A uint32 field: the varint's low 32 bits, as protobuf's own readers take them (a
+   * negative int32 comes as ten bytes, 2^64 - 1 for -1). varint() would round a value
+   * past 2^53 and lose them.
+   */
+  uint32(): number {
+    let result = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new Error('truncated varint');
+      const b = this.buf[this.pos++]!;
+      if (i < 5) result |= (b & 0x7f) << (7 * i);
+      if (b < 0x80) return result >>> 0;
+    }
+    throw new Error('varint longer than 10 bytes');
+  }
+
   varint64(): string {
     const start = this.pos;
     const n = this.varint();
@@ -114,10 +130,10 @@ function nextHop(r: Reader): Msg {
     switch (tag) {
       case 10: h['id'] = r.string(); break;
       case 16:
-        h['weight'] = r.varint() >>> 0;
+        h['weight'] = r.uint32();
         h['_weight'] = 'weight';
         break;
-      case 24: h['priority'] = r.varint() >>> 0; break;
+      case 24: h['priority'] = r.uint32(); break;
       case 34: (h['tags'] as string[]).push(r.string()); break;
       case 42: h['endpoint'] = r.string(); break;
       default: r.skip(tag & 7);
@@ -147,7 +163,7 @@ function upsert(r: Reader): Msg {
       hops.push(nextHop(r));
       r.leave(outer);
     } else if (tag === 24) {
-      m['group'] = r.varint() >>> 0;
+      m['group'] = r.uint32();
       m['_group'] = 'group';
     } else r.skip(tag & 7);
   }

@@ -5,7 +5,7 @@
 // records read back as the batch; FibClient's encoding writes the same bytes' meaning.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeModifyForNode, encodeRecord, recordOps, type NodeBatch } from '../../src/programming/batch-codec.js';
+import { decodeModifyForNode, encodeRecord, MAX_GROUPED_WORK, recordOps, type NodeBatch } from '../../src/programming/batch-codec.js';
 import { isImmutableList } from '../../src/fastpath/validate.js';
 import { encodeOps } from '../../src/programming/client-encode.js';
 import { encodeModifyRequest } from '../../src/programming/codec.js';
@@ -131,14 +131,36 @@ describe('the node reading batches', () => {
     expect(lists[2]).toBe(lists[0]);
     expect(isImmutableList(lists[0]!)).toBe(true);
     expect((read().ops[0] as { nextHops: readonly ControllerHop[] }).nextHops).toBe(lists[0]);
-    // A group with a field this node does not know is read, not shared by its bytes.
+    // A group with a field this node does not know is read, not shared by its bytes; it is
+    // frozen all the same, for the upserts of its batch to share.
     const field = (n: number, body: Buffer) => Buffer.concat([Buffer.from([(n << 3) | 2, body.length]), body]);
     const odd = field(5, Buffer.concat([field(1, field(1, Buffer.from('peer:a'))), field(9, Buffer.from('?'))]));
     const ref = field(4, field(1, Buffer.concat([field(1, Buffer.from('/capability/x')), Buffer.from([24, 0])])));
     const twice = [0, 1].map(() => (decodeModifyForNode(field(2, Buffer.concat([ref, odd]))) as { batch: NodeBatch }).batch.ops[0] as { nextHops: readonly ControllerHop[] });
     expect(plain(twice[0]!.nextHops)).toEqual([{ id: 'peer:a', priority: 0, tags: [] }]);
     expect(twice[1]!.nextHops).not.toBe(twice[0]!.nextHops);
-    expect(isImmutableList(twice[0]!.nextHops)).toBe(false);
+    expect(isImmutableList(twice[0]!.nextHops)).toBe(true);
+  });
+
+  it('reads a group by its own fields whatever was read before, and names upserts past the bound on their work', () => {
+    const field = (n: number, body: Buffer) => Buffer.concat([Buffer.from([(n << 3) | 2, body.length]), body]);
+    const hops = field(2, field(1, Buffer.from('peer:a')));
+    // The bytes of an upsert's next hops (field 2), read first as an upsert's list...
+    decodeModifyForNode(field(2, field(4, field(1, Buffer.concat([field(1, Buffer.from('/capability/x')), hops])))));
+    // ...are, as a group's body, no next hops at all (field 2 is not NextHopGroup's).
+    const grouped = field(2, Buffer.concat([field(4, field(1, Buffer.concat([field(1, Buffer.from('/capability/y')), Buffer.from([24, 0])]))), field(5, hops)]));
+    expect(plain((decodeModifyForNode(grouped) as { batch: NodeBatch }).batch.ops)).toEqual([{ op: 'upsert', prefix: '/capability/y', nextHops: [] }]);
+    // A group index as ten bytes (2^64 - 1) is its low 32 bits, as protobuf reads it: no group 0.
+    const huge = field(2, Buffer.concat([field(4, field(1, Buffer.concat([field(1, Buffer.from('/capability/z')), Buffer.from([24, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])]))), field(5, field(1, field(1, Buffer.from('peer:b'))))]));
+    expect((decodeModifyForNode(huge) as { batch: NodeBatch }).batch.bad).toEqual([{ opIndex: 0, code: 'ERR_DMSC_NOT_FOUND', message: expect.stringContaining('group 4294967295') }]);
+    expect((generic.deserialize(huge) as any).batch.ops[0].upsert.group).toBe(4294967295);
+    // One group of 64 next hops with 16 tags each, named by 10,000 upserts, is far more
+    // work than its bytes: the first upsert past the bound is named.
+    const big = Array.from({ length: 64 }, (_, k) => ({ id: `peer:g${k}`, priority: 0, tags: Array.from({ length: 16 }, (_, t) => `t${t}`), endpoint: '' }));
+    const ops = Array.from({ length: 10_000 }, (_, i) => ({ upsert: { prefix: `/capability/w${i}`, nextHops: [], group: 0 } }));
+    const b = (decodeModifyForNode(generic.serialize({ batch: { seq: '1', groups: [{ nextHops: big }], ops } })) as { batch: NodeBatch }).batch;
+    const per = 64 * 17;
+    expect(b.bad).toEqual([{ opIndex: Math.floor(MAX_GROUPED_WORK / per), code: 'ERR_DMSC_LIMIT_EXCEEDED', message: expect.any(String) }]);
   });
 
   it('gives open and the Replace markers as the generic codec does', () => {
