@@ -137,7 +137,8 @@ export class Programming {
    * One batch outside any session (HTTP): refused while another controller's session is
    * primary. Resolves once VISIBLE, or with why not.
    */
-  async batch(caller: Caller, controller: string | undefined, ops: readonly ControllerOp[], ifGeneration?: number): Promise<BatchOutcome> {
+  /** `bad`: ops the caller could not even read, named with the others' problems and nothing applied. */
+  async batch(caller: Caller, controller: string | undefined, ops: readonly ControllerOp[], ifGeneration?: number, bad: readonly OpError[] = []): Promise<BatchOutcome> {
     const id = controller ?? caller.name;
     if (!caller.admin && id !== caller.name) throw new DmscError('ERR_DMSC_FORBIDDEN', `this key is controller ${caller.name}'s, not ${id}'s`);
     const p = this.#primary;
@@ -145,7 +146,21 @@ export class Programming {
       return { status: 'NOT_PRIMARY', generation: this.rib.generation(id), fibGeneration: this.#fib.generation, errors: [], message: `controller ${p.controller} is primary (election id ${p.electionId})` };
     }
     if (ops.length > LIMITS.maxOpsPerBatch) throw new DmscError('ERR_DMSC_LIMIT_EXCEEDED', `a batch holds at most ${LIMITS.maxOpsPerBatch} ops, got ${ops.length}`);
-    return this.run({ controller: id, scopes: caller.scopes }, ops, ifGeneration === undefined ? {} : { expectGeneration: ifGeneration });
+    const who = { controller: id, scopes: caller.scopes };
+    if (bad.length) {
+      const errors = this.withChecks(who, ops, bad);
+      return { status: 'REJECTED', generation: this.rib.generation(id), fibGeneration: this.#fib.generation, errors, message: `${errors.length} bad op${errors.length === 1 ? '' : 's'}; nothing was applied` };
+    }
+    return this.run(who, ops, ifGeneration === undefined ? {} : { expectGeneration: ifGeneration });
+  }
+
+  /**
+   * `bad`, ops that could not be read, and the rib's problems with the others: one bad op
+   * never hides another. @internal
+   */
+  withChecks(who: Programmer, ops: readonly ControllerOp[], bad: readonly OpError[], staged?: ReadonlySet<string>): OpError[] {
+    const named = new Set(bad.map((e) => e.opIndex));
+    return [...bad, ...this.rib.check(who, ops, staged).filter((e) => !named.has(e.opIndex))].sort((a, b) => a.opIndex - b.opIndex);
   }
 
   /** Applies and waits for VISIBLE. @internal */
@@ -278,7 +293,8 @@ export class ModifySession {
       return this.#now('STAGED', '');
     }
     if (b.bad.length || b.ops.length > LIMITS.maxOpsPerBatch) {
-      const errors = b.ops.length > LIMITS.maxOpsPerBatch ? [{ opIndex: LIMITS.maxOpsPerBatch, code: 'ERR_DMSC_LIMIT_EXCEEDED' as const, message: `a batch holds at most ${LIMITS.maxOpsPerBatch} ops, got ${b.ops.length}` }] : b.bad;
+      const errors = b.ops.length > LIMITS.maxOpsPerBatch ? [{ opIndex: LIMITS.maxOpsPerBatch, code: 'ERR_DMSC_LIMIT_EXCEEDED' as const, message: `a batch holds at most ${LIMITS.maxOpsPerBatch} ops, got ${b.ops.length}` }]
+        : this.#owner.withChecks(who, b.ops, b.bad, this.#staged ? this.#stagedEndpoints : undefined);
       return Promise.resolve({ ...this.#nowOutcome('REJECTED', `${errors.length} bad op(s); nothing was applied`), errors });
     }
     if (kind === 'end') {

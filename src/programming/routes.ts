@@ -5,7 +5,8 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DmscError } from '../errors.js';
 import { adminOnly, bearer } from '../http/server.js';
-import { groupProblem } from './batch-codec.js';
+import { immutableList } from '../fastpath/validate.js';
+import { GroupWork } from './batch-codec.js';
 import type { Caller, Programming } from './programming.js';
 import type { ControllerHop, ControllerOp, OpError } from './rib.js';
 
@@ -32,20 +33,28 @@ const op = {
 type JsonOp = ControllerOp | { readonly op: 'upsert'; readonly prefix: string; readonly group: number; readonly nextHops?: readonly ControllerHop[] };
 
 // The batch's ops with each upsert of a group given that group's next hops (as the gRPC
-// Batch.groups): an upsert naming a group the batch lacks, or a group and next hops both,
-// is named, and nothing is applied.
-function withGroups(ops: readonly JsonOp[], groups: readonly (readonly ControllerHop[])[]): { ops: ControllerOp[]; errors: OpError[] } {
-  const out: ControllerOp[] = [];
+// Batch.groups), and the upserts that cannot have them: a group the batch lacks, a group
+// and next hops both, or more than the groups' bound of work. Each group's list is frozen
+// (plain data from JSON), so that it is checked once for all its upserts.
+function withGroups(ops: readonly JsonOp[], groups: ControllerHop[][]): { ops: ControllerOp[]; errors: OpError[] } {
+  for (const list of groups) {
+    for (const h of list) {
+      if (h.tags) Object.freeze(h.tags);
+      Object.freeze(h);
+    }
+    immutableList(Object.freeze(list));
+  }
+  const work = new GroupWork(groups);
+  const out: ControllerOp[] = new Array(ops.length);
   const errors: OpError[] = [];
   for (let i = 0; i < ops.length; i++) {
     const o = ops[i]!;
-    if (o.op !== 'upsert' || !('group' in o) || o.group === undefined) {
-      out.push(o as ControllerOp);
-      continue;
-    }
-    const e = groupProblem(i, o.group, groups.length, o.nextHops !== undefined);
+    out[i] = o as ControllerOp;
+    if (o.op !== 'upsert' || !('group' in o) || o.group === undefined) continue;
+    const e = work.problem(i, o.group, (o.nextHops?.length ?? 0) > 0);
     if (e) errors.push(e);
-    else out.push({ op: 'upsert', prefix: o.prefix, nextHops: groups[o.group]! });
+    // A bad one keeps a list for the rib's checks of the batch, which name it no further.
+    out[i] = { op: 'upsert', prefix: o.prefix, nextHops: e ? o.nextHops ?? [] : groups[o.group]! };
   }
   return { ops: out, errors };
 }
@@ -85,10 +94,8 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
       groups: { type: 'array', maxItems: 10_000, items: { type: 'array', maxItems: 1024, items: hop } },
     } } },
   }, async (req) => {
-    const who = caller(req);
     const { ops, errors } = withGroups(req.body.ops, req.body.groups ?? []);
-    if (errors.length) throw new DmscError('ERR_DMSC_BATCH_REJECTED', `${errors.length} bad op${errors.length === 1 ? '' : 's'}; nothing was applied`, { errors, generation: programming.rib.generation(req.body.controller ?? who.name) });
-    const r = await programming.batch(who, req.body.controller, ops, req.body.ifGeneration);
+    const r = await programming.batch(caller(req), req.body.controller, ops, req.body.ifGeneration, errors);
     if (r.status === 'VISIBLE') return { status: r.status, generation: r.generation, fibGeneration: r.fibGeneration };
     if (r.status === 'REJECTED') throw new DmscError('ERR_DMSC_BATCH_REJECTED', r.message, { errors: r.errors, generation: r.generation });
     if (r.status === 'GENERATION_MISMATCH') throw new DmscError('ERR_DMSC_GENERATION_MISMATCH', r.message, { generation: r.generation });

@@ -393,10 +393,16 @@ describe('FIB programming at its edges', () => {
       ]);
       const bad = await batch(keys['web']!, { groups, ops: [
         { op: 'upsert', prefix: '/grp/d', group: 1 }, { op: 'upsert', prefix: '/grp/e', group: 2 }, { op: 'upsert', prefix: '/grp/f', group: 0, nextHops: [{ id: 'peer:x' }] },
+        { op: 'upsert', prefix: 'grp/no-slash', group: 1 },
       ] });
       expect(bad.status).toBe(422);
-      expect(bad.body.error).toMatchObject({ code: 'ERR_DMSC_BATCH_REJECTED', details: { errors: [{ opIndex: 1, code: 'ERR_DMSC_NOT_FOUND' }, { opIndex: 2, code: 'ERR_DMSC_INVALID_ARGUMENT' }] } });
+      // A bad group hides no other bad op.
+      expect(bad.body.error).toMatchObject({ code: 'ERR_DMSC_BATCH_REJECTED', details: { errors: [
+        { opIndex: 1, code: 'ERR_DMSC_NOT_FOUND' }, { opIndex: 2, code: 'ERR_DMSC_INVALID_ARGUMENT' }, { opIndex: 3, code: 'ERR_DMSC_INVALID_NAME' },
+      ] } });
       expect(await fib('/grp/d')).toEqual([]);
+      // Who may program comes first: another controller's batch is refused whole, its group errors unread.
+      expect((await batch(keys['web']!, { controller: 'alpha', groups, ops: [{ op: 'upsert', prefix: '/grp/e', group: 2 }] })).body.error.code).toBe('ERR_DMSC_FORBIDDEN');
       // A group's next hops are checked as an upsert's own: a bad one names each upsert of it.
       const dup = await batch(keys['web']!, { groups: [[{ id: 'peer:d' }, { id: 'peer:d' }]], ops: [{ op: 'upsert', prefix: '/grp/g', group: 0 }, { op: 'upsert', prefix: '/grp/h', group: 0 }] });
       expect(dup.body.error.details.errors.map((e: { opIndex: number; code: string }) => [e.opIndex, e.code])).toEqual([[0, 'ERR_DMSC_DUPLICATE_NEXT_HOP'], [1, 'ERR_DMSC_DUPLICATE_NEXT_HOP']]);

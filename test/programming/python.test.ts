@@ -301,12 +301,13 @@ describe('FIB programming from Python grpcio', () => {
     const lines = await steps(node, key, [
       open('g', 1),
       grouped(1, [[a, b], [c]], [ref('/capability/grp/x', 0), ref('/capability/grp/y', 1), ref('/capability/grp/z', 0), upsert('/capability/grp/w', [c])]),
-      grouped(2, [[c]], [ref('/capability/grp/x', 1), ref('/capability/grp/v', 0), ref('/capability/grp/u', 0, [a])]),
+      grouped(2, [[c]], [ref('/capability/grp/x', 1), ref('/capability/grp/v', 0), ref('/capability/grp/u', 0, [a]), ref('/capability/grp/bad name', 0)]),
       { get: {}, sample: ['/capability/grp/x', '/capability/grp/y', '/capability/grp/z'] },
     ]);
     expect(results(lines).map(outcome)).toEqual([
       { seq: 1, status: 'VISIBLE', errors: [] },
-      { seq: 2, status: 'REJECTED', errors: [{ op_index: 0, code: 'ERR_DMSC_NOT_FOUND' }, { op_index: 2, code: 'ERR_DMSC_INVALID_ARGUMENT' }] },
+      // A bad group hides no other bad op.
+      { seq: 2, status: 'REJECTED', errors: [{ op_index: 0, code: 'ERR_DMSC_NOT_FOUND' }, { op_index: 2, code: 'ERR_DMSC_INVALID_ARGUMENT' }, { op_index: 3, code: 'ERR_DMSC_INVALID_NAME' }] },
     ]);
     const got = only(lines, 'get');
     expect(got.count).toBe(4);
