@@ -32,6 +32,8 @@ export class BatchEncoder {
   #tags = 0;
   /** Shared lists in this chunk: where their ids start in #chunkIds. */
   #listIds = new Map<readonly NextHop[], number>();
+  /** ... and where their tags start in #chunkTags. */
+  #listTags = new Map<readonly NextHop[], number>();
 
   /** Validates and encodes ops, passing full chunks to sink; returns the op count. */
   encode(input: readonly FibOp[], sink: ChunkSink): number {
@@ -55,13 +57,22 @@ export class BatchEncoder {
         this.#chunkTags[this.#tags] = tag;
         this.#word(this.#tags++);
       },
-      // A list many entries share (a next-hop group): its ids go into the chunk once.
+      // A list many entries share (a next-hop group): its ids and tags go into the chunk
+      // once, however many entries name them.
       list: (list) => {
         let base = this.#listIds.get(list);
+        let tagBase = this.#listTags.get(list)!;
         if (base === undefined) {
           base = this.#ids;
-          for (let h = 0; h < list.length; h++) this.#chunkIds[this.#ids++] = list[h]!.id;
+          tagBase = this.#tags;
+          for (let h = 0; h < list.length; h++) {
+            const hop = list[h]!;
+            this.#chunkIds[this.#ids++] = hop.id;
+            const tags = hop.tags ?? NO_TAGS;
+            for (let t = 0; t < tags.length; t++) this.#chunkTags[this.#tags++] = tags[t]!;
+          }
           this.#listIds.set(list, base);
+          this.#listTags.set(list, tagBase);
         }
         for (let h = 0; h < list.length; h++) {
           const hop = list[h]!;
@@ -70,10 +81,7 @@ export class BatchEncoder {
           this.#word(hop.weight ?? DEFAULT_WEIGHT);
           this.#word(hop.priority ?? 0);
           this.#word(tags.length);
-          for (let t = 0; t < tags.length; t++) {
-            this.#chunkTags[this.#tags] = tags[t]!;
-            this.#word(this.#tags++);
-          }
+          for (let t = 0; t < tags.length; t++) this.#word(tagBase++);
         }
       },
     });
@@ -90,6 +98,7 @@ export class BatchEncoder {
     this.#ids = 0;
     this.#tags = 0;
     this.#listIds.clear();
+    this.#listTags.clear();
   }
 
   #word(v: number): void {
@@ -158,5 +167,6 @@ export class BatchEncoder {
     this.#ids = 0;
     this.#tags = 0;
     this.#listIds.clear();
+    this.#listTags.clear();
   }
 }
