@@ -176,7 +176,7 @@ interface GroupedUpsert {
  * A list of next hops is read once a batch: an upsert whose `nextHops` is the very array
  * an earlier upsert of the batch had gets the bytes that array was encoded to, unread,
  * and goes on the wire naming a next-hop group made of them (Batch.groups). A bulk load
- * whose entries share a few hundred lists is then a third of the bytes to send, for the
+ * whose entries share a few hundred lists is then about half the bytes to send, for the
  * node to read and for its journal to keep, and the client reads each list once.
  * @throws ERR_DMSC_INVALID_ARGUMENT for an op that cannot be sent
  */
