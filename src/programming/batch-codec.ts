@@ -158,10 +158,9 @@ function group(r: Reader): readonly ControllerHop[] {
       keyed = false;
     }
   }
-  if (keyed) return keep(key, r.buf, from, r.end, hops, sets);
   Object.freeze(hops);
   immutableList(hops);
-  return hops;
+  return keyed ? keep(key, r.buf, from, r.end, hops, sets) : hops;
 }
 
 function prefixOnly(r: Reader): string {

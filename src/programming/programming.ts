@@ -135,9 +135,9 @@ export class Programming {
 
   /**
    * One batch outside any session (HTTP): refused while another controller's session is
-   * primary. Resolves once VISIBLE, or with why not.
+   * primary. Resolves once VISIBLE, or with why not. `bad`: ops the caller could not even
+   * read, named with the others' problems, and nothing applied.
    */
-  /** `bad`: ops the caller could not even read, named with the others' problems and nothing applied. */
   async batch(caller: Caller, controller: string | undefined, ops: readonly ControllerOp[], ifGeneration?: number, bad: readonly OpError[] = []): Promise<BatchOutcome> {
     const id = controller ?? caller.name;
     if (!caller.admin && id !== caller.name) throw new DmscError('ERR_DMSC_FORBIDDEN', `this key is controller ${caller.name}'s, not ${id}'s`);
