@@ -142,11 +142,16 @@ function op(w: Writer, o: unknown, batch: string, index: number): Did {
   return UPSERT;
 }
 
-// Appends src[from, to) to w, src being w's own buffer or not: no subarray made per op.
+// Appends src[from, to) to w, src being w's own buffer or not. Buffer#copy makes a view
+// of src for each call, which cost more than the copy of an op's few tens of bytes:
+// within one buffer copyWithin makes none, and empty spans cost no call.
 function copyIn(w: Writer, src: Buffer, from: number, to: number): void {
+  if (to === from) return;
   w.ensure(to - from);
   // After ensure(), src may be w's old buffer: it still holds the bytes.
-  w.pos += src.copy(w.buf, w.pos, from, to);
+  if (src === w.buf) w.buf.copyWithin(w.pos, from, to);
+  else src.copy(w.buf, w.pos, from, to);
+  w.pos += to - from;
 }
 
 /** A next-hop list met in a batch: where its bytes are (Upsert.next_hops entries), and its group once it has one. */
