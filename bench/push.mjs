@@ -2,11 +2,12 @@
 // The FIB programming benchmark: how fast an external controller loads a node's table,
 // and what that costs the node's readers. One run prints, side by side, the floor (the
 // table's own `apply` of the same entries, in this process), the baseline (the same
-// batches as JSON through POST /v1/fib/batches) and ours (FibClient over gRPC, and
-// Debian's Python grpcio with generated stubs, building its messages as it pushes, with
-// each entry's next hops inline and with the batch's next-hop groups, and again with them
-// built beforehand), as entries/s and ratios to the floor,
-// with the anchors' published figures beside them; then FibClient's ack latency for
+// batches as JSON through POST /v1/fib/batches) and ours (FibClient over gRPC, its
+// entries sharing their group's array and again each with its own; and Debian's Python
+// grpcio with generated stubs, building its messages as it pushes, with each entry's next
+// hops inline and with the batch's next-hop groups, and again with them built
+// beforehand), as entries/s and ratios to the floor, with the anchors' published figures
+// beside them; then FibClient's ack latency for
 // 1-op and 1,000-op batches, and a worker thread's lookups/s on the node's table before
 // and during each push. Writes bench/results/push.json.
 //
@@ -45,11 +46,10 @@ const USAGE = `usage: npm run bench -- push [options]
   --ack-small N    1-op batches for the ack latency, one at a time (default 2000)
   --ack-large N    1,000-op batches for the ack latency, one at a time (default 200)
   --idle N         seconds of the readers' idle rate before each push (default 2)
-  --only=LIST      comma-separated runs: floor,http,ts,ts-fresh,ts-nice,python,python-groups,
-                   python-prebuilt
-                   (default all; the = form, so that npm run bench does not read LIST as a
-                   benchmark's name)
-  --skip-python    leave out the Python pusher
+  --only=LIST      comma-separated runs (default all): floor, http, ts, ts-fresh, ts-nice,
+                   python, python-groups, python-prebuilt; the = form, so that npm run bench
+                   does not read LIST as a benchmark's name
+  --skip-python    leave out the Python runs
   --json           print the results as JSON instead of the table
   --no-write       do not write bench/results/push.json`;
 
