@@ -24,16 +24,15 @@ export class BatchEncoder {
   // deduplicates them by content when it stages the chunk. Looking them up in a Map here
   // would make V8 internalize millions of strings, and that garbage cost more than the
   // bytes it saves.
-  // Filled up to #ids and #tags and never emptied: an array emptied (length 0) gives its
-  // storage back, and growing it again for each chunk allocated 150 MB for a million ops.
+  // Filled up to #ids and #tags and never emptied, from chunk to chunk and call to call:
+  // an array emptied (length 0) gives its storage back, and growing it again for each
+  // chunk allocated 150 MB for a million ops.
   #chunkIds: string[] = [];
   #chunkTags: string[] = [];
   #ids = 0;
   #tags = 0;
-  /** Shared lists in this chunk: where their ids start in #chunkIds. */
-  #listIds = new Map<readonly NextHop[], number>();
-  /** ... and where their tags start in #chunkTags. */
-  #listTags = new Map<readonly NextHop[], number>();
+  /** Shared lists in this chunk: where their ids start in #chunkIds, and their tags in #chunkTags. */
+  #lists = new Map<readonly NextHop[], { ids: number; tags: number }>();
 
   /** Validates and encodes ops, passing full chunks to sink; returns the op count. */
   encode(input: readonly FibOp[], sink: ChunkSink): number {
@@ -60,20 +59,19 @@ export class BatchEncoder {
       // A list many entries share (a next-hop group): its ids and tags go into the chunk
       // once, however many entries name them.
       list: (list) => {
-        let base = this.#listIds.get(list);
-        let tagBase = this.#listTags.get(list)!;
-        if (base === undefined) {
-          base = this.#ids;
-          tagBase = this.#tags;
+        let at = this.#lists.get(list);
+        if (at === undefined) {
+          at = { ids: this.#ids, tags: this.#tags };
           for (let h = 0; h < list.length; h++) {
             const hop = list[h]!;
             this.#chunkIds[this.#ids++] = hop.id;
             const tags = hop.tags ?? NO_TAGS;
             for (let t = 0; t < tags.length; t++) this.#chunkTags[this.#tags++] = tags[t]!;
           }
-          this.#listIds.set(list, base);
-          this.#listTags.set(list, tagBase);
+          this.#lists.set(list, at);
         }
+        const base = at.ids;
+        let tagBase = at.tags;
         for (let h = 0; h < list.length; h++) {
           const hop = list[h]!;
           const tags = hop.tags ?? NO_TAGS;
@@ -89,16 +87,15 @@ export class BatchEncoder {
     return n;
   }
 
+  // An empty chunk. The string tables are reused, not replaced: a million-op batch flushes
+  // hundreds of chunks, and a bulk load through the rib makes a call a batch.
   #reset(): void {
     this.#n = 0;
     this.#off = 0;
     this.#ops = 0;
-    this.#chunkIds = [];
-    this.#chunkTags = [];
     this.#ids = 0;
     this.#tags = 0;
-    this.#listIds.clear();
-    this.#listTags.clear();
+    this.#lists.clear();
   }
 
   #word(v: number): void {
@@ -160,13 +157,6 @@ export class BatchEncoder {
     this.#putAll(this.#chunkTags, tags, out, this.#putAll(this.#chunkIds, ids, out, 3));
     out.set(this.#body.subarray(0, this.#n), header);
     sink(new Uint8Array(this.#bytes.buffer, this.#bytes.byteOffset, this.#off), out.subarray(0, header + this.#n));
-    this.#n = 0;
-    this.#off = 0;
-    this.#ops = 0;
-    // Reused, not replaced: a million-op batch flushes hundreds of chunks.
-    this.#ids = 0;
-    this.#tags = 0;
-    this.#listIds.clear();
-    this.#listTags.clear();
+    this.#reset();
   }
 }
