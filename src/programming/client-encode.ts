@@ -202,7 +202,6 @@ export function encodeOps(ops: unknown, where: string, keep: boolean): EncodedOp
     for (let i = 0; i < ops.length; i++) {
       const start = w.pos;
       const at = w.begin(4);
-      last.hops = undefined;
       const did = op(w, ops[i], where, i);
       w.end(at);
       if (keep && did !== NOTHING) {

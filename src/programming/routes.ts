@@ -36,7 +36,7 @@ type JsonOp = ControllerOp | { readonly op: 'upsert'; readonly prefix: string; r
 // Batch.groups), and the upserts that cannot have them: a group the batch lacks, a group
 // and next hops both, or more than the groups' bound of work. Each group's list is frozen
 // (plain data from JSON), so that it is checked once for all its upserts.
-function withGroups(ops: readonly JsonOp[], groups: ControllerHop[][]): { ops: ControllerOp[]; errors: OpError[] } {
+function expandGroups(ops: readonly JsonOp[], groups: ControllerHop[][]): { ops: ControllerOp[]; errors: OpError[] } {
   for (const list of groups) {
     for (const h of list) {
       if (h.tags) Object.freeze(h.tags);
@@ -94,7 +94,7 @@ export function programmingRoutes(http: FastifyInstance, programming: Programmin
       groups: { type: 'array', maxItems: 10_000, items: { type: 'array', maxItems: 1024, items: hop } },
     } } },
   }, async (req) => {
-    const { ops, errors } = withGroups(req.body.ops, req.body.groups ?? []);
+    const { ops, errors } = expandGroups(req.body.ops, req.body.groups ?? []);
     const r = await programming.batch(caller(req), req.body.controller, ops, req.body.ifGeneration, errors);
     if (r.status === 'VISIBLE') return { status: r.status, generation: r.generation, fibGeneration: r.fibGeneration };
     if (r.status === 'REJECTED') throw new DmscError('ERR_DMSC_BATCH_REJECTED', r.message, { errors: r.errors, generation: r.generation });
