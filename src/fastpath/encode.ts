@@ -1,7 +1,11 @@
 // Validates a batch and encodes it for the native core in chunks of flat arrays, through
 // buffers reused from call to call: loading a million prefixes makes no per-hop garbage
 // and no large allocation, and costs one N-API crossing per chunk. The checks are the ones
-// ReferenceTable applies (validate.ts); the layout is documented in native/core/batch.cpp.
+// ReferenceTable applies (validate.ts), but those of text are the core's (walkOps'
+// deferText): an error from here or from the core may not be the batch's first problem,
+// and the caller asks firstProblem for that. The layout is documented in
+// native/core/batch.cpp.
+import { DmscTypeError } from '../errors.js';
 import type { FibOp, NextHop } from './types.js';
 import { DEFAULT_WEIGHT, walkOps } from './validate.js';
 
@@ -34,7 +38,10 @@ export class BatchEncoder {
   /** Shared lists in this chunk: where their ids start in #chunkIds, and their tags in #chunkTags. */
   #lists = new Map<readonly NextHop[], { ids: number; tags: number }>();
 
-  /** Validates and encodes ops, passing full chunks to sink; returns the op count. */
+  /**
+   * Validates and encodes ops, passing full chunks to sink; returns the op count. A throw
+   * (here or from the sink) may name a later problem than the batch's first.
+   */
   encode(input: readonly FibOp[], sink: ChunkSink): number {
     this.#reset();
     const n = walkOps(input, {
@@ -82,7 +89,7 @@ export class BatchEncoder {
           for (let t = 0; t < tags.length; t++) this.#word(tagBase++);
         }
       },
-    });
+    }, true);
     if (this.#ops > 0) this.#flush(sink);
     return n;
   }
@@ -124,7 +131,13 @@ export class BatchEncoder {
       if (c > 0x7f) break;
       bytes[at + i] = c;
     }
-    this.#off = i === n ? at + n : at + bytes.write(s, at, 'utf8');
+    if (i === n) {
+      this.#off = at + n;
+      return at;
+    }
+    // UTF-8 would make U+FFFD of a lone surrogate, text the core would then accept.
+    if (!s.isWellFormed()) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', 'text must be well-formed');
+    this.#off = at + bytes.write(s, at, 'utf8');
     return at;
   }
 

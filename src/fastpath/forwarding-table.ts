@@ -10,7 +10,7 @@ import type {
 } from './types.js';
 import { byPrefix, STATE_NAMES } from './types.js';
 import {
-  checkId, checkName, checkOptions, checkPackedArgs, entriesFilter, nameProblem, normalizeHealth,
+  checkId, checkName, checkOptions, checkPackedArgs, entriesFilter, firstProblem, nameProblem, normalizeHealth,
 } from './validate.js';
 
 const kAttach = Symbol('dmsc.attach');
@@ -112,7 +112,7 @@ export class ForwardingTable {
       this.#encoder.encode(ops, (bytes, words) => native.stage(bytes, words));
     } catch (e) {
       native.discard();
-      throw e;
+      throw firstProblem(ops) ?? e;
     } finally {
       this.#applying = false;
     }

@@ -124,15 +124,23 @@ const idScratch: string[] = [];
  * objects is read exactly once and the value read is the value checked and used, so
  * getters or a caller changing its objects mid-call cannot get past validation; the
  * first problem throws its typed error. Returns the number of ops.
+ *
+ * With `deferText`, the text checks of names, ids and tags (grammar, length, NUL) are
+ * left to a consumer that makes them itself on exactly what it uses: the native core,
+ * whose grammar is held to this module's (test/names.test.ts). Only their type is checked
+ * here, and a string that is not well-formed must be refused by the consumer before it
+ * becomes UTF-8. Whatever either side throws is then not the first problem in the batch:
+ * the caller finds that with `firstProblem`. This is the bulk path's biggest saving:
+ * the text was checked twice, once here and once in the core.
  */
-export function walkOps(ops: unknown, v: OpVisitor): number {
+export function walkOps(ops: unknown, v: OpVisitor, deferText = false): number {
   if (!Array.isArray(ops)) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `ops must be an array, got ${describe(ops)}`);
   const n = ops.length;
   for (let i = 0; i < n; i++) {
     const op: unknown = ops[i];
     if (typeof op !== 'object' || op === null) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} must be an object`);
     const { op: kind, prefix } = op as { op?: unknown; prefix?: unknown };
-    if (typeof prefix !== 'string' || nameProblem(prefix) !== null) checkName(prefix, `${opAt(i)}.prefix`);
+    if (typeof prefix !== 'string' || (!deferText && nameProblem(prefix) !== null)) checkName(prefix, `${opAt(i)}.prefix`);
     if (kind === 'remove') {
       if ('nextHops' in op) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} is a remove with nextHops`);
       v.op(i, true, prefix as string, 0);
@@ -156,8 +164,11 @@ export function walkOps(ops: unknown, v: OpVisitor): number {
       else for (let h = 0; h < count; h++) emitHop((list as NextHop[])[h]!, v);
       continue;
     }
-    for (let h = 0; h < count; h++) walkHop(list[h], i, h, v);
-    if (immutable.has(list)) valid.add(list);
+    // A list that cannot change gets the full checks even so: they are made once, and
+    // its verdict is kept for every entry that shares it.
+    const keep = immutable.has(list);
+    for (let h = 0; h < count; h++) walkHop(list[h], i, h, v, deferText && !keep);
+    if (keep) valid.add(list);
   }
   return n;
 }
@@ -168,12 +179,14 @@ function emitHop(h: NextHop, v: OpVisitor): void {
   for (let t = 0; t < tags.length; t++) v.tag(tags[t]!);
 }
 
-function walkHop(hop: unknown, i: number, h: number, v: OpVisitor): void {
+function walkHop(hop: unknown, i: number, h: number, v: OpVisitor, deferText: boolean): void {
   if (typeof hop !== 'object' || hop === null || Array.isArray(hop)) {
     throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(i, h)} must be an object, got ${describe(hop)}`);
   }
   const { id, weight, priority, tags } = hop as { id?: unknown; weight?: unknown; priority?: unknown; tags?: unknown };
-  if (!isId(id)) throw bytesProblem(id, MAX_ID_BYTES, `${hopAt(i, h)}.id`)!;
+  if (deferText ? typeof id !== 'string' : !isId(id)) throw bytesProblem(id, MAX_ID_BYTES, `${hopAt(i, h)}.id`)!;
+  // The core refuses a duplicate too, but an entry's ids are few and comparing them here
+  // costs less than a message built from the core's.
   for (let j = 0; j < h; j++) if (idScratch[j] === id) throw duplicateHop(i, h, id as string);
   idScratch[h] = id as string;
   let present = 1;
@@ -207,13 +220,26 @@ function walkHop(hop: unknown, i: number, h: number, v: OpVisitor): void {
   v.hop(id as string, w, p, tagCount);
   for (let t = 0; t < tagCount; t++) {
     const tag: unknown = (tags as unknown[])[t];
-    if (!isTag(tag)) throw bytesProblem(tag, MAX_TAG_BYTES, `${hopAt(i, h)}.tags[${t}]`)!;
+    if (deferText ? typeof tag !== 'string' : !isTag(tag)) throw bytesProblem(tag, MAX_TAG_BYTES, `${hopAt(i, h)}.tags[${t}]`)!;
     v.tag(tag as string);
   }
 }
 
 export function duplicateHop(op: number, i: number, id: string): DmscTypeError {
   return new DmscTypeError('ERR_DMSC_DUPLICATE_NEXT_HOP', `${hopAt(op, i)}: next hop '${id}' appears twice in one entry`);
+}
+
+/**
+ * The first problem of a batch, as the full checks of walkOps find it; null when they find
+ * none. For a caller whose deferred checks failed: its error may name a later op.
+ */
+export function firstProblem(ops: unknown): unknown {
+  try {
+    walkOps(ops, { op() {}, hop() {}, tag() {} });
+    return null;
+  } catch (e) {
+    return e;
+  }
 }
 
 /** Validates a whole batch into plain values (what ReferenceTable applies). */

@@ -199,6 +199,60 @@ describe('ForwardingTable against ReferenceTable', () => {
     ref.close();
   });
 
+  it('names the same first problem, code and message, in batches with several, before or after many chunks', () => {
+    // The native table leaves the checks of text to its core and asks for the first
+    // problem only when something failed: whichever failed first, the error must be the
+    // one ReferenceTable gives, and nothing may change.
+    const longId = 'i'.repeat(257);
+    const defect = fc.constantFrom<(op: FibOp) => FibOp>(
+      (o) => ({ ...o, prefix: '/a//b' }),
+      (o) => ({ ...o, prefix: '/\u00e9/\ud800' }),
+      (o) => ({ ...o, prefix: '/a/\0' }),
+      (o) => ({ ...o, prefix: `/${'x/'.repeat(32)}y` }),
+      (o) => ({ ...o, nextHops: [{ id: '' }] }),
+      (o) => ({ ...o, nextHops: [{ id: longId }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'a\0b' }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'x\udc00' }] }),
+      (o) => ({ ...o, nextHops: [{ id: '\u00e9\ud800' }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'n0', tags: ['\ud83d'] }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'n0', tags: ['t'.repeat(65)] }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'n0', tags: [''] }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'n0' }, { id: 'n0' }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'n0', weight: 70000 }] }),
+      (o) => ({ ...o, nextHops: [{ id: 7 as unknown as string }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'n0', wieght: 1 } as NextHop] }),
+      (o) => ({ ...o, nextHops: Array.from({ length: 65 }, (_, k) => ({ id: `h${k}` })) }),
+    );
+    const good = (i: number): FibOp => ({ op: 'upsert', prefix: `/c/p${i}`, nextHops: [{ id: `n${i % 5}` }, { id: `m${i % 3}`, tags: ['gdpr'] }] });
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 30_000 }), fc.uniqueArray(fc.tuple(fc.nat(), defect), { minLength: 1, maxLength: 3, selector: (d) => d[0] }), (size, defects) => {
+        const ops = Array.from({ length: size }, (_, i) => good(i));
+        for (const [at, spoil] of defects) ops[at % size] = spoil(ops[at % size]!);
+        const native = new ForwardingTable();
+        const ref = new ReferenceTable();
+        try {
+          const err = (t: AnyTable) => {
+            try {
+              t.apply(ops);
+            } catch (e) {
+              return { code: (e as { code?: string }).code, message: (e as Error).message };
+            }
+            return null;
+          };
+          const want = err(ref);
+          expect(want).not.toBeNull();
+          expect(err(native)).toEqual(want);
+          expect(native.size).toBe(0);
+          expect(native.generation).toBe(ref.generation);
+        } finally {
+          native.close();
+          ref.close();
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   it('agrees on larger tables after growth and churn', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2 ** 31 }), (seed) => {
