@@ -222,7 +222,8 @@ class TableWrap : public Napi::ObjectWrap<TableWrap> {
     return query(info.Env(), args);
   }
 
-  // stage(bytes, words): decodes one chunk of a batch; a bad chunk discards the batch.
+  // stage(bytes, words): stages one chunk of a batch; a bad chunk discards the batch (its
+  // error may come from a later stage() or from commit(): see batch.cpp).
   Napi::Value Stage(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&] { return DoStage(info); });
   }

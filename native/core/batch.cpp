@@ -10,11 +10,21 @@
 //   bytes: the UTF-8 of every name, id and tag the words point into
 // Ids and tags are numbered per chunk. All checks and allocations happen before the first
 // change, so a batch is all or nothing.
+//
+// A batch's first chunk is decoded as it comes; the others go to a thread of the batch's
+// own, which decodes them in order while the caller encodes the next, so a bulk load takes
+// about the longer of encoding and decoding rather than their sum. A batch of one chunk
+// (what a controller's push sends) makes no thread. A decoding error is returned by the
+// next stage() or by commit(); either way nothing is applied.
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 
 #include "flow_hash.hpp"
@@ -129,7 +139,15 @@ class StringSet {
   std::vector<Slot> slots_;
 };
 
+// A chunk as staged: a private copy, since the caller's memory may change while it is
+// read (a SharedArrayBuffer), and what is validated must be what is used.
+struct Chunk {
+  std::vector<uint8_t> bytes;
+  std::vector<uint32_t> words;
+};
+
 struct Staging {
+  // What the chunks decoded to. While the decoder thread runs, only it touches these.
   std::vector<uint8_t> names;
   StringSet ids, tags;
   std::vector<StagedOp> ops;
@@ -137,6 +155,32 @@ struct Staging {
   std::vector<uint32_t> tag_refs;
   std::vector<uint32_t> seen;  // per id ref: last op that used it (duplicate check)
   const uint8_t* name(const StagedOp& op) const { return names.data() + op.name; }
+
+  // The decoder thread and the chunks waiting for it. A few suffice to keep it busy, and
+  // bound what a caller that encodes faster than it decodes holds in memory.
+  static constexpr size_t kMaxWaiting = 4;
+  uint64_t chunks = 0;
+  std::thread decoder;
+  std::mutex mu;
+  std::condition_variable cv;  // a chunk came or was taken, the input ended, or it failed
+  std::deque<Chunk> waiting;
+  bool ended = false;    // no chunk will come: decode what waits, then stop
+  bool dropped = false;  // the batch is discarded: stop now
+  Status failure;        // the first chunk that failed to decode
+
+  Status decode(Chunk&& c);
+  Status enqueue(Chunk&& c);
+  Status finish();
+  void run();
+  ~Staging() {
+    if (!decoder.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      dropped = true;
+    }
+    cv.notify_all();
+    decoder.join();
+  }
 };
 
 void StagingDeleter::operator()(Staging* s) const { delete s; }
@@ -560,25 +604,86 @@ Status BatchApplier::run(bool* changed) {
   return Status::Ok();
 }
 
-Status Table::stage(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords) {
+Status Staging::decode(Chunk&& c) {
   try {
-    if (!staging_) staging_.reset(new Staging());
-    // Decode a private copy: the caller's memory may change while we read it (a
-    // SharedArrayBuffer), and what is validated must be what is used.
-    std::vector<uint8_t> b(bytes, bytes + nbytes);
-    std::vector<uint32_t> w(words, words + nwords);
-    Status s = ChunkDecoder(*staging_, b.data(), b.size(), w.data(), w.size()).run();
-    if (!s.ok()) staging_.reset();
-    return s;
+    return ChunkDecoder(*this, c.bytes.data(), c.bytes.size(), c.words.data(), c.words.size()).run();
   } catch (const std::bad_alloc&) {
-    staging_.reset();
     return Status::Error(Code::kNoMemory, "out of memory while staging a batch");
   }
+}
+
+// The decoder thread: chunks in the order they came, until the input ends or one fails.
+void Staging::run() {
+  for (;;) {
+    Chunk c;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return dropped || ended || !waiting.empty(); });
+      if (dropped || waiting.empty()) return;
+      c = std::move(waiting.front());
+      waiting.pop_front();
+    }
+    cv.notify_all();  // room for the caller's next chunk
+    Status s = decode(std::move(c));
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      failure = std::move(s);
+      waiting.clear();
+      cv.notify_all();
+      return;
+    }
+  }
+}
+
+Status Staging::enqueue(Chunk&& c) {
+  if (!decoder.joinable()) {
+    try {
+      decoder = std::thread([this] { run(); });
+    } catch (const std::system_error&) {
+      return decode(std::move(c));  // no thread to be had: decode here, as for the first
+    }
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return !failure.ok() || waiting.size() < kMaxWaiting; });
+  if (!failure.ok()) return failure;
+  waiting.push_back(std::move(c));
+  lock.unlock();
+  cv.notify_all();
+  return Status::Ok();
+}
+
+// Waits for every chunk to be decoded; returns the first failure.
+Status Staging::finish() {
+  if (!decoder.joinable()) return Status::Ok();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ended = true;
+  }
+  cv.notify_all();
+  decoder.join();
+  return failure;
+}
+
+Status Table::stage(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords) {
+  Status s;
+  try {
+    if (!staging_) staging_.reset(new Staging());
+    Chunk c{std::vector<uint8_t>(bytes, bytes + nbytes), std::vector<uint32_t>(words, words + nwords)};
+    s = staging_->chunks++ == 0 ? staging_->decode(std::move(c)) : staging_->enqueue(std::move(c));
+  } catch (const std::bad_alloc&) {
+    s = Status::Error(Code::kNoMemory, "out of memory while staging a batch");
+  }
+  if (!s.ok()) staging_.reset();
+  return s;
 }
 
 Status Table::commit(bool* changed) {
   *changed = false;
   if (!staging_) return Status::Ok();
+  if (Status s = staging_->finish(); !s.ok()) {
+    staging_.reset();
+    return s;
+  }
   // A commit may give a key id or a next-hop index to another name, with its count so far
   // as the new name's baseline: the owner's held hit belongs to the old one.
   settle_held(readers_[0]);

@@ -45,18 +45,27 @@ class BatchBuilder {
     return *this;
   }
   Status apply(Table& t, bool* changed = nullptr) {
-    std::vector<uint32_t> words{nops_, static_cast<uint32_t>(id_list_.size()),
-                                static_cast<uint32_t>(tag_list_.size())};
-    for (auto& p : id_list_) { words.push_back(p.first); words.push_back(p.second); }
-    for (auto& p : tag_list_) { words.push_back(p.first); words.push_back(p.second); }
-    words.insert(words.end(), ops_.begin(), ops_.end());
+    std::vector<uint32_t> w = words();
     bool dummy;
-    return t.apply(reinterpret_cast<const uint8_t*>(bytes_.data()), bytes_.size(), words.data(),
-                   words.size(), changed ? changed : &dummy);
+    return t.apply(reinterpret_cast<const uint8_t*>(bytes_.data()), bytes_.size(), w.data(),
+                   w.size(), changed ? changed : &dummy);
+  }
+  // Stages this builder's ops as one chunk of a batch the caller commits.
+  Status stage(Table& t) {
+    std::vector<uint32_t> w = words();
+    return t.stage(reinterpret_cast<const uint8_t*>(bytes_.data()), bytes_.size(), w.data(), w.size());
   }
 
  private:
   using Table_ = std::map<std::string, uint32_t>;
+  std::vector<uint32_t> words() const {
+    std::vector<uint32_t> w{nops_, static_cast<uint32_t>(id_list_.size()),
+                            static_cast<uint32_t>(tag_list_.size())};
+    for (auto& p : id_list_) { w.push_back(p.first); w.push_back(p.second); }
+    for (auto& p : tag_list_) { w.push_back(p.first); w.push_back(p.second); }
+    w.insert(w.end(), ops_.begin(), ops_.end());
+    return w;
+  }
   uint32_t put(const std::string& s) {
     uint32_t off = static_cast<uint32_t>(bytes_.size());
     bytes_ += s;

@@ -110,13 +110,15 @@ export class ForwardingTable {
     try {
       this.#encoder ??= new BatchEncoder();
       this.#encoder.encode(ops, (bytes, words) => native.stage(bytes, words));
+      // The core decodes a large batch's chunks while they are encoded: a chunk's error
+      // may come from a later stage() or from here.
+      return native.commit();
     } catch (e) {
       native.discard();
       throw firstProblem(ops) ?? e;
     } finally {
       this.#applying = false;
     }
-    return native.commit();
   }
 
   /**

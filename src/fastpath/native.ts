@@ -8,6 +8,7 @@ import { DmscError, dmscError } from '../errors.js';
 
 /** The addon's table class (see native/binding/addon.cpp). */
 export interface NativeTable {
+  /** Stages a chunk of a batch; a chunk after the first is decoded in the background, and its error comes from a later stage() or commit(). */
   stage(bytes: Uint8Array, words: Uint32Array): void;
   commit(): number;
   discard(): void;
