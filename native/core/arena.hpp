@@ -69,6 +69,7 @@ class Slab {
   Slab& operator=(const Slab&) = delete;
   ~Slab() {
     for (auto& c : chunks_) free_huge(c.first, c.second);
+    release_spare();
   }
 
   void* alloc(size_t bytes) {
@@ -98,11 +99,26 @@ class Slab {
   size_t reserved() const { return reserved_; }
   size_t in_use() const { return in_use_; }
 
+  // Chunks of kHugePage bytes from alloc_zeroed_huge, already faulted in by another
+  // thread, for grow() to take before it maps any; release_spare() unmaps those left.
+  // A bulk load's pages are then zeroed by the kernel on that thread, not during commit.
+  void adopt_spare(std::vector<void*>&& chunks) { spare_ = std::move(chunks); }
+  void release_spare() {
+    for (void* c : spare_) free_huge(c, kHugePage);
+    spare_.clear();
+  }
+
  private:
   // Chunks start small (a table with ten entries needs no huge page) and grow to 2 MiB.
   bool grow() {
-    size_t size = reserved_ >= kHugePage ? kHugePage : 64u << 10;
-    void* c = alloc_zeroed_huge(size);
+    size_t size = reserved_ >= kHugePage || !spare_.empty() ? kHugePage : 64u << 10;
+    void* c = nullptr;
+    if (size == kHugePage && !spare_.empty()) {
+      c = spare_.back();
+      spare_.pop_back();
+    } else {
+      c = alloc_zeroed_huge(size);
+    }
     if (!c) return false;
     chunks_.emplace_back(c, size);
     // The tail of the previous chunk is kept as free blocks of the largest class it fits.
@@ -120,6 +136,7 @@ class Slab {
   }
 
   std::vector<std::pair<void*, size_t>> chunks_;
+  std::vector<void*> spare_;
   char* cur_ = nullptr;
   size_t left_ = 0;
   size_t reserved_ = 0;

@@ -160,6 +160,12 @@ struct Staging {
   // bound what a caller that encodes faster than it decodes holds in memory.
   static constexpr size_t kMaxWaiting = 4;
   uint64_t chunks = 0;
+  // What the upserts' entries will take in the slab, and chunks of it the decoder thread
+  // faulted in meanwhile (Slab::adopt_spare): zeroing a bulk load's fresh pages cost as
+  // much as the rest of its commit.
+  uint64_t entry_bytes = 0;
+  std::vector<void*> spare;
+  void prefault();
   std::thread decoder;
   std::mutex mu;
   std::condition_variable cv;  // a chunk came or was taken, the input ended, or it failed
@@ -173,13 +179,15 @@ struct Staging {
   Status finish();
   void run();
   ~Staging() {
-    if (!decoder.joinable()) return;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      dropped = true;
+    if (decoder.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        dropped = true;
+      }
+      cv.notify_all();
+      decoder.join();
     }
-    cv.notify_all();
-    decoder.join();
+    for (void* c : spare) free_huge(c, kHugePage);
   }
 };
 
@@ -321,6 +329,7 @@ class ChunkDecoder {
       op.tagged |= ntags > 0;
       st_.hops.push_back(sh);
     }
+    if (!op.remove) st_.entry_bytes += (Version::bytes_for(nhops, len, op.tagged) + Slab::kGrain - 1) / Slab::kGrain * Slab::kGrain;
     st_.ops.push_back(op);
     return Status::Ok();
   }
@@ -465,12 +474,17 @@ Status BatchApplier::run(bool* changed) {
     for (Blob* b : blobs) std::free(b);
     return Status::Error(Code::kNoMemory, "out of memory while applying a batch");
   };
+  t_.slab_.adopt_spare(std::move(st_.spare));
   for (size_t w = 0; w < work.size(); ++w) {
     const StagedOp& op = ops_[work[w]];
     uint32_t n = op.remove ? 0 : op.nhops;
     versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len, op.tagged)));
-    if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) return undo();
+    if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) {
+      t_.slab_.release_spare();
+      return undo();
+    }
   }
+  t_.slab_.release_spare();
   for (uint32_t ref : new_tags) {
     blobs.push_back(Blob::make(st_.tags.at(ref).data(), st_.tags.at(ref).size()));
     if (!blobs.back()) return undo();
@@ -625,6 +639,7 @@ void Staging::run() {
     }
     cv.notify_all();  // room for the caller's next chunk
     Status s = decode(std::move(c));
+    if (s.ok()) prefault();
     if (!s.ok()) {
       std::lock_guard<std::mutex> lock(mu);
       failure = std::move(s);
@@ -632,6 +647,17 @@ void Staging::run() {
       cv.notify_all();
       return;
     }
+  }
+}
+
+void Staging::prefault() {
+  // Some of what the batch upserts may replace entries in place or reuse freed blocks:
+  // at most a chunk's worth is faulted in for nothing, and given back after the commit.
+  while (spare.size() * kHugePage < entry_bytes) {
+    auto* c = static_cast<volatile char*>(alloc_zeroed_huge(kHugePage));
+    if (!c) return;
+    for (size_t i = 0; i < kHugePage; i += 4096) c[i] = 0;
+    spare.push_back(const_cast<char*>(c));
   }
 }
 
