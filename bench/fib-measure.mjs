@@ -73,13 +73,20 @@ export function throughput({ addon, map, ref, fib, names, packed, batch, trials 
   return Object.fromEntries(Object.entries(xs).map(([k, v]) => [k, { ns: median(v), trials: v }]));
 }
 
-/** Loads `ops` into fresh tables `loads` times; the last table is kept. */
-export function timeLoads(make, ops, loads, gc) {
+// A full GC of the workload's heap (~650 MB for 1M ops) leaves the collector's threads
+// sweeping it for a few hundred ms after gc() returns; a load timed meanwhile shares the
+// two cores with them (the native load uses both), and measured 0.79-1.0 s against
+// 0.73-0.79 s once they were done.
+const SETTLE_MS = 500;
+
+/** Loads `ops` into fresh tables `loads` times, each after a full GC has settled; the last table is kept. */
+export async function timeLoads(make, ops, loads, gc) {
   const seconds = [];
   let table;
   for (let i = 0; i < loads; i++) {
     table?.close();
     gc();
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     table = make();
     const t0 = process.hrtime.bigint();
     table.apply(ops);

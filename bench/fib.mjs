@@ -113,13 +113,13 @@ for (const d of o.dists) names[d.key] = queries(ops, o.queries, d, o.seed);
 
 progress(`loading ForwardingTable (${Math.min(o.trials, 3)} loads into fresh tables)`);
 const addon = loadNative();
-const nativeLoad = timeLoads(() => new ForwardingTable(), ops, Math.min(o.trials, 3), gc);
+const nativeLoad = await timeLoads(() => new ForwardingTable(), ops, Math.min(o.trials, 3), gc);
 const fib = nativeLoad.table;
 progress('loading ReferenceTable');
-const refLoad = timeLoads(() => new ReferenceTable(), ops, 1, gc);
+const refLoad = await timeLoads(() => new ReferenceTable(), ops, 1, gc);
 const ref = refLoad.table;
 progress('loading the Map table');
-const mapLoad = timeLoads(() => new MapTable(rng(streamSeed(o.seed, 'picks'))), ops, 1, gc);
+const mapLoad = await timeLoads(() => new MapTable(rng(streamSeed(o.seed, 'picks'))), ops, 1, gc);
 const map = mapLoad.table;
 const load = {
   native: { seconds: nativeLoad.seconds, trials: nativeLoad.trials },
