@@ -289,7 +289,7 @@ const RUNS = {
 
 function pythonRun(label, extra) {
   const dir = pythonStubs();
-  return nodeRun(label, (n, onLine) => runChild(PYTHON, [join(here, 'push_client.py'), '--stubs', dir, '--addr', n.fibAddress, '--key', n.token, '--entries', String(N), '--batch', String(BATCH), ...extra], onLine));
+  return nodeRun(label, (n, onLine) => runChild(PYTHON, [join(here, 'push_client.py'), '--stubs', dir, '--addr', n.fibAddress, `--key=${n.token}`, '--entries', String(N), '--batch', String(BATCH), ...extra], onLine));
 }
 
 const cpu = cpus()[0]?.model ?? 'unknown cpu';

@@ -41,7 +41,7 @@ const DRIVER_MS = 50_000;
  */
 
 function drive(node: Proc, key: string, args: string[], onLine?: (line: Line) => void): Promise<Line[]> {
-  const child = spawn(PYTHON, [DRIVER, '--stubs', stubs, '--addr', node.fibApi!, '--key', key, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(PYTHON, [DRIVER, '--stubs', stubs, '--addr', node.fibApi!, `--key=${key}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   drivers.add(child);
   const lines: Line[] = [];
   let stderr = '';
@@ -359,6 +359,9 @@ describe('FIB programming from Python grpcio', () => {
     expect(only(lines, 'rpc_error', 'stranger').code).toBe('UNAUTHENTICATED');
     expect(lines.filter((l) => l.event === 'rpc_error' && l.call === 'get').map((l) => l.code)).toEqual(['UNAUTHENTICATED']);
     expect(lines.some((l) => l.event === 'opened' && l.session === 'stranger')).toBe(false);
+    // A key may begin with '-' (a 64th of them do): the driver takes it as a key, not an option.
+    const dashed = await steps(node, '-IsAKeyNotAnOption', [{ get: {} }]);
+    expect(dashed.filter((l) => l.event === 'rpc_error').map((l) => l.code)).toEqual(['UNAUTHENTICATED']);
     expect([...(await fib(node, '/capability/narrow')).keys()]).toEqual(['/capability/narrow/x']);
     expect((await fib(node, '/capability/wide')).size).toBe(0);
   });
