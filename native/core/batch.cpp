@@ -421,12 +421,16 @@ Status BatchApplier::run(bool* changed) {
   }
   if (work.empty()) return Status::Ok();
 
-  // Tag bits: every tag the surviving upserts use must fit in the dictionary.
+  // Tag bits: every tag the surviving upserts use must fit in the dictionary. And the
+  // next-hop ids not known yet. One pass over the hops for both: a bulk load's are
+  // millions, read from memory each time.
   std::vector<int> tag_bit(ntags_, -1);
   std::vector<uint32_t> new_tags;
+  std::vector<uint32_t> new_ids;
+  std::vector<int64_t> id_index(nids_, -1);
   for (uint32_t i : work) {
     const StagedOp& op = ops_[i];
-    for (uint32_t h = op.hop_begin; h < op.hop_begin + op.nhops; ++h)
+    for (uint32_t h = op.hop_begin; h < op.hop_begin + op.nhops; ++h) {
       for (uint32_t k = 0; k < hops_[h].ntags; ++k) {
         uint32_t ref = tag_refs_[hops_[h].tag_begin + k];
         if (tag_bit[ref] >= 0) continue;
@@ -437,15 +441,6 @@ Status BatchApplier::run(bool* changed) {
         }
         tag_bit[ref] = bit;
       }
-  }
-  if (t_.tags_.count() + new_tags.size() > kMaxTags)
-    return Status::Error(Code::kLimitExceeded, "a table holds at most 64 distinct tags");
-
-  // Next-hop ids not known yet, and key ids for new names.
-  std::vector<uint32_t> new_ids;
-  std::vector<int64_t> id_index(nids_, -1);
-  for (uint32_t i : work)
-    for (uint32_t h = ops_[i].hop_begin; h < ops_[i].hop_begin + ops_[i].nhops; ++h) {
       uint32_t ref = hops_[h].id;
       if (id_index[ref] != -1) continue;
       auto it = t_.nhs_.by_id.find(st_.ids.at(ref));
@@ -456,6 +451,9 @@ Status BatchApplier::run(bool* changed) {
         new_ids.push_back(ref);
       }
     }
+  }
+  if (t_.tags_.count() + new_tags.size() > kMaxTags)
+    return Status::Error(Code::kLimitExceeded, "a table holds at most 64 distinct tags");
   if (new_ids.size() > t_.nhs_.available())
     return Status::Error(Code::kLimitExceeded, "the table's next-hop id space is exhausted");
   const uint64_t keys_in_use = t_.next_key_ - t_.free_keys_.size();
