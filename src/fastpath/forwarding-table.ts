@@ -115,7 +115,7 @@ export class ForwardingTable {
       return native.commit();
     } catch (e) {
       native.discard();
-      throw firstProblem(ops) ?? e;
+      throw firstProblem(ops, e);
     } finally {
       this.#applying = false;
     }

@@ -1,8 +1,8 @@
 // Argument checks shared by ForwardingTable and ReferenceTable, so both reject the same
 // input with the same error before anything changes. The native core checks again what
 // it must not trust (bounds, UTF-8); these checks give users the precise message.
-import { DmscRangeError, DmscTypeError } from '../errors.js';
-import { checkName, nameProblem } from '../names.js';
+import { DmscError, DmscRangeError, DmscTypeError } from '../errors.js';
+import { checkName, MAX_NAME_BYTES, nameProblem } from '../names.js';
 import type { FibOp, Health, HealthState, NextHop } from './types.js';
 
 // The name grammar lives in one module, shared by every surface; these are its uses here.
@@ -125,11 +125,13 @@ const idScratch: string[] = [];
  * getters or a caller changing its objects mid-call cannot get past validation; the
  * first problem throws its typed error. Returns the number of ops.
  *
- * With `deferText`, the text checks of names, ids and tags (grammar, length, NUL) are
- * left to a consumer that makes them itself on exactly what it uses: the native core,
- * whose grammar is held to this module's (test/names.test.ts). Only their type is checked
- * here, and a string that is not well-formed must be refused by the consumer before it
- * becomes UTF-8. Whatever either side throws is then not the first problem in the batch:
+ * With `deferText`, the text checks of names, ids and tags (grammar, UTF-8 length, NUL)
+ * are left to a consumer that makes them itself on exactly what it uses: the native
+ * core, whose grammar is held to this module's (test/names.test.ts). Only their type and
+ * a bound on their length are checked here (a string longer than its bound in UTF-16
+ * units is longer in UTF-8 too), so that nothing huge is copied before it is refused;
+ * and a string that is not well-formed must be refused by the consumer before it
+ * becomes UTF-8. What either side throws is then not always the batch's first problem:
  * the caller finds that with `firstProblem`. This is the bulk path's biggest saving:
  * the text was checked twice, once here and once in the core.
  */
@@ -140,7 +142,7 @@ export function walkOps(ops: unknown, v: OpVisitor, deferText = false): number {
     const op: unknown = ops[i];
     if (typeof op !== 'object' || op === null) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} must be an object`);
     const { op: kind, prefix } = op as { op?: unknown; prefix?: unknown };
-    if (typeof prefix !== 'string' || (!deferText && nameProblem(prefix) !== null)) checkName(prefix, `${opAt(i)}.prefix`);
+    if (typeof prefix !== 'string' || (deferText ? prefix.length > MAX_NAME_BYTES : nameProblem(prefix) !== null)) checkName(prefix, `${opAt(i)}.prefix`);
     if (kind === 'remove') {
       if ('nextHops' in op) throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${opAt(i)} is a remove with nextHops`);
       v.op(i, true, prefix as string, 0);
@@ -184,7 +186,7 @@ function walkHop(hop: unknown, i: number, h: number, v: OpVisitor, deferText: bo
     throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(i, h)} must be an object, got ${describe(hop)}`);
   }
   const { id, weight, priority, tags } = hop as { id?: unknown; weight?: unknown; priority?: unknown; tags?: unknown };
-  if (deferText ? typeof id !== 'string' : !isId(id)) throw bytesProblem(id, MAX_ID_BYTES, `${hopAt(i, h)}.id`)!;
+  if (deferText ? typeof id !== 'string' || id.length > MAX_ID_BYTES : !isId(id)) throw bytesProblem(id, MAX_ID_BYTES, `${hopAt(i, h)}.id`)!;
   // The core refuses a duplicate too, but an entry's ids are few and comparing them here
   // costs less than a message built from the core's.
   for (let j = 0; j < h; j++) if (idScratch[j] === id) throw duplicateHop(i, h, id as string);
@@ -220,7 +222,7 @@ function walkHop(hop: unknown, i: number, h: number, v: OpVisitor, deferText: bo
   v.hop(id as string, w, p, tagCount);
   for (let t = 0; t < tagCount; t++) {
     const tag: unknown = (tags as unknown[])[t];
-    if (deferText ? typeof tag !== 'string' : !isTag(tag)) throw bytesProblem(tag, MAX_TAG_BYTES, `${hopAt(i, h)}.tags[${t}]`)!;
+    if (deferText ? typeof tag !== 'string' || tag.length > MAX_TAG_BYTES : !isTag(tag)) throw bytesProblem(tag, MAX_TAG_BYTES, `${hopAt(i, h)}.tags[${t}]`)!;
     v.tag(tag as string);
   }
 }
@@ -229,14 +231,25 @@ export function duplicateHop(op: number, i: number, id: string): DmscTypeError {
   return new DmscTypeError('ERR_DMSC_DUPLICATE_NEXT_HOP', `${hopAt(op, i)}: next hop '${id}' appears twice in one entry`);
 }
 
+/** What the checks of a batch's values, here or in the core, throw. */
+const CHECK_CODES: ReadonlySet<string> = new Set([
+  'ERR_DMSC_INVALID_NAME', 'ERR_DMSC_INVALID_ARGUMENT', 'ERR_DMSC_OUT_OF_RANGE', 'ERR_DMSC_LIMIT_EXCEEDED',
+  'ERR_DMSC_DUPLICATE_NEXT_HOP', 'ERR_DMSC_MALFORMED_BATCH',
+]);
+
 /**
- * The first problem of a batch, as the full checks of walkOps find it; null when they find
- * none. For a caller whose deferred checks failed: its error may name a later op.
+ * The error to throw for a batch whose walk with deferred checks failed with `error`:
+ * the first problem the full checks find, when `error` is a check's (it may name a later
+ * op than the first bad one); else `error` itself, such as the caller's own exception from
+ * a getter, or a table that is busy or out of memory. The batch is read a second time, so
+ * a getter runs again.
  */
-export function firstProblem(ops: unknown): unknown {
+export function firstProblem(ops: unknown, error: unknown): unknown {
+  // DmscError's instanceof takes in its Type and Range kin, and the core's errors.
+  if (!(error instanceof DmscError) || !CHECK_CODES.has(error.code)) return error;
   try {
     walkOps(ops, { op() {}, hop() {}, tag() {} });
-    return null;
+    return error;
   } catch (e) {
     return e;
   }

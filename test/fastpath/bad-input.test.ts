@@ -1,6 +1,7 @@
 // Every bad argument gets a typed error and leaves the table as it was.
 import { describe, expect, it } from 'vitest';
 import { DmscError, ForwardingTable } from '../../src/index.js';
+import { BatchEncoder } from '../../src/fastpath/encode.js';
 import { IMPLEMENTATIONS, type AnyTable } from './tables.js';
 
 function expectCode(fn: () => unknown, code: string, cls?: ErrorConstructor): void {
@@ -202,5 +203,25 @@ describe('ForwardingTable views and tokens', () => {
     for (const v of views) v.close();
     expect(fib.stats().readers).toBe(0);
     fib.close();
+  });
+});
+
+describe('the bulk encoder', () => {
+  it('refuses a string past its length bound before copying it, and anything else at the core', () => {
+    // The core checks the text, but a string a million units long must not be copied
+    // into the encoder's buffer (which the table keeps) to be refused there.
+    const enc = new BatchEncoder();
+    let chunks = 0;
+    const sink = () => {
+      chunks++;
+    };
+    const hop = (id: string, tags?: string[]) => [{ op: 'upsert' as const, prefix: '/a', nextHops: [{ id, ...(tags ? { tags } : {}) }] }];
+    expect(() => enc.encode(hop('i'.repeat(1_000_000)), sink)).toThrow('ops[0].nextHops[0].id must be 1 to 256 bytes');
+    expect(() => enc.encode(hop('x', ['t'.repeat(1_000_000)]), sink)).toThrow('ops[0].nextHops[0].tags[0] must be 1 to 64 bytes');
+    expect(() => enc.encode([{ op: 'upsert', prefix: `/${'n'.repeat(1_000_000)}`, nextHops: [{ id: 'x' }] }], sink)).toThrow(/ops\[0\]\.prefix.*longer than 1024 bytes/);
+    expect(chunks).toBe(0);
+    // Within the bound in UTF-16 units, past it in UTF-8: for the core to refuse.
+    enc.encode(hop('\u00e9'.repeat(200)), sink);
+    expect(chunks).toBe(1);
   });
 });

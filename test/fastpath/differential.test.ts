@@ -222,6 +222,11 @@ describe('ForwardingTable against ReferenceTable', () => {
       (o) => ({ ...o, nextHops: [{ id: 7 as unknown as string }] }),
       (o) => ({ ...o, nextHops: [{ id: 'n0', wieght: 1 } as NextHop] }),
       (o) => ({ ...o, nextHops: Array.from({ length: 65 }, (_, k) => ({ id: `h${k}` })) }),
+      (o) => ({ ...o, prefix: `/${'n'.repeat(1100)}` }),
+      (o) => ({ ...o, prefix: `/${'\u00e9'.repeat(600)}` }),
+      (o) => ({ ...o, nextHops: [{ id: 'i'.repeat(100_000) }] }),
+      (o) => ({ ...o, nextHops: [{ id: '\u00e9'.repeat(200) }] }),
+      (o) => ({ ...o, nextHops: [{ id: 'n0', tags: ['\u00e9'.repeat(40)] }] }),
     );
     const good = (i: number): FibOp => ({ op: 'upsert', prefix: `/c/p${i}`, nextHops: [{ id: `n${i % 5}` }, { id: `m${i % 3}`, tags: ['gdpr'] }] });
     fc.assert(
@@ -251,6 +256,34 @@ describe('ForwardingTable against ReferenceTable', () => {
       }),
       { numRuns: 60 },
     );
+  });
+
+  it('passes the caller\'s own exception through, and agrees on errors only the commit finds', () => {
+    const mine = new Error('from a getter');
+    // Throws at its first read, and gives a bad name after: a second read of the batch
+    // (to name its first problem) must not put that in place of the caller's error.
+    let reads = 0;
+    const throwing = { op: 'upsert', nextHops: [{ id: 'x' }] } as FibOp;
+    Object.defineProperty(throwing, 'prefix', {
+      enumerable: true,
+      get: () => {
+        if (reads++ % 2 === 0) throw mine;
+        return '/a//';
+      },
+    });
+    // 65 distinct tags: every op is valid, and the table's dictionary refuses the batch.
+    const tags = Array.from({ length: 30_000 }, (_, i): FibOp => ({ op: 'upsert', prefix: `/t/${i}`, nextHops: [{ id: 'x', tags: [`t${i % 65}`] }] }));
+    for (const make of [() => new ForwardingTable(), () => new ReferenceTable()]) {
+      const t = make();
+      try {
+        reads = 0;
+        expect(() => t.apply([{ op: 'upsert', prefix: '/ok', nextHops: [{ id: 'x' }] }, throwing])).toThrow(mine);
+        expect(() => t.apply(tags)).toThrow(expect.objectContaining({ code: 'ERR_DMSC_LIMIT_EXCEEDED', message: 'a table holds at most 64 distinct tags' }));
+        expect(t.size).toBe(0);
+      } finally {
+        t.close();
+      }
+    }
   });
 
   it('agrees on larger tables after growth and churn', () => {
