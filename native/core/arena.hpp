@@ -98,11 +98,16 @@ class Slab {
 
   size_t reserved() const { return reserved_; }
   size_t in_use() const { return in_use_; }
+  // Bytes of the reserved chunks not in use: free lists and the current chunk's tail.
+  size_t unused() const { return reserved_ - in_use_; }
 
   // Chunks of kHugePage bytes from alloc_zeroed_huge, already faulted in by another
   // thread, for grow() to take before it maps any; release_spare() unmaps those left.
   // A bulk load's pages are then zeroed by the kernel on that thread, not during commit.
-  void adopt_spare(std::vector<void*>&& chunks) { spare_ = std::move(chunks); }
+  void adopt_spare(std::vector<void*>&& chunks) {
+    release_spare();
+    spare_ = std::move(chunks);
+  }
   void release_spare() {
     for (void* c : spare_) free_huge(c, kHugePage);
     spare_.clear();
@@ -112,6 +117,7 @@ class Slab {
   // Chunks start small (a table with ten entries needs no huge page) and grow to 2 MiB.
   bool grow() {
     size_t size = reserved_ >= kHugePage || !spare_.empty() ? kHugePage : 64u << 10;
+    chunks_.reserve(chunks_.size() + 1);  // before a chunk is taken: nothing leaks if it throws
     void* c = nullptr;
     if (size == kHugePage && !spare_.empty()) {
       c = spare_.back();

@@ -23,6 +23,7 @@
 #include <deque>
 #include <mutex>
 #include <string_view>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -164,6 +165,7 @@ struct Staging {
   // faulted in meanwhile (Slab::adopt_spare): zeroing a bulk load's fresh pages cost as
   // much as the rest of its commit.
   uint64_t entry_bytes = 0;
+  uint64_t slab_unused = 0;  // what the slab had free when the batch began: used first
   std::vector<void*> spare;
   void prefault();
   std::thread decoder;
@@ -472,17 +474,20 @@ Status BatchApplier::run(bool* changed) {
     for (Blob* b : blobs) std::free(b);
     return Status::Error(Code::kNoMemory, "out of memory while applying a batch");
   };
-  t_.slab_.adopt_spare(std::move(st_.spare));
-  for (size_t w = 0; w < work.size(); ++w) {
-    const StagedOp& op = ops_[work[w]];
-    uint32_t n = op.remove ? 0 : op.nhops;
-    versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len, op.tagged)));
-    if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) {
-      t_.slab_.release_spare();
-      return undo();
+  {
+    // The chunks the decoder thread faulted in, for these allocations only.
+    struct Spare {
+      Slab& slab;
+      ~Spare() { slab.release_spare(); }
+    } spare{t_.slab_};
+    t_.slab_.adopt_spare(std::move(st_.spare));
+    for (size_t w = 0; w < work.size(); ++w) {
+      const StagedOp& op = ops_[work[w]];
+      uint32_t n = op.remove ? 0 : op.nhops;
+      versions[w] = static_cast<Version*>(t_.slab_.alloc(Version::bytes_for(n, op.len, op.tagged)));
+      if (!versions[w] || (reinterpret_cast<uintptr_t>(versions[w]) >> 48) != 0) return undo();
     }
   }
-  t_.slab_.release_spare();
   for (uint32_t ref : new_tags) {
     blobs.push_back(Blob::make(st_.tags.at(ref).data(), st_.tags.at(ref).size()));
     if (!blobs.back()) return undo();
@@ -616,10 +621,13 @@ Status BatchApplier::run(bool* changed) {
   return Status::Ok();
 }
 
+// Runs on the decoder thread too, where an exception would end the process.
 Status Staging::decode(Chunk&& c) {
   try {
     return ChunkDecoder(*this, c.bytes.data(), c.bytes.size(), c.words.data(), c.words.size()).run();
   } catch (const std::bad_alloc&) {
+    return Status::Error(Code::kNoMemory, "out of memory while staging a batch");
+  } catch (const std::length_error&) {
     return Status::Error(Code::kNoMemory, "out of memory while staging a batch");
   }
 }
@@ -648,14 +656,21 @@ void Staging::run() {
   }
 }
 
+// An estimate from above: an upsert the batch overrides, or one that leaves its entry as
+// it was, takes nothing. A batch that names the same prefixes many times faults in memory
+// the commit does not use; that is given back after it, and is no more than the staged
+// batch itself holds meanwhile. Memory it cannot have ends the prefault, not the batch.
 void Staging::prefault() {
-  // Some of what the batch upserts may replace entries in place or reuse freed blocks:
-  // at most a chunk's worth is faulted in for nothing, and given back after the commit.
-  while (spare.size() * kHugePage < entry_bytes) {
-    auto* c = static_cast<volatile char*>(alloc_zeroed_huge(kHugePage));
-    if (!c) return;
-    for (size_t i = 0; i < kHugePage; i += 4096) c[i] = 0;
-    spare.push_back(const_cast<char*>(c));
+  try {
+    spare.reserve(spare.size() + 1);
+    while (slab_unused + spare.size() * kHugePage < entry_bytes) {
+      auto* c = static_cast<volatile char*>(alloc_zeroed_huge(kHugePage));
+      if (!c) return;
+      for (size_t i = 0; i < kHugePage; i += 4096) c[i] = 0;
+      spare.push_back(const_cast<char*>(c));  // room reserved above
+      spare.reserve(spare.size() + 1);
+    }
+  } catch (const std::bad_alloc&) {
   }
 }
 
@@ -691,7 +706,10 @@ Status Staging::finish() {
 Status Table::stage(const uint8_t* bytes, size_t nbytes, const uint32_t* words, size_t nwords) {
   Status s;
   try {
-    if (!staging_) staging_.reset(new Staging());
+    if (!staging_) {
+      staging_.reset(new Staging());
+      staging_->slab_unused = slab_.unused();
+    }
     Chunk c{std::vector<uint8_t>(bytes, bytes + nbytes), std::vector<uint32_t>(words, words + nwords)};
     s = staging_->chunks++ == 0 ? staging_->decode(std::move(c)) : staging_->enqueue(std::move(c));
   } catch (const std::bad_alloc&) {

@@ -75,6 +75,22 @@ TEST(a_bad_chunk_anywhere_fails_the_batch_and_changes_nothing) {
   }
 }
 
+TEST(a_background_chunk_s_error_stops_the_producer_before_commit) {
+  Table t;
+  CHECK(chunk(0).stage(t).ok());
+  BatchBuilder bad = chunk(1);
+  bad.upsert("/bad//name", {{"x"}});
+  Status s = bad.stage(t);  // queued for the decoder thread: its error comes later
+  // The queue holds four chunks: a producer that goes on staging waits for room, which
+  // the failed decoder never makes, and is given the error instead.
+  for (int c = 2; c < 12 && s.ok(); ++c) s = chunk(c).stage(t);
+  CHECK(s.code == Code::kInvalidName);
+  CHECK_EQ(t.size(), uint64_t(0));
+  bool changed = true;
+  CHECK(t.commit(&changed).ok());  // nothing is left staged
+  CHECK(!changed);
+}
+
 TEST(a_batch_dropped_or_left_staged_stops_its_decoder) {
   {
     Table t;
