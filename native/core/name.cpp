@@ -116,6 +116,11 @@ inline uint64_t zero_bytes(uint64_t w) { return ~(((w & kLow7) + kLow7) | w | kL
 // Non-zero when some byte of w is below n (n <= 128): exact as to whether there is one.
 inline uint64_t bytes_below(uint64_t w, uint8_t n) { return (w - kOnes * n) & ~w & kHigh; }
 
+// Non-zero when w holds a refused ASCII byte (below).
+inline uint64_t refused_bytes(uint64_t w) {
+  return bytes_below(w, 0x21) | zero_bytes(w ^ (kOnes * 0x7F)) | zero_bytes(w ^ (kOnes * '\\'));
+}
+
 // An ASCII byte no name may hold: controls, space, DEL, backslash (all below 0x80, so
 // never part of a multi-byte UTF-8 sequence).
 inline bool refused_ascii(uint8_t c) { return c < 0x21 || c == 0x7F || c == '\\'; }
@@ -195,7 +200,7 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
   for (; i + 8 <= len; i += 8) {
     uint64_t w;
     std::memcpy(&w, p + i, 8);
-    if (bytes_below(w, 0x21) | zero_bytes(w ^ (kOnes * 0x7F)) | zero_bytes(w ^ (kOnes * '\\'))) return first_refused(p + i, 8);
+    if (refused_bytes(w)) return first_refused(p + i, 8);
     high |= w;
     for (uint64_t sl = zero_bytes(w ^ (kOnes * '/')); sl; sl &= sl - 1) {
       const size_t at = i + (static_cast<size_t>(__builtin_ctzll(sl)) >> 3);
@@ -205,17 +210,27 @@ NameError parse_name(const uint8_t* p, size_t len, ParsedName& out) {
     }
     state = mum(state ^ w, kK1);
   }
-  const uint64_t tail = load_partial(p + i, len - i);
-  for (size_t j = i; j < len; ++j) {
-    uint8_t c = p[j];
-    if (c == '/') {
-      if (j == 0) continue;
-      NameError e = separator(j, tail, i);
-      if (e != NameError::kOk) return e;
-    } else if (refused_ascii(c)) {
-      return ascii_error(c);
+  // The last 0-7 bytes as one word too, read as the name's last eight bytes shifted down
+  // when the name has eight (no byte-by-byte load), and checked with the bytes past the
+  // end read as 'a', which is neither refused nor a separator.
+  const size_t n = len - i;
+  uint64_t tail = 0;
+  if (n > 0) {
+    if (len >= 8) {
+      std::memcpy(&tail, p + len - 8, 8);
+      tail >>= 8 * (8 - n);
+    } else {
+      tail = load_partial(p, len);
     }
-    high |= c;
+    const uint64_t padded = tail | (~0ULL << (8 * n) & kOnes * 'a');
+    if (refused_bytes(padded)) return first_refused(p + i, n);
+    high |= tail;
+    for (uint64_t sl = zero_bytes(padded ^ (kOnes * '/')); sl; sl &= sl - 1) {
+      const size_t at = i + (static_cast<size_t>(__builtin_ctzll(sl)) >> 3);
+      if (at == 0) continue;  // the leading '/'
+      NameError e = separator(at, tail, i);
+      if (e != NameError::kOk) return e;
+    }
   }
   if (start == len) return NameError::kTrailingSlash;
   NameError e = separator(len, tail, i);
