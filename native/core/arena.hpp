@@ -72,6 +72,9 @@ class Slab {
     release_spare();
   }
 
+  // What a block for `bytes` takes: its size class's bytes.
+  static constexpr size_t block_bytes(size_t bytes) { return (bytes + kGrain - 1) / kGrain * kGrain; }
+
   void* alloc(size_t bytes) {
     size_t cls = (bytes + kGrain - 1) / kGrain;
     if (cls == 0 || cls > kMaxBytes / kGrain) return nullptr;
@@ -119,7 +122,7 @@ class Slab {
     size_t size = reserved_ >= kHugePage || !spare_.empty() ? kHugePage : 64u << 10;
     chunks_.reserve(chunks_.size() + 1);  // before a chunk is taken: nothing leaks if it throws
     void* c = nullptr;
-    if (size == kHugePage && !spare_.empty()) {
+    if (!spare_.empty()) {  // size is kHugePage then
       c = spare_.back();
       spare_.pop_back();
     } else {

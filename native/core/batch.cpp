@@ -331,7 +331,7 @@ class ChunkDecoder {
       op.tagged |= ntags > 0;
       st_.hops.push_back(sh);
     }
-    if (!op.remove) st_.entry_bytes += (Version::bytes_for(nhops, len, op.tagged) + Slab::kGrain - 1) / Slab::kGrain * Slab::kGrain;
+    if (!op.remove) st_.entry_bytes += Slab::block_bytes(Version::bytes_for(nhops, len, op.tagged));
     st_.ops.push_back(op);
     return Status::Ok();
   }
@@ -645,7 +645,6 @@ void Staging::run() {
     }
     cv.notify_all();  // room for the caller's next chunk
     Status s = decode(std::move(c));
-    if (s.ok()) prefault();
     if (!s.ok()) {
       std::lock_guard<std::mutex> lock(mu);
       failure = std::move(s);
@@ -653,6 +652,7 @@ void Staging::run() {
       cv.notify_all();
       return;
     }
+    prefault();
   }
 }
 
@@ -662,13 +662,12 @@ void Staging::run() {
 // batch itself holds meanwhile. Memory it cannot have ends the prefault, not the batch.
 void Staging::prefault() {
   try {
-    spare.reserve(spare.size() + 1);
     while (slab_unused + spare.size() * kHugePage < entry_bytes) {
+      spare.reserve(spare.size() + 1);  // before the chunk is mapped: nothing leaks if it throws
       auto* c = static_cast<volatile char*>(alloc_zeroed_huge(kHugePage));
       if (!c) return;
       for (size_t i = 0; i < kHugePage; i += 4096) c[i] = 0;
-      spare.push_back(const_cast<char*>(c));  // room reserved above
-      spare.reserve(spare.size() + 1);
+      spare.push_back(const_cast<char*>(c));
     }
   } catch (const std::bad_alloc&) {
   }
