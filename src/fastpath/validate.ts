@@ -57,6 +57,9 @@ export function tagProblem(tag: unknown, what: string): Problem | null {
 // Fast checks for the common case; a value they refuse goes to bytesProblem for the verdict.
 const isId = (s: unknown): boolean => typeof s === 'string' && bytesProblem(s, MAX_ID_BYTES, '') === null;
 const isTag = (s: unknown): boolean => typeof s === 'string' && bytesProblem(s, MAX_TAG_BYTES, '') === null;
+// The checks walkOps keeps when the text's are deferred: a string within its bound in
+// UTF-16 units.
+const within = (s: unknown, max: number): boolean => typeof s === 'string' && s.length <= max;
 const isInt = (v: unknown, max: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 
 function checkBytes(s: unknown, max: number, what: string): string {
@@ -186,7 +189,7 @@ function walkHop(hop: unknown, i: number, h: number, v: OpVisitor, deferText: bo
     throw new DmscTypeError('ERR_DMSC_INVALID_ARGUMENT', `${hopAt(i, h)} must be an object, got ${describe(hop)}`);
   }
   const { id, weight, priority, tags } = hop as { id?: unknown; weight?: unknown; priority?: unknown; tags?: unknown };
-  if (deferText ? typeof id !== 'string' || id.length > MAX_ID_BYTES : !isId(id)) throw bytesProblem(id, MAX_ID_BYTES, `${hopAt(i, h)}.id`)!;
+  if (!(deferText ? within(id, MAX_ID_BYTES) : isId(id))) throw bytesProblem(id, MAX_ID_BYTES, `${hopAt(i, h)}.id`)!;
   // The core refuses a duplicate too, but an entry's ids are few and comparing them here
   // costs less than a message built from the core's.
   for (let j = 0; j < h; j++) if (idScratch[j] === id) throw duplicateHop(i, h, id as string);
@@ -222,7 +225,7 @@ function walkHop(hop: unknown, i: number, h: number, v: OpVisitor, deferText: bo
   v.hop(id as string, w, p, tagCount);
   for (let t = 0; t < tagCount; t++) {
     const tag: unknown = (tags as unknown[])[t];
-    if (deferText ? typeof tag !== 'string' || tag.length > MAX_TAG_BYTES : !isTag(tag)) throw bytesProblem(tag, MAX_TAG_BYTES, `${hopAt(i, h)}.tags[${t}]`)!;
+    if (!(deferText ? within(tag, MAX_TAG_BYTES) : isTag(tag))) throw bytesProblem(tag, MAX_TAG_BYTES, `${hopAt(i, h)}.tags[${t}]`)!;
     v.tag(tag as string);
   }
 }

@@ -7,7 +7,7 @@
 import { DmscTypeError } from '../errors.js';
 import { describe } from '../fastpath/validate.js';
 import type { HealthState } from '../fastpath/types.js';
-import { Writer, writeOp } from './codec.js';
+import { Reader, Writer, writeOp } from './codec.js';
 import { WIRE_HEALTH } from './proto.js';
 
 const OP_KEYS: Readonly<Record<'upsert' | 'remove' | 'health', ReadonlySet<string>>> = {
@@ -245,18 +245,12 @@ function withGroups(inline: Buffer, grouped: readonly GroupedUpsert[], groups: r
     const at = w.begin(5);
     const from = w.pos;
     copyIn(w, inline, list.from, list.to);
-    // Upsert.next_hops (field 2) entries become NextHopGroup.next_hops (field 1) ones.
-    for (let p = from; p < w.pos;) {
-      w.buf[p] = (1 << 3) | 2;
-      let len = 0;
-      let shift = 1;
-      let q = p + 1;
-      for (let b = w.buf[q++]!; ; b = w.buf[q++]!) {
-        len += (b & 0x7f) * shift;
-        if (b < 0x80) break;
-        shift *= 128;
-      }
-      p = q + len;
+    // Upsert.next_hops (field 2) entries become NextHopGroup.next_hops (field 1) ones:
+    // each entry's tag is one byte, then its length.
+    for (const r = new Reader(w.buf, from, w.pos); r.pos < r.end;) {
+      w.buf[r.pos++] = (1 << 3) | 2;
+      const len = r.varint(); // read before r.pos is, for the sum
+      r.pos += len;
     }
     w.end(at);
   }
